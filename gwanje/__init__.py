@@ -1,0 +1,1 @@
+"""Gwanje domain: sample model, typed config, normalization, pipeline. No client libraries."""

@@ -1,0 +1,503 @@
+"""Typed configuration: the YAML files in config/ validated into pydantic models.
+
+Every model forbids unknown keys, so a typo in plant.yaml is an error that names the file, the
+key path and what is wrong, never a silently ignored option. Secrets (passwords, tokens) are
+never read from YAML: they come from the environment only (see `Secrets`).
+
+Files (in the config directory, `--config DIR` or GWANJE_CONFIG_DIR, default ./config):
+  plant.yaml   sites, lines, machines, machine classes (signals, PLC state codes)
+  system.yaml  MQTT broker, OPC UA endpoints, storage, spool, UI, simulator
+  shifts.yaml, alarms.yaml, notify.yaml  optional, owned by the engine and alert modules
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import Annotated
+
+from gwanje.model import MachineState
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Names(Strict):
+    """A display name in Korean and English (the UI shows the user's language)."""
+
+    ko: str = Field(min_length=1, max_length=80)
+    en: str = Field(min_length=1, max_length=80)
+
+    def get(self, lang: str) -> str:
+        return self.ko if lang == "ko" else self.en
+
+
+# ---------------------------------------------------------------------------- plant.yaml
+SignalKind = Literal["analog", "counter", "state", "text"]
+
+
+class SignalDef(Strict):
+    id: Id
+    name: Names
+    unit: str = ""
+    kind: SignalKind = "analog"
+    # display range for gauges and trend axes; alarms have their own limits
+    range: Optional[tuple[float, float]] = None
+    # OPC UA only: the node id or browse path of this signal when it does not follow the
+    # endpoint's node_template (e.g. "ns=3;i=1042" or "0:Objects/2:Press1/2:Tonnage")
+    node: Optional[str] = None
+
+
+class StateCodes(Strict):
+    """PLC codes (numbers or strings, as the machine reports them) for each machine state.
+    A code found in no list maps to `unknown` (and is counted), never guessed."""
+
+    running: list[float | str] = Field(min_length=1)
+    idle: list[float | str] = []
+    down: list[float | str] = []
+    setup: list[float | str] = []
+    planned_stop: list[float | str] = []
+
+    def mapping(self) -> dict[float | str, MachineState]:
+        out: dict[float | str, MachineState] = {}
+        for state in ("running", "idle", "down", "setup", "planned_stop"):
+            for code in getattr(self, state):
+                key = float(code) if isinstance(code, (int, float)) else code
+                if key in out:
+                    raise ValueError(f"state code {code!r} appears in both {out[key].value} and {state}")
+                out[key] = MachineState(state)
+        return out
+
+    @model_validator(mode="after")
+    def _unique(self) -> "StateCodes":
+        self.mapping()
+        return self
+
+
+class MachineClass(Strict):
+    name: Names
+    signals: list[SignalDef] = Field(min_length=1)
+    state_codes: StateCodes
+    # which signals carry the state and the part counters (ids in `signals`)
+    state_signal: Id = "state"
+    total_signal: Optional[Id] = "part_count_total"
+    good_signal: Optional[Id] = "part_count_good"
+    reject_signal: Optional[Id] = "part_count_reject"
+
+    @model_validator(mode="after")
+    def _refs(self) -> "MachineClass":
+        ids = [s.id for s in self.signals]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate signal ids {sorted(dup)}")
+        for ref in ("state_signal", "total_signal", "good_signal", "reject_signal"):
+            v = getattr(self, ref)
+            if v is not None and v not in ids:
+                raise ValueError(f"{ref} {v!r} is not one of the class's signals {ids}")
+        return self
+
+
+ProcessType = Literal["cnc", "forging", "injection", "assembly", "press"]
+
+
+class MachineDef(Strict):
+    id: Id
+    name: Names
+    klass: str = Field(alias="class")
+    source: Literal["mqtt", "opcua"]
+    ideal_cycle_s: float = Field(gt=0, description="ideal cycle time per part, seconds")
+    counter_bits: Literal[16, 32, 64] = 32
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LineDef(Strict):
+    id: Id
+    name: Names
+    process: ProcessType
+    # the machine whose output is the line's output (line OEE); default: the last machine
+    output_machine: Optional[Id] = None
+    machines: list[MachineDef] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _refs(self) -> "LineDef":
+        ids = [m.id for m in self.machines]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate machine ids {sorted(dup)}")
+        if self.output_machine is not None and self.output_machine not in ids:
+            raise ValueError(f"output_machine {self.output_machine!r} is not a machine of the line {ids}")
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.output_machine or self.machines[-1].id
+
+
+class SiteDef(Strict):
+    id: Id
+    name: Names
+    # name of the OPC UA endpoint (system.yaml opcua.endpoints) serving this site's OPC UA machines
+    opcua_endpoint: Optional[str] = None
+    lines: list[LineDef] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _refs(self) -> "SiteDef":
+        ids = [ln.id for ln in self.lines]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate line ids {sorted(dup)}")
+        return self
+
+
+class PlantDef(Strict):
+    name: Names
+    timezone: str = "Asia/Seoul"
+    # a machine whose newest sample is older than this is shown as stale / state unknown
+    stale_after_s: float = Field(10.0, gt=0)
+    machine_classes: dict[Id, MachineClass]
+    sites: list[SiteDef] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _refs(self) -> "PlantDef":
+        ids = [s.id for s in self.sites]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate site ids {sorted(dup)}")
+        for s in self.sites:
+            for ln in s.lines:
+                for m in ln.machines:
+                    if m.klass not in self.machine_classes:
+                        raise ValueError(
+                            f"sites[{s.id}].lines[{ln.id}].machines[{m.id}]: class {m.klass!r} is not "
+                            f"defined in machine_classes {sorted(self.machine_classes)}"
+                        )
+                    if m.source == "opcua" and not s.opcua_endpoint:
+                        raise ValueError(
+                            f"sites[{s.id}]: machine {m.id} has source opcua but the site has no opcua_endpoint"
+                        )
+        return self
+
+
+# --------------------------------------------------------------------------- system.yaml
+class TlsConfig(Strict):
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    insecure: bool = False  # skip hostname verification (lab use only)
+
+
+class MqttConfig(Strict):
+    # empty: the embedded demo starts an in-process broker. Otherwise mqtt://host:port or
+    # mqtts://host:port (TLS). Environment GWANJE_MQTT_URL overrides.
+    url: Optional[str] = None
+    client_id: str = "gwanje-collector"
+    qos: Literal[0, 1] = 1
+    clean_start: bool = False  # persistent session: the broker keeps QoS 1 messages while we are away
+    keepalive_s: int = Field(30, ge=5)
+    # may use shared subscriptions ($share/<group>/...) to scale collectors out
+    subscriptions: list[str] = ["gwanje/#", "spBv1.0/#"]
+    # topic levels mapped to sample fields; a template without {signal} carries several
+    # signals in its JSON payload. First match wins.
+    topic_templates: list[str] = [
+        "gwanje/{site}/{line}/{machine}",
+        "gwanje/{site}/{line}/{machine}/{signal}",
+    ]
+    # Sparkplug B: spBv1.0/<group>/DDATA/<edge node>/<device>  ->  site / line / machine
+    sparkplug: bool = True
+    max_payload_bytes: int = Field(256 * 1024, gt=0)
+    tls: Optional[TlsConfig] = None
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+class OpcuaEndpoint(Strict):
+    name: str
+    url: str  # opc.tcp://host:port/path ; GWANJE_OPCUA_URL_<NAME> overrides
+    # None (demo only) or Basic256Sha256 with mode Sign / SignAndEncrypt
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Optional[str] = None
+    private_key: Optional[str] = None
+    server_certificate: Optional[str] = None
+    # node of a signal when SignalDef.node is not given
+    node_template: str = "ns=2;s={site}.{line}.{machine}.{signal}"
+    sampling_ms: float = Field(500, ge=0)
+    publishing_ms: float = Field(1000, gt=0)
+    queue_size: int = Field(10, ge=1)  # per monitored item, on the server
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+class OpcuaConfig(Strict):
+    endpoints: list[OpcuaEndpoint] = []
+
+
+class InfluxConfig(Strict):
+    url: str = "http://127.0.0.1:8086"  # GWANJE_INFLUX_URL
+    database: str = "gwanje"  # 1.x database, or 2.x/3.x bucket (DBRP-mapped)  GWANJE_INFLUX_DB
+    org: str = ""  # 2.x only  GWANJE_INFLUX_ORG
+    retention_policy: str = ""
+    timeout_s: float = 10.0
+    gzip: bool = True
+
+
+class StorageConfig(Strict):
+    kind: Literal["embedded", "influxdb"] = "embedded"  # GWANJE_STORAGE
+    embedded_file: str = "gwanje.duckdb"  # under the data dir
+    influxdb: InfluxConfig = InfluxConfig()
+    batch_size: int = Field(5000, gt=0)
+    flush_interval_ms: int = Field(200, gt=0)
+    queue_size: int = Field(200_000, gt=0)  # samples buffered in memory between collector and writer
+
+
+class SpoolConfig(Strict):
+    dir: str = "spool"  # under the data dir
+    max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    # what to do when the spool is full: drop the oldest batches (keep recent data) or
+    # refuse new ones (keep the oldest); both raise the spool-full alarm
+    policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+
+
+class UiConfig(Strict):
+    host: str = "127.0.0.1"  # GWANJE_HOST
+    port: int = Field(8050, ge=1, le=65535)  # GWANJE_PORT
+    refresh_ms: int = Field(2000, ge=250)
+    default_language: Literal["ko", "en"] = "ko"
+    trend_window_s: int = Field(900, gt=0)
+    trend_points: int = Field(600, gt=10)
+
+
+class SimulatorConfig(Strict):
+    seed: int = 7
+    period_s: float = Field(1.0, gt=0)  # one sample of every signal per machine per period
+    # OPC UA servers of the simulated sites listen on these endpoints (names as in opcua.endpoints)
+    enabled: bool = True
+
+
+class SystemDef(Strict):
+    # demo mode: no login on the dashboard, plain MQTT/OPC UA allowed. Outside demo mode
+    # (GWANJE_DEMO=0) the dashboard needs a login and brokers need credentials.
+    demo: bool = True
+    mqtt: MqttConfig = MqttConfig()
+    opcua: OpcuaConfig = OpcuaConfig()
+    storage: StorageConfig = StorageConfig()
+    spool: SpoolConfig = SpoolConfig()
+    ui: UiConfig = UiConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+
+
+# ------------------------------------------------------------------------ resolved model
+@dataclass(frozen=True)
+class MachineSpec:
+    """A machine with its class resolved: what collectors, engine and UI work with."""
+
+    site: str
+    line: str
+    machine: str
+    definition: MachineDef
+    klass: MachineClass
+    opcua_endpoint: Optional[str]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.site, self.line, self.machine)
+
+    @property
+    def signals(self) -> list[SignalDef]:
+        return self.klass.signals
+
+    def signal(self, signal_id: str) -> Optional[SignalDef]:
+        for s in self.klass.signals:
+            if s.id == signal_id:
+                return s
+        return None
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() names the file, the key path and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Config:
+    directory: Path
+    plant: PlantDef
+    system: SystemDef
+    raw_extra: dict[str, Any]  # other YAML files (shifts, alarms, notify) as loaded dicts
+
+    def machines(self) -> Iterator[MachineSpec]:
+        for s in self.plant.sites:
+            for ln in s.lines:
+                for m in ln.machines:
+                    yield MachineSpec(
+                        s.id, ln.id, m.id, m, self.plant.machine_classes[m.klass],
+                        s.opcua_endpoint if m.source == "opcua" else None,
+                    )
+
+    def machine(self, site: str, line: str, machine: str) -> Optional[MachineSpec]:
+        return self._index().get((site, line, machine))
+
+    def _index(self) -> dict[tuple[str, str, str], MachineSpec]:
+        idx = self.__dict__.get("_idx")
+        if idx is None:
+            idx = {m.key: m for m in self.machines()}
+            object.__setattr__(self, "_idx", idx)
+        return idx
+
+    def site(self, site_id: str) -> Optional[SiteDef]:
+        return next((s for s in self.plant.sites if s.id == site_id), None)
+
+    def line(self, site_id: str, line_id: str) -> Optional[LineDef]:
+        s = self.site(site_id)
+        return next((ln for ln in s.lines if ln.id == line_id), None) if s else None
+
+    def endpoint(self, name: str) -> Optional[OpcuaEndpoint]:
+        return next((e for e in self.system.opcua.endpoints if e.name == name), None)
+
+
+def _format_errors(fname: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{fname}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def _env_overrides(system: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """Non-secret settings the environment may override (12-factor deployments)."""
+    s = dict(system)
+
+    def put(path: tuple[str, ...], value: Any) -> None:
+        node = s
+        for p in path[:-1]:
+            node[p] = dict(node.get(p) or {})
+            node = node[p]
+        node[path[-1]] = value
+
+    if "GWANJE_DEMO" in env:
+        put(("demo",), env["GWANJE_DEMO"].strip().lower() not in ("0", "false", "no", "off", ""))
+    if env.get("GWANJE_MQTT_URL"):
+        put(("mqtt", "url"), env["GWANJE_MQTT_URL"])
+    if env.get("GWANJE_STORAGE"):
+        put(("storage", "kind"), env["GWANJE_STORAGE"])
+    if env.get("GWANJE_INFLUX_URL"):
+        put(("storage", "influxdb", "url"), env["GWANJE_INFLUX_URL"])
+    if env.get("GWANJE_INFLUX_DB"):
+        put(("storage", "influxdb", "database"), env["GWANJE_INFLUX_DB"])
+    if env.get("GWANJE_INFLUX_ORG"):
+        put(("storage", "influxdb", "org"), env["GWANJE_INFLUX_ORG"])
+    if env.get("GWANJE_HOST"):
+        put(("ui", "host"), env["GWANJE_HOST"])
+    if env.get("GWANJE_PORT"):
+        put(("ui", "port"), env["GWANJE_PORT"])
+    eps = (s.get("opcua") or {}).get("endpoints")
+    if eps:
+        new = []
+        for ep in eps:
+            ep = dict(ep)
+            key = "GWANJE_OPCUA_URL_" + str(ep.get("name", "")).upper().replace("-", "_")
+            if env.get(key):
+                ep["url"] = env[key]
+            new.append(ep)
+        put(("opcua", "endpoints"), new)
+    return s
+
+
+def default_config_dir() -> Path:
+    return Path(os.environ.get("GWANJE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "config")
+
+
+def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[dict[str, str]] = None) -> Config:
+    """Load and validate every config file; raise ConfigError naming file, key path, problem."""
+    d = Path(directory) if directory is not None else default_config_dir()
+    env = dict(os.environ) if env is None else env
+    if not d.is_dir():
+        raise ConfigError(f"{d}: config directory not found")
+    plant_path, system_path = d / "plant.yaml", d / "system.yaml"
+    try:
+        plant = PlantDef.model_validate(_read_yaml(plant_path))
+    except ValidationError as e:
+        raise ConfigError(_format_errors(str(plant_path), e)) from None
+    system_raw = _read_yaml(system_path) if system_path.exists() else {}
+    try:
+        system = SystemDef.model_validate(_env_overrides(system_raw, env))
+    except ValidationError as e:
+        raise ConfigError(_format_errors(str(system_path), e)) from None
+    endpoint_names = {e.name for e in system.opcua.endpoints}
+    for s in plant.sites:
+        if s.opcua_endpoint and s.opcua_endpoint not in endpoint_names:
+            raise ConfigError(
+                f"{plant_path}: sites.{s.id}.opcua_endpoint: {s.opcua_endpoint!r} is not an endpoint "
+                f"in {system_path} opcua.endpoints {sorted(endpoint_names)}"
+            )
+    extra = {}
+    for name in ("shifts", "alarms", "notify"):
+        p = d / f"{name}.yaml"
+        if p.exists():
+            extra[name] = _read_yaml(p)
+    return Config(directory=d, plant=plant, system=system, raw_extra=extra)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials, from the environment only. repr() never shows values."""
+
+    mqtt_username: Optional[str]
+    mqtt_password: Optional[str]
+    opcua_username: Optional[str]
+    opcua_password: Optional[str]
+    influx_token: Optional[str]
+    influx_username: Optional[str]
+    influx_password: Optional[str]
+    ui_secret_key: Optional[str]
+
+    @classmethod
+    def from_env(cls, env: Optional[dict[str, str]] = None) -> "Secrets":
+        e = os.environ if env is None else env
+        return cls(
+            e.get("GWANJE_MQTT_USERNAME"), e.get("GWANJE_MQTT_PASSWORD"),
+            e.get("GWANJE_OPCUA_USERNAME"), e.get("GWANJE_OPCUA_PASSWORD"),
+            e.get("GWANJE_INFLUX_TOKEN"), e.get("GWANJE_INFLUX_USERNAME"), e.get("GWANJE_INFLUX_PASSWORD"),
+            e.get("GWANJE_SECRET_KEY"),
+        )
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if v else None) for k, v in self.__dict__.items()}
+        return f"Secrets({shown})"

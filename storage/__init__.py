@@ -1,0 +1,1 @@
+"""Storage: one write + query interface (base.Store), adapters for InfluxDB and DuckDB."""

@@ -1,0 +1,71 @@
+"""The one storage interface every store implements and every reader uses.
+
+Writes are idempotent: a sample is identified by (site, line, machine, signal, ts) and an
+event by (kind, site, line, machine, key, ts); writing the same identity again replaces it.
+Numeric sample values and text sample values are kept apart (InfluxDB fixes a field's type),
+quality is kept with every sample.
+
+Raise StoreUnavailable when the store cannot be reached or refuses for a transient reason
+(the pipeline then spools the batch and retries); raise ValueError for a batch the store will
+never accept.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Optional, Sequence
+
+import polars as pl
+
+from gwanje.model import Event, Sample
+
+
+class StoreUnavailable(Exception):
+    """The store is down, unreachable or too slow: try again later (spool the batch)."""
+
+
+class Store(ABC):
+    name: str = "store"
+
+    # ------------------------------------------------------------------ writes
+    @abstractmethod
+    def write_samples(self, samples: Sequence[Sample]) -> None: ...
+
+    @abstractmethod
+    def write_events(self, events: Sequence[Event]) -> None: ...
+
+    # ------------------------------------------------------------------ reads
+    @abstractmethod
+    def latest(self, site: Optional[str] = None, line: Optional[str] = None,
+               machine: Optional[str] = None, since_ns: Optional[int] = None) -> list[Sample]:
+        """The newest sample of every series matching the filters (newer than since_ns)."""
+
+    @abstractmethod
+    def series(self, site: str, line: str, machine: str, signal: str, start_ns: int, end_ns: int,
+               max_points: int = 600) -> pl.DataFrame:
+        """Numeric values of one series in [start_ns, end_ns), ascending, as columns
+        ts (Int64, ns) and value (Float64). When the window holds more than max_points raw
+        points, it is downsampled to at most max_points buckets of equal width (mean per
+        bucket, ts = bucket start)."""
+
+    @abstractmethod
+    def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
+               line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,
+               limit: int = 10_000) -> list[Event]:
+        """Events of one kind in [start_ns, end_ns), ascending by ts (at most limit, the oldest)."""
+
+    @abstractmethod
+    def latest_events(self, kind: str, site: Optional[str] = None, line: Optional[str] = None,
+                      machine: Optional[str] = None) -> list[Event]:
+        """The newest event of the kind for every (site, line, machine, key)."""
+
+    @abstractmethod
+    def count_samples(self, start_ns: int, end_ns: int, site: Optional[str] = None,
+                      machine: Optional[str] = None, signal: Optional[str] = None) -> int:
+        """How many distinct samples are stored in the window (tests and the status page)."""
+
+    def ping(self) -> bool:
+        """True when the store answers."""
+        return True
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,11 @@
+"""Fixtures that start real servers on free ports in temp dirs (tests/fixtures/*)."""
+import logging
+
+pytest_plugins = [
+    "tests.fixtures.mosquitto",
+    "tests.fixtures.influxd",
+    "tests.fixtures.opcua",
+    "tests.fixtures.browser",
+]
+
+logging.getLogger("asyncua").setLevel(logging.WARNING)
