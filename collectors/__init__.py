@@ -1,4 +1,32 @@
 """Collectors: every source speaks to the rest only through collectors.base.
 
-The list of collectors is explicit (collectors.build), never a registry filled by imports.
+The list of collectors is explicit (build_collectors), never a registry filled by imports:
+one MQTT collector for the broker, one OPC UA collector per endpoint that serves machines.
 """
+from __future__ import annotations
+
+from typing import Optional
+
+from collectors.base import Collector, SampleSink
+from gwanje.config import Config, Secrets
+
+
+def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
+                     mqtt_url: Optional[str] = None) -> list[Collector]:
+    out: list[Collector] = []
+    machines = list(config.machines())
+    if any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug:
+        from collectors.mqtt import MqttCollector
+
+        url = mqtt_url or config.system.mqtt.url
+        if not url:
+            raise ValueError("MQTT machines are configured but no broker URL (mqtt.url / GWANJE_MQTT_URL)")
+        out.append(MqttCollector(config, sink, secrets, url=url))
+    used = {m.opcua_endpoint for m in machines if m.opcua_endpoint}
+    if used:
+        from collectors.opcua import OpcuaCollector
+
+        for ep in config.system.opcua.endpoints:
+            if ep.name in used:
+                out.append(OpcuaCollector(config, ep, sink, secrets))
+    return out

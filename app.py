@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Gwanje (관제) — plant-wide monitoring and control room.
+
+  python app.py                 the embedded demo: broker, simulated sites, collectors, engine,
+                                alarms, DuckDB under ./data and the control room on :8050
+  python app.py check-config    validate config/*.yaml and exit (0 ok, 2 invalid)
+  python app.py simulate        the simulated sites only, against mqtt.url
+  python app.py collect         collectors -> storage (InfluxDB or DuckDB), with engine and alarms
+  python app.py serve           the control room over the configured store
+
+Every subcommand reads --config DIR (GWANJE_CONFIG_DIR, default ./config) and --data-dir DIR
+(GWANJE_DATA_DIR, default ./data); --host/--port (GWANJE_HOST/GWANJE_PORT) set the UI address.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gwanje.config import ConfigError, Secrets, load_config  # noqa: E402
+from gwanje.security import security_problems  # noqa: E402
+
+log = logging.getLogger("gwanje")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Gwanje (관제) control room")
+    p.add_argument("command", nargs="?", default="demo",
+                   choices=["demo", "check-config", "simulate", "collect", "serve"])
+    p.add_argument("--config", default=os.environ.get("GWANJE_CONFIG_DIR") or str(ROOT / "config"),
+                   help="config directory (GWANJE_CONFIG_DIR)")
+    p.add_argument("--data-dir", default=os.environ.get("GWANJE_DATA_DIR") or str(ROOT / "data"),
+                   help="data directory for the embedded store and the spool (GWANJE_DATA_DIR)")
+    p.add_argument("--host", default=None, help="UI listen address (GWANJE_HOST)")
+    p.add_argument("--port", type=int, default=None, help="UI port (GWANJE_PORT)")
+    p.add_argument("--health-port", type=int, default=int(os.environ.get("GWANJE_HEALTH_PORT", "0") or 0),
+                   help="/healthz /readyz /metrics port for collect and simulate (GWANJE_HEALTH_PORT)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("GWANJE_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    logging.getLogger("amqtt").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    env = dict(os.environ)
+    if args.host:
+        env["GWANJE_HOST"] = args.host
+    if args.port:
+        env["GWANJE_PORT"] = str(args.port)
+    try:
+        config = load_config(args.config, env=env)
+    except ConfigError as e:
+        print(f"configuration error:\n{e}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        n = sum(1 for _ in config.machines())
+        print(f"config OK: {config.directory} — {len(config.plant.sites)} sites, "
+              f"{sum(len(s.lines) for s in config.plant.sites)} lines, {n} machines")
+        return 0
+
+    secrets = Secrets.from_env()
+    roles = {"demo": ("simulate", "collect", "serve")}.get(args.command, (args.command,))
+    problems = security_problems(config, secrets, roles)
+    if problems:
+        print("refusing to start outside demo mode:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 3
+
+    from runtime.process import Runtime, wait_forever
+
+    rt = Runtime(config, Path(args.data_dir), secrets)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    health = None
+    try:
+        if args.command == "demo":
+            rt.start_broker_if_needed()
+            rt.start_collect()
+            rt.start_simulator()
+        elif args.command == "simulate":
+            rt.start_simulator()
+        elif args.command == "collect":
+            rt.start_collect()
+        if args.command in ("collect", "simulate") and args.health_port:
+            from gwanje.health import HealthServer
+
+            health = HealthServer(rt.status, host=config.system.ui.host, port=args.health_port).start()
+        if args.command in ("demo", "serve"):
+            ui = rt.create_ui()
+            host, port = config.system.ui.host, config.system.ui.port
+            log.info("control room on http://%s:%d", host, port)
+            threading.Thread(target=lambda: (stop.wait(), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
+            try:
+                ui.run(host=host, port=port, debug=False)
+            except KeyboardInterrupt:
+                pass
+        else:
+            wait_forever(stop)
+    finally:
+        if health is not None:
+            health.stop()
+        rt.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
