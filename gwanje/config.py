@@ -60,11 +60,11 @@ class StateCodes(Strict):
     """PLC codes (numbers or strings, as the machine reports them) for each machine state.
     A code found in no list maps to `unknown` (and is counted), never guessed."""
 
-    running: list[float | str] = Field(min_length=1)
-    idle: list[float | str] = []
-    down: list[float | str] = []
-    setup: list[float | str] = []
-    planned_stop: list[float | str] = []
+    running: list[int | float | str] = Field(min_length=1)
+    idle: list[int | float | str] = []
+    down: list[int | float | str] = []
+    setup: list[int | float | str] = []
+    planned_stop: list[int | float | str] = []
 
     def mapping(self) -> dict[float | str, MachineState]:
         out: dict[float | str, MachineState] = {}
