@@ -1,0 +1,395 @@
+"""A bounded on-disk spool: batches of samples wait here while the store is down or slow, and
+are replayed oldest first when it answers again. It survives a restart of the process.
+
+Layout (one directory): append-only segment files `seg-<seq>.spool`, each a run of records
+
+    magic "GWSP" | payload length u32 | crc32(payload) u32 | samples u32 | flags u8 | payload
+
+payload = zlib(JSON of the batch in columns: series table, series index, value, ts, quality
+code). JSON keeps float and text values apart exactly; zlib level 1 shrinks the repetitive
+names ~5x for little CPU. A segment is deleted only after its last record was acknowledged
+(written to the store); the read position inside the oldest segment is kept in `cursor.json`
+(replaced atomically after every acknowledgement; if it is lost, the segment is replayed
+from its start, which the idempotent stores absorb).
+
+Durability: with fsync=True (default) every record is fsync'ed before append() returns, so
+an accepted batch survives a power cut; with fsync=False it survives a crash of the process
+(kill -9) but not of the machine. A record torn by a crash mid-write is found when the spool
+is opened, counted (reason torn_record), cut off, and the records before it are kept.
+
+Size limit: when a new batch does not fit in max_bytes, the policy applies —
+drop_oldest deletes whole oldest segments (a segment is at most ~1/16 of max_bytes, so about
+6 % goes at a time), drop_newest refuses the new batch. Either way the loss is counted
+(dropped_batches, dropped_samples) and `full` is set; `full` clears once the spool has
+drained below half of max_bytes, so an alarm on it does not flap.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+import threading
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+from gwanje.model import Quality, Sample
+from gwanje.rejects import Rejects
+
+log = logging.getLogger("gwanje.spool")
+
+MAGIC = b"GWSP"
+HEADER = struct.Struct("<4sIIIB")
+FLAG_NOTIFIED = 1  # the pipeline's listeners have already seen this batch
+_SEG_RE = re.compile(r"^seg-(\d{12})\.spool$")
+Policy = Literal["drop_oldest", "drop_newest"]
+
+
+def encode_batch(samples: Sequence[Sample]) -> bytes:
+    """Samples -> compact bytes (see module docstring); decode_batch is the inverse."""
+    keys: dict[tuple[str, str, str, str], int] = {}
+    k: list[int] = []
+    v: list[float | str] = []
+    t: list[int] = []
+    q: list[int] = []
+    for s in samples:
+        key = (s.site, s.line, s.machine, s.signal)
+        i = keys.get(key)
+        if i is None:
+            i = keys[key] = len(keys)
+        k.append(i)
+        v.append(s.value)
+        t.append(s.ts)
+        q.append(s.quality.code)
+    doc = {"keys": list(keys), "k": k, "v": v, "t": t, "q": q}
+    return zlib.compress(json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), 1)
+
+
+def decode_batch(payload: bytes) -> list[Sample]:
+    doc = json.loads(zlib.decompress(payload))
+    keys = [tuple(x) for x in doc["keys"]]
+    return [Sample(*keys[i], value, ts, Quality.from_code(qc))
+            for i, value, ts, qc in zip(doc["k"], doc["v"], doc["t"], doc["q"])]
+
+
+@dataclass
+class _Segment:
+    seq: int
+    path: Path
+    size: int = 0  # bytes on disk, including acknowledged records
+    batches: int = 0  # records not yet acknowledged
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    samples: list[Sample]
+    notified: bool
+    token: tuple[int, int, int]  # (segment seq, offset, next offset): hand back to ack()
+
+
+class Spool:
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, policy: Policy = "drop_oldest",
+                 segment_bytes: Optional[int] = None, fsync: bool = True) -> None:
+        if policy not in ("drop_oldest", "drop_newest"):
+            raise ValueError(f"unknown spool policy {policy!r}")
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = int(max_bytes)
+        self.policy: Policy = policy
+        self.segment_bytes = int(segment_bytes or max(4096, min(self.max_bytes // 16, 16 * 1024 * 1024)))
+        self.fsync = fsync
+        self.rejects = Rejects("spool")
+        self._lock = threading.RLock()
+        self._segments: list[_Segment] = []
+        self._head_off = 0  # read position in the oldest segment
+        self._wfile = None  # append handle of the newest segment
+        self._next_seq = 0
+        self._rfile = None  # (seq, handle) of the oldest segment, for reading
+        self.dropped_batches = 0
+        self.dropped_samples = 0
+        self.appended_batches = 0
+        self.acked_batches = 0
+        self.full = False
+        self.full_events = 0  # how many times the policy had to apply
+        self._open_existing()
+
+    # ----------------------------------------------------------------- opening
+    def _open_existing(self) -> None:
+        found = sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := _SEG_RE.match(p.name)))
+        cursor_seq, cursor_off = self._read_cursor()
+        self._next_seq = max([cursor_seq + 1] + [seq + 1 for seq, _ in found])
+        for n, (seq, path) in enumerate(found):
+            if seq < cursor_seq:  # fully acknowledged; the crash came before its deletion
+                path.unlink(missing_ok=True)
+                continue
+            seg = _Segment(seq, path)
+            start = cursor_off if seq == cursor_seq else 0
+            self._scan(seg, start, last=(n == len(found) - 1))
+            if not self._segments:
+                self._head_off = start if seq == cursor_seq else 0
+            self._segments.append(seg)
+        if self._segments:
+            log.warning("spool %s holds %d batches (%d samples, %d bytes) from a previous run",
+                        self.dir, self.batches, self.samples, self.bytes)
+
+    def _read_cursor(self) -> tuple[int, int]:
+        try:
+            c = json.loads((self.dir / "cursor.json").read_text())
+            return int(c["seq"]), int(c["offset"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return -1, 0
+
+    def _scan(self, seg: _Segment, start: int, last: bool) -> None:
+        """Count the segment's records after `start`; cut off a torn tail."""
+        size = seg.path.stat().st_size
+        good_end = 0
+        with open(seg.path, "rb") as f:
+            off = 0
+            while off < size:
+                f.seek(off)
+                head = f.read(HEADER.size)
+                if len(head) < HEADER.size:
+                    break
+                magic, length, _crc, n, _flags = HEADER.unpack(head)
+                if magic != MAGIC or off + HEADER.size + length > size:
+                    break
+                off += HEADER.size + length
+                good_end = off
+                if off > start:
+                    seg.batches += 1
+                    seg.samples += n
+        if good_end < size:
+            reason = "torn_record" if last else "corrupt_segment_tail"
+            self.rejects.reject(reason, f"{seg.path.name} at byte {good_end} of {size}")
+            if last:
+                with open(seg.path, "r+b") as f:
+                    f.truncate(good_end)
+                size = good_end
+        seg.size = size
+
+    # ----------------------------------------------------------------- writing
+    def append(self, samples: Sequence[Sample], notified: bool = True, sync: Optional[bool] = None) -> bool:
+        """Store a batch at the tail. False when it was refused (drop_newest and full, too big
+        for the spool, or a disk error) — the loss is counted."""
+        if not samples:
+            return True
+        payload = encode_batch(samples)
+        rec = HEADER.pack(MAGIC, len(payload), zlib.crc32(payload), len(samples),
+                          FLAG_NOTIFIED if notified else 0) + payload
+        with self._lock:
+            if len(rec) > self.max_bytes:
+                self._refuse(len(samples), "batch_larger_than_spool")
+                return False
+            if self.bytes + len(rec) > self.max_bytes:
+                if self.policy == "drop_newest":
+                    self._refuse(len(samples), "spool_full")
+                    return False
+                self._make_room(len(rec))
+            seg = self._write_segment()
+            try:
+                self._wfile.write(rec)
+                self._wfile.flush()
+                if self.fsync if sync is None else sync:
+                    os.fsync(self._wfile.fileno())
+            except OSError as e:
+                self._undo_write(seg)
+                self._refuse(len(samples), "write_error", str(e))
+                return False
+            seg.size += len(rec)
+            seg.batches += 1
+            seg.samples += len(samples)
+            self.appended_batches += 1
+            return True
+
+    def _write_segment(self) -> _Segment:
+        tail = self._segments[-1] if self._segments else None
+        # after a restart we never append to an old segment: its tail may have been repaired
+        if tail is None or self._wfile is None or tail.size >= self.segment_bytes:
+            self._close_write()
+            tail = _Segment(self._next_seq, self.dir / f"seg-{self._next_seq:012d}.spool")
+            self._next_seq += 1
+            self._segments.append(tail)
+            if len(self._segments) == 1:
+                self._head_off = 0
+            self._wfile = open(tail.path, "ab")
+        return tail
+
+    def _undo_write(self, seg: _Segment) -> None:
+        try:
+            self._wfile.truncate(seg.size)
+        except (OSError, ValueError):
+            self._close_write()
+
+    def _close_write(self) -> None:
+        if self._wfile is not None:
+            try:
+                self._wfile.close()
+            except OSError:
+                pass
+            self._wfile = None
+
+    def _refuse(self, n: int, reason: str, detail: str = "") -> None:
+        self.dropped_batches += 1
+        self.dropped_samples += n
+        if reason == "spool_full":
+            self._set_full()
+        self.rejects.reject(reason, detail or f"{n} samples dropped")
+
+    def _set_full(self) -> None:
+        if not self.full:
+            log.error("spool %s full (%d of %d bytes): policy %s applies", self.dir, self.bytes,
+                      self.max_bytes, self.policy)
+            self.full_events += 1
+        self.full = True
+
+    def _make_room(self, need: int) -> None:
+        while self._segments and self.bytes + need > self.max_bytes:
+            seg = self._segments[0]
+            if len(self._segments) == 1:
+                # the oldest is also the one being written: start a new one so it can go
+                self._close_write()
+            self._drop_head_segment(count_as_lost=True)
+        self._set_full()
+
+    def _drop_head_segment(self, count_as_lost: bool) -> None:
+        seg = self._segments.pop(0)
+        if count_as_lost and seg.batches:
+            self.dropped_batches += seg.batches
+            self.dropped_samples += seg.samples
+            self.rejects.reject("spool_full", f"dropped oldest {seg.batches} batches ({seg.samples} samples)")
+        if self._rfile is not None and self._rfile[0] == seg.seq:
+            self._rfile[1].close()
+            self._rfile = None
+        if not self._segments:
+            self._close_write()
+        seg.path.unlink(missing_ok=True)
+        self._head_off = 0
+        self._write_cursor(seg.seq + 1, 0)
+
+    # ----------------------------------------------------------------- reading
+    def peek(self) -> Optional[SpooledBatch]:
+        """The oldest batch not yet acknowledged, or None when the spool is empty."""
+        with self._lock:
+            while self._segments:
+                seg = self._segments[0]
+                if self._head_off >= seg.size:
+                    self._drop_head_segment(count_as_lost=False)
+                    continue
+                f = self._reader(seg)
+                f.seek(self._head_off)
+                head = f.read(HEADER.size)
+                magic, length, crc, n, flags = HEADER.unpack(head) if len(head) == HEADER.size else (b"", 0, 0, 0, 0)
+                payload = f.read(length) if magic == MAGIC else b""
+                if magic != MAGIC or len(payload) != length:
+                    self._skip_rest(seg, "corrupt_record")
+                    continue
+                nxt = self._head_off + HEADER.size + length
+                if zlib.crc32(payload) != crc:
+                    self.rejects.reject("bad_checksum", f"{seg.path.name} at byte {self._head_off}")
+                    self._lose(seg, nxt, n)
+                    continue
+                try:
+                    samples = decode_batch(payload)
+                except (ValueError, KeyError, TypeError, zlib.error) as e:
+                    self.rejects.reject("undecodable_record", str(e))
+                    self._lose(seg, nxt, n)
+                    continue
+                return SpooledBatch(samples, bool(flags & FLAG_NOTIFIED), (seg.seq, self._head_off, nxt))
+            return None
+
+    def _reader(self, seg: _Segment):
+        if self._rfile is None or self._rfile[0] != seg.seq:
+            if self._rfile is not None:
+                self._rfile[1].close()
+            self._rfile = (seg.seq, open(seg.path, "rb"))
+        return self._rfile[1]
+
+    def _lose(self, seg: _Segment, nxt: int, n: int) -> None:
+        self.dropped_batches += 1
+        self.dropped_samples += n
+        seg.batches = max(0, seg.batches - 1)
+        seg.samples = max(0, seg.samples - n)
+        self._advance(seg, nxt)
+
+    def _skip_rest(self, seg: _Segment, reason: str) -> None:
+        self.rejects.reject(reason, f"{seg.path.name} at byte {self._head_off}; rest of segment skipped")
+        self.dropped_batches += seg.batches
+        self.dropped_samples += seg.samples
+        seg.batches = seg.samples = 0
+        if len(self._segments) == 1:
+            self._close_write()  # never append behind garbage
+        self._advance(seg, seg.size)
+
+    def _advance(self, seg: _Segment, nxt: int) -> None:
+        self._head_off = nxt
+        if nxt >= seg.size:  # all of it is in the store (an empty spool holds no files)
+            self._drop_head_segment(count_as_lost=False)
+        else:
+            self._write_cursor(seg.seq, nxt)
+
+    def ack(self, token: tuple[int, int, int], n_samples: int) -> None:
+        """The batch from peek() is in the store: forget it (delete its segment when done)."""
+        seq, off, nxt = token
+        with self._lock:
+            if not self._segments or self._segments[0].seq != seq or self._head_off != off:
+                return  # dropped by the size policy while it was being written
+            seg = self._segments[0]
+            seg.batches = max(0, seg.batches - 1)
+            seg.samples = max(0, seg.samples - n_samples)
+            self.acked_batches += 1
+            self._advance(seg, nxt)
+            if self.full and self.bytes < self.max_bytes // 2:
+                self.full = False
+                log.warning("spool %s below half of its limit again", self.dir)
+
+    def _write_cursor(self, seq: int, off: int) -> None:
+        tmp = self.dir / "cursor.json.tmp"
+        tmp.write_text(json.dumps({"seq": seq, "offset": off}))
+        os.replace(tmp, self.dir / "cursor.json")
+
+    # ----------------------------------------------------------------- state
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    @property
+    def batches(self) -> int:
+        with self._lock:
+            return sum(s.batches for s in self._segments)
+
+    @property
+    def samples(self) -> int:
+        with self._lock:
+            return sum(s.samples for s in self._segments)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "spool_bytes": self.bytes,
+                "spool_max_bytes": self.max_bytes,
+                "spool_batches": self.batches,
+                "spool_samples": self.samples,
+                "spool_segments": len(self._segments),
+                "spool_dropped_batches": self.dropped_batches,
+                "spool_dropped_samples": self.dropped_samples,
+                "spool_full": self.full,
+                "spool_full_events": self.full_events,
+                "spool_policy": self.policy,
+                "spool_rejects": self.rejects.counts(),
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_write()
+            if self._rfile is not None:
+                self._rfile[1].close()
+                self._rfile = None
