@@ -1,0 +1,173 @@
+"""The MQTT collector: one paho-mqtt 2.x client that subscribes to the plant's topics and hands
+decoded Samples (collectors.payloads) to a SampleSink.
+
+Delivery: QoS 1 with a persistent session (clean_session false, stable client id), so the
+broker keeps our messages while we are away; paho acknowledges a message only after
+on_message returned, i.e. after its samples reached the sink (at-least-once; stores are
+idempotent). Subscriptions are made in on_connect, which runs on every reconnect; paho's loop
+thread reconnects by itself with exponential back-off (mqtt.reconnect_min_s .. reconnect_max_s).
+
+on_message runs on paho's network thread: it only decodes and calls sink.submit (which never
+blocks) — no I/O, no waiting — so the loop keeps up with the broker (field notes: a lagging
+subscriber makes mosquitto drop messages). Credentials come from Secrets and are never logged.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collectors.base import SampleSink, SourceStatus
+from collectors.payloads import MessageDecoder
+from gwanje.config import Config, Secrets
+from gwanje.rejects import Rejects
+
+log = logging.getLogger("gwanje.collectors.mqtt")
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """mqtt://host[:port] or mqtts://host[:port] -> (host, port, tls)."""
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        raise ValueError(f"MQTT url {url!r}: bad port") from None
+    if u.scheme not in _DEFAULT_PORTS or not u.hostname:
+        raise ValueError(f"MQTT url {url!r}: expected mqtt://host:port or mqtts://host:port")
+    if u.username or u.password:
+        # credentials in a URL end up in logs and process lists: environment only
+        raise ValueError("MQTT url must not carry credentials; use GWANJE_MQTT_USERNAME/PASSWORD")
+    return u.hostname, port or _DEFAULT_PORTS[u.scheme], u.scheme == "mqtts"
+
+
+class MqttCollector:
+    """collectors.base.Collector for an MQTT broker (JSON unified namespace + Sparkplug B)."""
+
+    kind = "mqtt"
+
+    def __init__(self, config: Config, sink: SampleSink, secrets: Secrets, url: Optional[str] = None,
+                 client_id: Optional[str] = None, decoder: Optional[MessageDecoder] = None) -> None:
+        self.config = config
+        self.settings = config.system.mqtt
+        self.sink = sink
+        url = url or self.settings.url
+        if not url:
+            raise ValueError("no MQTT broker url (system.yaml mqtt.url or GWANJE_MQTT_URL)")
+        self.host, self.port, self.tls = parse_broker_url(url)
+        self.name = f"mqtt {self.host}:{self.port}"
+        self.client_id = client_id or self.settings.client_id
+        self.decoder = decoder or MessageDecoder(config)
+        self.rejects = Rejects(self.name)
+        self.messages_in = 0
+        self.samples_in = 0
+        self.connects = 0
+        self.last_data_ns: Optional[int] = None
+        self.connected = False
+        self.detail = "not started"
+        self._lock = threading.Lock()
+        self._client = self._make_client(secrets)
+        self._started = False
+
+    # ------------------------------------------------------------------ set-up
+    def _make_client(self, secrets: Secrets) -> paho.Client:
+        s = self.settings
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        clean_session=s.clean_start, protocol=paho.MQTTv311)
+        if secrets.mqtt_username:
+            c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
+        if self.tls:
+            t = s.tls
+            c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
+                      keyfile=t.key_file if t else None)
+            if t and t.insecure:
+                c.tls_insecure_set(True)
+        c.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
+        # paho's own outgoing queue is unused (we only subscribe); inflight bounds redelivery bursts
+        c.max_inflight_messages_set(100)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        # a bug in a callback must be logged, never kill the network thread
+        c.suppress_exceptions = True
+        return c
+
+    # ------------------------------------------------------------------ Collector
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.detail = f"connecting to {self.host}:{self.port}"
+        # connect_async + loop_start: returns at once; the loop thread retries the first
+        # connection too, so a broker that is down at start-up is not an error
+        self._client.connect_async(self.host, self.port, keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._client.disconnect()
+        # loop_stop joins without a timeout; do it in a helper thread so stop() keeps its bound
+        t = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
+        t.start()
+        t.join(timeout)
+        self.connected = False
+        self.detail = "stopped"
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            return SourceStatus(
+                name=self.name, kind=self.kind, connected=self.connected, samples_in=self.samples_in,
+                messages_in=self.messages_in, reconnects=max(0, self.connects - 1),
+                last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail)
+
+    # ------------------------------------------------------------------ paho callbacks
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        if reason_code.is_failure:
+            self.detail = f"broker refused the connection: {reason_code}"
+            log.warning("%s: %s", self.name, self.detail)
+            return
+        with self._lock:
+            self.connects += 1
+            self.connected = True
+        self.detail = f"connected (session present: {bool(flags.session_present)})"
+        qos = self.settings.qos
+        client.subscribe([(topic, qos) for topic in self.settings.subscriptions])
+        log.info("%s: %s", self.name, self.detail)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self.connected = False
+        if self._started:
+            self.detail = f"disconnected ({reason_code}); reconnecting"
+            log.warning("%s: %s", self.name, self.detail)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers should refuse these; never trust that
+            self.messages_in += 1
+            self.rejects.reject("bad_topic")
+            return
+        try:
+            samples, reasons = self.decoder.decode(topic, msg.payload)
+        except Exception:  # a decoder bug: count it, keep the loop alive, keep the next message
+            log.exception("%s: decoding a message on %r failed", self.name, topic[:200])
+            samples, reasons = [], ["decoder_error"]
+        for r in reasons:
+            self.rejects.reject(r, topic)
+        with self._lock:
+            self.messages_in += 1
+            if samples:
+                self.samples_in += len(samples)
+                self.last_data_ns = time.time_ns()
+        if samples:
+            self.sink.submit(samples)

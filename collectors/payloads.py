@@ -1,0 +1,229 @@
+"""Decoding one MQTT message (topic, payload bytes) into validated Samples and rejection
+reasons, for every format in docs/payloads.md: JSON on the unified-namespace topics
+(system.yaml mqtt.topic_templates) and Sparkplug B on spBv1.0/... (collectors.sparkplug).
+
+No I/O and no client library: the MQTT collector calls `MessageDecoder.decode` from paho's
+network thread, tests and benches call it directly. It never raises for bad input; a bad
+element of a batch rejects only that element. Message-level problems (too large, not JSON,
+unknown topic or machine, wrong shape, a bad shared "ts"/"quality") give one reason for the
+message; element-level problems give one reason per element.
+
+JSON objects must not carry keys other than the documented ones ("ts", "values", "quality",
+"signal", "value"): a typo such as "qualty" would otherwise silently turn bad data good, so
+it is a `bad_shape` rejection instead.
+
+Speed: topic templates are compiled to one regex each, once; per sample the work is a
+dict lookup, a type check and a Sample (no pydantic).
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional, Sequence
+
+from collectors.sparkplug import SparkplugDecoder
+from gwanje.config import Config
+from gwanje.model import BadValue, Quality, Sample, now_ns
+from gwanje.normalize import Normalizer, parse_ts
+
+Decoded = tuple[list[Sample], list[str]]
+
+_FIELDS = ("site", "line", "machine", "signal")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_QUALITIES = {q.value: q for q in Quality}
+
+# parse_ts reads integers in [1e11, 1e14) as epoch milliseconds and accepts times after
+# 2000-01-01 and at most a day ahead: the batch fast path applies the same rule in one check
+_MS_MIN = max(10**11, 946_684_800_000)
+_MS_MAX = 10**14 - 1
+_MAX_FUTURE_NS = 86_400 * 1_000_000_000
+
+_EXACT_INT = 2**53
+
+_ONE_KEYS = frozenset(("signal", "value", "ts", "quality"))
+_VALUES_KEYS = frozenset(("values", "ts", "quality"))
+_SIGNAL_KEYS = frozenset(("value", "ts", "quality"))
+
+
+class TopicTemplate:
+    """One topic template, e.g. "gwanje/{site}/{line}/{machine}/{signal}", compiled once.
+    A placeholder stands for one whole topic level or a part of it ("cell-{line}") and never
+    matches '/' or an empty string; MQTT wildcards are not allowed in templates."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        names = _PLACEHOLDER.findall(template)
+        unknown = [n for n in names if n not in _FIELDS]
+        if unknown:
+            raise ValueError(f"topic template {template!r}: unknown placeholder(s) {unknown}, use {list(_FIELDS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"topic template {template!r}: a placeholder appears twice")
+        if any(n not in names for n in ("site", "line", "machine")):
+            raise ValueError(f"topic template {template!r}: needs {{site}}, {{line}} and {{machine}}")
+        literal = _PLACEHOLDER.sub("\x00", template)
+        if "+" in literal or "#" in literal:
+            raise ValueError(f"topic template {template!r}: MQTT wildcards are not allowed")
+        parts = literal.split("\x00")
+        pattern = re.escape(parts[0]) + "".join(
+            f"(?P<{n}>[^/]+)" + re.escape(rest) for n, rest in zip(names, parts[1:]))
+        self._re = re.compile(pattern)
+        self.has_signal = "signal" in names
+
+    def match(self, topic: str) -> Optional[dict[str, str]]:
+        m = self._re.fullmatch(topic)
+        return m.groupdict() if m else None
+
+
+class JsonDecoder:
+    """JSON payloads on the configured topic templates (first matching template wins)."""
+
+    def __init__(self, templates: Sequence[str], normalizer: Normalizer) -> None:
+        self.templates = [TopicTemplate(t) for t in templates]
+        self.normalizer = normalizer
+        # machine -> {signal: kind}: the fast path's one lookup per sample
+        self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
+            m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
+
+    def decode(self, topic: str, payload: bytes, now: Optional[int] = None) -> Decoded:
+        names = None
+        for t in self.templates:
+            names = t.match(topic)
+            if names is not None:
+                break
+        if names is None:
+            return [], ["unknown_topic"]
+        site, line, machine = names["site"], names["line"], names["machine"]
+        kinds = self._kinds.get((site, line, machine))
+        if kinds is None:
+            return [], ["unknown_machine"]
+        try:
+            doc = json.loads(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            return [], ["bad_utf8"]
+        except (ValueError, RecursionError):  # JSONDecodeError, int too long, nesting
+            return [], ["bad_json"]
+        now = now_ns() if now is None else now
+        signal = names.get("signal")
+        if signal is not None:
+            return self._signal_topic(site, line, machine, signal, doc, now)
+        if isinstance(doc, list):
+            return self._batch(site, line, machine, kinds, doc, now)
+        if not isinstance(doc, dict):
+            return [], ["bad_shape"]
+        if "values" in doc:
+            return self._values(site, line, machine, kinds, doc, now)
+        if "signal" in doc:
+            return self._batch(site, line, machine, kinds, [doc], now)
+        return [], ["bad_shape"]
+
+    def _signal_topic(self, site: str, line: str, machine: str, signal: str, doc: Any, now: int) -> Decoded:
+        norm = self.normalizer
+        try:
+            if isinstance(doc, dict):
+                if "value" not in doc or not doc.keys() <= _SIGNAL_KEYS:
+                    return [], ["bad_shape"]
+                s = norm.sample(site, line, machine, signal, doc["value"], doc.get("ts"),
+                                _quality(doc.get("quality")), now)
+            elif isinstance(doc, list):
+                return [], ["bad_shape"]
+            else:
+                s = norm.sample(site, line, machine, signal, doc, None, Quality.GOOD, now)
+        except BadValue as e:
+            return [], [str(e)]
+        return [s], []
+
+    def _values(self, site: str, line: str, machine: str, kinds: dict[str, str], doc: dict[str, Any],
+                now: int) -> Decoded:
+        """{"ts": .., "values": {signal: value, ..}, "quality": ..}: one time for all values."""
+        values = doc["values"]
+        if not isinstance(values, dict) or not doc.keys() <= _VALUES_KEYS:
+            return [], ["bad_shape"]
+        try:
+            quality = _quality(doc.get("quality"))
+            # parsed once; a bad shared time rejects the message once, not once per value
+            ts = parse_ts(doc.get("ts"), now)
+        except BadValue as e:
+            return [], [str(e)]
+        samples: list[Sample] = []
+        rejects: list[str] = []
+        sample = self.normalizer.sample
+        for signal, raw in values.items():
+            kind = kinds.get(signal)
+            # fast path: a finite number for a numeric signal (what nearly every message
+            # carries); everything else goes through the Normalizer, which gives the reason
+            if kind is not None and kind != "text" and _plain_number(raw):
+                samples.append(Sample(site, line, machine, signal, float(raw), ts, quality))
+                continue
+            try:
+                samples.append(sample(site, line, machine, signal, raw, ts, quality, now))
+            except BadValue as e:
+                rejects.append(str(e))
+        return samples, rejects
+
+    def _batch(self, site: str, line: str, machine: str, kinds: dict[str, str], items: list[Any],
+               now: int) -> Decoded:
+        """[{"signal": .., "value": .., "ts": .., "quality": ..}, ..]; each element on its own."""
+        samples: list[Sample] = []
+        rejects: list[str] = []
+        sample = self.normalizer.sample
+        keys = _ONE_KEYS
+        # epoch milliseconds that parse_ts accepts, as one range check (the fast path below)
+        ms_lo, ms_hi = _MS_MIN, min(_MS_MAX, (now + _MAX_FUTURE_NS) // 1_000_000)
+        for item in items:
+            if type(item) is not dict or "value" not in item or not item.keys() <= keys:
+                rejects.append("bad_shape")
+                continue
+            signal = item.get("signal")
+            if type(signal) is not str:
+                rejects.append("bad_shape")
+                continue
+            raw = item["value"]
+            ts = item.get("ts")
+            q = item.get("quality")
+            kind = kinds.get(signal)
+            if (q is None and kind is not None and kind != "text" and _plain_number(raw)
+                    and type(ts) is int and ms_lo <= ts <= ms_hi):
+                samples.append(Sample(site, line, machine, signal, float(raw), ts * 1_000_000))
+                continue
+            try:
+                samples.append(sample(site, line, machine, signal, raw, ts,
+                                      Quality.GOOD if q is None else _quality(q), now))
+            except BadValue as e:
+                rejects.append(str(e))
+        return samples, rejects
+
+
+def _plain_number(raw: Any) -> bool:
+    """A finite float, or an int a float holds exactly: coerce_value would accept it as is.
+    (bool is not int here: type() is exact, so True takes the Normalizer's path.)"""
+    t = type(raw)
+    return (t is float and raw - raw == 0.0) or (t is int and -_EXACT_INT <= raw <= _EXACT_INT)
+
+
+def _quality(raw: Any) -> Quality:
+    if raw is None:
+        return Quality.GOOD
+    q = _QUALITIES.get(raw) if isinstance(raw, str) else None
+    if q is None:
+        raise BadValue("bad_quality")
+    return q
+
+
+class MessageDecoder:
+    """Every message format the MQTT collector accepts: Sparkplug B on spBv1.0/... (when
+    system.yaml mqtt.sparkplug is on), JSON on the topic templates, and a size limit first."""
+
+    def __init__(self, config: Config, normalizer: Optional[Normalizer] = None) -> None:
+        mqtt = config.system.mqtt
+        self.normalizer = normalizer or Normalizer(config)
+        self.max_payload_bytes = mqtt.max_payload_bytes
+        self.json = JsonDecoder(mqtt.topic_templates, self.normalizer)
+        self.sparkplug = SparkplugDecoder(self.normalizer) if mqtt.sparkplug else None
+
+    def decode(self, topic: str, payload: bytes, now: Optional[int] = None) -> Decoded:
+        """(samples, rejection reasons) for one message; never raises for bad input."""
+        if len(payload) > self.max_payload_bytes:
+            return [], ["payload_too_large"]
+        if self.sparkplug is not None and topic.startswith("spBv1.0/"):
+            return self.sparkplug.decode(topic, payload, now)
+        return self.json.decode(topic, payload, now)
