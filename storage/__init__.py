@@ -1,1 +1,33 @@
-"""Storage: one write + query interface (base.Store), adapters for InfluxDB and DuckDB."""
+"""Storage: one write + query interface (base.Store), adapters for InfluxDB and DuckDB.
+
+open_store() is the one place that turns configuration into a store; everything else only
+sees storage.base.Store.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from storage.base import Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from gwanje.config import Config, Secrets
+
+__all__ = ["Store", "StoreUnavailable", "open_store"]
+
+
+def open_store(config: "Config", data_dir: Path, secrets: "Secrets") -> Store:
+    """The store config.system.storage names, started: the embedded DuckDB file under data_dir,
+    or InfluxDB (credentials from secrets, i.e. the environment). InfluxDB's start() raises
+    StoreUnavailable when the server cannot be reached."""
+    sc = config.system.storage
+    if sc.kind == "embedded":
+        from storage.embedded import EmbeddedStore
+
+        return EmbeddedStore(Path(data_dir) / sc.embedded_file)
+    from storage.influx import InfluxStore
+
+    ic = sc.influxdb
+    return InfluxStore(ic.url, ic.database, token=secrets.influx_token, username=secrets.influx_username,
+                       password=secrets.influx_password, org=ic.org, timeout_s=ic.timeout_s,
+                       gzip=ic.gzip, retention_policy=ic.retention_policy).start()

@@ -1,0 +1,216 @@
+"""Embedded store: DuckDB in one file (or in memory), the default when no InfluxDB is set up.
+
+One DuckDB connection per store; every call works on its own cursor (DuckDB's per-thread
+handle on the same database), so the writer thread and Dash callbacks may call at once.
+Writes are serialised by a lock: two upserts of the same key in parallel would conflict.
+
+A batch is inserted from an Arrow table in one statement (not row by row) with
+INSERT OR REPLACE on the identity key, so a re-delivered sample or event overwrites itself.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Optional, Sequence
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from gwanje.model import Event, Quality, Sample
+from gwanje.rejects import Rejects
+from storage.base import Store
+from storage.checks import event_json, sample_problem, series_problem
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    site VARCHAR NOT NULL, line VARCHAR NOT NULL, machine VARCHAR NOT NULL, signal VARCHAR NOT NULL,
+    ts BIGINT NOT NULL, value DOUBLE, text VARCHAR, quality TINYINT NOT NULL,
+    PRIMARY KEY (site, line, machine, signal, ts));
+CREATE TABLE IF NOT EXISTS events (
+    kind VARCHAR NOT NULL, site VARCHAR NOT NULL, line VARCHAR NOT NULL, machine VARCHAR NOT NULL,
+    key VARCHAR NOT NULL, ts BIGINT NOT NULL, data VARCHAR NOT NULL,
+    PRIMARY KEY (kind, site, line, machine, key, ts));
+"""
+
+_SAMPLE_ARROW = pa.schema([("site", pa.string()), ("line", pa.string()), ("machine", pa.string()),
+                           ("signal", pa.string()), ("ts", pa.int64()), ("value", pa.float64()),
+                           ("text", pa.string()), ("quality", pa.int8())])
+_EVENT_ARROW = pa.schema([("kind", pa.string()), ("site", pa.string()), ("line", pa.string()),
+                          ("machine", pa.string()), ("key", pa.string()), ("ts", pa.int64()),
+                          ("data", pa.string())])
+_SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
+
+
+class EmbeddedStore(Store):
+    name = "embedded"
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.rejects = Rejects("embedded-store")
+        self._con = duckdb.connect(self.path)
+        self._con.execute(_SCHEMA)
+        self._write_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.close()
+
+    def ping(self) -> bool:
+        try:
+            self._cursor().execute("SELECT 1").fetchall()
+        except duckdb.Error:
+            return False
+        return True
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    # ------------------------------------------------------------------ writes
+    def write_samples(self, samples: Sequence[Sample]) -> None:
+        # last occurrence of an identity wins inside a batch, as it does across batches
+        rows: dict[tuple, Sample] = {}
+        checked: dict[tuple, Optional[str]] = {}
+        for s in samples:
+            try:
+                key = (s.site, s.line, s.machine, s.signal)
+                p = checked.get(key, "")
+                if p == "":
+                    p = checked[key] = series_problem(key)
+            except TypeError:  # unhashable garbage in a name
+                p = "name_not_str"
+            p = p or sample_problem(s)
+            if p:
+                self.rejects.reject(p, repr(s))
+                continue
+            rows[(s.site, s.line, s.machine, s.signal, s.ts)] = s
+        if not rows:
+            return
+        kept = rows.values()
+        numeric = [type(s.value) is float for s in kept]
+        table = pa.Table.from_arrays([
+            pa.array([s.site for s in kept], pa.string()),
+            pa.array([s.line for s in kept], pa.string()),
+            pa.array([s.machine for s in kept], pa.string()),
+            pa.array([s.signal for s in kept], pa.string()),
+            pa.array([s.ts for s in kept], pa.int64()),
+            pa.array([s.value if n else None for s, n in zip(kept, numeric)], pa.float64()),
+            pa.array([None if n else s.value for s, n in zip(kept, numeric)], pa.string()),
+            pa.array([_QCODE[s.quality] for s in kept], pa.int8()),
+        ], schema=_SAMPLE_ARROW)
+        self._insert("samples", table)
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        rows: dict[tuple, tuple] = {}
+        for e in events:
+            try:
+                data = event_json(e)
+            except (ValueError, TypeError) as err:
+                self.rejects.reject(str(err) or "bad_event", repr(e))
+                continue
+            rows[e.identity] = (*e.identity, data)
+        if not rows:
+            return
+        cols = list(zip(*rows.values()))
+        table = pa.Table.from_arrays(
+            [pa.array(c, f.type) for c, f in zip(cols, _EVENT_ARROW)], schema=_EVENT_ARROW)
+        self._insert("events", table)
+
+    def _insert(self, name: str, table: pa.Table) -> None:
+        with self._write_lock:
+            cur = self._cursor()
+            try:
+                cur.register("batch", table)
+                cur.execute(f"INSERT OR REPLACE INTO {name} SELECT * FROM batch")
+            finally:
+                cur.close()
+
+    # ------------------------------------------------------------------ reads
+    def latest(self, site: Optional[str] = None, line: Optional[str] = None,
+               machine: Optional[str] = None, since_ns: Optional[int] = None) -> list[Sample]:
+        w, args = _where({"site": site, "line": line, "machine": machine}, since_ns)
+        rows = self._fetch(
+            f"SELECT site, line, machine, signal, value, text, ts, quality FROM samples{w} "
+            "QUALIFY row_number() OVER (PARTITION BY site, line, machine, signal ORDER BY ts DESC) = 1 "
+            "ORDER BY site, line, machine, signal", args)
+        return [Sample(r[0], r[1], r[2], r[3], r[4] if r[5] is None else r[5], r[6], Quality.from_code(r[7]))
+                for r in rows]
+
+    def series(self, site: str, line: str, machine: str, signal: str, start_ns: int, end_ns: int,
+               max_points: int = 600) -> pl.DataFrame:
+        w, args = _where({"site": site, "line": line, "machine": machine, "signal": signal},
+                         start_ns, end_ns)
+        w += " AND value IS NOT NULL"
+        cur = self._cursor()
+        try:
+            (n,) = cur.execute(f"SELECT count(*) FROM samples{w}", args).fetchone()
+            if n <= max_points:
+                rows = cur.execute(f"SELECT ts, value FROM samples{w} ORDER BY ts", args).fetchall()
+            else:
+                width = max(1, -(-(end_ns - start_ns) // max(1, max_points)))
+                # equal-width buckets counted from start_ns; ts is the bucket start
+                rows = cur.execute(
+                    f"SELECT ($b0 + (ts - $b0) // $bw * $bw)::BIGINT AS ts, avg(value) AS value "
+                    f"FROM samples{w} GROUP BY 1 ORDER BY 1",
+                    {**args, "b0": int(start_ns), "bw": int(width)}).fetchall()
+        finally:
+            cur.close()
+        # at most max_points rows: plain tuples cost nothing here
+        return pl.DataFrame(rows, schema=_SERIES_SCHEMA, orient="row")
+
+    def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
+               line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,
+               limit: int = 10_000) -> list[Event]:
+        w, args = _where({"kind": kind, "site": site, "line": line, "machine": machine, "key": key},
+                         start_ns, end_ns)
+        rows = self._fetch(f"SELECT kind, ts, site, line, machine, key, data FROM events{w} "
+                           f"ORDER BY ts, site, line, machine, key LIMIT {max(0, int(limit))}", args)
+        return [_event(r) for r in rows]
+
+    def latest_events(self, kind: str, site: Optional[str] = None, line: Optional[str] = None,
+                      machine: Optional[str] = None) -> list[Event]:
+        w, args = _where({"kind": kind, "site": site, "line": line, "machine": machine})
+        rows = self._fetch(
+            f"SELECT kind, ts, site, line, machine, key, data FROM events{w} "
+            "QUALIFY row_number() OVER (PARTITION BY site, line, machine, key ORDER BY ts DESC) = 1 "
+            "ORDER BY site, line, machine, key", args)
+        return [_event(r) for r in rows]
+
+    def count_samples(self, start_ns: int, end_ns: int, site: Optional[str] = None,
+                      machine: Optional[str] = None, signal: Optional[str] = None) -> int:
+        w, args = _where({"site": site, "machine": machine, "signal": signal}, start_ns, end_ns)
+        return int(self._fetch(f"SELECT count(*) FROM samples{w}", args)[0][0])
+
+    def _fetch(self, sql: str, args: dict) -> list[tuple]:
+        cur = self._cursor()
+        try:
+            return cur.execute(sql, args).fetchall()
+        finally:
+            cur.close()
+
+
+def _where(tags: dict[str, Optional[str]], start_ns: Optional[int] = None,
+           end_ns: Optional[int] = None) -> tuple[str, dict]:
+    """WHERE clause with named parameters: names never become SQL text."""
+    conds, args = [], {}
+    for k, v in tags.items():
+        if v is not None:
+            conds.append(f"{k} = ${k}")
+            args[k] = v
+    if start_ns is not None:
+        conds.append("ts >= $start")
+        args["start"] = int(start_ns)
+    if end_ns is not None:
+        conds.append("ts < $end")
+        args["end"] = int(end_ns)
+    return (" WHERE " + " AND ".join(conds)) if conds else " WHERE TRUE", args
+
+
+def _event(r: tuple) -> Event:
+    return Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+
+
+_QCODE = {q: q.code for q in Quality}

@@ -1,0 +1,282 @@
+"""InfluxDB store: line-protocol writes, InfluxQL reads, for InfluxDB 1.x, 2.x and 3.x.
+
+start() reads `X-Influxdb-Version` from GET /ping. 1.x: writes go to POST /write (one
+keep-alive requests.Session, gzip when asked) and the database is created when missing.
+2.x/3.x: writes go through influxdb-client's synchronous write API to /api/v2/write with the
+token (its batching mode is not used: flush() does nothing there and errors only reach
+callbacks, while the pipeline needs the failure raised to spool the batch). Reads always use
+InfluxQL over POST /query with epoch=ns: the one query language all three versions answer.
+
+Every name reaching a query is quoted (identifiers "…", literals '…' with backslash escapes),
+so a hostile machine or signal name is data, never InfluxQL. Failures map to the Store
+contract: unreachable, timeout, 5xx and 429 raise StoreUnavailable (spool and retry); any
+other 4xx raises ValueError with the server's message (the batch will never be accepted).
+"""
+from __future__ import annotations
+
+import gzip as gzip_mod
+import json
+import logging
+from typing import Any, Optional, Sequence
+
+import polars as pl
+import requests
+
+from gwanje.model import Event, Quality, Sample
+from gwanje.rejects import Rejects
+from storage.base import Store, StoreUnavailable
+from storage.lineprotocol import Encoded, encode_events, encode_samples
+
+log = logging.getLogger("gwanje.storage.influx")
+
+_SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An InfluxQL string literal in single quotes (its scanner knows \\\\ \\' \\" \\n)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def where(tags: dict[str, Optional[str]], start_ns: Optional[int] = None,
+          end_ns: Optional[int] = None) -> str:
+    """A WHERE clause from tag equalities (None: no filter) and a [start, end) window."""
+    conds = [f"{quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v is not None]
+    if start_ns is not None:
+        conds.append(f"time >= {int(start_ns)}")
+    if end_ns is not None:
+        conds.append(f"time < {int(end_ns)}")
+    return (" WHERE " + " AND ".join(conds)) if conds else ""
+
+
+class InfluxStore(Store):
+    name = "influxdb"
+
+    def __init__(self, url: str, database: str, token: Optional[str] = None,
+                 username: Optional[str] = None, password: Optional[str] = None, org: str = "",
+                 timeout_s: float = 10, gzip: bool = True, retention_policy: str = "") -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.org = org
+        self.timeout_s = timeout_s
+        self.gzip = gzip
+        self.retention_policy = retention_policy
+        self.rejects = Rejects("influxdb")
+        self.version: Optional[str] = None  # from /ping, set by start()
+        self._token = token
+        self._session = requests.Session()
+        # credentials live in the session only: never in a URL that could end up in a log
+        if token:
+            self._session.headers["Authorization"] = f"Token {token}"
+        elif username:
+            self._session.auth = (username, password or "")
+        self._v2_client: Any = None
+        self._v2_write: Any = None
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> "InfluxStore":
+        r = self._request("GET", "/ping")
+        self.version = r.headers.get("X-Influxdb-Version", "")
+        if self.uses_v2:
+            self._open_v2()
+        else:
+            self._query(f"CREATE DATABASE {quote_ident(self.database)}", write=True)
+        log.info("InfluxDB %s at %s, database %s", self.version or "(no version header)",
+                 self.url, self.database)
+        return self
+
+    @property
+    def uses_v2(self) -> bool:
+        """2.x/3.x write API. A server whose /ping names no version (a compatible one)
+        gets the v2 API when we hold a token, since a token only means something there."""
+        v = self.version or ""
+        if v.startswith("1."):
+            return False
+        if v[:1].isdigit() or v.lower().startswith("v"):
+            return True
+        return bool(self._token)
+
+    def _open_v2(self) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        token = self._token
+        if not token and self._session.auth:
+            # 1.8+/2.x v1-compatibility authorisation: "username:password" as the token
+            token = "%s:%s" % self._session.auth  # type: ignore[str-format]
+        self._v2_client = InfluxDBClient(url=self.url, token=token, org=self.org or None,
+                                         timeout=int(self.timeout_s * 1000), enable_gzip=self.gzip)
+        self._v2_write = self._v2_client.write_api(write_options=SYNCHRONOUS)
+
+    def close(self) -> None:
+        if self._v2_client is not None:
+            self._v2_client.close()
+        self._session.close()
+
+    def ping(self) -> bool:
+        try:
+            self._request("GET", "/ping")
+        except StoreUnavailable:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ writes
+    def write_samples(self, samples: Sequence[Sample]) -> None:
+        self._write(encode_samples(samples))
+
+    def write_events(self, events: Sequence[Event]) -> None:
+        self._write(encode_events(events))
+
+    def _write(self, enc: Encoded) -> None:
+        for record, reason in enc.rejected:
+            self.rejects.reject(reason, repr(record))
+        if not enc.lines:
+            return
+        body = enc.body.encode("utf-8")
+        if self.uses_v2:
+            self._write_v2(body)
+            return
+        params = {"db": self.database, "precision": "ns"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            body = gzip_mod.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        self._request("POST", "/write", params=params, data=body, headers=headers)
+
+    def _write_v2(self, body: bytes) -> None:
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        bucket = self.database + (f"/{self.retention_policy}" if self.retention_policy else "")
+        try:
+            self._v2_write.write(bucket=bucket, org=self.org or None, record=body, write_precision="ns")
+        except ApiException as e:
+            body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else e.body
+            _raise_for_status(e.status or 0, str(body or e.reason or ""))
+        except (HTTPError, OSError) as e:
+            raise StoreUnavailable(f"InfluxDB write failed: {type(e).__name__}") from None
+
+    # ------------------------------------------------------------------ reads
+    def latest(self, site: Optional[str] = None, line: Optional[str] = None,
+               machine: Optional[str] = None, since_ns: Optional[int] = None) -> list[Sample]:
+        # every point has q: last(q) finds the newest point of each series and the other
+        # selected fields come from that same point (one selector keeps the real time)
+        q = ('SELECT last("q") AS q, "value", "text" FROM "sample"'
+             + where({"site": site, "line": line, "machine": machine}, since_ns)
+             + ' GROUP BY "site", "line", "machine", "signal"')
+        out = []
+        for tags, row in self._rows(q):
+            value = row["value"] if row["value"] is not None else row["text"]
+            if value is None:
+                continue
+            out.append(Sample(tags.get("site", ""), tags.get("line", ""), tags.get("machine", ""),
+                              tags.get("signal", ""), float(value) if row["value"] is not None else value,
+                              int(row["time"]), Quality.from_code(row["q"])))
+        return out
+
+    def series(self, site: str, line: str, machine: str, signal: str, start_ns: int, end_ns: int,
+               max_points: int = 600) -> pl.DataFrame:
+        w = where({"site": site, "line": line, "machine": machine, "signal": signal}, start_ns, end_ns)
+        if end_ns <= start_ns:
+            return pl.DataFrame(schema=_SERIES_SCHEMA)
+        n = next((int(r["count"]) for _, r in self._rows(f'SELECT count("value") AS count FROM "sample"{w}')), 0)
+        if n <= max_points:
+            rows = [r for _, r in self._rows(f'SELECT "value" FROM "sample"{w}')]
+        else:
+            width = bucket_width(start_ns, end_ns, max_points)
+            # the offset aligns buckets to start_ns (InfluxQL aligns them to the epoch)
+            rows = [r for _, r in self._rows(
+                f'SELECT mean("value") AS value FROM "sample"{w} '
+                f"GROUP BY time({width}ns, {start_ns % width}ns) fill(none)")]
+        return pl.DataFrame({"ts": [int(r["time"]) for r in rows],
+                             "value": [float(r["value"]) for r in rows]}, schema=_SERIES_SCHEMA)
+
+    def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
+               line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,
+               limit: int = 10_000) -> list[Event]:
+        q = ('SELECT "data", "kind", "site", "line", "machine", "key" FROM "event"'
+             + where({"kind": kind, "site": site, "line": line, "machine": machine, "key": key},
+                     start_ns, end_ns)
+             + f" ORDER BY time ASC LIMIT {max(0, int(limit))}")
+        if limit <= 0:
+            return []
+        return [_event(kind, r, r) for _, r in self._rows(q)]
+
+    def latest_events(self, kind: str, site: Optional[str] = None, line: Optional[str] = None,
+                      machine: Optional[str] = None) -> list[Event]:
+        q = ('SELECT last("data") AS data FROM "event"'
+             + where({"kind": kind, "site": site, "line": line, "machine": machine})
+             + ' GROUP BY "site", "line", "machine", "key"')
+        return [_event(kind, tags, r) for tags, r in self._rows(q)]
+
+    def count_samples(self, start_ns: int, end_ns: int, site: Optional[str] = None,
+                      machine: Optional[str] = None, signal: Optional[str] = None) -> int:
+        q = ('SELECT count("q") AS n FROM "sample"'
+             + where({"site": site, "machine": machine, "signal": signal}, start_ns, end_ns))
+        return sum(int(r["n"]) for _, r in self._rows(q))
+
+    # ------------------------------------------------------------------ HTTP
+    def _rows(self, q: str):
+        """(tags, row dict) for every row of every series of the query's one statement."""
+        for res in self._query(q).get("results", []):
+            if "error" in res:
+                raise ValueError(f"InfluxQL error: {res['error']}")
+            for s in res.get("series", []) or []:
+                cols = s["columns"]
+                tags = s.get("tags") or {}
+                for values in s.get("values", []):
+                    yield tags, dict(zip(cols, values))
+
+    def _query(self, q: str, write: bool = False) -> dict:
+        data = {"q": q, "epoch": "ns"}
+        if not write:
+            data["db"] = self.database
+            if self.retention_policy:
+                data["rp"] = self.retention_policy
+        r = self._request("POST", "/query", data=data)
+        try:
+            return r.json()
+        except ValueError:
+            raise StoreUnavailable("InfluxDB answered /query with something that is not JSON") from None
+
+    def _request(self, method: str, path: str, **kw) -> requests.Response:
+        try:
+            r = self._session.request(method, self.url + path, timeout=self.timeout_s, **kw)
+        except requests.RequestException as e:
+            # the exception text can hold the URL; the type says enough and leaks nothing
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}") from None
+        if r.status_code >= 300:
+            _raise_for_status(r.status_code, _error_text(r))
+        return r
+
+
+def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
+    """Width of equal buckets so that [start, end) needs at most max_points of them."""
+    return max(1, -(-(end_ns - start_ns) // max(1, max_points)))
+
+
+def _raise_for_status(status: int, message: str) -> None:
+    if status >= 500 or status == 429 or status == 0:
+        raise StoreUnavailable(f"InfluxDB answered {status}: {message[:300]}")
+    raise ValueError(f"InfluxDB refused the request ({status}): {message[:1000]}")
+
+
+def _error_text(r: requests.Response) -> str:
+    try:
+        return str(r.json().get("error") or r.json().get("message") or r.text)
+    except ValueError:
+        return r.text
+
+
+def _event(kind: str, tags: dict, row: dict) -> Event:
+    def tag(k: str) -> str:
+        return tags.get(k) or ""
+
+    return Event(kind, int(row["time"]), tag("site"), tag("line"), tag("machine"), tag("key"),
+                 json.loads(row["data"]))

@@ -1,0 +1,161 @@
+"""InfluxDB line protocol for samples and events: encoding with correct escaping.
+
+Pure code, no I/O. Layout (one point per line, timestamps in ns):
+
+    sample,site=<s>,line=<l>,machine=<m>,signal=<g> value=<float>,q=<code>i <ts>
+    sample,site=<s>,line=<l>,machine=<m>,signal=<g> text="<str>",q=<code>i <ts>
+    event,kind=<k>,site=<s>,line=<l>,machine=<m>,key=<key> data="<json>" <ts>
+
+Quality is a field, not a tag: a point is identified by its tags and timestamp, so a
+re-delivered sample overwrites itself even when its quality changed.
+
+Escaping (InfluxDB line protocol reference): in tag values `,`, `=` and space take a
+backslash; in string fields `"` and `\\` do. Line protocol cannot carry an empty tag value,
+so an empty name (line, machine, key) is written by leaving the tag out and read back as ""
+(a missing tag reads as "" in InfluxQL). Some names cannot be written at all and are
+refused with a reason instead of being stored altered:
+  - a newline or carriage return in a name (it ends the line);
+  - a backslash right before `,`, `=`, space or at the end of a name: InfluxDB's parser
+    reads `\\,` as an escaped comma and has no escape for a backslash itself in tags.
+Newlines in text values are fine: they sit inside a quoted string field.
+
+The hot path caches the escaped tag prefix per series: a batch holds thousands of samples of
+a few hundred series, so escaping runs per series, not per sample.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from gwanje.model import Event, Quality, Sample
+from storage.checks import event_json, name_problem, sample_problem
+
+SAMPLE_TAGS = ("site", "line", "machine", "signal")
+EVENT_TAGS = ("kind", "site", "line", "machine", "key")
+
+_UNWRITABLE_TAG = re.compile(r"[\n\r]|\\(?:[,= ]|$)")
+_TAG_SPECIAL = re.compile(r"([,= ])")
+
+
+@dataclass
+class Encoded:
+    """One batch in line protocol, and what was refused (record, reason)."""
+
+    body: str
+    lines: int
+    rejected: list[tuple[object, str]] = field(default_factory=list)
+
+
+def escape_tag(value: str) -> str:
+    """Escape a tag key or value; ValueError when line protocol cannot carry it."""
+    p = tag_problem(value)
+    if p:
+        raise ValueError(p)
+    return _TAG_SPECIAL.sub(r"\\\1", value) if _needs_tag_escape(value) else value
+
+
+def tag_problem(value: str) -> Optional[str]:
+    p = name_problem(value)
+    if p:
+        return p
+    m = _UNWRITABLE_TAG.search(value)
+    if m:
+        return "name_has_newline" if m.group(0) in ("\n", "\r") else "name_backslash_before_separator"
+    return None
+
+
+def escape_string_field(value: str) -> str:
+    """The body of a double-quoted string field (without the quotes)."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if '"' in value:
+        value = value.replace('"', '\\"')
+    return value
+
+
+def format_float(v: float) -> str:
+    # repr() is the shortest text that parses back to the same float; a float field
+    # must never look like an integer field, and repr always has '.', 'e' or both
+    return repr(v)
+
+
+def tag_set(names: Sequence[str], values: Sequence[str]) -> str:
+    """",k=v,k=v" for the non-empty values (empty ones are left out, see module doc)."""
+    return "".join(f",{k}={escape_tag(v)}" for k, v in zip(names, values) if v != "")
+
+
+def encode_samples(samples: Sequence[Sample]) -> Encoded:
+    """Line protocol for the writable samples; the others come back in .rejected."""
+    prefixes: dict[tuple[str, str, str, str], Optional[str]] = {}
+    problems: dict[tuple[str, str, str, str], str] = {}
+    out: list[str] = []
+    rejected: list[tuple[object, str]] = []
+    append = out.append
+    for s in samples:
+        key = (s.site, s.line, s.machine, s.signal)
+        try:
+            prefix = prefixes[key]
+        except KeyError:
+            prefix = _sample_prefix(key, problems)
+            prefixes[key] = prefix
+        except TypeError:  # an unhashable name: garbage from a caller
+            rejected.append((s, "name_not_str"))
+            continue
+        if prefix is None:
+            rejected.append((s, problems[key]))
+            continue
+        v = s.value
+        if type(v) is float and v - v == 0.0 and type(s.ts) is int:
+            # the common case, checked inline: a finite float with an int timestamp
+            p = None if -9_223_372_036_854_775_806 <= s.ts <= 9_223_372_036_854_775_806 else "ts_out_of_range"
+        else:
+            p = sample_problem(s)
+        if p is None:
+            p = _quality_problem(s)
+        if p is not None:
+            rejected.append((s, p))
+            continue
+        q = _QCODE[s.quality]
+        if type(v) is float:
+            append(f"{prefix} value={v!r},q={q}i {s.ts}")
+        else:
+            append(f'{prefix} text="{escape_string_field(v)}",q={q}i {s.ts}')
+    return Encoded("\n".join(out), len(out), rejected)
+
+
+def encode_events(events: Sequence[Event]) -> Encoded:
+    out: list[str] = []
+    rejected: list[tuple[object, str]] = []
+    for e in events:
+        try:
+            data = event_json(e)
+            tags = tag_set(EVENT_TAGS, (e.kind, e.site, e.line, e.machine, e.key))
+        except (ValueError, TypeError) as err:
+            rejected.append((e, str(err) or "bad_event"))
+            continue
+        out.append(f'event{tags} data="{escape_string_field(data)}" {e.ts}')
+    return Encoded("\n".join(out), len(out), rejected)
+
+
+def _sample_prefix(key: tuple, problems: dict) -> Optional[str]:
+    for name in key:
+        if type(name) is not str:
+            problems[key] = "name_not_str"
+            return None
+        p = tag_problem(name)
+        if p:
+            problems[key] = p
+            return None
+    return "sample" + tag_set(SAMPLE_TAGS, key)
+
+
+def _needs_tag_escape(v: str) -> bool:
+    return "," in v or "=" in v or " " in v
+
+
+def _quality_problem(s: Sample) -> Optional[str]:
+    return None if s.quality in _QCODE else "quality_wrong_type"
+
+
+_QCODE = {q: q.code for q in Quality}
