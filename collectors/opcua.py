@@ -1,0 +1,430 @@
+"""OPC UA collector: one subscription per endpoint, every data change becomes a Sample.
+
+For one endpoint of system.yaml it subscribes to every signal of every machine whose source is
+opcua and whose site names this endpoint (node id: the signal's `node`, else the endpoint's
+node_template). It owns the connection: an asyncio loop in its own thread connects, creates ONE
+subscription with one monitored item per signal, and on connection loss waits with exponential
+back-off (reconnect_min_s .. reconnect_max_s), connects again and recreates the subscription.
+
+Data changes arrive at a handler object (not asyncua's iterator-style subscription, whose
+1,000-item queue silently drops values when the consumer lags). The handler only converts:
+source timestamp -> Sample.ts, status code severity -> Quality, value -> float or str through
+gwanje.normalize.Normalizer; the samples of one publish response go to the sink in one submit.
+
+During an outage nothing is emitted (never invented values): status().connected is False and
+the engine treats the silence as unknown. A Bad status is forwarded with quality BAD only when
+the server sent a value with it. Configured nodes the server does not know are counted
+("unknown_node", once per node) and skipped; the other signals are still subscribed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from collectors.base import SampleSink, SourceStatus
+from gwanje.config import Config, OpcuaEndpoint, Secrets
+from gwanje.model import BadValue, Quality, Sample, now_ns
+from gwanje.normalize import Normalizer
+from gwanje.rejects import Rejects
+
+log = logging.getLogger("gwanje.collectors.opcua")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# OPC UA's "no timestamp" is 1601-01-01 (DateTime 0); anything before 1970 is treated as absent
+_STATUS_SEVERITY_SHIFT = 30
+# servers cap monitored items per CreateMonitoredItems call (MaxMonitoredItemsPerCall)
+_CREATE_CHUNK = 500
+_CONNECT_TIMEOUT_S = 15.0
+_CLOSE_TIMEOUT_S = 3.0
+_KEEPALIVE_MS = 5000.0
+
+
+# --------------------------------------------------------------------------- pure helpers
+@dataclass(frozen=True, slots=True)
+class MonitoredSignal:
+    node_id: str
+    site: str
+    line: str
+    machine: str
+    signal: str
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.site, self.line, self.machine, self.signal)
+
+
+def monitored_signals(config: Config, endpoint: OpcuaEndpoint) -> list[MonitoredSignal]:
+    """Every signal this endpoint serves, with its node id, in config order."""
+    out = []
+    for m in config.machines():
+        if m.definition.source != "opcua" or m.opcua_endpoint != endpoint.name:
+            continue
+        for s in m.signals:
+            node = s.node or endpoint.node_template.format(site=m.site, line=m.line, machine=m.machine, signal=s.id)
+            out.append(MonitoredSignal(node, m.site, m.line, m.machine, s.id))
+    return out
+
+
+def quality_of(status_code: int) -> Quality:
+    """OPC UA status code severity (top two bits) -> Quality; 11 (reserved) counts as bad."""
+    severity = (int(status_code) >> _STATUS_SEVERITY_SHIFT) & 3
+    if severity == 0:
+        return Quality.GOOD
+    if severity == 1:
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def datetime_ns(dt: Optional[datetime], picoseconds: Optional[int] = None) -> Optional[int]:
+    """UTC datetime (+ OPC UA 10-picosecond units) -> ns since epoch, exact (no float);
+    None for a missing or pre-1970 time."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    d = dt - _EPOCH
+    if d.days < 0:
+        return None
+    ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+    if picoseconds:
+        ns += (int(picoseconds) * 10) // 1_000
+    return ns
+
+
+def to_sample(normalizer: Normalizer, sig: MonitoredSignal, value: Any, dv: Any) -> Sample:
+    """One data change (the Variant's value and its DataValue) -> Sample, or BadValue.
+
+    ts is the source timestamp, else the server timestamp, else receive time. A Bad status is
+    kept as quality BAD when the server sent a value with it; without a value there is
+    nothing to store ("no_value": the gap stays a gap)."""
+    status = dv.StatusCode.value if dv.StatusCode is not None else 0
+    if value is None:
+        raise BadValue("no_value")
+    ts = datetime_ns(dv.SourceTimestamp, dv.SourcePicoseconds) or datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
+    return normalizer.sample(sig.site, sig.line, sig.machine, sig.signal, value, ts, quality_of(status))
+
+
+def subscription_parameters(ep: OpcuaEndpoint, ua: Any) -> Any:
+    """Publishing every publishing_ms; an empty publish (keep-alive) at least every ~5 s so a
+    silent server is noticed; the server may drop us after 6 missed keep-alives (spec: >= 3)."""
+    params = ua.CreateSubscriptionParameters()
+    params.RequestedPublishingInterval = ep.publishing_ms
+    keepalive = max(1, math.ceil(_KEEPALIVE_MS / ep.publishing_ms))
+    params.RequestedMaxKeepAliveCount = keepalive
+    params.RequestedLifetimeCount = keepalive * 6
+    params.MaxNotificationsPerPublish = 0  # no limit: one publish carries all changes of an interval
+    params.PublishingEnabled = True
+    params.Priority = 0
+    return params
+
+
+def redact_url(url: str) -> str:
+    """The endpoint url without user:password@ (urls may carry credentials; logs must not)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+# --------------------------------------------------------------------------- the handler
+class _DataChangeHandler:
+    """asyncua calls datachange_notification once per monitored-item change, each in its own
+    task scheduled while one publish response is unpacked. The first call of a publish
+    schedules a flush with call_soon, which runs after every task already scheduled, so the
+    samples of one publish response reach the sink in one submit."""
+
+    def __init__(self, owner: "OpcuaCollector", keys: dict[Any, MonitoredSignal],
+                 loop: asyncio.AbstractEventLoop, lost: asyncio.Event) -> None:
+        self._owner = owner
+        self._keys = keys
+        self._loop = loop
+        self._lost = lost
+        self._batch: list[Sample] = []
+        self._flush_scheduled = False
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        owner = self._owner
+        owner._changes += 1
+        sig = self._keys.get(node.nodeid)
+        if sig is None:  # a node we did not ask for: nothing to map it to
+            owner.rejects.reject("unknown_node", node.nodeid.to_string())
+            return
+        try:
+            sample = to_sample(owner.normalizer, sig, val, data.monitored_item.Value)
+        except BadValue as e:
+            st = data.monitored_item.Value.StatusCode
+            owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+            return
+        self._batch.append(sample)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def status_change_notification(self, status: Any) -> None:
+        code = getattr(getattr(status, "Status", None), "value", 0)
+        if quality_of(code) is not Quality.GOOD:
+            # the server ended our subscription (timeout, shutdown): reconnect and recreate
+            log.warning("%s: subscription status 0x%08X, reconnecting", self._owner.name, code)
+            self._lost.set()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._batch = self._batch, []
+        if batch:
+            self._owner._deliver(batch)
+
+
+# --------------------------------------------------------------------------- the collector
+class OpcuaCollector:
+    """collectors.base.Collector for one OPC UA endpoint. `url` overrides endpoint.url."""
+
+    kind = "opcua"
+
+    def __init__(self, config: Config, endpoint: OpcuaEndpoint, sink: SampleSink, secrets: Secrets,
+                 url: str | None = None) -> None:
+        self.config = config
+        self.endpoint = endpoint
+        self.sink = sink
+        self._secrets = secrets
+        self.url = url or endpoint.url
+        self.name = f"opcua:{endpoint.name}"
+        self.normalizer = Normalizer(config)
+        self.rejects = Rejects(self.name)
+        self.signals = monitored_signals(config, endpoint)
+        self._unknown_nodes: set[str] = set()  # counted once each, retried on every connect
+        self._changes = 0
+        self._samples = 0
+        self._reconnects = 0
+        self._last_data_ns: Optional[int] = None
+        self._connected = False
+        self._subscribed = 0
+        self._detail = ""
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop_ev: Optional[asyncio.Event] = None
+
+    # ------------------------------------------------------------ Collector API
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run_thread, args=(started,),
+                                        name=f"gwanje-{self.name}", daemon=True)
+        self._thread.start()
+        started.wait(5.0)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, ev, thread = self._loop, self._stop_ev, self._thread
+        if thread is None:
+            return
+        if loop is not None and ev is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:  # loop already closed between the check and the call
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("%s: collector thread did not stop within %.1fs", self.name, timeout)
+        self._thread = None
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            return SourceStatus(
+                name=self.name, kind=self.kind, connected=self._connected, samples_in=self._samples,
+                messages_in=self._changes, reconnects=self._reconnects, last_data_ns=self._last_data_ns,
+                rejects=self.rejects.counts(), detail=self._detail,
+            )
+
+    # ------------------------------------------------------------ loop thread
+    def _run_thread(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stop_ev = asyncio.Event()
+        started.set()
+        try:
+            loop.run_until_complete(self._main())
+        except Exception:
+            log.exception("%s: collector loop crashed", self.name)
+        finally:
+            loop.close()
+
+    def _deliver(self, batch: Sequence[Sample]) -> None:
+        with self._lock:
+            self._samples += len(batch)
+            self._last_data_ns = now_ns()
+        try:
+            self.sink.submit(batch)
+        except Exception:
+            # a broken sink must not kill the subscription; the sink owns its own accounting
+            log.exception("%s: sink.submit failed for %d samples", self.name, len(batch))
+
+    def _set(self, connected: bool, detail: str) -> None:
+        with self._lock:
+            self._connected = connected
+            self._detail = detail
+
+    async def _main(self) -> None:
+        assert self._stop_ev is not None
+        stop = self._stop_ev
+        ep = self.endpoint
+        delay = ep.reconnect_min_s
+        ever_connected = False
+        while not stop.is_set():
+            lost = asyncio.Event()
+            client = None
+            try:
+                client = await asyncio.wait_for(self._connect(lost), _CONNECT_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                # repr(e) carries no credentials: they live only on the client object
+                self._set(False, f"connect failed: {type(e).__name__}: {e}"[:300])
+                log.warning("%s: cannot connect to %s: %r; retrying in %.1fs",
+                            self.name, redact_url(self.url), e, delay)
+            else:
+                if ever_connected:
+                    with self._lock:
+                        self._reconnects += 1
+                ever_connected = True
+                delay = ep.reconnect_min_s
+                self._set(True, f"subscribed {self._subscribed} of {len(self.signals)} signals")
+                log.info("%s: connected to %s, %d of %d signals subscribed", self.name,
+                         redact_url(self.url), self._subscribed, len(self.signals))
+                await _first(lost.wait(), stop.wait())
+                if not stop.is_set():
+                    self._set(False, "connection lost")
+                    log.warning("%s: connection to %s lost; reconnecting", self.name, redact_url(self.url))
+            finally:
+                self._set(False, self._detail)
+            if client is not None:
+                await self._close(client)
+            if stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, ep.reconnect_max_s)
+        self._set(False, "stopped")
+
+    async def _connect(self, lost: asyncio.Event) -> Any:
+        from asyncua import Client, ua
+
+        ep = self.endpoint
+        client = Client(self.url, timeout=4.0)
+        client.name = client.description = "Gwanje collector"
+        client.session_timeout = 600_000  # what asyncua servers grant anyway; asking more only logs a warning
+        if self._secrets.opcua_username:
+            client.set_user(self._secrets.opcua_username)
+            if self._secrets.opcua_password:
+                client.set_password(self._secrets.opcua_password)
+        if ep.security_policy != "None":
+            await self._set_security(client)
+
+        async def on_lost(exc: Exception) -> None:
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        await client.connect()
+        try:
+            loop = asyncio.get_running_loop()
+            handler = _DataChangeHandler(self, {}, loop, lost)
+            sub = await client.create_subscription(subscription_parameters(ep, ua), handler)
+            self._subscribed = await self._monitor(client, sub, handler, ua)
+        except BaseException:
+            await self._close(client)
+            raise
+        return client
+
+    async def _monitor(self, client: Any, sub: Any, handler: _DataChangeHandler, ua: Any) -> int:
+        """Create the monitored items in chunks; count and skip nodes the server refuses."""
+        by_node: dict[Any, MonitoredSignal] = {}
+        nodes = []
+        for sig in self.signals:
+            try:
+                nid = ua.NodeId.from_string(sig.node_id)
+            except Exception:
+                self._count_bad_node("bad_node_id", sig)
+                continue
+            by_node[nid] = sig
+            nodes.append(client.get_node(nid))
+        # the handler must know every node before the first notification can arrive
+        handler._keys.update(by_node)
+        ok = 0
+        for i in range(0, len(nodes), _CREATE_CHUNK):
+            chunk = nodes[i:i + _CREATE_CHUNK]
+            results = await sub.subscribe_data_change(
+                chunk, queuesize=self.endpoint.queue_size, sampling_interval=self.endpoint.sampling_ms)
+            for node, res in zip(chunk, results):
+                if isinstance(res, ua.StatusCode):
+                    reason = "unknown_node" if res.value in (
+                        ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid,
+                        ua.StatusCodes.BadAttributeIdInvalid) else "monitor_failed"
+                    self._count_bad_node(reason, by_node.pop(node.nodeid), res)
+                    handler._keys.pop(node.nodeid, None)
+                else:
+                    ok += 1
+                    self._unknown_nodes.discard(by_node[node.nodeid].node_id)
+        return ok
+
+    def _count_bad_node(self, reason: str, sig: MonitoredSignal, status: Any = None) -> None:
+        # counted once per node for the collector's life: a reconnect is not a new problem
+        if sig.node_id in self._unknown_nodes:
+            return
+        self._unknown_nodes.add(sig.node_id)
+        detail = f"{sig.node_id} ({sig.site}/{sig.line}/{sig.machine}/{sig.signal})"
+        if status is not None:
+            detail += f" {getattr(status, 'name', status)}"
+        self.rejects.reject(reason, detail)
+
+    async def _set_security(self, client: Any) -> None:
+        from asyncua import ua
+        from asyncua.crypto import security_policies
+
+        ep = self.endpoint
+        if not (ep.certificate and ep.private_key):
+            raise ValueError(f"{ep.name}: security_policy {ep.security_policy} needs certificate and private_key")
+        uri = _certificate_uri(ep.certificate)
+        if uri:
+            # asyncua checks that our application URI matches the one in our certificate
+            client.application_uri = uri
+        mode = ua.MessageSecurityMode.Sign if ep.security_mode == "Sign" else ua.MessageSecurityMode.SignAndEncrypt
+        await client.set_security(security_policies.SecurityPolicyBasic256Sha256, ep.certificate, ep.private_key,
+                                  server_certificate=ep.server_certificate, mode=mode)
+
+    async def _close(self, client: Any) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), _CLOSE_TIMEOUT_S)
+        except Exception:
+            client.disconnect_socket()
+
+
+def _certificate_uri(path: str) -> Optional[str]:
+    """The URI in a certificate's subjectAltName, if any (PEM or DER file)."""
+    from cryptography import x509
+
+    data = open(path, "rb").read()
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except Exception:
+        return None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    return uris[0] if uris else None
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of several awaitables finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
