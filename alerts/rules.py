@@ -1,0 +1,473 @@
+"""Alarm rules (config/alarms.yaml) and their pure evaluator.
+
+The evaluator is fed Samples and clock ticks and answers with Transitions (activate, clear,
+suppress, unsuppress) for the lifecycle. Kinds of rule:
+  analog      HH/H/L/LL limits on a signal, with deadband and on/off delays
+  rate        rate of change of a signal above a limit (units per second)
+  state       machine in a state (down, setup, ...) longer than N seconds
+  stale       no sample from a machine for N seconds -> communication alarm
+  oee         line OEE for the shift so far below a target (value supplied from outside)
+A rule applies to the machines its scope selects (site, line, machine class, machine).
+Suppression by design: while a machine is in planned stop, its alarms are suppressed.
+No I/O here; times are ns since the epoch (sample source time, or the tick's clock).
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Annotated
+
+from gwanje.config import ID_PATTERN, Config, MachineSpec, Names
+from gwanje.model import NS_PER_S, MachineState, Quality, Sample
+
+Priority = Literal["critical", "high", "medium", "low"]
+Level = Literal["hh", "h", "l", "ll"]
+LEVEL_LABEL = {"hh": "HH", "h": "H", "l": "L", "ll": "LL"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scope(_Strict):
+    """Which machines a rule applies to; every given field must match (empty = all)."""
+
+    site: list[str] = []
+    line: list[str] = []
+    klass: list[str] = Field([], alias="class")
+    machine: list[str] = []
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def matches(self, m: MachineSpec) -> bool:
+        return ((not self.site or m.site in self.site) and (not self.line or m.line in self.line)
+                and (not self.klass or m.definition.klass in self.klass)
+                and (not self.machine or m.machine in self.machine))
+
+
+class LimitDef(_Strict):
+    limit: float
+    priority: Priority
+
+
+# what a message template may use; checked at load so a typo fails there, not at 3 a.m.
+TEMPLATE_FIELDS = {
+    "site": "changwon-1", "line": "cnc-1", "machine": "cnc-101", "signal": "vibration",
+    "machine_name": "MC 1호기", "line_name": "CNC 1라인", "signal_name": "진동", "unit": "mm/s",
+    "value": 9.5, "limit": 9.0, "level": "HH", "rate": 1.0, "state": "down", "duration_min": 5.0,
+    "age_s": 30.0, "oee": 0.5, "target": 0.65,
+}
+
+
+def _check_template(t: str) -> str:
+    for _, name, spec, _ in string.Formatter().parse(t):
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(f"message template uses unknown field {{{name}}}; known: {sorted(TEMPLATE_FIELDS)}")
+        format(TEMPLATE_FIELDS[name], spec or "")
+    return t
+
+
+class Message(_Strict):
+    ko: Annotated[str, Field(min_length=1, max_length=300)]
+    en: Annotated[str, Field(min_length=1, max_length=300)]
+
+    @model_validator(mode="after")
+    def _templates(self) -> "Message":
+        _check_template(self.ko)
+        _check_template(self.en)
+        return self
+
+
+class _RuleBase(_Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    scope: Scope = Scope()
+    message: Message
+    on_delay_s: float = Field(0.0, ge=0)
+    off_delay_s: float = Field(0.0, ge=0)
+    # suppression by design: no annunciation while the machine is in planned stop
+    suppress_in_planned_stop: bool = True
+
+
+class AnalogRule(_RuleBase):
+    type: Literal["analog"]
+    signal: str
+    hh: Optional[LimitDef] = None
+    h: Optional[LimitDef] = None
+    l: Optional[LimitDef] = None  # noqa: E741 (the ISA name)
+    ll: Optional[LimitDef] = None
+    deadband: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _limits(self) -> "AnalogRule":
+        lv = {k: getattr(self, k).limit for k in ("hh", "h", "l", "ll") if getattr(self, k)}
+        if not lv:
+            raise ValueError("an analog rule needs at least one of hh, h, l, ll")
+        order = [lv[k] for k in ("ll", "l", "h", "hh") if k in lv]
+        if order != sorted(order) or len(set(order)) != len(order):
+            raise ValueError(f"limits must increase ll < l < h < hh, got {lv}")
+        return self
+
+    def levels(self) -> list[tuple[str, LimitDef]]:
+        return [(k, getattr(self, k)) for k in ("hh", "h", "l", "ll") if getattr(self, k)]
+
+
+class RateRule(_RuleBase):
+    type: Literal["rate"]
+    signal: str
+    max_per_s: float = Field(gt=0)
+    priority: Priority
+
+
+class StateRule(_RuleBase):
+    type: Literal["state"]
+    state: Literal["down", "setup", "idle", "unknown"]
+    max_s: float = Field(gt=0)
+    priority: Priority
+
+
+class StaleRule(_RuleBase):
+    type: Literal["stale"]
+    max_age_s: float = Field(gt=0)
+    priority: Priority
+    suppress_in_planned_stop: bool = False  # a dead link is worth knowing about in any state
+
+
+class OeeRule(_RuleBase):
+    type: Literal["oee"]
+    target: float = Field(gt=0, le=1)
+    priority: Priority
+    on_delay_s: float = Field(600.0, ge=0)  # the shift-so-far OEE is noisy in its first minutes
+
+
+Rule = Annotated[Union[AnalogRule, RateRule, StateRule, StaleRule, OeeRule], Field(discriminator="type")]
+
+
+class AlarmRules(_Strict):
+    rules: list[Rule] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> "AlarmRules":
+        ids = [r.id for r in self.rules]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate rule ids {sorted(dup)}")
+        return self
+
+    def check_against(self, config: Config) -> None:
+        """Every rule must select at least one machine, and each selected machine must have
+        the rule's signal: a rule that silently watches nothing is a hidden hole."""
+        machines = list(config.machines())
+        for r in self.rules:
+            sel = [m for m in machines if r.scope.matches(m)]
+            if not sel:
+                raise ValueError(f"rule {r.id}: scope selects no machine")
+            sig = getattr(r, "signal", None)
+            if sig is not None:
+                bad = [m.machine for m in sel if m.signal(sig) is None]
+                if bad:
+                    raise ValueError(f"rule {r.id}: signal {sig!r} does not exist on {bad[:5]}")
+
+
+def load_rules(config: Config, raw: Optional[dict[str, Any]] = None) -> AlarmRules:
+    """Rules from config/alarms.yaml (already read into config.raw_extra), checked against the plant."""
+    data = config.raw_extra.get("alarms", {}) if raw is None else raw
+    rules = AlarmRules.model_validate(data)
+    rules.check_against(config)
+    return rules
+
+
+# ------------------------------------------------------------------------------ evaluator
+@dataclass(frozen=True)
+class Transition:
+    alarm_id: str
+    action: Literal["activate", "clear", "suppress", "unsuppress"]
+    ts: int
+    rule: str
+    site: str
+    line: str
+    machine: str
+    signal: str
+    priority: str
+    value: Optional[float] = None
+    message_ko: str = ""
+    message_en: str = ""
+
+
+class _SafeDict(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def render(template: str, ctx: dict[str, Any]) -> str:
+    try:
+        return template.format_map(_SafeDict(ctx))
+    except (ValueError, TypeError):  # a value of the wrong type for the spec: show it plainly
+        return template.format_map(_SafeDict({k: str(v) for k, v in ctx.items()}))
+
+
+@dataclass
+class _Check:
+    """One alarm point: a rule (level) on one place, with its delay and deadband memory."""
+
+    alarm_id: str
+    rule: Any
+    level: str
+    site: str
+    line: str
+    machine: str
+    signal: str
+    priority: str
+    ctx: dict[str, Any]  # names for messages, per language
+    cond: bool = False  # the condition after deadband
+    since: int = 0  # when cond last changed
+    active: bool = False  # what the lifecycle has been told
+    suppressed: bool = False  # a suppress transition was sent
+    value: Optional[float] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def alarm_id(rule_id: str, site: str, line: str, machine: str, signal: str) -> str:
+    where = "/".join(p for p in (site, line, machine) if p)
+    return f"{rule_id}:{where}/{signal}"
+
+
+class Evaluator:
+    """Stateful but pure: feed() and tick() in, Transitions out."""
+
+    def __init__(self, config: Config, rules: AlarmRules) -> None:
+        self.config = config
+        self.rules = rules
+        self._by_series: dict[tuple[str, str, str, str], list[_Check]] = {}
+        self._state_checks: dict[tuple[str, str, str], list[_Check]] = {}
+        self._stale_checks: dict[tuple[str, str, str], list[_Check]] = {}
+        self._oee_checks: dict[tuple[str, str], list[_Check]] = {}
+        self._by_machine: dict[tuple[str, str, str], list[_Check]] = {}
+        self._by_id: dict[str, _Check] = {}
+        self._state_maps: dict[tuple[str, str, str], tuple[str, dict]] = {}
+        self._mstate: dict[tuple[str, str, str], tuple[MachineState, int]] = {}
+        self._last_seen: dict[tuple[str, str, str], int] = {}
+        self._last_value: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        self._started: Optional[int] = None
+        for m in config.machines():
+            self._state_maps[m.key] = (m.klass.state_signal, m.klass.state_codes.mapping())
+            for r in rules.rules:
+                if r.scope.matches(m):
+                    self._add(r, m)
+
+    # ------------------------------------------------------------------ setup
+    def _add(self, r: Any, m: MachineSpec) -> None:
+        line = self.config.line(m.site, m.line)
+        base = {"site": m.site, "line": m.line, "machine": m.machine,
+                "machine_name": m.definition.name, "line_name": line.name if line else None}
+        if isinstance(r, OeeRule):
+            key = (m.site, m.line)
+            if key in self._oee_checks and any(c.rule is r for c in self._oee_checks[key]):
+                return
+            c = self._mk(r, "", m.site, m.line, "", "oee", r.priority, base)
+            self._oee_checks.setdefault(key, []).append(c)
+            return
+        if isinstance(r, AnalogRule):
+            sd = m.signal(r.signal)
+            for level, ld in r.levels():
+                c = self._mk(r, level, m.site, m.line, m.machine, r.signal, ld.priority,
+                             {**base, "signal_name": sd.name if sd else None, "unit": sd.unit if sd else "",
+                              "limit": ld.limit, "level": LEVEL_LABEL[level]})
+                self._by_series.setdefault((*m.key, r.signal), []).append(c)
+        elif isinstance(r, RateRule):
+            sd = m.signal(r.signal)
+            c = self._mk(r, "", m.site, m.line, m.machine, r.signal, r.priority,
+                         {**base, "signal_name": sd.name if sd else None, "unit": sd.unit if sd else "",
+                          "limit": r.max_per_s})
+            self._by_series.setdefault((*m.key, r.signal), []).append(c)
+        elif isinstance(r, StateRule):
+            c = self._mk(r, "", m.site, m.line, m.machine, "state", r.priority,
+                         {**base, "state": r.state, "duration_min": r.max_s / 60})
+            self._state_checks.setdefault(m.key, []).append(c)
+        elif isinstance(r, StaleRule):
+            c = self._mk(r, "", m.site, m.line, m.machine, "comm", r.priority, {**base, "age_s": r.max_age_s})
+            self._stale_checks.setdefault(m.key, []).append(c)
+        else:  # pragma: no cover - the discriminated union has no other member
+            raise TypeError(r)
+
+    def _mk(self, r: Any, level: str, site: str, line: str, machine: str, signal: str, priority: str,
+            ctx: dict[str, Any]) -> _Check:
+        rid = f"{r.id}.{level}" if level else r.id
+        c = _Check(alarm_id(rid, site, line, machine, signal), r, level, site, line, machine, signal, priority,
+                   {**ctx, "signal": signal})
+        self._by_id[c.alarm_id] = c
+        if machine:
+            self._by_machine.setdefault((site, line, machine), []).append(c)
+        return c
+
+    def alarm_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def seed(self, alarm_id: str, active: bool, suppressed: bool) -> None:
+        """After a restart: what the lifecycle already knows, so that the next normal value
+        clears a restored alarm instead of being ignored."""
+        c = self._by_id.get(alarm_id)
+        if c is not None:
+            c.active = c.cond = active
+            c.suppressed = suppressed
+
+    # ------------------------------------------------------------------ evaluation core
+    def _step(self, c: _Check, cond: bool, ts: int, out: list[Transition]) -> None:
+        if cond != c.cond:
+            c.cond, c.since = cond, ts
+        self._settle(c, ts, out)
+
+    def _settle(self, c: _Check, now: int, out: list[Transition]) -> None:
+        r = c.rule
+        if c.cond and not c.active and now - c.since >= r.on_delay_s * NS_PER_S:
+            c.active = True
+            if self._masked(c) and not c.suppressed:
+                c.suppressed = True
+                out.append(self._tr(c, "suppress", now))
+            out.append(self._tr(c, "activate", now))
+        elif not c.cond and c.active and now - c.since >= r.off_delay_s * NS_PER_S:
+            c.active = False
+            out.append(self._tr(c, "clear", now))
+
+    def _masked(self, c: _Check) -> bool:
+        if not c.machine or not c.rule.suppress_in_planned_stop:
+            return False
+        st = self._mstate.get((c.site, c.line, c.machine))
+        return st is not None and st[0] == MachineState.PLANNED_STOP
+
+    def _tr(self, c: _Check, action: str, ts: int) -> Transition:
+        ctx = {**c.ctx, "value": c.value, **c.extra}
+        msgs = {}
+        for lang in ("ko", "en"):
+            lc = {k: (v.get(lang) if isinstance(v, Names) else v) for k, v in ctx.items()}
+            msgs[lang] = render(getattr(c.rule.message, lang), lc)
+        return Transition(c.alarm_id, action, ts, c.rule.id + (f".{c.level}" if c.level else ""), c.site, c.line,
+                          c.machine, c.signal, c.priority, c.value, msgs["ko"], msgs["en"])
+
+    # ------------------------------------------------------------------ inputs
+    def feed(self, samples: Iterable[Sample]) -> list[Transition]:
+        out: list[Transition] = []
+        for s in sorted(samples, key=lambda s: s.ts):
+            mkey = (s.site, s.line, s.machine)
+            prev = self._last_seen.get(mkey)
+            if prev is None or s.ts > prev:
+                self._last_seen[mkey] = s.ts
+                for c in self._stale_checks.get(mkey, ()):
+                    self._step(c, False, s.ts, out)
+            smap = self._state_maps.get(mkey)
+            if smap is not None and s.signal == smap[0]:
+                self._on_state(mkey, s, smap[1], out)
+            checks = self._by_series.get(s.series)
+            if not checks or not s.is_numeric or s.quality is not Quality.GOOD:
+                # a bad-quality reading says nothing about the process: hold the condition
+                continue
+            last = self._last_value.get(s.series)
+            if last is not None and s.ts <= last[0]:
+                continue  # late or duplicate delivery: the newer value already decided
+            self._last_value[s.series] = (s.ts, s.value)  # type: ignore[assignment]
+            for c in checks:
+                c.value = s.value  # type: ignore[assignment]
+                if isinstance(c.rule, AnalogRule):
+                    self._step(c, self._analog(c, s.value), s.ts, out)  # type: ignore[arg-type]
+                elif last is not None:
+                    rate = abs(s.value - last[1]) / ((s.ts - last[0]) / NS_PER_S)  # type: ignore[operator]
+                    c.extra = {"rate": rate}
+                    self._step(c, rate > c.rule.max_per_s, s.ts, out)
+        return out
+
+    def _analog(self, c: _Check, v: float) -> bool:
+        r: AnalogRule = c.rule
+        lim = getattr(r, c.level).limit
+        high = c.level in ("h", "hh")
+        # deadband: once in alarm, the value must come back past the limit by the deadband
+        if c.cond:
+            return v > lim - r.deadband if high else v < lim + r.deadband
+        return v > lim if high else v < lim
+
+    def _on_state(self, mkey: tuple[str, str, str], s: Sample, mapping: dict, out: list[Transition]) -> None:
+        code = s.value
+        state = mapping.get(code, MachineState.UNKNOWN) if s.quality is Quality.GOOD else MachineState.UNKNOWN
+        prev = self._mstate.get(mkey)
+        if prev is not None and s.ts < prev[1]:
+            return
+        if prev is None or prev[0] != state:
+            self._mstate[mkey] = (state, s.ts)
+        planned = state == MachineState.PLANNED_STOP
+        for c in self._by_machine.get(mkey, ()):
+            if not c.rule.suppress_in_planned_stop:
+                continue
+            if planned and c.active and not c.suppressed:
+                c.suppressed = True
+                out.append(self._tr(c, "suppress", s.ts))
+            elif not planned and c.suppressed:
+                c.suppressed = False
+                out.append(self._tr(c, "unsuppress", s.ts))
+        since = self._mstate[mkey][1]
+        for c in self._state_checks.get(mkey, ()):
+            cond = state.value == c.rule.state
+            if cond != c.cond:
+                c.cond, c.since = cond, since
+            c.extra = {"state": state.value}
+            self._settle_state(c, s.ts, out)
+
+    def _settle_state(self, c: _Check, now: int, out: list[Transition]) -> None:
+        # a state rule's "delay" is its duration limit: down for max_s, then the alarm
+        r = c.rule
+        if c.cond and not c.active and now - c.since >= (r.max_s + r.on_delay_s) * NS_PER_S:
+            c.extra = {**c.extra, "duration_min": round((now - c.since) / NS_PER_S / 60, 1)}
+            c.active = True
+            if self._masked(c) and not c.suppressed:
+                c.suppressed = True
+                out.append(self._tr(c, "suppress", now))
+            out.append(self._tr(c, "activate", now))
+        elif not c.cond and c.active and now - c.since >= r.off_delay_s * NS_PER_S:
+            c.active = False
+            out.append(self._tr(c, "clear", now))
+
+    def tick(self, now: int, oee: Optional[Callable[[str, str], Optional[float]]] = None) -> list[Transition]:
+        """Advance time: complete on/off delays, state durations, staleness, OEE checks.
+        oee(site, line) returns the line's OEE for the shift so far (0..1) or None (no shift)."""
+        out: list[Transition] = []
+        if self._started is None:
+            self._started = now
+        for checks in self._by_series.values():
+            for c in checks:
+                self._settle(c, now, out)
+        for checks in self._state_checks.values():
+            for c in checks:
+                self._settle_state(c, now, out)
+        for mkey, checks in self._stale_checks.items():
+            seen = self._last_seen.get(mkey, self._started)
+            for c in checks:
+                age = (now - seen) / NS_PER_S
+                c.extra = {"age_s": round(age)}
+                cond = age > c.rule.max_age_s
+                if cond != c.cond:
+                    # the link died when the last sample came, not when we noticed
+                    c.cond, c.since = cond, (seen + int(c.rule.max_age_s * NS_PER_S)) if cond else now
+                self._settle(c, now, out)
+        if oee is not None:
+            for (site, line), checks in self._oee_checks.items():
+                try:
+                    v = oee(site, line)
+                except Exception:  # another engine's bug must not stop alarm ticks
+                    v = None
+                for c in checks:
+                    if v is None:
+                        self._step(c, False, now, out)
+                        continue
+                    c.value = float(v)
+                    c.extra = {"oee": float(v), "target": c.rule.target}
+                    self._step(c, float(v) < c.rule.target, now, out)
+        return out
+
+    def machine_state(self, site: str, line: str, machine: str) -> MachineState:
+        st = self._mstate.get((site, line, machine))
+        return st[0] if st else MachineState.UNKNOWN
+
+
+def sort_transitions(ts: Sequence[Transition]) -> list[Transition]:
+    return sorted(ts, key=lambda t: t.ts)
