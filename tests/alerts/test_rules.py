@@ -106,10 +106,10 @@ def test_suppressed_in_planned_stop(config):
     e = ev(config, {**VIB, "on_delay_s": 0, "off_delay_s": 0})
     seq = [state(0, 3), vib(1, 7.5),  # running: H raised
            state(2, 0),               # planned stop (code 0): the active alarm is suppressed
-           vib(3, 5.0), vib(4, 9.5),  # condition changes are still tracked while suppressed
-           state(5, 3)]               # back to running: unsuppressed (lifecycle re-annunciates)
+           vib(3, 5.0), vib(4, 9.5),  # changes are still tracked; HH is new: suppressed first
+           state(5, 3)]               # back to running: unsuppressed (the lifecycle re-annunciates)
     assert run(e, seq) == [(1.0, "activate", "h"), (2.0, "suppress", "h"), (3.0, "clear", "h"),
-                           (4.0, "activate", "hh"), (4.0, "activate", "h"),
+                           (4.0, "suppress", "hh"), (4.0, "activate", "hh"), (4.0, "activate", "h"),
                            (5.0, "unsuppress", "hh"), (5.0, "unsuppress", "h")]
 
 
