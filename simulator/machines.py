@@ -1,0 +1,483 @@
+"""Simulated machines of the demonstration sites: what their PLCs would report, second by second.
+
+Pure code, no I/O and no wall clock: a `Plant` is stepped with explicit times (ns since the
+epoch) and answers, for every configured machine, the values of its class's signals at that
+time. Everything random comes from one `random.Random` per machine, seeded from the plant seed
+and the machine's key, so the same seed and the same step times give the same output.
+
+The model is event driven: between two step times it jumps from event to event (a part
+finished, a failure, the end of a repair, a break starting, a shift change), so a step of one
+second and a jump over a whole night cost the same per event and give the same trajectory.
+Process noise is drawn from a second generator per machine at output time, so how often the
+plant is stepped never changes when machines fail or how many parts they make.
+
+What a machine does (all draws per machine, so some machines are better than others):
+- running: a part every ideal_cycle_s x 1.05..1.25 (never at the ideal: performance < 100 %),
+  1-3 % rejects, more right after a setup (startup rejects) and before a failure;
+- failures after an exponential amount of running time (MTBF), repaired after an exponential
+  MTTR; some announce themselves (CNC spindle: vibration creeps up; injection cooling: the
+  mold temperature drifts up) so alarms have something to catch before the stop;
+- micro-stops (< 2 min, several per hour), idle (waiting for material), setups (a changeover
+  when the lot quantity is done, with a new LOT number);
+- planned stops exactly when the engine's shift calendar (config/shifts.yaml, gwanje.shifts)
+  has them: breaks, days off, time outside every shift;
+- part counters reset to 0 at every shift start and wrap at 2**counter_bits like PLC counters
+  (some 16-bit presses start near 65,535 so the demo shows a wrap early).
+The state signal carries the PLC code from the class's state_codes, never a state name.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from datetime import datetime
+from typing import Callable, Optional, Union
+from zoneinfo import ZoneInfo
+
+from gwanje.config import Config, MachineSpec, SignalDef
+from gwanje.model import NS_PER_S
+from gwanje.shifts import ShiftCalendar, load_shifts
+
+Value = Union[int, float, str]
+
+# internal states; MICRO_STOP is reported with an idle code (a short hold, not a breakdown)
+RUNNING, MICRO_STOP, IDLE, DOWN, SETUP, PLANNED = (
+    "running", "micro_stop", "idle", "down", "setup", "planned_stop")
+STATES = (RUNNING, MICRO_STOP, IDLE, DOWN, SETUP, PLANNED)
+
+# means of the random process, in seconds; each machine scales them by its own factors
+MTBF_S = 6 * 3600.0  # running time between failures
+MTTR_S = 25 * 60.0
+MTTR_MIN_S, MTTR_MAX_S = 3 * 60.0, 3 * 3600.0
+MICRO_EVERY_S = 15 * 60.0  # running time between micro-stops
+MICRO_MIN_S, MICRO_MAX_S = 10.0, 110.0  # a micro-stop is shorter than 2 min
+IDLE_EVERY_S = 4 * 3600.0  # running time between waits for material
+IDLE_MIN_S, IDLE_MAX_S = 4 * 60.0, 20 * 60.0
+LOT_MIN_H, LOT_MAX_H = 4.0, 9.0  # running time a lot takes, sets the lot quantity
+SETUP_MIN_S, SETUP_MAX_S = 15 * 60.0, 40 * 60.0
+PERF_MIN, PERF_MAX = 1.05, 1.25  # actual cycle / ideal cycle
+STARTUP_PARTS = 12  # parts after a setup made in start-up mode, with extra rejects
+STARTUP_REJECT_P = 0.15
+PRECURSOR_REJECT_P = 0.05  # extra reject probability at the end of a failure's precursor
+AMBIENT_C = 24.0
+# a step further ahead than this restarts the model instead of replaying every part
+MAX_CATCHUP_NS = 3 * 86_400 * NS_PER_S
+NEAR_WRAP_MIN, NEAR_WRAP_MAX = 40, 400  # parts before a near-wrap counter reaches 2**bits
+
+_INF = float("inf")
+
+
+class Timetable:
+    """Shift starts and planned stops of the engine's calendar, as sorted boundaries.
+
+    Precomputed for a window of days around the asked time and shared by all machines of a
+    plant (they are stepped to the same times)."""
+
+    BEFORE_NS = 86_400 * NS_PER_S
+    AFTER_NS = 3 * 86_400 * NS_PER_S
+
+    def __init__(self, calendar: ShiftCalendar, work_days_off: bool = False) -> None:
+        self.calendar = calendar
+        self.work_days_off = work_days_off
+        self._lo = self._hi = 0
+        self._stops: list[tuple[int, int]] = []
+        self._stop_starts: list[int] = []
+        self._shift_starts: list[int] = []
+        self._bounds: list[int] = []
+
+    def _ensure(self, t: int) -> None:
+        # trust only boundaries a day before the window's end: a stop clipped by the window
+        # edge must not look like a real end
+        if self._lo <= t < self._hi - 86_400 * NS_PER_S:
+            return
+        lo, hi = t - self.BEFORE_NS, t + self.AFTER_NS
+        shifts = self.calendar.shifts_between(lo, hi)
+        if self.work_days_off:
+            stops = sorted(b for s in shifts for b in s.breaks)
+        else:
+            stops = self.calendar.planned_stops(lo, hi)
+        self._lo, self._hi = lo, hi
+        self._stops = stops
+        self._stop_starts = [a for a, _ in stops]
+        self._shift_starts = sorted(s.start_ns for s in shifts)
+        self._bounds = sorted({x for ab in stops for x in ab} | set(self._shift_starts))
+
+    def planned_end(self, t: int) -> Optional[int]:
+        """End of the planned stop t lies in, or None when t is working time."""
+        self._ensure(t)
+        i = bisect.bisect_right(self._stop_starts, t) - 1
+        if i >= 0 and self._stops[i][0] <= t < self._stops[i][1]:
+            return self._stops[i][1]
+        return None
+
+    def next_boundary(self, t: int) -> int:
+        """The first shift start, stop start or stop end after t (or a window edge)."""
+        self._ensure(t)
+        i = bisect.bisect_right(self._bounds, t)
+        limit = self._hi - 86_400 * NS_PER_S
+        return min(self._bounds[i], limit) if i < len(self._bounds) else limit
+
+    def is_shift_start(self, t: int) -> bool:
+        self._ensure(t)
+        i = bisect.bisect_left(self._shift_starts, t)
+        return i < len(self._shift_starts) and self._shift_starts[i] == t
+
+    def shift_start(self, t: int) -> int:
+        """The latest shift start at or before t (t itself when none is known)."""
+        self._ensure(t)
+        i = bisect.bisect_right(self._shift_starts, t) - 1
+        return self._shift_starts[i] if i >= 0 else t
+
+
+def _code(c: float | str) -> Value:
+    # PLCs report integer codes; YAML numbers may arrive as floats
+    if isinstance(c, float) and c.is_integer():
+        return int(c)
+    return c
+
+
+def _state_codes(spec: MachineSpec) -> dict[str, list[Value]]:
+    """PLC code(s) to report for each internal state, falling back to the nearest state the
+    class has codes for (a class needs only running codes)."""
+    sc = spec.klass.state_codes
+    lists = {k: [_code(c) for c in getattr(sc, k)] for k in ("running", "idle", "down", "setup", "planned_stop")}
+    any_stop = lists["idle"] or lists["down"] or lists["setup"] or lists["planned_stop"] or lists["running"]
+
+    def first(*names: str) -> list[Value]:
+        for n in names:
+            if lists[n]:
+                return lists[n]
+        return any_stop
+
+    idle = first("idle", "down")
+    return {
+        RUNNING: lists["running"],
+        # a hold (CNC feed hold = 2) is the last idle code; waiting for material the first
+        MICRO_STOP: [idle[-1]],
+        IDLE: [idle[0]],
+        DOWN: [first("down", "idle")[0]],
+        SETUP: [first("setup", "down", "idle")[0]],
+        PLANNED: [first("planned_stop", "idle", "down")[0]],
+    }
+
+
+class MachineModel:
+    """One simulated machine. `advance(t)` moves it to time t; `values()` reads its signals."""
+
+    def __init__(self, spec: MachineSpec, seed: int, timetable: Timetable, tz: ZoneInfo,
+                 start_near_wrap: bool = False) -> None:
+        self.spec = spec
+        self.timetable = timetable
+        self.tz = tz
+        key = "/".join(spec.key)
+        # str seeds hash through sha512: stable across processes, unlike hash()
+        self.rng = random.Random(f"{seed}|{key}")
+        self.noise = random.Random(f"{seed}|{key}|noise")
+        d = spec.definition
+        self.ideal_s = d.ideal_cycle_s
+        self.wrap = 2 ** d.counter_bits
+        self.start_near_wrap = start_near_wrap
+        self.codes = _state_codes(spec)
+        k = spec.klass
+        self.state_signal, self.total_signal = k.state_signal, k.total_signal
+        self.good_signal, self.reject_signal = k.good_signal, k.reject_signal
+        self.signal_ids = {s.id for s in k.signals}
+        r = self.rng
+        # the machine's character: fixed for its life
+        self.perf = r.uniform(1.08, 1.18)
+        self.reject_p = r.uniform(0.01, 0.03)
+        self.mtbf_s = MTBF_S * r.uniform(0.6, 1.6)
+        self.mttr_s = MTTR_S * r.uniform(0.7, 1.3)
+        self.micro_every_s = MICRO_EVERY_S * r.uniform(0.6, 1.5)
+        self.idle_every_s = IDLE_EVERY_S * r.uniform(0.7, 1.4)
+        self.ambient = AMBIENT_C + r.uniform(-2.0, 2.0)
+        self.t: Optional[int] = None
+        self.time_in: dict[str, int] = dict.fromkeys(STATES, 0)  # ns spent per state
+
+    # ------------------------------------------------------------------ draws
+    def _cycle_s(self) -> float:
+        return self.ideal_s * min(PERF_MAX, max(PERF_MIN, self.perf * self.rng.uniform(0.96, 1.05)))
+
+    def _new_failure(self) -> None:
+        r = self.rng
+        self.fail_in_ns = int(r.expovariate(1.0 / self.mtbf_s) * NS_PER_S) + NS_PER_S
+        # which failures announce themselves depends on what the machine can show
+        kinds = ["plain"]
+        if "vibration" in self.signal_ids:
+            kinds += ["spindle", "spindle"]
+        if "mold_temp" in self.signal_ids:
+            kinds += ["cooling", "cooling"]
+        self.fail_kind = r.choice(kinds)
+        self.precursor_ns = int(r.uniform(20, 60) * 60 * NS_PER_S)
+        self.precursor_mag = r.uniform(0.7, 1.0)
+
+    def _new_lot(self, t: int) -> None:
+        r = self.rng
+        self.lot_seq = self.lot_seq % 9999 + 1
+        day = datetime.fromtimestamp(t // NS_PER_S, self.tz)
+        self.lot = f"L{day.year % 100:02d}{day.month:02d}-{self.lot_seq:04d}"
+        self.lot_left = max(1, int(r.uniform(LOT_MIN_H, LOT_MAX_H) * 3600 / (self.ideal_s * self.perf)))
+        # the new product's recipe: setpoints of the process signals
+        self.sp = {
+            "rpm": r.choice((4500.0, 6000.0, 8000.0, 9500.0)), "load": r.uniform(35, 65),
+            "feed": r.uniform(800, 2200), "vib": r.uniform(1.2, 2.4),
+            "force": r.uniform(8000, 18000), "billet": r.uniform(1150, 1220),
+            "melt": r.uniform(220, 260), "mold": r.uniform(40, 80), "pressure": r.uniform(600, 1400),
+            "torque": r.uniform(4, 12), "tonnage": r.uniform(200, 600), "die": r.uniform(55, 75),
+        }
+
+    # ------------------------------------------------------------------ start
+    def _start(self, t: int) -> None:
+        r = self.rng
+        self.t = t
+        self.lot_seq = r.randint(1, 80)
+        self._new_lot(t)
+        self.lot_left = r.randint(1, self.lot_left)  # joined in the middle of a lot
+        self.since_setup = STARTUP_PARTS
+        self._new_failure()
+        self.fail_in_ns = int(r.uniform(0.2, 1.0) * self.fail_in_ns) + NS_PER_S
+        self.cycle_s = self._cycle_s()
+        self.last_cycle_s = self.cycle_s
+        self.part_left_ns = int(r.uniform(0, self.cycle_s) * NS_PER_S)
+        self.part_due = _INF
+        if self.start_near_wrap:
+            self.total = self.wrap - r.randint(NEAR_WRAP_MIN, NEAR_WRAP_MAX)
+            self.reject = int(self.total * self.reject_p)
+        else:
+            # the shift has been producing since it started
+            shift_s = (t - self.timetable.shift_start(t)) / NS_PER_S
+            self.total = int(shift_s * 0.7 / (self.ideal_s * self.perf))
+            self.reject = int(self.total * self.reject_p)
+        self.good = self.total - self.reject
+        self.state = ""
+        self.until: float = _INF
+        self.heat: dict[str, tuple[float, int]] = {}
+        self.bound = self.timetable.next_boundary(t)
+        self._resume(t)
+        # warm (or cold) as if the machine had been in its state for long
+        self.heat = {sid: (self._heat_target(sid), t) for sid in THERMAL if sid in self.signal_ids}
+
+    # ------------------------------------------------------------------ transitions
+    def _set(self, state: str, until: float) -> None:
+        t = self.t
+        for sid in self.heat:
+            self.heat[sid] = (self._heat_now(sid, t), t)  # rebase: the target changes with state
+        if self.state == RUNNING and state != RUNNING:
+            self.part_left_ns = max(1, int(self.part_due - t))
+        self.state, self.until = state, until
+        if state == RUNNING:
+            self.part_due = t + self.part_left_ns
+            r = self.rng
+            stops = (
+                (t + self.fail_in_ns, DOWN),
+                (t + int(r.expovariate(1.0 / self.micro_every_s) * NS_PER_S) + NS_PER_S, MICRO_STOP),
+                (t + int(r.expovariate(1.0 / self.idle_every_s) * NS_PER_S) + NS_PER_S, IDLE),
+            )
+            self.until, self.pending = min(stops)
+
+    def _resume(self, t: int) -> None:
+        """Leave a stop: a planned stop if the calendar says so, else back to running."""
+        end = self.timetable.planned_end(t)
+        if end is not None:
+            self._set(PLANNED, end)
+        else:
+            self._set(RUNNING, _INF)
+
+    def _on_boundary(self) -> None:
+        t = self.t
+        if self.timetable.is_shift_start(t):
+            self.total = self.good = self.reject = 0
+        end = self.timetable.planned_end(t)
+        if end is not None and self.state in (RUNNING, MICRO_STOP, IDLE):
+            self._set(PLANNED, end)
+        elif end is not None and self.state == PLANNED:
+            self.until = end  # adjacent stops (a break that runs into a day off)
+        elif end is None and self.state == PLANNED:
+            self._resume(t)
+        self.bound = self.timetable.next_boundary(t)
+
+    def _on_part(self) -> None:
+        r = self.rng
+        self.last_cycle_s = self.cycle_s
+        p = self.reject_p + PRECURSOR_REJECT_P * self.precursor()
+        if self.since_setup < STARTUP_PARTS:
+            p += STARTUP_REJECT_P * (1 - self.since_setup / STARTUP_PARTS)
+        self.total += 1
+        if r.random() < p:
+            self.reject += 1
+        else:
+            self.good += 1
+        self.since_setup += 1
+        self.lot_left -= 1
+        self.cycle_s = self._cycle_s()
+        self.part_due = self.t + int(self.cycle_s * NS_PER_S)
+        if self.lot_left <= 0:
+            self._new_lot(self.t)  # the operator enters the new LOT when the changeover starts
+            self.since_setup = 0
+            self._set(SETUP, self.t + int(r.uniform(SETUP_MIN_S, SETUP_MAX_S) * NS_PER_S))
+
+    def _on_state_end(self) -> None:
+        r, t = self.rng, self.t
+        if self.state != RUNNING:
+            self._resume(t)
+        elif self.pending == DOWN:
+            d = min(MTTR_MAX_S, max(MTTR_MIN_S, r.expovariate(1.0 / self.mttr_s)))
+            self._new_failure()
+            self._set(DOWN, t + int(d * NS_PER_S))
+        elif self.pending == MICRO_STOP:
+            self._set(MICRO_STOP, t + int(r.uniform(MICRO_MIN_S, MICRO_MAX_S) * NS_PER_S))
+        else:
+            self._set(IDLE, t + int(r.uniform(IDLE_MIN_S, IDLE_MAX_S) * NS_PER_S))
+
+    def advance(self, now: int) -> None:
+        """Move the machine to time `now` (ns). Earlier times are ignored (a clock step back
+        must not undo production)."""
+        if self.t is None or now - self.t > MAX_CATCHUP_NS:
+            self._start(now)
+            return
+        while self.t < now:
+            running = self.state == RUNNING
+            nxt = min(now, self.bound, self.until, self.part_due if running else _INF)
+            nxt = int(nxt)
+            dt = nxt - self.t
+            self.time_in[self.state] += dt
+            if running:
+                self.fail_in_ns -= dt
+            self.t = nxt
+            if nxt >= self.bound:
+                self._on_boundary()
+            if self.state == RUNNING and nxt >= self.part_due:
+                self._on_part()
+            if nxt >= self.until:
+                self._on_state_end()
+
+    # ------------------------------------------------------------------ outputs
+    def precursor(self) -> float:
+        """0..1: how far the coming failure's warning sign has grown (0 when none)."""
+        if self.fail_kind == "plain" or self.fail_in_ns >= self.precursor_ns:
+            return 0.0
+        return self.precursor_mag * (1.0 - max(0, self.fail_in_ns) / self.precursor_ns)
+
+    def _heat_target(self, sid: str) -> float:
+        key, _tau, hot_states = THERMAL[sid]
+        return self.sp[key] if self.state in hot_states else self.ambient
+
+    def _heat_now(self, sid: str, t: int) -> float:
+        v0, t0 = self.heat[sid]
+        tau = THERMAL[sid][1]
+        target = self._heat_target(sid)
+        return target + (v0 - target) * math.exp(-(t - t0) / (tau * NS_PER_S))
+
+    @property
+    def code(self) -> Value:
+        codes = self.codes[self.state]
+        # two running codes (Euromap: automatic / semi-automatic): start-up runs semi-automatic
+        if self.state == RUNNING and len(codes) > 1 and self.since_setup < STARTUP_PARTS:
+            return codes[1]
+        return codes[0]
+
+    def values(self) -> dict[str, Value]:
+        """Every signal of the machine's class at the model's current time."""
+        out: dict[str, Value] = {}
+        running = self.state == RUNNING
+        for s in self.spec.signals:
+            sid = s.id
+            if sid == self.state_signal:
+                out[sid] = self.code
+            elif sid == self.total_signal:
+                out[sid] = self.total % self.wrap
+            elif sid == self.good_signal:
+                out[sid] = self.good % self.wrap
+            elif sid == self.reject_signal:
+                out[sid] = self.reject % self.wrap
+            elif s.kind == "text":
+                out[sid] = self.lot if sid == "lot" else ""
+            elif s.kind in ("counter", "state"):
+                out[sid] = 0
+            else:
+                out[sid] = round(self._analog(s, running), 2)
+        return out
+
+    def _analog(self, s: SignalDef, running: bool) -> float:
+        n = self.noise.gauss(0.0, 1.0)
+        if s.id in THERMAL:
+            noise = THERMAL_NOISE.get(s.id, 0.5) * (1.0 if running else 0.2)
+            v = self._heat_now(s.id, self.t) + noise * n
+            if s.id == "mold_temp" and self.fail_kind == "cooling":
+                v += 15.0 * self.precursor()
+            return v
+        gen = PROCESS.get(s.id)
+        if gen is not None:
+            return max(0.0, gen(self, running, n))
+        # a signal this simulator does not know: mid-range when running, bottom when stopped
+        lo, hi = s.range or (0.0, 100.0)
+        return (lo + hi) / 2 + 0.02 * (hi - lo) * n if running else lo
+
+
+# signal -> (recipe setpoint, time constant s, states in which it is held at the setpoint);
+# outside those states it relaxes to ambient, so a long stop reads ambient
+THERMAL: dict[str, tuple[str, float, tuple[str, ...]]] = {
+    "billet_temp": ("billet", 60.0, (RUNNING,)),  # no billet under the pyrometer when stopped
+    "melt_temp": ("melt", 25 * 60.0, (RUNNING, MICRO_STOP, IDLE, SETUP)),
+    "mold_temp": ("mold", 8 * 60.0, (RUNNING, MICRO_STOP, IDLE, SETUP)),
+    "die_temp": ("die", 20 * 60.0, (RUNNING,)),
+}
+THERMAL_NOISE = {"billet_temp": 4.0, "melt_temp": 0.8, "mold_temp": 0.4, "die_temp": 0.5}
+
+
+def _vibration(m: MachineModel, running: bool, n: float) -> float:
+    if not running:
+        return 0.15 + 0.05 * abs(n)  # the floor shakes a little
+    creep = 6.5 * m.precursor() ** 1.5 if m.fail_kind == "spindle" else 0.0
+    return m.sp["vib"] * (1 + 0.08 * n) + creep
+
+
+def _kinetic(key: str, rel_noise: float) -> Callable[[MachineModel, bool, float], float]:
+    """A signal that is its recipe setpoint with noise while running and 0 otherwise."""
+    return lambda m, running, n: m.sp[key] * (1 + rel_noise * n) if running else 0.0
+
+
+def _strokes(m: MachineModel, running: bool, n: float) -> float:
+    return 60.0 / m.cycle_s * (1 + 0.005 * n) if running else 0.0
+
+
+PROCESS: dict[str, Callable[[MachineModel, bool, float], float]] = {
+    "spindle_speed": _kinetic("rpm", 0.004),
+    "spindle_load": lambda m, running, n: (
+        m.sp["load"] * (1 + 0.06 * n) + (25.0 * m.precursor() if m.fail_kind == "spindle" else 0.0)
+        if running else 0.0),
+    "feed_rate": _kinetic("feed", 0.01),
+    "vibration": _vibration,
+    "cycle_time": lambda m, running, n: m.last_cycle_s if running else 0.0,
+    "forging_force": _kinetic("force", 0.03),
+    "stroke_rate": _strokes,
+    "strokes_per_min": _strokes,
+    "injection_pressure": _kinetic("pressure", 0.02),
+    "screw_torque": _kinetic("torque", 0.025),
+    "tonnage": _kinetic("tonnage", 0.02),
+}
+
+
+class Plant:
+    """Every configured machine, stepped together."""
+
+    def __init__(self, config: Config, seed: Optional[int] = None, work_days_off: bool = False) -> None:
+        self.config = config
+        self.seed = config.system.simulator.seed if seed is None else seed
+        self.timetable = Timetable(load_shifts(config), work_days_off)
+        tz = ZoneInfo(config.plant.timezone)
+        self.models: list[MachineModel] = []
+        n16 = 0
+        for spec in config.machines():
+            near = False
+            if spec.definition.counter_bits == 16:
+                near, n16 = n16 % 2 == 0, n16 + 1  # every other 16-bit machine shows a wrap soon
+            self.models.append(MachineModel(spec, self.seed, self.timetable, tz, start_near_wrap=near))
+
+    def step(self, now_ns: int) -> list[tuple[MachineSpec, dict[str, Value]]]:
+        """Advance every machine to now_ns and return each machine's signal values."""
+        out = []
+        for m in self.models:
+            m.advance(now_ns)
+            out.append((m.spec, m.values()))
+        return out
