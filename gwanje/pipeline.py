@@ -1,64 +1,124 @@
-"""The pipeline between collectors and the store: a bounded in-memory queue and one writer
-thread that batches samples, hands each batch to the listeners (engine, alarms) and writes it.
+"""The pipeline between collectors and the store: a bounded in-memory queue, one writer thread
+that batches samples, hands each batch to the listeners (engine, alarms) and writes it, and —
+when a Spool is given — store-and-forward through the disk spool while the store is away.
 
 Collectors call submit() from their network threads; it never blocks. The writer batches up
 to batch_size samples or flush_interval, whichever comes first (never one write per message).
+
+Store-and-forward (spool given):
+- a batch the store refuses (StoreUnavailable or any error) goes to the spool; for
+  retry_interval_s after a failure fresh batches go straight to the spool instead of waiting
+  on a dead store, then the next batch probes it again;
+- a full in-memory queue (store slower than the sources) spills the submitted samples to the
+  spool instead of dropping them; submit() still returns at once (one buffered file write,
+  no fsync, on the caller's thread);
+- order: the spool replays strictly oldest first; fresh batches are written ahead of the
+  backlog, so the live view recovers at once while the outage is drained in the gaps
+  (every point is keyed by series + source time, so the order of the writes does not change
+  what is stored);
+- a spool left by a previous run is replayed after start();
+- when the spool is full, its policy applies (drop_oldest | drop_newest), the loss is counted
+  and an alarm Event(kind="alarm", key="system:spool_full") is written as soon as the store
+  takes it (and logged at once); stats()["spool_full"] shows it throughout.
+
+Listeners see every batch exactly once per process: fresh batches when they are taken from the
+queue, spilled batches when they are replayed from the spool.
+Without a spool, a failed batch is held in memory and retried, and a full queue drops
+(counted) — the behaviour for tests and tools that do not need durability.
 """
 from __future__ import annotations
 
+import bisect
+import collections
 import logging
 import queue
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from gwanje.model import Event, Sample
+from gwanje.model import Event, Sample, now_ns
 from storage.base import Store, StoreUnavailable
 
 log = logging.getLogger("gwanje.pipeline")
 
 Listener = Callable[[Sequence[Sample]], Optional[Sequence[Event]]]
+OnDurable = Callable[[], None]
+
+# write latency histogram bounds (seconds), Prometheus-style cumulative buckets
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SPOOL_ALARM_KEY = "system:spool_full"
+MAX_PENDING_EVENTS = 50_000
 
 
 class Pipeline:
     def __init__(self, store: Store, batch_size: int = 5000, flush_interval_s: float = 0.2,
                  queue_size: int = 200_000, listeners: Sequence[Listener] = (),
-                 retry_interval_s: float = 1.0) -> None:
+                 retry_interval_s: float = 1.0, spool: Any = None) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
         self.listeners = list(listeners)
-        # the queue holds lists of samples (one per submit) to keep per-message overhead low
-        self._q: queue.Queue[Sequence[Sample]] = queue.Queue(maxsize=max(1, queue_size // 10))
+        self.spool = spool  # storage.spool.Spool or None
+        self.queue_size = queue_size
+        # the queue holds (samples, on_durable) per submit, to keep per-message overhead low;
+        # its bound is in samples (queue_size), checked in submit()
+        self._q: queue.Queue[tuple[Sequence[Sample], Optional[OnDurable]]] = queue.Queue()
+        self._queued = 0  # samples in the queue
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self.samples_in = 0
         self.samples_written = 0
         self.samples_dropped = 0
+        self.samples_spooled = 0  # written to the spool (store down/slow, or queue full)
+        self.samples_spilled = 0  # of those: spilled by submit() because the queue was full
+        self.samples_replayed = 0  # written to the store from the spool
         self.events_written = 0
+        self.events_pending = 0
         self.write_errors = 0
         self.batches_written = 0
         self.last_write_latency_s = 0.0
-        self._pending: list[Sample] = []  # a batch that failed to write, retried first
+        self._lat_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._lat_sum = 0.0
+        self._written_by_site: collections.Counter[str] = collections.Counter()
+        self._pending: list[Sample] = []  # no spool: a batch that failed to write, retried first
+        self._pending_events: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_EVENTS)
+        self._retry_at = 0.0  # monotonic time before which the store is presumed down
+        self.store_up = True
+        self._spool_alarm = False
+        self._notified_token: Optional[tuple[int, int, int]] = None
 
     # ----------------------------------------------------------- collector side
-    def submit(self, samples: Sequence[Sample]) -> None:
+    def submit(self, samples: Sequence[Sample], on_durable: Optional[OnDurable] = None) -> None:
+        """Hand over samples; never blocks. on_durable (optional) is called once they are in
+        the store or the spool — a collector may acknowledge its source then."""
         if not samples:
             return
-        try:
-            self._q.put_nowait(samples)
-        except queue.Full:
+        n = len(samples)
+        with self._lock:
+            self.samples_in += n
+            fits = self._queued + n <= self.queue_size
+            if fits:
+                self._queued += n
+        if fits:
+            self._q.put_nowait((samples, on_durable))
+            return
+        if self.spool is not None and self.spool.append(samples, notified=False, sync=False):
             with self._lock:
-                self.samples_dropped += len(samples)
-            log.error("pipeline queue full: dropped %d samples", len(samples))
+                self.samples_spooled += n
+                self.samples_spilled += n
+            if on_durable is not None:
+                on_durable()
             return
         with self._lock:
-            self.samples_in += len(samples)
+            self.samples_dropped += n
+        log.error("pipeline queue full%s: dropped %d samples",
+                  " and the spool refused them" if self.spool is not None else "", n)
 
     def write_events(self, events: Sequence[Event]) -> None:
-        """Derived records from the engine or operators; written synchronously."""
+        """Derived records from the engine or operators; written synchronously (raises when
+        the store is down: an operator action must know it was not recorded)."""
         if events:
             self.store.write_events(events)
             with self._lock:
@@ -66,87 +126,244 @@ class Pipeline:
 
     @property
     def queue_depth(self) -> int:
-        return self._q.qsize()
+        """Samples waiting in memory."""
+        with self._lock:
+            return self._queued
 
     # ----------------------------------------------------------- writer side
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="gwanje-writer", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Write (or spool) what is queued, then stop; a spool backlog stays for the next run."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
 
-    def _take_batch(self) -> list[Sample]:
+    def _take_batch(self, wait: bool) -> tuple[list[Sample], list[OnDurable]]:
         batch: list[Sample] = []
-        deadline = time.monotonic() + self.flush_interval_s
+        callbacks: list[OnDurable] = []
+        deadline = time.monotonic() + (self.flush_interval_s if wait else 0.0)
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._q.get(timeout=max(0.0, remaining)) if remaining > 0 else self._q.get_nowait()
+                items, cb = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
-            batch.extend(item)
-        return batch
+            batch.extend(items)
+            if cb is not None:
+                callbacks.append(cb)
+        if batch:
+            with self._lock:
+                self._queued -= len(batch)
+        return batch, callbacks
 
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
-            batch = self._pending or self._take_batch()
-            fresh = not self._pending
-            self._pending = []
+            if self.spool is None:
+                if self._run_once_memory(stopping):
+                    return
+                continue
+            backlog = self.spool.batches > 0
+            batch, callbacks = self._take_batch(wait=not backlog and not stopping)
             if batch:
-                if fresh:
-                    self._notify(batch)
-                if not self._write(batch):
-                    self._pending = batch
-                    if stopping:
-                        log.error("stopping with %d unwritten samples", len(batch))
-                        return
-                    self._stop.wait(self.retry_interval_s)
-                    continue
-            elif stopping and self._q.empty():
+                self._notify(batch)
+                if not self._store_presumed_down() and self._write(batch):
+                    pass
+                elif self.spool.append(batch, notified=True):
+                    with self._lock:
+                        self.samples_spooled += len(batch)
+                else:
+                    with self._lock:
+                        self.samples_dropped += len(batch)
+                for cb in callbacks:
+                    _call(cb)
+            self._watch_spool()
+            self._flush_pending_events()
+            if stopping:
+                if self._q.empty():
+                    if self.spool.batches:
+                        log.warning("stopping with %d samples in the spool; they are replayed on the next start",
+                                    self.spool.samples)
+                    return
+                continue
+            if backlog and not self._store_presumed_down():
+                self._drain(self.flush_interval_s)
+            elif backlog:
+                self._stop.wait(min(self.flush_interval_s, max(0.0, self._retry_at - time.monotonic())))
+
+    def _run_once_memory(self, stopping: bool) -> bool:
+        """The writer step without a spool; True when the writer should end."""
+        batch, callbacks = (self._pending, []) if self._pending else self._take_batch(wait=not stopping)
+        fresh = not self._pending
+        self._pending = []
+        if batch:
+            if fresh:
+                self._notify(batch)
+            if not self._write(batch):
+                self._pending = batch
+                if stopping:
+                    log.error("stopping with %d unwritten samples", len(batch))
+                    return True
+                self._stop.wait(self.retry_interval_s)
+                return False
+            for cb in callbacks:
+                _call(cb)
+            self._flush_pending_events()
+        return stopping and self._q.empty()
+
+    def _drain(self, budget_s: float) -> None:
+        """Replay spooled batches, oldest first, until the budget is spent, fresh data is
+        waiting or the store fails again."""
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self.queue_depth >= self.batch_size:
+                return  # fresh data first
+            b = self.spool.peek()
+            if b is None:
                 return
+            if not b.notified and b.token != self._notified_token:
+                self._notify(b.samples)
+                self._notified_token = b.token
+            if not self._write(b.samples):
+                return
+            self.spool.ack(b.token, len(b.samples))
+            with self._lock:
+                self.samples_replayed += len(b.samples)
+
+    def _store_presumed_down(self) -> bool:
+        return time.monotonic() < self._retry_at
 
     def _notify(self, batch: Sequence[Sample]) -> None:
         for fn in self.listeners:
             try:
                 events = fn(batch)
-                if events:
-                    self.write_events(events)
             except Exception:  # a listener bug must not stop ingest
                 log.exception("pipeline listener %r failed", fn)
+                continue
+            if events:
+                self._emit(events)
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        """Write derived events now, or keep them (bounded) until the store is back."""
+        if not self._store_presumed_down():
+            try:
+                self.write_events(events)
+                return
+            except Exception as e:
+                self._store_failed(e, "events")
+        self._pending_events.extend(events)
+        with self._lock:
+            self.events_pending = len(self._pending_events)
+
+    def _flush_pending_events(self) -> None:
+        if not self._pending_events or self._store_presumed_down():
+            return
+        events = list(self._pending_events)
+        try:
+            self.write_events(events)
+        except Exception as e:
+            self._store_failed(e, "events")
+            return
+        for _ in events:
+            self._pending_events.popleft()
+        with self._lock:
+            self.events_pending = len(self._pending_events)
+
+    def _watch_spool(self) -> None:
+        """Raise / clear the spool-full alarm on the spool's full flag (logged at once, stored
+        when the store takes it)."""
+        full = bool(self.spool.full)
+        if full == self._spool_alarm:
+            return
+        self._spool_alarm = full
+        st = self.spool.stats()
+        if full:
+            msg = (f"disk spool full ({st['spool_bytes']} of {st['spool_max_bytes']} bytes): policy "
+                   f"{st['spool_policy']} applies, {st['spool_dropped_samples']} samples dropped so far")
+            log.error("ALARM %s: %s", SPOOL_ALARM_KEY, msg)
+        else:
+            msg = "disk spool below half of its limit again"
+            log.warning("ALARM %s cleared: %s", SPOOL_ALARM_KEY, msg)
+        self._emit([Event(kind="alarm", ts=now_ns(), site="", key=SPOOL_ALARM_KEY, data={
+            "event": "raised" if full else "returned", "active": full, "priority": "high",
+            "status": "unack_active" if full else "rtn_unack",
+            "message_en": msg, "message_ko": ("디스크 스풀 가득 참: 데이터 손실 중" if full else "디스크 스풀 정상 복귀"),
+            "policy": st["spool_policy"], "dropped_samples": st["spool_dropped_samples"],
+            "dropped_batches": st["spool_dropped_batches"], "spool_bytes": st["spool_bytes"],
+        })])
+
+    def _store_failed(self, e: Exception, what: str) -> None:
+        with self._lock:
+            self.write_errors += 1
+        was_up, self.store_up = self.store_up, False
+        self._retry_at = time.monotonic() + self.retry_interval_s
+        if was_up:
+            if isinstance(e, StoreUnavailable):
+                log.warning("store unavailable (%s) writing %s; %s", e, what,
+                            "spooling" if self.spool is not None else "holding for retry")
+            else:
+                log.error("store write of %s failed: %r", what, e)
 
     def _write(self, batch: Sequence[Sample]) -> bool:
         t0 = time.perf_counter()
         try:
             self.store.write_samples(batch)
-        except StoreUnavailable as e:
-            with self._lock:
-                self.write_errors += 1
-            log.warning("store unavailable (%s); %d samples held for retry", e, len(batch))
+        except Exception as e:  # StoreUnavailable or a store bug: keep the data, retry later
+            self._store_failed(e, f"{len(batch)} samples")
             return False
-        except Exception:
-            with self._lock:
-                self.write_errors += 1
-            log.exception("store write failed; %d samples held for retry", len(batch))
-            return False
+        dt = time.perf_counter() - t0
+        by_site = collections.Counter(s.site for s in batch)
         with self._lock:
             self.samples_written += len(batch)
             self.batches_written += 1
-            self.last_write_latency_s = time.perf_counter() - t0
+            self.last_write_latency_s = dt
+            self._lat_counts[bisect.bisect_left(LATENCY_BUCKETS, dt)] += 1
+            self._lat_sum += dt
+            self._written_by_site.update(by_site)
+        if not self.store_up:
+            self.store_up = True
+            log.warning("store answers again%s", "; replaying the spool" if self.spool is not None and
+                        self.spool.batches else "")
         return True
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {
+            cum, acc = {}, 0
+            for le, c in zip(LATENCY_BUCKETS, self._lat_counts):
+                acc += c
+                cum[le] = acc
+            out: dict[str, Any] = {
                 "samples_in": self.samples_in,
                 "samples_written": self.samples_written,
                 "samples_dropped": self.samples_dropped,
+                "samples_spooled": self.samples_spooled,
+                "samples_spilled": self.samples_spilled,
+                "samples_replayed": self.samples_replayed,
+                "samples_written_by_site": dict(self._written_by_site),
                 "events_written": self.events_written,
+                "events_pending": self.events_pending,
                 "write_errors": self.write_errors,
                 "batches_written": self.batches_written,
-                "queue_depth": self.queue_depth,
+                "queue_depth": self._queued,
+                "queue_capacity": self.queue_size,
+                "store_up": self.store_up,
                 "last_write_latency_s": self.last_write_latency_s,
+                "write_latency_buckets": cum,
+                "write_latency_count": sum(self._lat_counts),
+                "write_latency_sum": self._lat_sum,
             }
+        if self.spool is not None:
+            out.update(self.spool.stats())
+        out["spool_alarm"] = self._spool_alarm
+        return out
+
+
+def _call(cb: OnDurable) -> None:
+    try:
+        cb()
+    except Exception:  # the collector's acknowledgement failing must not stop the writer
+        log.exception("on_durable callback failed")
