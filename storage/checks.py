@@ -7,6 +7,7 @@ costs the good records around it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 from gwanje.model import Event, Quality, Sample
@@ -18,6 +19,11 @@ MAX_TS = 9_223_372_036_854_775_806
 MAX_NAME_LEN = 256
 # InfluxDB 1.x refuses string fields above 64 KiB
 MAX_TEXT_BYTES = 64 * 1024 - 1
+# Names every store must be able to give back unchanged. InfluxDB's line protocol cannot
+# carry a newline in a tag, and has no escape for a backslash that stands before `,`, `=`,
+# a space or the end of a tag (it reads `\\,` as an escaped comma). The embedded store refuses
+# the same names, so switching stores never changes which data is kept.
+_UNSTORABLE_NAME = re.compile(r"[\n\r]|\\(?:[,= ]|$)")
 
 
 def name_problem(name: object) -> Optional[str]:
@@ -29,6 +35,9 @@ def name_problem(name: object) -> Optional[str]:
         return "name_has_nul"
     if not _utf8_ok(name):
         return "name_not_utf8"
+    m = _UNSTORABLE_NAME.search(name)
+    if m:
+        return "name_has_newline" if m.group(0) in ("\n", "\r") else "name_backslash_before_separator"
     return None
 
 
