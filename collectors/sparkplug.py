@@ -77,9 +77,9 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 def _fields(buf: bytes, pos: int, end: int):
-    """Yield (field number, wire type, value, position after) for each field in buf[pos:end];
-    value is an int for varints, the raw bytes slice bounds (start, stop) for LEN fields and
-    the raw 4/8 bytes for fixed fields."""
+    """Yield (field number, wire type, value) for each field in buf[pos:end]; value is an int
+    for varints, the bounds (start, stop) of the bytes for LEN fields and the raw 4/8 bytes
+    for fixed fields."""
     while pos < end:
         key, pos = _varint(buf, pos, end)
         num, wt = key >> 3, key & 7
