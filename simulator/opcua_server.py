@@ -1,0 +1,196 @@
+"""The OPC UA servers of the simulated sites: one asyncua Server per site, serving its OPC UA
+machines the way the site's PLC gateway would.
+
+Node ids follow what the collector expects (docs/payloads.md): a signal's `node` in
+plant.yaml, else the endpoint's node_template (`ns=2;s={site}.{line}.{machine}.{signal}`).
+Our namespace is registered first so that its index is 2. Variables hang in an Objects
+folder tree site / line / machine for browsing. Types are the ones PLCs use: state Int32
+(String for text codes), counters UInt16/UInt32/UInt64 by counter_bits, analog Double, LOT
+String. Each write carries the model step's time as the source timestamp.
+
+Security: in demo mode the endpoint offers None only. Outside demo mode it offers
+Basic256Sha256 (Sign and/or SignAndEncrypt, as the endpoint says) with a self-signed
+certificate generated once into `<data dir>/opcua/<endpoint>/`.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+from urllib.parse import urlparse
+
+from asyncua import Server, ua
+
+from gwanje.config import Config, MachineSpec, OpcuaEndpoint, SignalDef
+
+log = logging.getLogger("gwanje.simulator.opcua")
+
+NAMESPACE_URI = "urn:gwanje:simulator"
+_COUNTER_TYPES = {16: ua.VariantType.UInt16, 32: ua.VariantType.UInt32, 64: ua.VariantType.UInt64}
+
+
+def node_id_for(endpoint: OpcuaEndpoint, spec: MachineSpec, signal: SignalDef) -> str:
+    """The node id string a signal is served under (the same rule the collector reads by)."""
+    if signal.node:
+        return signal.node
+    return endpoint.node_template.format(site=spec.site, line=spec.line, machine=spec.machine, signal=signal.id)
+
+
+def variant_type(spec: MachineSpec, signal: SignalDef) -> ua.VariantType:
+    if signal.kind == "text":
+        return ua.VariantType.String
+    if signal.kind == "state":
+        sc = spec.klass.state_codes
+        codes = [*sc.running, *sc.idle, *sc.down, *sc.setup, *sc.planned_stop]
+        return ua.VariantType.String if any(isinstance(c, str) for c in codes) else ua.VariantType.Int32
+    if signal.kind == "counter":
+        return _COUNTER_TYPES[spec.definition.counter_bits]
+    return ua.VariantType.Double
+
+
+def _initial(vtype: ua.VariantType) -> object:
+    if vtype == ua.VariantType.String:
+        return ""
+    return 0.0 if vtype == ua.VariantType.Double else 0
+
+
+def _convert(value: object, vtype: ua.VariantType) -> object:
+    if vtype == ua.VariantType.String:
+        return str(value)
+    if vtype == ua.VariantType.Double:
+        return float(value)  # type: ignore[arg-type]
+    return int(value)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class _Var:
+    node_id: ua.NodeId
+    vtype: ua.VariantType
+
+
+class SiteServer:
+    """One site's OPC UA server. All methods run on the asyncio loop that started it."""
+
+    def __init__(self, endpoint: OpcuaEndpoint, machines: Iterable[MachineSpec], demo: bool = True,
+                 cert_dir: Optional[Path] = None) -> None:
+        self.endpoint = endpoint
+        self.machines = [m for m in machines if m.opcua_endpoint == endpoint.name]
+        self.demo = demo
+        self.cert_dir = cert_dir
+        self.server: Optional[Server] = None
+        self.vars: dict[tuple[str, str, str, str], _Var] = {}
+        self.skipped: list[str] = []  # node ids that could not be served, with the reason
+
+    async def start(self) -> None:
+        s = Server()
+        await s.init()
+        u = urlparse(self.endpoint.url)
+        # listen on the url's host:port; asyncua binds what set_endpoint names
+        s.set_endpoint(self.endpoint.url)
+        s.set_server_name(f"Gwanje simulated site {self.endpoint.name}")
+        await self._security(s, u.hostname or "127.0.0.1")
+        ns = await s.register_namespace(NAMESPACE_URI)
+        if ns != 2:
+            raise RuntimeError(f"simulator namespace got index {ns}, node ids assume 2")
+        await self._build(s, ns)
+        await s.start()
+        self.server = s
+        log.info("OPC UA server %s listening on %s (%d variables)", self.endpoint.name, self.endpoint.url,
+                 len(self.vars))
+
+    async def _security(self, s: Server, host: str) -> None:
+        if self.demo or self.endpoint.security_policy == "None":
+            if not self.demo:
+                log.warning("OPC UA endpoint %s has no security outside demo mode", self.endpoint.name)
+            s.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            return
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+
+        d = (self.cert_dir or Path("data/opcua")) / self.endpoint.name
+        d.mkdir(parents=True, exist_ok=True)
+        uri = f"urn:gwanje:simulator:{self.endpoint.name}"
+        await s.set_application_uri(uri)
+        cert, key = d / "server_cert.der", d / "server_key.pem"
+        await setup_self_signed_certificate(
+            key, cert, uri, host if host not in ("0.0.0.0", "") else socket.gethostname(),
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"countryName": "KR", "organizationName": "Gwanje", "commonName": f"gwanje-sim-{self.endpoint.name}"},
+        )
+        await s.load_certificate(str(cert))
+        await s.load_private_key(str(key))
+        policies = [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
+        if self.endpoint.security_mode == "Sign":
+            policies.append(ua.SecurityPolicyType.Basic256Sha256_Sign)
+        s.set_security_policy(policies)
+
+    async def _build(self, s: Server, ns: int) -> None:
+        folders: dict[tuple[str, ...], object] = {}
+        objects = s.nodes.objects
+
+        async def folder(path: tuple[str, ...]):
+            if path not in folders:
+                parent = objects if len(path) == 1 else await folder(path[:-1])
+                folders[path] = await parent.add_folder(ua.NodeId(".".join(path), ns), f"{ns}:{path[-1]}")
+            return folders[path]
+
+        for spec in self.machines:
+            parent = await folder(spec.key)
+            for sig in spec.signals:
+                raw = node_id_for(self.endpoint, spec, sig)
+                try:
+                    nid = ua.NodeId.from_string(raw)
+                except Exception:
+                    # a browse path ("0:Objects/2:Press1/2:Tonnage") is the collector's to resolve;
+                    # the simulator serves node ids only
+                    self.skipped.append(f"{raw}: not a node id")
+                    continue
+                while nid.NamespaceIndex >= len(await s.get_namespace_array()):
+                    await s.register_namespace(f"{NAMESPACE_URI}:{len(await s.get_namespace_array())}")
+                vtype = variant_type(spec, sig)
+                try:
+                    var = await parent.add_variable(nid, f"{ns}:{sig.id}", ua.Variant(_initial(vtype), vtype))
+                except ua.UaStatusCodeError as e:
+                    self.skipped.append(f"{raw}: {e}")
+                    continue
+                self.vars[(*spec.key, sig.id)] = _Var(var.nodeid, vtype)
+        for msg in self.skipped:
+            log.warning("OPC UA server %s does not serve %s", self.endpoint.name, msg)
+
+    async def write(self, ts_ns: int, batch: Iterable[tuple[MachineSpec, Mapping[str, object]]]) -> int:
+        """Write the values of this site's machines with source time ts_ns; returns how many."""
+        assert self.server is not None
+        src = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
+        srv = datetime.now(timezone.utc)
+        n = 0
+        for spec, values in batch:
+            if spec.opcua_endpoint != self.endpoint.name:
+                continue
+            for sid, value in values.items():
+                v = self.vars.get((*spec.key, sid))
+                if v is None:
+                    continue
+                dv = ua.DataValue(ua.Variant(_convert(value, v.vtype), v.vtype), SourceTimestamp=src,
+                                  ServerTimestamp=srv)
+                await self.server.write_attribute_value(v.node_id, dv)
+                n += 1
+        return n
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+def site_servers(config: Config, cert_dir: Optional[Path] = None) -> list[SiteServer]:
+    """A server for every endpoint that serves at least one configured OPC UA machine."""
+    machines = [m for m in config.machines() if m.opcua_endpoint]
+    out = []
+    for ep in config.system.opcua.endpoints:
+        if any(m.opcua_endpoint == ep.name for m in machines):
+            out.append(SiteServer(ep, machines, demo=config.system.demo, cert_dir=cert_dir))
+    return out

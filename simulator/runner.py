@@ -1,0 +1,171 @@
+"""Runs the simulated sites: steps the Plant on the wall clock every period and hands the
+values to the MQTT publisher (MQTT machines) and the sites' OPC UA servers (OPC UA machines).
+
+Threads: one asyncio loop thread owns the OPC UA servers; one stepping thread owns the Plant
+and the publisher. The stepping thread never waits on OPC UA writes: if the previous write is
+still running when the next step is due, that step's OPC UA values are skipped (and counted)
+rather than queued without bound.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from gwanje.config import Config, Secrets
+from simulator.machines import Plant
+from simulator.mqtt_publisher import MqttPublisher
+from simulator.opcua_server import SiteServer, site_servers
+
+log = logging.getLogger("gwanje.simulator")
+
+
+@dataclass
+class SimulatorStatus:
+    steps: int = 0
+    mqtt_connected: bool = False
+    mqtt_published: int = 0
+    mqtt_dropped: int = 0
+    opcua_writes: int = 0
+    opcua_skipped_steps: int = 0
+    opcua_servers: int = 0
+
+
+class Simulator:
+    def __init__(self, config: Config, mqtt_url: Optional[str], seed: Optional[int] = None,
+                 period_s: Optional[float] = None, data_dir: Optional[Path] = None,
+                 work_days_off: bool = False, secrets: Optional[Secrets] = None) -> None:
+        """mqtt_url None: OPC UA sites only. work_days_off: produce on the calendar's days off
+        too (the engine's calendar still calls them planned stops)."""
+        self.config = config
+        self.mqtt_url = mqtt_url
+        self.seed = config.system.simulator.seed if seed is None else seed
+        self.period_s = config.system.simulator.period_s if period_s is None else period_s
+        self.plant = Plant(config, self.seed, work_days_off=work_days_off)
+        data_dir = Path(data_dir) if data_dir is not None else Path(os.environ.get("GWANJE_DATA_DIR", "data"))
+        self.servers: list[SiteServer] = site_servers(config, cert_dir=data_dir / "opcua")
+        self.publisher = (MqttPublisher(mqtt_url, config.system.mqtt, secrets, client_id="gwanje-simulator")
+                          if mqtt_url else None)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._step_thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._status = SimulatorStatus()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the OPC UA servers (returns once they listen), the publisher and the stepping."""
+        if self.servers:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="sim-opcua", daemon=True)
+            self._loop_thread.start()
+            fut = asyncio.run_coroutine_threadsafe(self._start_servers(), self._loop)
+            try:
+                fut.result(timeout)
+            except BaseException:
+                self._stop_loop()
+                raise
+        if self.publisher:
+            self.publisher.start()
+        self._stop.clear()
+        self._step_thread = threading.Thread(target=self._run, name="sim-step", daemon=True)
+        self._step_thread.start()
+
+    async def _start_servers(self) -> None:
+        for s in self.servers:
+            await s.start()
+        with self._lock:
+            self._status.opcua_servers = len(self.servers)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._step_thread:
+            self._step_thread.join(timeout)
+        if self.publisher:
+            self.publisher.stop()
+        self._stop_loop(timeout)
+
+    def _stop_loop(self, timeout: float = 10.0) -> None:
+        if self._loop is None:
+            return
+
+        async def stop_all() -> None:
+            for s in self.servers:
+                try:
+                    await s.stop()
+                except Exception:
+                    log.exception("OPC UA server %s did not stop cleanly", s.endpoint.name)
+
+        try:
+            asyncio.run_coroutine_threadsafe(stop_all(), self._loop).result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread:
+                self._loop_thread.join(timeout)
+            self._loop.close()
+            self._loop = None
+
+    # ------------------------------------------------------------------ stepping
+    def _run(self) -> None:
+        pending: Optional[Future] = None
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                pending = self.step_once(time.time_ns(), pending)
+            except Exception:
+                # one bad step must not end the demo; the next one starts from the model state
+                log.exception("simulator step failed")
+            next_at += self.period_s
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (suspended laptop, slow machine): do not burst to catch up
+                next_at, delay = time.monotonic(), 0
+            self._stop.wait(delay)
+
+    def step_once(self, now_ns: int, pending: Optional[Future] = None) -> Optional[Future]:
+        """One step: advance the plant, publish MQTT machines, hand OPC UA values to the servers.
+        Returns the OPC UA write still in flight (if any)."""
+        results = self.plant.step(now_ns)
+        opcua = []
+        for spec, values in results:
+            if spec.definition.source == "mqtt":
+                if self.publisher:
+                    self.publisher.publish(spec, now_ns, values)
+            else:
+                opcua.append((spec, values))
+        with self._lock:
+            self._status.steps += 1
+        if opcua and self._loop is not None:
+            if pending is not None and not pending.done():
+                with self._lock:
+                    self._status.opcua_skipped_steps += 1
+                return pending
+            pending = asyncio.run_coroutine_threadsafe(self._write(now_ns, opcua), self._loop)
+            pending.add_done_callback(_log_failure)
+        return pending
+
+    async def _write(self, now_ns: int, batch: list) -> None:
+        n = 0
+        for s in self.servers:
+            n += await s.write(now_ns, batch)
+        with self._lock:
+            self._status.opcua_writes += n
+
+    def status(self) -> SimulatorStatus:
+        with self._lock:
+            st = SimulatorStatus(**self._status.__dict__)
+        if self.publisher:
+            p = self.publisher.status()
+            st.mqtt_connected, st.mqtt_published, st.mqtt_dropped = p.connected, p.published, p.dropped
+        return st
+
+
+def _log_failure(fut: Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("OPC UA write failed: %r", fut.exception())
