@@ -1,0 +1,313 @@
+"""OPC UA collector against a real asyncua server (tests/fixtures/opcua.py).
+
+What a user of the collector sees: the samples that reach the sink (value, source time,
+quality), the counted rejections and the connection status."""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from asyncua import ua
+
+from collectors.opcua import OpcuaCollector, monitored_signals
+from gwanje.config import Secrets, load_config
+from gwanje.model import Quality, Sample
+from tests.fixtures.opcua import MISSING_NODE, OpcuaTestServer, plant_variables
+
+pytestmark = pytest.mark.services
+
+UTC = timezone.utc
+NS = "ns=2;s=changwon-1"
+FORCE = f"{NS}.forge-1.forge-101.forging_force"
+TEMP = f"{NS}.forge-1.forge-101.billet_temp"
+LOT = f"{NS}.forge-1.forge-102.lot"
+TOTAL = f"{NS}.press-1.press-103.part_count_total"
+NO_SECRETS = Secrets.from_env({})
+
+UNCERTAIN_LAST_USABLE = 0x40900000  # UncertainLastUsableValue
+BAD_SENSOR_FAILURE = 0x808B0000  # BadSensorFailure
+
+
+class ListSink:
+    """Keeps every submitted batch, thread-safe (the collector calls from its own thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.batches: list[list[Sample]] = []
+
+    def submit(self, samples) -> None:
+        with self._lock:
+            self.batches.append(list(samples))
+
+    @property
+    def samples(self) -> list[Sample]:
+        with self._lock:
+            return [s for b in self.batches for s in b]
+
+    def of(self, machine: str, signal: str) -> list[Sample]:
+        return [s for s in self.samples if s.machine == machine and s.signal == signal]
+
+
+def wait_for(what: Callable[[], object], timeout: float = 10.0) -> object:
+    """Poll until what() is truthy or the deadline passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = what()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.02)
+
+
+def fast(endpoint, url: str, **kw):
+    """Test timing: publish every 50 ms, event-driven sampling, quick reconnects."""
+    opts = dict(url=url, publishing_ms=50, sampling_ms=0, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    opts.update(kw)
+    return endpoint.model_copy(update=opts)
+
+
+# ---------------------------------------------------------------- the demo plant's changwon-1
+@pytest.fixture(scope="module")
+def demo(opcua_server):
+    sink = ListSink()
+    col = OpcuaCollector(opcua_server.config, fast(opcua_server.endpoint, opcua_server.url), sink, NO_SECRETS)
+    col.start()
+    # 64 configured signals, one missing on the server: 63 initial values
+    assert wait_for(lambda: len(sink.samples) >= 63), col.status()
+    yield opcua_server, col, sink
+    col.stop()
+    assert not col.status().connected
+
+
+def test_demo_endpoint_subscribes_its_opcua_machines_only(demo):
+    server, col, sink = demo
+    # changwon-1: forge-101..104 (8 signals each) + press-101..104 (8 each); the cnc lines are mqtt
+    assert len(col.signals) == 64
+    machines = {s.machine for s in sink.samples}
+    assert machines == {"forge-101", "forge-102", "forge-103", "forge-104",
+                        "press-101", "press-102", "press-103", "press-104"}
+    st = col.status()
+    assert st.connected and st.kind == "opcua" and st.name == "opcua:changwon-1"
+    assert st.detail == "subscribed 63 of 64 signals"
+
+
+def test_missing_node_counted_once_other_signals_of_machine_arrive(demo):
+    server, col, sink = demo
+    assert col.status().rejects.get("unknown_node") == 1
+    assert MISSING_NODE.endswith("press-104.lot")
+    assert sink.of("press-104", "lot") == []
+    # the machine's other seven signals are subscribed and delivered their initial values
+    assert {s.signal for s in sink.samples if s.machine == "press-104"} == {
+        "state", "part_count_total", "part_count_good", "part_count_reject", "tonnage",
+        "strokes_per_min", "die_temp"}
+
+
+def test_exact_value_and_source_timestamp(demo):
+    server, col, sink = demo
+    server.write(FORCE, 1234.5, source_ts=datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC))
+    # 2026-11-24T09:30:00.123456Z = 20781 days * 86400 + 9.5 h = 1_795_512_600 s, + 123456 µs
+    expected_ts = 1_795_512_600_123_456_000
+    got = wait_for(lambda: [s for s in sink.of("forge-101", "forging_force") if s.ts == expected_ts])
+    assert got == [Sample("changwon-1", "forge-1", "forge-101", "forging_force", 1234.5, expected_ts,
+                          Quality.GOOD)]
+
+
+def test_changes_of_one_publish_arrive_in_one_batch(demo):
+    server, col, sink = demo
+    ts = datetime(2026, 11, 24, 9, 31, tzinfo=UTC)
+    server.write_many([(FORCE, 2000.0), (TEMP, 1150.0)], source_ts=ts)
+    both = wait_for(lambda: [b for b in sink.batches
+                             if {(s.signal, s.value) for s in b} >= {("forging_force", 2000.0), ("billet_temp", 1150.0)}])
+    assert both, "the two changes written together should be submitted together"
+
+
+def test_quality_uncertain_bad_without_value_then_good(demo):
+    server, col, sink = demo
+    base = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    ns0 = 1_795_514_400 * 10**9  # 2026-11-24T10:00:00Z
+    no_value_before = col.status().rejects.get("no_value", 0)
+
+    server.write(TEMP, 1101.0, source_ts=base, status=UNCERTAIN_LAST_USABLE)
+    got = wait_for(lambda: [s for s in sink.of("forge-101", "billet_temp") if s.ts == ns0])
+    assert [(s.value, s.quality) for s in got] == [(1101.0, Quality.UNCERTAIN)]
+
+    # a Bad status: the server sends no value with it (OPC UA Part 4 7.7.1), nothing to store
+    server.write(TEMP, 1102.0, source_ts=base.replace(second=1), status=BAD_SENSOR_FAILURE)
+    assert wait_for(lambda: col.status().rejects.get("no_value", 0) == no_value_before + 1)
+
+    server.write(TEMP, 1103.0, source_ts=base.replace(second=2))
+    assert wait_for(lambda: [s for s in sink.of("forge-101", "billet_temp") if s.value == 1103.0])
+    # the samples of this test: source times 10:00:00 .. 10:00:09
+    mine = [(s.value, s.quality, s.ts - ns0) for s in sink.of("forge-101", "billet_temp")
+            if ns0 <= s.ts < ns0 + 10 * 10**9]
+    assert mine == [(1101.0, Quality.UNCERTAIN, 0), (1103.0, Quality.GOOD, 2 * 10**9)]
+
+
+def test_lot_text_and_counter_values(demo):
+    server, col, sink = demo
+    server.write(LOT, "LOT-20261124-A07")
+    server.write(TOTAL, 4_294_967_295)  # a 32-bit PLC counter at its top
+    lot = wait_for(lambda: [s for s in sink.of("forge-102", "lot") if s.value == "LOT-20261124-A07"])
+    total = wait_for(lambda: [s for s in sink.of("press-103", "part_count_total") if s.value == 4_294_967_295.0])
+    assert lot and isinstance(lot[0].value, str)
+    assert total and isinstance(total[0].value, float)
+
+
+def test_nan_rejected_and_next_value_kept(demo):
+    server, col, sink = demo
+    before = col.status().rejects.get("nan", 0)
+    server.write(FORCE, math.nan)
+    server.write(FORCE, 777.0)
+    assert wait_for(lambda: [s for s in sink.of("forge-101", "forging_force") if s.value == 777.0])
+    assert col.status().rejects.get("nan", 0) == before + 1
+    assert not [s for s in sink.samples if isinstance(s.value, float) and math.isnan(s.value)]
+
+
+# ---------------------------------------------------------------- a tiny config of our own
+PLANT = """\
+name: {ko: 시험 공장, en: Test plant}
+machine_classes:
+  forging:
+    name: {ko: 단조기, en: Forging press}
+    total_signal: part_count_total
+    good_signal: null
+    reject_signal: null
+    state_codes: {running: [1], idle: [2], down: [3]}
+    signals:
+      - {id: state, name: {ko: 상태, en: State}, kind: state}
+      - {id: part_count_total, name: {ko: 총 생산수, en: Total}, kind: counter}
+      - {id: forging_force, name: {ko: 하중, en: Force}, unit: kN}
+      - {id: billet_temp, name: {ko: 온도, en: Temperature}, node: "ns=2;s=PLC7.Forge.BilletTemp"}
+      - {id: lot, name: {ko: LOT, en: LOT}, kind: text}
+sites:
+  - id: site-a
+    name: {ko: 에이, en: A}
+    opcua_endpoint: plc
+    lines:
+      - id: line-1
+        name: {ko: 1라인, en: Line 1}
+        process: forging
+        machines:
+          - {id: m-1, name: {ko: 1호기, en: No. 1}, class: forging, source: opcua, ideal_cycle_s: 10}
+          - {id: m-2, name: {ko: 2호기, en: No. 2}, class: forging, source: mqtt, ideal_cycle_s: 10}
+"""
+SYSTEM = """\
+opcua:
+  endpoints:
+    - {name: plc, url: "opc.tcp://127.0.0.1:1/unused"}
+"""
+TINY_FORCE = "ns=2;s=site-a.line-1.m-1.forging_force"
+TINY_CUSTOM = "ns=2;s=PLC7.Forge.BilletTemp"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("opcua-config")
+    (d / "plant.yaml").write_text(PLANT, encoding="utf-8")
+    (d / "system.yaml").write_text(SYSTEM, encoding="utf-8")
+    config = load_config(d, env={})
+    return config, config.endpoint("plc")
+
+
+def tiny_server(tiny, skip=(), **kw) -> OpcuaTestServer:
+    config, endpoint = tiny
+    variables = plant_variables(config, endpoint, skip=skip)
+    # this PLC publishes the temperature as text: a type the signal (analog) does not accept
+    variables[TINY_CUSTOM] = (ua.VariantType.String, "812.5")
+    return OpcuaTestServer(variables, **kw)
+
+
+def test_node_ids_from_template_and_signal_override(tiny):
+    config, endpoint = tiny
+    nodes = [s.node_id for s in monitored_signals(config, endpoint)]
+    assert nodes == [
+        "ns=2;s=site-a.line-1.m-1.state",
+        "ns=2;s=site-a.line-1.m-1.part_count_total",
+        "ns=2;s=site-a.line-1.m-1.forging_force",
+        "ns=2;s=PLC7.Forge.BilletTemp",
+        "ns=2;s=site-a.line-1.m-1.lot",
+    ]  # m-2 is an mqtt machine: not subscribed
+
+
+def test_server_restart_same_port_resubscribes_and_invents_nothing(tiny):
+    config, endpoint = tiny
+    server = tiny_server(tiny, skip=["ns=2;s=site-a.line-1.m-1.lot"]).start()
+    sink = ListSink()
+    col = OpcuaCollector(config, fast(endpoint, server.url), sink, NO_SECRETS)
+    try:
+        col.start()
+        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 3), col.status()
+        # lot is missing on this server and the custom node's text is no analog value:
+        # both counted, state / part_count_total / forging_force arrive
+        assert col.status().rejects == {"unknown_node": 1, "text_for_numeric_signal": 1}
+        assert sorted(s.signal for s in sink.samples) == ["forging_force", "part_count_total", "state"]
+        server.write(TINY_FORCE, 500.0, source_ts=datetime(2026, 11, 24, 11, 0, tzinfo=UTC))
+        assert wait_for(lambda: [s for s in sink.of("m-1", "forging_force") if s.value == 500.0])
+
+        server.stop()
+        outage_start = time.time_ns()
+        assert wait_for(lambda: not col.status().connected), "collector did not notice the outage"
+        n_at_loss = len(sink.samples)
+        time.sleep(1.0)  # the outage itself (not an assertion): several reconnect attempts fail
+        assert len(sink.samples) == n_at_loss, "samples produced while the server was down"
+        assert not col.status().connected
+        outage_end = time.time_ns()
+
+        server.start()
+        assert wait_for(lambda: col.status().connected, timeout=10.0), col.status()
+        server.write(TINY_FORCE, 501.0)
+        assert wait_for(lambda: [s for s in sink.of("m-1", "forging_force") if s.value == 501.0], timeout=10.0)
+        st = col.status()
+        assert st.reconnects == 1
+        # after the restart only the retained values (old source times) and the new write came in
+        assert not [s for s in sink.samples if outage_start <= s.ts <= outage_end]
+        # resubscribing does not count the missing node again; the text value re-sent as the
+        # initial value of the new subscription is a second (real) bad delivery
+        assert st.rejects == {"unknown_node": 1, "text_for_numeric_signal": 2}
+    finally:
+        col.stop()
+        server.stop()
+    assert not col.status().connected
+
+
+def test_unreachable_endpoint_keeps_retrying_without_samples(tiny):
+    config, endpoint = tiny
+    from tests.fixtures.common import free_port
+
+    sink = ListSink()
+    col = OpcuaCollector(config, fast(endpoint, f"opc.tcp://127.0.0.1:{free_port()}/nothing"), sink, NO_SECRETS)
+    col.start()
+    try:
+        assert wait_for(lambda: "connect failed" in col.status().detail)
+        st = col.status()
+        assert not st.connected and st.samples_in == 0 and sink.samples == []
+    finally:
+        col.stop()
+
+
+def test_username_password_from_secrets_never_logged(tiny, caplog):
+    config, endpoint = tiny
+    server = tiny_server(tiny, credentials=("operator", "s3cret-Pa55")).start()
+    good = Secrets.from_env({"GWANJE_OPCUA_USERNAME": "operator", "GWANJE_OPCUA_PASSWORD": "s3cret-Pa55"})
+    bad = Secrets.from_env({"GWANJE_OPCUA_USERNAME": "operator", "GWANJE_OPCUA_PASSWORD": "wrong-Pa55"})
+    caplog.set_level(logging.DEBUG)
+    ok_sink, bad_sink = ListSink(), ListSink()
+    ok_col = OpcuaCollector(config, fast(endpoint, server.url), ok_sink, good)
+    bad_col = OpcuaCollector(config, fast(endpoint, server.url), bad_sink, bad)
+    try:
+        ok_col.start()
+        bad_col.start()
+        assert wait_for(lambda: ok_col.status().connected and ok_sink.samples), ok_col.status()
+        assert wait_for(lambda: "connect failed" in bad_col.status().detail), bad_col.status()
+        assert not bad_col.status().connected and bad_sink.samples == []
+    finally:
+        ok_col.stop()
+        bad_col.stop()
+        server.stop()
+    text = caplog.text + repr(good) + repr(ok_col.status()) + repr(bad_col.status())
+    assert "s3cret-Pa55" not in text and "wrong-Pa55" not in text

@@ -1,0 +1,84 @@
+"""The OPC UA collector's pure conversions: status code -> Quality, DataValue -> Sample."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from asyncua import ua
+
+from collectors.opcua import MonitoredSignal, datetime_ns, quality_of, redact_url, to_sample
+from gwanje.config import load_config
+from gwanje.model import BadValue, Quality, Sample
+from gwanje.normalize import Normalizer
+
+UTC = timezone.utc
+SIG = MonitoredSignal("ns=2;s=changwon-1.forge-1.forge-101.forging_force",
+                      "changwon-1", "forge-1", "forge-101", "forging_force")
+
+
+@pytest.fixture(scope="module")
+def normalizer():
+    from pathlib import Path
+
+    return Normalizer(load_config(Path(__file__).resolve().parents[2] / "config", env={}))
+
+
+@pytest.mark.parametrize("code, quality", [
+    (0x00000000, Quality.GOOD),        # Good
+    (0x002D0000, Quality.GOOD),        # GoodClamped
+    (0x40000000, Quality.UNCERTAIN),   # Uncertain
+    (0x40900000, Quality.UNCERTAIN),   # UncertainLastUsableValue
+    (0x80000000, Quality.BAD),         # Bad
+    (0x808B0000, Quality.BAD),         # BadSensorFailure
+    (0xC0000000, Quality.BAD),         # severity 11 is reserved: treated as bad
+])
+def test_quality_from_status_severity(code, quality):
+    assert quality_of(code) is quality
+
+
+def test_datetime_ns_is_exact():
+    # 2026-11-24T09:30:00.123456Z -> 1_795_512_600 s + 123456 µs; 10-ps units: 5000 -> 50 ns
+    dt = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)
+    assert datetime_ns(dt) == 1_795_512_600_123_456_000
+    assert datetime_ns(dt, 5000) == 1_795_512_600_123_456_050
+    assert datetime_ns(None) is None
+    assert datetime_ns(datetime(1601, 1, 1, tzinfo=UTC)) is None  # OPC UA's "no time"
+
+
+def test_bad_status_with_a_value_is_kept_as_bad(normalizer):
+    # the asyncua server nulls values on Bad (Part 4 7.7.1) but PLC servers do send them
+    dv = ua.DataValue(ua.Variant(18250.0, ua.VariantType.Double), StatusCode=ua.StatusCode(0x808B0000),
+                      SourceTimestamp=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    assert to_sample(normalizer, SIG, 18250.0, dv) == Sample(
+        "changwon-1", "forge-1", "forge-101", "forging_force", 18250.0, 1_795_512_600 * 10**9, Quality.BAD)
+
+
+def test_server_timestamp_when_source_timestamp_missing(normalizer):
+    dv = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double),
+                      ServerTimestamp=datetime(2026, 11, 24, 9, 30, 1, tzinfo=UTC))
+    assert to_sample(normalizer, SIG, 1.0, dv).ts == 1_795_512_601 * 10**9
+
+
+@pytest.mark.parametrize("value, reason", [
+    (None, "no_value"),
+    (float("inf"), "infinite"),
+    ([1.0, 2.0], "wrong_type:list"),                 # an array where a scalar belongs
+    (b"\x00\x01", "wrong_type:bytes"),
+    ("812.5", "text_for_numeric_signal"),
+])
+def test_values_that_cannot_become_samples(normalizer, value, reason):
+    dv = ua.DataValue(ua.Variant(value), SourceTimestamp=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    with pytest.raises(BadValue, match=f"^{reason}$"):
+        to_sample(normalizer, SIG, value, dv)
+
+
+def test_source_time_far_in_the_future_rejected(normalizer):
+    future = datetime.now(UTC) + timedelta(days=3)
+    dv = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double), SourceTimestamp=future)
+    with pytest.raises(BadValue, match="timestamp_out_of_range"):
+        to_sample(normalizer, SIG, 1.0, dv)
+
+
+def test_redact_url_drops_credentials():
+    assert redact_url("opc.tcp://op:pw@plc.local:4840/x") == "opc.tcp://plc.local:4840/x"
+    assert redact_url("opc.tcp://plc.local:4840/x") == "opc.tcp://plc.local:4840/x"
