@@ -1,0 +1,98 @@
+"""/healthz /readyz /metrics over real HTTP: a real pipeline, a real MQTT collector and a real
+mosquitto that the test stops to make the process unready."""
+import dataclasses
+import json
+import time
+
+import pytest
+import requests
+from flask import Flask
+
+from gwanje.config import Secrets, load_config
+from gwanje.health import HealthServer, add_routes
+from gwanje.pipeline import Pipeline
+from tests.faults.flaky import FlakyStore
+
+
+def wait_for(pred, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.mark.services
+def test_readyz_follows_the_broker_and_the_store(mosquitto):
+    from collectors.mqtt import MqttCollector
+
+    store = FlakyStore()
+    pipeline = Pipeline(store, flush_interval_s=0.05)
+    collector = MqttCollector(load_config("config"), pipeline, Secrets.from_env({}), url=mosquitto.url,
+                              client_id="health-test")
+
+    def status():
+        return {"pipeline": pipeline.stats(), "sources": [dataclasses.asdict(collector.status())],
+                "store": {"name": store.name, "ok": store.ping()}, "started_ns": 1}
+
+    server = HealthServer(status).start()
+    pipeline.start()
+    collector.start()
+    try:
+        assert requests.get(server.url + "/healthz", timeout=2).status_code == 200
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200)
+        body = requests.get(server.url + "/readyz", timeout=2).json()
+        assert body["ready"] is True and body["sources"][0]["connected"] is True
+
+        mosquitto.stop()
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 503)
+        body = requests.get(server.url + "/readyz", timeout=2).json()
+        assert body["problems"] == [f"mqtt source {collector.name} not connected"]
+        assert requests.get(server.url + "/healthz", timeout=2).status_code == 200  # still alive
+
+        store.down = True
+        body = requests.get(server.url + "/readyz", timeout=2).json()
+        assert "store embedded unreachable" in body["problems"]
+
+        mosquitto.start()
+        store.down = False
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200, 15)
+        m = requests.get(server.url + "/metrics", timeout=2)
+        assert m.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert f'gwanje_source_reconnects_total{{source="{collector.name}",kind="mqtt"}} 1' in m.text
+    finally:
+        collector.stop()
+        pipeline.stop()
+        server.stop()
+
+
+def test_a_failing_status_provider_gives_503_not_a_dead_server():
+    def broken():
+        raise RuntimeError("runtime half started")
+
+    server = HealthServer(broken).start()
+    try:
+        r = requests.get(server.url + "/readyz", timeout=2)
+        assert r.status_code == 503
+        assert r.json()["problems"] == ["status unavailable: RuntimeError"]
+        assert requests.get(server.url + "/metrics", timeout=2).status_code == 500
+        assert requests.get(server.url + "/healthz", timeout=2).status_code == 200
+        assert requests.get(server.url + "/nope", timeout=2).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_add_routes_mounts_the_same_endpoints_on_flask():
+    app = Flask("t")
+    state = {"ok": True}
+    add_routes(app, lambda: {"store": {"name": "embedded", "ok": state["ok"]}, "sources": [],
+                             "pipeline": {"queue_depth": 3}, "started_ns": 1})
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 200 and json.loads(r.data)["queue_depth"] == 3
+    state["ok"] = False
+    r = client.get("/readyz")
+    assert r.status_code == 503 and json.loads(r.data)["problems"] == ["store embedded unreachable"]
+    assert b"gwanje_pipeline_queue_depth_samples 3" in client.get("/metrics").data
