@@ -72,6 +72,7 @@ class Runtime:
     def start_collect(self) -> None:
         from collectors import build_collectors
         from gwanje.pipeline import Pipeline
+        from storage.spool import open_spool
 
         store = self.open_store()
         listeners = []
@@ -91,7 +92,8 @@ class Runtime:
             log.warning("alarm service not available: %s", e)
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
-                                 queue_size=st.queue_size, listeners=listeners)
+                                 queue_size=st.queue_size, listeners=listeners,
+                                 spool=open_spool(self.config.system.spool, self.data_dir))
         self.pipeline.start()
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:

@@ -35,10 +35,13 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Literal, Optional, Sequence
 
 from gwanje.model import Quality, Sample
 from gwanje.rejects import Rejects
+
+if TYPE_CHECKING:
+    from gwanje.config import SpoolConfig
 
 log = logging.getLogger("gwanje.spool")
 
@@ -393,3 +396,9 @@ class Spool:
             if self._rfile is not None:
                 self._rfile[1].close()
                 self._rfile = None
+
+
+def open_spool(config: "SpoolConfig", data_dir: str | os.PathLike[str]) -> Spool:
+    """The spool system.yaml describes (spool.dir relative to the data dir)."""
+    d = Path(config.dir)
+    return Spool(d if d.is_absolute() else Path(data_dir) / d, config.max_bytes, config.policy)
