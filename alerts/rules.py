@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
@@ -306,6 +306,14 @@ class Evaluator:
     def alarm_ids(self) -> list[str]:
         return list(self._by_id)
 
+    def info(self, alarm_id: str) -> Optional[dict[str, str]]:
+        """Where an alarm point sits and its priority (for operator actions on a normal alarm)."""
+        c = self._by_id.get(alarm_id)
+        if c is None:
+            return None
+        return {"rule": c.rule.id + (f".{c.level}" if c.level else ""), "site": c.site, "line": c.line,
+                "machine": c.machine, "signal": c.signal, "priority": c.priority}
+
     def seed(self, alarm_id: str, active: bool, suppressed: bool) -> None:
         """After a restart: what the lifecycle already knows, so that the next normal value
         clears a restored alarm instead of being ignored."""
@@ -467,7 +475,3 @@ class Evaluator:
     def machine_state(self, site: str, line: str, machine: str) -> MachineState:
         st = self._mstate.get((site, line, machine))
         return st[0] if st else MachineState.UNKNOWN
-
-
-def sort_transitions(ts: Sequence[Transition]) -> list[Transition]:
-    return sorted(ts, key=lambda t: t.ts)

@@ -1,0 +1,265 @@
+"""The alarm service: rules -> lifecycle -> store and notifier, and the operator's actions.
+
+Wiring: the pipeline calls `on_samples` (a pipeline listener: it returns the alarm events and
+the pipeline writes them); a timer calls `tick` every second or so (delays, stale data, state
+durations, shelve expiry, escalation); the UI calls `acknowledge`, `shelve`, `comment`, ...
+which write their events at once. On start the service restores every alarm that is not
+normal from the newest stored event of each alarm (each event holds the full state).
+
+Operator input is checked here (user names, comments, durations): bad input is a counted,
+rate-logged rejection and a ValueError with the reason for the UI, never a crash.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any, Callable, Optional, Sequence
+from zoneinfo import ZoneInfo
+
+from alerts import health
+from alerts.lifecycle import KIND, Action, AlarmState, apply, from_event, new_alarm
+from alerts.notify import Notifier
+from alerts.rules import AlarmRules, Evaluator, Transition, load_rules
+from gwanje.config import Config
+from gwanje.model import NS_PER_S, Event, Sample
+from gwanje.rejects import Rejects
+from storage.base import Store
+
+log = logging.getLogger("gwanje.alarms")
+
+MAX_USER = 64
+MAX_COMMENT = 500
+MIN_SHELVE_S = 60
+MAX_SHELVE_S = 24 * 3600  # a shelf nobody renews must come back within a day
+MAX_UNWRITTEN = 10_000
+
+_TR_ACTION = {"activate": Action.ACTIVATE, "clear": Action.CLEAR, "suppress": Action.SUPPRESS,
+              "unsuppress": Action.UNSUPPRESS}
+
+
+def _clean(text: Any, what: str, max_len: int, required: bool) -> str:
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ValueError(f"{what}_wrong_type")
+    text = text.strip()
+    if required and not text:
+        raise ValueError(f"{what}_missing")
+    if len(text) > max_len:
+        raise ValueError(f"{what}_too_long")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in text) or (what == "user" and "\n" in text):
+        raise ValueError(f"{what}_has_control_chars")
+    return text
+
+
+class AlarmService:
+    def __init__(self, config: Config, store: Store, notifier: Optional[Notifier] = None,
+                 clock: Callable[[], int] = time.time_ns, rules: Optional[AlarmRules] = None,
+                 oee: Optional[Callable[[str, str], Optional[float]]] = None) -> None:
+        self.config = config
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.oee = oee
+        self.evaluator = Evaluator(config, rules if rules is not None else load_rules(config))
+        self.rejects = Rejects("alarms")
+        self._lock = threading.RLock()
+        self._states: dict[str, AlarmState] = {}
+        self._last_ts: dict[str, int] = {}
+        self._unwritten: list[Event] = []
+        self.restore()
+
+    # ------------------------------------------------------------------ restart
+    def restore(self) -> int:
+        """Rebuild the non-normal alarms from the store; returns how many."""
+        events = self.store.latest_events(KIND)
+        with self._lock:
+            self._states.clear()
+            for e in events:
+                self._last_ts[e.key] = max(self._last_ts.get(e.key, 0), e.ts)
+                try:
+                    s = from_event(e)
+                except (TypeError, ValueError):
+                    self.rejects.reject("bad_stored_alarm_event", e.key)
+                    continue
+                if not s.is_normal:
+                    self._states[s.id] = s
+                self.evaluator.seed(s.id, s.active, s.suppressed)
+            return len(self._states)
+
+    # ------------------------------------------------------------------ core
+    def _apply(self, s: AlarmState, action: Action, ts: int, **kw: Any) -> Optional[Event]:
+        # the store keys an event by (alarm, ts): two events of one alarm never share a ts
+        ts = max(ts, self._last_ts.get(s.id, 0) + 1)
+        out = apply(s, action, ts, **kw)
+        if out is None:
+            return None
+        new, ev = out
+        self._last_ts[s.id] = ts
+        if new.is_normal:
+            self._states.pop(s.id, None)
+        else:
+            self._states[s.id] = new
+        if self.notifier is not None:
+            try:
+                if new.status.value == "unack_active" and s.status.value != "unack_active":
+                    self.notifier.notify(new, 0, ts)
+                elif s.unacknowledged and not new.unacknowledged:
+                    self.notifier.acknowledged(s)
+            except Exception:  # notifications are a side channel: never lose the alarm for them
+                log.exception("notifier failed for %s", s.id)
+        return ev
+
+    def _from_transition(self, t: Transition) -> Optional[Event]:
+        s = self._states.get(t.alarm_id) or new_alarm(t.alarm_id, t.rule, t.site, t.line, t.machine, t.signal,
+                                                       t.priority)
+        kw: dict[str, Any] = {}
+        if t.action == "activate":
+            kw = dict(value=t.value, priority=t.priority, message_ko=t.message_ko, message_en=t.message_en)
+        elif not s.message_en:
+            kw = dict(message_ko=t.message_ko, message_en=t.message_en)
+        return self._apply(s, _TR_ACTION[t.action], t.ts, **kw)
+
+    def _run(self, transitions: Sequence[Transition]) -> list[Event]:
+        out = []
+        for t in transitions:
+            ev = self._from_transition(t)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def _write(self, events: list[Event]) -> None:
+        batch = self._unwritten + events
+        if not batch:
+            return
+        try:
+            self.store.write_events(batch)
+            self._unwritten = []
+        except Exception as e:  # keep them for the next write; the state in memory is right
+            self._unwritten = batch[-MAX_UNWRITTEN:]
+            log.warning("could not store %d alarm events (%s); will retry", len(batch), type(e).__name__)
+
+    # ------------------------------------------------------------------ inputs
+    def on_samples(self, samples: Sequence[Sample]) -> list[Event]:
+        """Pipeline listener: evaluate, update the lifecycle, return the events to store."""
+        with self._lock:
+            return self._run(self.evaluator.feed(samples))
+
+    def tick(self, now_ns: Optional[int] = None) -> list[Event]:
+        """Time passes: delays, stale data, durations, shelve expiry, escalation. Writes its events."""
+        now = self.clock() if now_ns is None else now_ns
+        with self._lock:
+            events = self._run(self.evaluator.tick(now, self.oee))
+            for s in list(self._states.values()):
+                if s.shelved and s.shelved_until is not None and s.shelved_until <= now:
+                    ev = self._apply(s, Action.EXPIRE_SHELVE, now, user="system")
+                    if ev is not None:
+                        events.append(ev)
+            self._write(events)
+            unacked = [s for s in self._states.values() if s.unacknowledged]
+        if self.notifier is not None:
+            self.notifier.escalate(unacked, now)
+        return events
+
+    # ------------------------------------------------------------------ operator actions
+    def _operator(self, alarm_id: Any, action: Action, user: Any, comment: Any = "", *,
+                  comment_required: bool = False, until: Optional[int] = None) -> Optional[Event]:
+        try:
+            user = _clean(user, "user", MAX_USER, True)
+            comment = _clean(comment, "comment", MAX_COMMENT, comment_required)
+            if not isinstance(alarm_id, str):
+                raise ValueError("alarm_id_wrong_type")
+        except ValueError as e:
+            self.rejects.reject(str(e), repr(alarm_id)[:100])
+            raise
+        now = self.clock()
+        with self._lock:
+            s = self._states.get(alarm_id)
+            if s is None:
+                info = self.evaluator.info(alarm_id)
+                if info is None:
+                    self.rejects.reject("unknown_alarm", alarm_id[:100])
+                    raise ValueError("unknown_alarm")
+                s = new_alarm(alarm_id, info["rule"], info["site"], info["line"], info["machine"], info["signal"],
+                              info["priority"])
+            ev = self._apply(s, action, now, user=user, comment=comment, until=until)
+            if ev is not None:
+                self._write([ev])
+            return ev
+
+    def acknowledge(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
+        """None when there is nothing to acknowledge (already acknowledged, normal, masked)."""
+        return self._operator(alarm_id, Action.ACKNOWLEDGE, user, comment)
+
+    def acknowledge_line(self, site: str, line: str, user: str, comment: str = "") -> list[Event]:
+        with self._lock:
+            ids = [s.id for s in self._states.values() if s.site == site and s.line == line and s.unacknowledged]
+        return [ev for ev in (self.acknowledge(i, user, comment) for i in ids) if ev is not None]
+
+    def shelve(self, alarm_id: str, user: str, reason: str, duration_s: float) -> Optional[Event]:
+        if not isinstance(duration_s, (int, float)) or not MIN_SHELVE_S <= duration_s <= MAX_SHELVE_S:
+            self.rejects.reject("bad_shelve_duration", repr(duration_s)[:50])
+            raise ValueError("bad_shelve_duration")
+        until = self.clock() + int(duration_s * NS_PER_S)
+        return self._operator(alarm_id, Action.SHELVE, user, reason, comment_required=True, until=until)
+
+    def unshelve(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
+        return self._operator(alarm_id, Action.UNSHELVE, user, comment)
+
+    def comment(self, alarm_id: str, user: str, text: str) -> Optional[Event]:
+        return self._operator(alarm_id, Action.COMMENT, user, text, comment_required=True)
+
+    def remove_from_service(self, alarm_id: str, user: str, reason: str) -> Optional[Event]:
+        return self._operator(alarm_id, Action.REMOVE_FROM_SERVICE, user, reason, comment_required=True)
+
+    def return_to_service(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
+        return self._operator(alarm_id, Action.RETURN_TO_SERVICE, user, comment)
+
+    # ------------------------------------------------------------------ queries
+    def active(self) -> list[AlarmState]:
+        """Every alarm that is not normal: most severe first, unacknowledged before acknowledged,
+        newest first."""
+        with self._lock:
+            states = list(self._states.values())
+        return sorted(states, key=lambda s: (s.rank, not s.unacknowledged, -(s.raised_ts or s.changed_ts)))
+
+    def get(self, alarm_id: str) -> Optional[AlarmState]:
+        with self._lock:
+            return self._states.get(alarm_id)
+
+    def banner(self) -> tuple[Optional[AlarmState], int]:
+        """The most severe unacknowledged alarm (newest among equals) and how many are unacknowledged."""
+        un = [s for s in self.active() if s.unacknowledged]
+        return (un[0] if un else None), len(un)
+
+    def history(self, start_ns: int, end_ns: int, text: str = "", site: Optional[str] = None,
+                line: Optional[str] = None, limit: int = 2000) -> list[Event]:
+        """Stored alarm events in the window, newest first, matching `text` in id, message,
+        user or comment (case-insensitive)."""
+        evs = self.store.events(KIND, start_ns, end_ns, site=site, line=line, limit=50_000)
+        t = (text or "").strip().lower()
+        if t:
+            evs = [e for e in evs if t in " ".join(str(e.data.get(k, "")) for k in
+                                                   ("id", "message_ko", "message_en", "user", "comment", "event")).lower()
+                   or t in e.key.lower()]
+        return evs[::-1][:limit]
+
+    def day_start(self, now_ns: int) -> int:
+        tz = ZoneInfo(self.config.plant.timezone)
+        d = datetime.fromtimestamp(now_ns / NS_PER_S, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        return int(d.timestamp()) * NS_PER_S
+
+    def health(self, now_ns: Optional[int] = None) -> dict[str, Any]:
+        """EEMUA 191 figures of the plant's day so far (and floods in the last 10 minutes)."""
+        now = self.clock() if now_ns is None else now_ns
+        start = min(self.day_start(now), now - health.TEN_MIN)
+        return health.summary(self.store.events(KIND, start, now + 1, limit=200_000), now, self.day_start(now))
+
+    def flood(self, now_ns: Optional[int] = None) -> dict[tuple[str, str], int]:
+        now = self.clock() if now_ns is None else now_ns
+        return health.flood_now(self.store.events(KIND, now - health.TEN_MIN, now + 1, limit=50_000), now)
+
+    def notifications(self, limit: int = 200) -> list[dict[str, Any]]:
+        return self.notifier.attempts(limit) if self.notifier is not None else []
