@@ -1,0 +1,241 @@
+"""OEE (ISO 22400-2) of a machine, a line and a site over a window, from state intervals,
+per-minute part counts and the shift calendar. Pure code, no I/O.
+
+How each moment of the window [start, end) is classified, in this order:
+1. the machine reports RUNNING                      -> running (even in a break: if parts are
+   made through lunch, that is production time, and leaving it out would inflate performance)
+2. calendar planned stop (break, not-worked shift, outside every shift) or PLC state
+   planned_stop                                      -> planned stop
+3. UNKNOWN (no data / unmapped code)                 -> unknown: outside planned production
+   time and shown on its own; we never know whether it was running or down
+4. SETUP                                             -> setup and adjustment
+5. IDLE or DOWN, the stop (clipped to the window) shorter than small_stop -> small stop
+6. DOWN otherwise                                    -> breakdown
+7. IDLE otherwise                                    -> other stop (waiting: no operator, no
+   material); an availability loss that is not a breakdown
+
+Planned production time PPT = window - planned stops - unknown
+Run time (ISO "actual production time") = running + small stops: stops too short to be stops
+  are a speed loss (Nakajima's six big losses), so they lower performance, not availability.
+availability A = run / PPT;   performance P = sum(ideal cycle x count) / run;
+quality Q = good / total;     OEE = A x P x Q.
+A performance above 1 is reported as computed and flagged `performance_over_100` (the ideal
+cycle time in config is too long, or a counter is wrong); it is never clipped.
+A ratio with a zero denominator is None (shown as "—"), never 0 or 1.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Optional, Sequence
+
+from gwanje.model import NS_PER_S, MachineState
+from gwanje.shifts import merge_ranges
+from gwanje.state import StateInterval
+
+MINUTE_NS = 60 * NS_PER_S
+# unknown time above this share of scheduled time makes the figure "low coverage"
+LOW_COVERAGE_SHARE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """Part counts of one machine in one UTC minute [minute_ns, minute_ns + 60 s)."""
+
+    minute_ns: int
+    total: int
+    good: int
+    reject: int
+    ideal_s: float  # sum of ideal cycle time x parts (per product when the LOT is known)
+
+
+@dataclass
+class OeeResult:
+    start_ns: int
+    end_ns: int
+    running_s: float = 0.0
+    small_stop_s: float = 0.0
+    breakdown_s: float = 0.0
+    other_stop_s: float = 0.0
+    setup_s: float = 0.0
+    planned_stop_s: float = 0.0
+    unknown_s: float = 0.0
+    total: int = 0
+    good: int = 0
+    reject: int = 0
+    startup_reject: int = 0
+    ideal_s: float = 0.0  # ideal time of all parts
+    ideal_reject_s: float = 0.0  # ideal time of the rejects
+    ideal_startup_reject_s: float = 0.0
+    small_stops: int = 0  # number of small stops
+    stops: int = 0  # number of breakdown and other stops
+    flags: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------- derived figures
+    @property
+    def run_s(self) -> float:
+        return self.running_s + self.small_stop_s
+
+    @property
+    def planned_s(self) -> float:
+        return self.run_s + self.breakdown_s + self.other_stop_s + self.setup_s
+
+    @property
+    def availability(self) -> Optional[float]:
+        return self.run_s / self.planned_s if self.planned_s > 0 else None
+
+    @property
+    def performance(self) -> Optional[float]:
+        return self.ideal_s / self.run_s if self.run_s > 0 else None
+
+    @property
+    def quality(self) -> Optional[float]:
+        return self.good / self.total if self.total > 0 else None
+
+    @property
+    def oee(self) -> Optional[float]:
+        a, p, q = self.availability, self.performance, self.quality
+        return a * p * q if a is not None and p is not None and q is not None else None
+
+    def finish(self) -> "OeeResult":
+        """Set the flags a reader must see next to the numbers."""
+        self.flags = []
+        p = self.performance
+        if p is not None and p > 1.0 + 1e-9:
+            self.flags.append("performance_over_100")
+        scheduled = self.planned_s + self.unknown_s
+        if scheduled > 0 and self.unknown_s / scheduled > LOW_COVERAGE_SHARE:
+            self.flags.append("low_coverage")
+        if self.total > 0 and self.run_s == 0:
+            self.flags.append("counts_without_run")
+        if self.good + self.reject != self.total:
+            self.flags.append("counts_inconsistent")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(run_s=self.run_s, planned_s=self.planned_s, availability=self.availability,
+                 performance=self.performance, quality=self.quality, oee=self.oee)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "OeeResult":
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _subtract(a: int, b: int, ranges: Sequence[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split [a, b) into the parts outside and inside the (sorted, merged) ranges."""
+    outside, inside, cur = [], [], a
+    for s, e in ranges:
+        if e <= cur:
+            continue
+        if s >= b:
+            break
+        if s > cur:
+            outside.append((cur, s))
+        lo, hi = max(s, cur), min(e, b)
+        if lo < hi:
+            inside.append((lo, hi))
+        cur = max(cur, hi)
+        if cur >= b:
+            break
+    if cur < b:
+        outside.append((cur, b))
+    return outside, inside
+
+
+def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], counts: Iterable[MinuteCounts],
+            planned_stops: Sequence[tuple[int, int]], small_stop_s: float, startup_window_s: float) -> OeeResult:
+    """OEE of one machine over [start_ns, end_ns). `intervals` may reach beyond the window
+    (setups that ended before it start its startup-reject window); time the intervals do not
+    cover is unknown."""
+    r = OeeResult(start_ns, end_ns)
+    stops = merge_ranges(list(planned_stops))
+    small_ns = small_stop_s * NS_PER_S
+    startup_ns = int(startup_window_s * NS_PER_S)
+    acc: dict[str, int] = dict.fromkeys(("running", "small", "breakdown", "other", "setup", "planned", "unknown"), 0)
+    setup_ends: list[int] = []
+    covered = []
+    for iv in sorted(intervals, key=lambda x: x.start_ns):
+        if iv.state == MachineState.SETUP:
+            setup_ends.append(iv.end_ns)
+        c = iv.clip(start_ns, end_ns)
+        if c is None:
+            continue
+        covered.append((c.start_ns, c.end_ns))
+        if c.state == MachineState.RUNNING:
+            acc["running"] += c.duration_ns
+            continue
+        outside, inside = _subtract(c.start_ns, c.end_ns, stops)
+        acc["planned"] += sum(e - s for s, e in inside)
+        t = sum(e - s for s, e in outside)
+        if t == 0:
+            continue
+        if c.state == MachineState.PLANNED_STOP:
+            acc["planned"] += t
+        elif c.state == MachineState.UNKNOWN:
+            acc["unknown"] += t
+        elif c.state == MachineState.SETUP:
+            acc["setup"] += t
+        elif c.duration_ns < small_ns:
+            acc["small"] += t
+            r.small_stops += 1
+        elif c.state == MachineState.DOWN:
+            acc["breakdown"] += t
+            r.stops += 1
+        else:
+            acc["other"] += t
+            r.stops += 1
+    # time no interval covers: planned if the calendar says so, otherwise unknown
+    for s, e in _subtract(start_ns, end_ns, merge_ranges(covered))[0]:
+        outside, inside = _subtract(s, e, stops)
+        acc["planned"] += sum(b - a for a, b in inside)
+        acc["unknown"] += sum(b - a for a, b in outside)
+    r.running_s = acc["running"] / NS_PER_S
+    r.small_stop_s = acc["small"] / NS_PER_S
+    r.breakdown_s = acc["breakdown"] / NS_PER_S
+    r.other_stop_s = acc["other"] / NS_PER_S
+    r.setup_s = acc["setup"] / NS_PER_S
+    r.planned_stop_s = acc["planned"] / NS_PER_S
+    r.unknown_s = acc["unknown"] / NS_PER_S
+
+    setup_ends.sort()
+    for m in counts:
+        if not start_ns <= m.minute_ns < end_ns:
+            continue
+        r.total += m.total
+        r.good += m.good
+        r.reject += m.reject
+        r.ideal_s += m.ideal_s
+        per_part = m.ideal_s / m.total if m.total else 0.0
+        r.ideal_reject_s += m.reject * per_part
+        # the minute overlaps [setup end, setup end + startup window)
+        if m.reject and any(se < m.minute_ns + MINUTE_NS and m.minute_ns < se + startup_ns for se in setup_ends):
+            r.startup_reject += m.reject
+            r.ideal_startup_reject_s += m.reject * per_part
+    return r.finish()
+
+
+def combine(results: Sequence[OeeResult]) -> Optional[OeeResult]:
+    """Pool several machines' results: times and counts are summed, then the ratios are
+    recomputed (time-weighted availability, ideal-time-weighted performance, count-weighted
+    quality). Used for a site, pooling the output machines of its lines."""
+    if not results:
+        return None
+    out = OeeResult(min(r.start_ns for r in results), max(r.end_ns for r in results))
+    for name in ("running_s", "small_stop_s", "breakdown_s", "other_stop_s", "setup_s", "planned_stop_s",
+                 "unknown_s", "total", "good", "reject", "startup_reject", "ideal_s", "ideal_reject_s",
+                 "ideal_startup_reject_s", "small_stops", "stops"):
+        setattr(out, name, sum(getattr(r, name) for r in results))
+    return out.finish()
+
+
+def bottleneck(results: dict[str, OeeResult]) -> Optional[str]:
+    """The machine of a line that limits it: the lowest OEE (ties: the first in line order);
+    a machine without an OEE (no planned time or no parts) is not a candidate."""
+    best, worst = None, None
+    for mid, r in results.items():
+        o = r.oee
+        if o is not None and (worst is None or o < worst):
+            best, worst = mid, o
+    return best

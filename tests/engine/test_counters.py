@@ -1,0 +1,46 @@
+"""Counter deltas: resets, 16/32-bit wrap-around, negative jumps, gaps, garbage."""
+import pytest
+
+from gwanje.counters import CounterTracker
+from gwanje.model import NS_PER_S
+
+# (name, bits, ideal cycle s, [(seconds, reading)], expected deltas, expected (resets, wraps, jumps, rejected))
+CASES = [
+    ("monotone", 32, 30, [(0, 10), (1, 11), (2, 11), (3, 14)], [0, 1, 0, 3], (0, 0, 0, 0)),
+    # 16 bit: 65534 -> 2 is 65536 - 65534 + 2 = 4 parts; 1 s at >= 3/10 s per part allows 4
+    ("wrap_16", 16, 3, [(0, 65534), (1, 2), (2, 3)], [0, 4, 1], (0, 1, 0, 0)),
+    # 32 bit: 4294967295 -> 0 is one part
+    ("wrap_32", 32, 30, [(0, 4294967294), (1, 4294967295), (2, 0), (3, 1)], [0, 1, 1, 1], (0, 1, 0, 0)),
+    # reset to zero at shift change and counting again: 5000 -> 0 is a reset, then +2
+    ("reset_to_zero", 32, 30, [(0, 5000), (1, 0), (2, 2)], [0, 0, 2], (1, 0, 0, 0)),
+    # reset and one part already made before the next reading: counted (1)
+    ("reset_then_part", 16, 3, [(0, 30000), (1, 1)], [0, 1], (1, 0, 0, 0)),
+    # a backwards jump to a large value (PLC program restored): not production, new baseline
+    ("negative_jump", 32, 30, [(0, 5000), (1, 4000), (2, 4003)], [0, 0, 3], (0, 0, 1, 0)),
+    # one hour without readings, counter monotone: the 100 parts made meanwhile count
+    ("gap_monotone", 32, 30, [(0, 100), (3600, 200)], [0, 100], (0, 0, 0, 0)),
+    # across a one hour gap the counter was reset and counted to 90: 90 parts (plausible:
+    # 3600 s / 3 s + 1 = 1201)
+    ("gap_with_reset", 32, 30, [(0, 5000), (3600, 90)], [0, 90], (1, 0, 0, 0)),
+    # 16-bit press across a 10 min gap wrapping: 65000 -> 300 is 836 parts (plausible 2001)
+    ("gap_with_wrap_16", 16, 3, [(0, 65000), (600, 300)], [0, 836], (0, 1, 0, 0)),
+    # garbage is refused and does not move the baseline: 10 -> (-1, 2.5, 70000 > 16 bit) -> 12
+    ("garbage", 16, 3, [(0, 10), (1, -1), (2, 2.5), (3, 70000), (4, 12)], [0, 0, 0, 0, 2], (0, 0, 0, 3)),
+    # 64-bit counters never wrap: a drop to a small value is a reset (values beyond 2**53
+    # cannot be exact in a float sample, so the test stays below)
+    ("no_wrap_64", 64, 30, [(0, 2**53), (1, 1)], [0, 1], (1, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("name,bits,cycle,readings,deltas,stats", CASES, ids=[c[0] for c in CASES])
+def test_counter_cases(name, bits, cycle, readings, deltas, stats):
+    c = CounterTracker(bits, cycle)
+    got = [c.feed(s * NS_PER_S, float(v)) for s, v in readings]
+    assert got == deltas
+    assert (c.resets, c.wraps, c.jumps, c.rejected) == stats
+
+
+def test_nan_and_inf_are_refused():
+    c = CounterTracker(32, 30)
+    assert [c.feed(0, 5.0), c.feed(1, float("nan")), c.feed(2, float("inf")), c.feed(3, 6.0)] == [0, 0, 0, 1]
+    assert c.rejected == 2
