@@ -1,0 +1,65 @@
+"""The control room UI (Dash): `create_app(config, store, runtime)` builds it.
+
+Layout of this package (how to find the room for a change):
+  context.py      how pages reach config / data / runtime (and how to add a page)
+  data.py         the one data-access layer: view models + shared short-TTL cache over the Store
+  i18n.py         every label in Korean and English
+  auth.py         login outside demo mode
+  components/     shell (header, alarm-banner slot, breadcrumbs, kiosk), tiles, figures,
+                  page bodies (views), shared live-refresh callbacks
+  pages/          one module per URL: overview `/`, `/site/..`, `/line/..`, `/machine/..`, `/signal/..`
+  assets/         CSS: light desktop, tablet (1024x768), dark wall display (`?kiosk=1`)
+
+URL parameters every page understands: `lang=ko|en`, `kiosk=1`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import dash
+from dash import dcc, html
+
+from gwanje.config import Config
+from storage.base import Store
+
+from dashboards import context
+from dashboards.data import DataLayer
+
+HERE = Path(__file__).resolve().parent
+
+
+def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
+               env: Optional[Mapping[str, str]] = None, cache_ttl_s: float = 1.0,
+               data: Optional[DataLayer] = None) -> dash.Dash:
+    """The Dash app over the store. runtime: optional object with `status() -> dict`.
+    Outside demo mode (config.system.demo False) every page needs a login (dashboards.auth;
+    users and secret key from env, default os.environ). `data` lets a test pin the clock."""
+    from dashboards.components import callbacks
+
+    layer = data or DataLayer(config, store, ttl_s=cache_ttl_s)
+    # before Dash(): constructing it imports the pages, which read the context lazily
+    context.set_context(config, layer, runtime)
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        assets_folder=str(HERE / "assets"),
+        suppress_callback_exceptions=True,
+        title=f"{config.plant.name.get(config.system.ui.default_language)} · Gwanje",
+        update_title=None,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.layout = html.Div([
+        dcc.Location(id="url"),
+        # the one clock of the UI: every live callback listens to it
+        dcc.Interval(id="refresh", interval=config.system.ui.refresh_ms),
+        dash.page_container,
+    ])
+    callbacks.register(app)
+    if not config.system.demo:
+        from dashboards import auth
+
+        auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language)
+    return app

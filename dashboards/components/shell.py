@@ -1,0 +1,103 @@
+"""The frame every page shares: header (brand, nav, language toggle, clock, last-update age),
+the `alarm-banner` slot, breadcrumbs, and the wall-display (kiosk) variant.
+
+Pure builders: they take labels and URL state and return Dash components; no queries.
+URL state (`lang`, `kiosk`) travels in every link, so a copied URL reproduces the view.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+from urllib.parse import urlencode
+
+import dash
+from dash import dcc, html
+
+from dashboards.i18n import LANGS, normalize_lang, t
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+def is_kiosk(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower() in TRUE_WORDS
+
+
+def href(path: str, lang: str, kiosk: bool = False, **params: Any) -> str:
+    """A link that keeps the language and kiosk mode of the current view."""
+    q: dict[str, Any] = {"lang": lang}
+    if kiosk:
+        q["kiosk"] = "1"
+    q.update({k: v for k, v in params.items() if v is not None})
+    return f"{path}?{urlencode(q)}"
+
+
+def nav_entries() -> list[dict[str, Any]]:
+    """Pages that asked to be in the nav: `dash.register_page(..., nav={"key": i18n key,
+    "order": n})`. Read from Dash's page registry, so a new page needs no edit here."""
+    out = []
+    for page in dash.page_registry.values():
+        nav = page.get("nav")
+        if isinstance(nav, Mapping) and nav.get("key"):
+            out.append({"key": nav["key"], "order": nav.get("order", 100), "path": page.get("path", "/")})
+    return sorted(out, key=lambda e: (e["order"], e["key"]))
+
+
+def breadcrumbs(crumbs: Sequence[tuple[str, Optional[str]]]) -> html.Nav:
+    """crumbs: (label, href or None for the current page), from the plant down."""
+    items: list[Any] = []
+    for i, (label, link) in enumerate(crumbs):
+        if i:
+            items.append(html.Span("›", className="gw-crumb-sep"))
+        items.append(dcc.Link(label, href=link, className="gw-crumb") if link else
+                     html.Span(label, className="gw-crumb gw-crumb-current"))
+    return html.Nav(items, className="gw-breadcrumbs", **{"aria-label": "breadcrumb"})
+
+
+def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[str, Any]) -> html.Header:
+    """Brand + nav + language toggle (left out in kiosk mode) + clock; ids fed by callbacks."""
+    parts: list[Any] = [
+        html.Div([
+            dcc.Link(t("app_title", lang), href=href("/", lang, kiosk), className="gw-brand-mark"),
+            html.Span(plant_name, className="gw-brand-plant"),
+        ], className="gw-brand"),
+    ]
+    if not kiosk:
+        links = [dcc.Link(t("overview", lang), href=href("/", lang), className="gw-nav-link")]
+        links += [dcc.Link(t(e["key"], lang), href=href(e["path"], lang), className="gw-nav-link")
+                  for e in nav_entries() if e["path"] != "/"]
+        parts.append(html.Nav(links, id="gw-nav", className="gw-nav"))
+        keep = {k: v for k, v in query.items() if k not in ("lang", "kiosk") and isinstance(v, str)}
+        parts.append(html.Div(
+            [dcc.Link(code.upper(), href=href(path, code, False, **keep),
+                      className="gw-lang-link" + (" gw-lang-active" if code == lang else ""),
+                      id=f"gw-lang-{code}")
+             for code in LANGS]
+            + [dcc.Link(t("kiosk", lang), href=href(path, lang, True, **keep), className="gw-lang-link")],
+            className="gw-lang", title=t("language", lang)))
+    parts.append(html.Div([
+        html.Span(id="clock", className="gw-clock-time"),
+        html.Span(id="last-update", className="gw-last-update"),
+    ], className="gw-clock", title=t("clock", lang)))
+    return html.Header(parts, className="gw-header")
+
+
+def page_shell(body: Any, *, lang: str, kiosk: bool, plant_name: str, path: str,
+               crumbs: Sequence[tuple[str, Optional[str]]] = (), query: Optional[Mapping[str, Any]] = None,
+               title: Optional[str] = None) -> html.Div:
+    """The full page: every page returns this from its layout so every page has the header,
+    the alarm banner slot and the breadcrumbs. `page-ctx` tells callbacks the view's lang/kiosk."""
+    children: list[Any] = [
+        header(lang, kiosk, plant_name, path, query or {}),
+        html.Div(id="alarm-banner", className="gw-alarm-banner"),
+    ]
+    if crumbs and not kiosk:
+        children.append(breadcrumbs(crumbs))
+    if title:
+        children.append(html.H1(title, className="gw-page-title"))
+    children.append(html.Main(body, className="gw-main"))
+    children.append(dcc.Store(id="page-ctx", data={"lang": lang, "kiosk": kiosk}))
+    return html.Div(children, className="gw-root " + ("gw-kiosk" if kiosk else "gw-normal"), lang=lang)
+
+
+def view_params(lang: object, kiosk: object, default_lang: str) -> tuple[str, bool]:
+    """URL parameters (untrusted strings) -> (lang, kiosk)."""
+    return normalize_lang(lang, default_lang), is_kiosk(kiosk)

@@ -1,0 +1,315 @@
+"""The one data-access layer of the control room: every page and callback reads through here.
+
+Two halves:
+- pure view models (`build_snapshot`, `state_of`): from config + newest samples + a clock to
+  what a tile shows (state, stale flag, data age, counts, LOT). No I/O; tested with
+  hand-picked timestamps.
+- `DataLayer`: the Store behind a short-TTL cache shared by every callback of the process,
+  so ten wall displays refreshing every 2 s cost the store one query per TTL, not ten.
+  Concurrent misses for the same key wait for one query (single flight) instead of racing.
+
+Store errors never reach a page as a traceback: a failed query raises `DataUnavailable`,
+which pages show as "storage not answering" while the last good view stays on screen.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import polars as pl
+
+from gwanje.config import Config, MachineSpec
+from gwanje.model import NS_PER_S, MachineState, Quality, Sample
+from storage.base import Store
+
+# ----------------------------------------------------------------------------- view models
+
+
+@dataclass(frozen=True)
+class MachineView:
+    site: str
+    line: str
+    machine: str
+    state: MachineState  # UNKNOWN when stale, without data, or the code is not mapped
+    code: Optional[float | str]  # the raw PLC state code last seen (None: none seen)
+    stale: bool  # data older than stale_after_s, or no data at all
+    age_s: Optional[float]  # now - newest sample of the machine; None: no sample ever
+    total: Optional[float]
+    good: Optional[float]
+    reject: Optional[float]
+    lot: Optional[str]
+    last_ts: Optional[int]
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.line}/{self.machine}"
+
+    @property
+    def unmapped(self) -> bool:
+        """Fresh data whose state code the config does not know."""
+        return not self.stale and self.code is not None and self.state is MachineState.UNKNOWN
+
+
+@dataclass(frozen=True)
+class LineView:
+    site: str
+    line: str
+    machines: tuple[MachineView, ...]
+
+    @property
+    def running(self) -> int:
+        return sum(1 for m in self.machines if m.state is MachineState.RUNNING)
+
+    @property
+    def total(self) -> int:
+        return len(self.machines)
+
+
+@dataclass(frozen=True)
+class SiteView:
+    site: str
+    lines: tuple[LineView, ...]
+
+
+@dataclass(frozen=True)
+class PlantSnapshot:
+    now_ns: int
+    sites: tuple[SiteView, ...]
+    newest_ts: Optional[int]  # newest sample of the whole plant
+    machines: dict[str, MachineView] = field(default_factory=dict)  # by "site/line/machine"
+
+    @property
+    def age_s(self) -> Optional[float]:
+        return None if self.newest_ts is None else max(0.0, (self.now_ns - self.newest_ts) / NS_PER_S)
+
+    def machine(self, site: str, line: str, machine: str) -> Optional[MachineView]:
+        return self.machines.get(f"{site}/{line}/{machine}")
+
+    def line(self, site: str, line: str) -> Optional[LineView]:
+        for s in self.sites:
+            if s.site == site:
+                return next((ln for ln in s.lines if ln.line == line), None)
+        return None
+
+    def site(self, site: str) -> Optional[SiteView]:
+        return next((s for s in self.sites if s.site == site), None)
+
+
+def state_of(spec: MachineSpec, sample: Optional[Sample]) -> MachineState:
+    """The state a state sample means for this machine's class; never a guess."""
+    if sample is None or sample.quality is Quality.BAD:
+        return MachineState.UNKNOWN
+    return spec.klass.state_codes.mapping().get(sample.value, MachineState.UNKNOWN)
+
+
+def lot_signal(spec: MachineSpec) -> Optional[str]:
+    """The LOT signal: the one named `lot`, else the class's first text signal."""
+    ids = [s.id for s in spec.signals]
+    if "lot" in ids:
+        return "lot"
+    return next((s.id for s in spec.signals if s.kind == "text"), None)
+
+
+def _num(sample: Optional[Sample]) -> Optional[float]:
+    return sample.value if sample is not None and isinstance(sample.value, float) else None
+
+
+def machine_view(spec: MachineSpec, latest: dict[str, Sample], now_ns: int, stale_after_s: float) -> MachineView:
+    """One tile's content from the newest sample of each of the machine's signals."""
+    k = spec.klass
+    last_ts = max((s.ts for s in latest.values()), default=None)
+    age_s = None if last_ts is None else max(0.0, (now_ns - last_ts) / NS_PER_S)
+    stale = age_s is None or age_s > stale_after_s
+    state_sample = latest.get(k.state_signal)
+    # a stale machine may have changed state since: showing the last state would be a lie
+    state = MachineState.UNKNOWN if stale else state_of(spec, state_sample)
+    lot_id = lot_signal(spec)
+    lot_sample = latest.get(lot_id) if lot_id else None
+    return MachineView(
+        site=spec.site, line=spec.line, machine=spec.machine, state=state,
+        code=state_sample.value if state_sample is not None else None,
+        stale=stale, age_s=age_s,
+        total=_num(latest.get(k.total_signal)) if k.total_signal else None,
+        good=_num(latest.get(k.good_signal)) if k.good_signal else None,
+        reject=_num(latest.get(k.reject_signal)) if k.reject_signal else None,
+        lot=lot_sample.value if lot_sample is not None and isinstance(lot_sample.value, str) else None,
+        last_ts=last_ts,
+    )
+
+
+def build_snapshot(config: Config, samples: Iterable[Sample], now_ns: int) -> PlantSnapshot:
+    """The whole plant as the overview shows it. Samples of machines the config does not know
+    are ignored here (the collectors count those); machines without samples are stale."""
+    by_machine: dict[tuple[str, str, str], dict[str, Sample]] = {}
+    for s in samples:
+        sigs = by_machine.setdefault((s.site, s.line, s.machine), {})
+        old = sigs.get(s.signal)
+        if old is None or s.ts > old.ts:
+            sigs[s.signal] = s
+    stale_after = config.plant.stale_after_s
+    index: dict[str, MachineView] = {}
+    sites = []
+    for site in config.plant.sites:
+        lines = []
+        for ln in site.lines:
+            views = []
+            for m in ln.machines:
+                spec = config.machine(site.id, ln.id, m.id)
+                assert spec is not None
+                v = machine_view(spec, by_machine.get(spec.key, {}), now_ns, stale_after)
+                index[v.key] = v
+                views.append(v)
+            lines.append(LineView(site.id, ln.id, tuple(views)))
+        sites.append(SiteView(site.id, tuple(lines)))
+    newest = max((v.last_ts for v in index.values() if v.last_ts is not None), default=None)
+    return PlantSnapshot(now_ns=now_ns, sites=tuple(sites), newest_ts=newest, machines=index)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """One downsampled series, ready for a plotly dict figure (x: plant-local time strings)."""
+
+    signal: str
+    x: list[str]
+    y: list[float]
+
+
+WINDOWS_S = {"15m": 15 * 60, "1h": 3600, "8h": 8 * 3600, "24h": 24 * 3600}
+
+
+def trend_from_frame(signal: str, frame: pl.DataFrame, timezone: str) -> Trend:
+    """Store frame (ts ns, value) -> plant-local time strings plotly reads as dates."""
+    if frame.height == 0:
+        return Trend(signal, [], [])
+    x = (
+        frame.select(
+            pl.from_epoch(pl.col("ts"), time_unit="ns")
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone(timezone)
+            .dt.strftime("%Y-%m-%d %H:%M:%S%.3f")
+        )
+        .to_series()
+        .to_list()
+    )
+    return Trend(signal, x, frame["value"].cast(pl.Float64).to_list())
+
+
+def numeric_signals(spec: MachineSpec) -> list[str]:
+    """Signals a trend makes sense for (not state codes, not text)."""
+    return [s.id for s in spec.signals if s.kind in ("analog", "counter")]
+
+
+# ----------------------------------------------------------------------------- cache + store
+
+
+class DataUnavailable(Exception):
+    """The store failed; the page keeps its last view and says so."""
+
+
+class TTLCache:
+    """Results by key for ttl_s, shared by threads; one loader per key at a time."""
+
+    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 4096):
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._items: dict[Any, tuple[float, Any]] = {}
+        self._inflight: dict[Any, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            hit = self._fresh(key)
+            if hit is not None:
+                self.hits += 1
+                return hit[1]
+            key_lock = self._inflight.setdefault(key, threading.Lock())
+        with key_lock:
+            # another thread may have loaded it while we waited for the key lock
+            with self._lock:
+                hit = self._fresh(key)
+                if hit is not None:
+                    self.hits += 1
+                    return hit[1]
+                self.misses += 1
+            value = load()
+            with self._lock:
+                if len(self._items) >= self._max:
+                    self._evict()
+                self._items[key] = (self._clock(), value)
+                self._inflight.pop(key, None)
+            return value
+
+    def _fresh(self, key: Any) -> Optional[tuple[float, Any]]:
+        item = self._items.get(key)
+        if item is not None and self._clock() - item[0] < self.ttl_s:
+            return item
+        return None
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for k in [k for k, (t0, _) in self._items.items() if now - t0 >= self.ttl_s]:
+            del self._items[k]
+        if len(self._items) >= self._max:  # all fresh: drop the oldest half
+            for k in sorted(self._items, key=lambda k: self._items[k][0])[: self._max // 2]:
+                del self._items[k]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class DataLayer:
+    """What pages call. `clock` returns ns since epoch (tests pin it)."""
+
+    def __init__(self, config: Config, store: Store, ttl_s: float = 1.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.cache = TTLCache(ttl_s)
+
+    def _query(self, key: Any, load: Callable[[], Any]) -> Any:
+        try:
+            return self.cache.get(key, load)
+        except DataUnavailable:
+            raise
+        except Exception as e:  # any store failure: the page shows it, the server lives on
+            raise DataUnavailable(f"{type(e).__name__}: {e}") from e
+
+    def latest(self) -> list[Sample]:
+        return self._query(("latest",), lambda: self.store.latest())
+
+    def plant_snapshot(self, now_ns: Optional[int] = None) -> PlantSnapshot:
+        now = self.clock() if now_ns is None else now_ns
+        return build_snapshot(self.config, self.latest(), now)
+
+    def signal_trend(self, site: str, line: str, machine: str, signal: str, window_s: float,
+                     max_points: Optional[int] = None, now_ns: Optional[int] = None) -> Trend:
+        points = max_points or self.config.system.ui.trend_points
+        end = self.clock() if now_ns is None else now_ns
+        # the window end is rounded to the TTL so displays asking within it share one query
+        ttl_ns = max(1, int(self.cache.ttl_s * NS_PER_S))
+        end_q = (end // ttl_ns + 1) * ttl_ns
+        start_q = end_q - int(window_s * NS_PER_S)
+
+        def load() -> Trend:
+            frame = self.store.series(site, line, machine, signal, start_q, end_q, points)
+            return trend_from_frame(signal, frame, self.config.plant.timezone)
+
+        return self._query(("series", site, line, machine, signal, window_s, points, end_q), load)
+
+    def machine_trends(self, site: str, line: str, machine: str, window_s: Optional[float] = None,
+                       signals: Optional[Sequence[str]] = None, max_points: Optional[int] = None,
+                       now_ns: Optional[int] = None) -> dict[str, Trend]:
+        """Downsampled series of every numeric signal of the machine (or the ones asked)."""
+        spec = self.config.machine(site, line, machine)
+        if spec is None:
+            return {}
+        window = window_s or self.config.system.ui.trend_window_s
+        wanted = list(signals) if signals is not None else numeric_signals(spec)
+        return {sig: self.signal_trend(site, line, machine, sig, window, max_points, now_ns) for sig in wanted}
