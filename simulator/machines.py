@@ -404,7 +404,10 @@ class MachineModel:
             noise = THERMAL_NOISE.get(s.id, 0.5) * (1.0 if running else 0.2)
             v = self._heat_now(s.id, self.t) + noise * n
             if s.id == "mold_temp" and self.fail_kind == "cooling":
-                v += 15.0 * self.precursor()
+                # failing cooling shows as the hot mold drifting up; a cold mold has nothing to show
+                key = THERMAL[s.id][0]
+                warmth = (v - self.ambient) / max(1.0, self.sp[key] - self.ambient)
+                v += 15.0 * self.precursor() * min(1.0, max(0.0, warmth))
             return v
         gen = PROCESS.get(s.id)
         if gen is not None:
