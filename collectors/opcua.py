@@ -43,6 +43,11 @@ _CREATE_CHUNK = 500
 _CONNECT_TIMEOUT_S = 15.0
 _CLOSE_TIMEOUT_S = 3.0
 _KEEPALIVE_MS = 5000.0
+_REQUEST_TIMEOUT_S = 10.0
+# asyncua probes the server every watchdog interval, with the interval as timeout; at its 1 s
+# default a busy server (thousands of changes/s) misses a probe and we reconnect for nothing.
+# 5 s still notices a half-open connection within ~10 s (a closed socket is noticed at once).
+_WATCHDOG_S = 5.0
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -318,7 +323,7 @@ class OpcuaCollector:
         from asyncua import Client, ua
 
         ep = self.endpoint
-        client = Client(self.url, timeout=4.0)
+        client = Client(self.url, timeout=_REQUEST_TIMEOUT_S, watchdog_intervall=_WATCHDOG_S)
         client.name = client.description = "Gwanje collector"
         client.session_timeout = 600_000  # what asyncua servers grant anyway; asking more only logs a warning
         if self._secrets.opcua_username:

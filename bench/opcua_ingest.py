@@ -1,0 +1,204 @@
+"""Benchmark: OPC UA data changes per second through OpcuaCollector.
+
+    python -m bench.opcua_ingest [--variables 1000] [--seconds 5] [--runs 3] [--publishing-ms 100]
+
+An asyncua server in a separate process owns N Double variables and rewrites all of them as
+fast as it can (each write a new value with a fresh source timestamp). OpcuaCollector
+subscribes to every one of them into a counting sink. Printed: the machine, the server's write
+rate, and the samples/s reaching the sink per run and their median. The field notes measured the
+asyncua server as the bottleneck at ~22k data changes/s on this 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+SIGNALS_PER_MACHINE = 20
+
+
+def node_ids(n: int) -> list[str]:
+    """n rounded up to whole machines; the names the collector derives from the node_template."""
+    machines = (n + SIGNALS_PER_MACHINE - 1) // SIGNALS_PER_MACHINE
+    return [f"ns=2;s=bench.line-1.m-{m:03d}.{signal_id(s)}"
+            for m in range(machines) for s in range(SIGNALS_PER_MACHINE)]
+
+
+def signal_id(s: int) -> str:
+    return "state" if s == 0 else f"s{s:02d}"
+
+
+def write_config(directory: Path, n: int, url: str) -> None:
+    machines = (n + SIGNALS_PER_MACHINE - 1) // SIGNALS_PER_MACHINE
+    signals = "\n".join(
+        f"      - {{id: {signal_id(s)}, name: {{ko: 신호 {s}, en: Signal {s}}}"
+        + (", kind: state}" if s == 0 else "}")
+        for s in range(SIGNALS_PER_MACHINE))
+    machine_lines = "\n".join(
+        f"          - {{id: m-{m:03d}, name: {{ko: {m}호기, en: No. {m}}}, class: bench, source: opcua, ideal_cycle_s: 1}}"
+        for m in range(machines))
+    (directory / "plant.yaml").write_text(f"""\
+name: {{ko: 벤치, en: Bench}}
+machine_classes:
+  bench:
+    name: {{ko: 벤치, en: Bench}}
+    total_signal: null
+    good_signal: null
+    reject_signal: null
+    state_codes: {{running: [1]}}
+    signals:
+{signals}
+sites:
+  - id: bench
+    name: {{ko: 벤치, en: Bench}}
+    opcua_endpoint: bench
+    lines:
+      - id: line-1
+        name: {{ko: 1라인, en: Line 1}}
+        process: press
+        machines:
+{machine_lines}
+""", encoding="utf-8")
+    (directory / "system.yaml").write_text(f"""\
+opcua:
+  endpoints:
+    - {{name: bench, url: "{url}", sampling_ms: 0, queue_size: 100}}
+""", encoding="utf-8")
+
+
+# ------------------------------------------------------------------ server process
+async def serve(port: int, n: int, rate: float) -> None:
+    from asyncua import Server, ua
+
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace("urn:gwanje:bench")
+    nids = [ua.NodeId.from_string(s) for s in node_ids(n)]
+    for nid in nids:
+        await server.nodes.objects.add_variable(nid, ua.QualifiedName(nid.Identifier, idx), 0.0, ua.VariantType.Double)
+    await server.start()
+    print("READY", flush=True)
+    aspace = server.iserver.aspace
+    writes, value, t0 = 0, 0.0, time.monotonic()
+    t_round = t0
+    try:
+        while True:
+            value += 1.0
+            now = datetime.now(timezone.utc)
+            for nid in nids:
+                await aspace.write_attribute_value(nid, ua.AttributeIds.Value, ua.DataValue(
+                    ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+            writes += len(nids)
+            if rate > 0:
+                # paced: one round of n writes every n/rate seconds
+                next_round = t_round + len(nids) / rate
+                await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+                t_round = max(next_round, time.monotonic() - 1.0)
+            else:
+                await asyncio.sleep(0)  # let the publish loop and the session run
+            if time.monotonic() - t0 >= 1.0:
+                print(f"WRITES {writes / (time.monotonic() - t0):.0f}", flush=True)
+                writes, t0 = 0, time.monotonic()
+    finally:
+        await server.stop()
+
+
+# ------------------------------------------------------------------ client side
+class CountingSink:
+    def __init__(self) -> None:
+        self.count = 0
+        self.batches = 0
+        self._lock = threading.Lock()
+
+    def submit(self, samples) -> None:
+        with self._lock:
+            self.count += len(samples)
+            self.batches += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variables", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--publishing-ms", type=float, default=100.0)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="server writes per second (default 0: as fast as it can)")
+    ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.variables, args.rate))
+        return
+
+    import asyncua
+
+    from collectors.opcua import OpcuaCollector
+    from gwanje.config import Secrets, load_config
+    from tests.fixtures.common import free_port
+
+    print(f"machine: {platform.node()}  cpus: {os.cpu_count()}  python: {platform.python_version()}  "
+          f"asyncua: {asyncua.__version__ if hasattr(asyncua, '__version__') else '?'}")
+    port = free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/bench"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.opcua_ingest", "--serve", str(port),
+                             "--variables", str(args.variables), "--rate", str(args.rate)],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    server_rates: list[float] = []
+
+    def read_server() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("WRITES"):
+                server_rates.append(float(line.split()[1]))
+
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "READY":
+            raise SystemExit("bench server did not start")
+        threading.Thread(target=read_server, daemon=True).start()
+        with tempfile.TemporaryDirectory() as d:
+            write_config(Path(d), args.variables, url)
+            config = load_config(d, env={})
+            endpoint = config.endpoint("bench").model_copy(update={"publishing_ms": args.publishing_ms})
+            sink = CountingSink()
+            col = OpcuaCollector(config, endpoint, sink, Secrets.from_env({}))
+            col.start()
+            deadline = time.monotonic() + 30
+            while sink.count < len(col.signals) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print(f"variables: {len(col.signals)}  publishing_ms: {args.publishing_ms:g}  "
+                  f"monitored-item queue: {endpoint.queue_size}")
+            rates = []
+            for run in range(args.runs):
+                c0, b0, r0, t0 = sink.count, sink.batches, len(server_rates), time.monotonic()
+                time.sleep(args.seconds)
+                dt = time.monotonic() - t0
+                rate = (sink.count - c0) / dt
+                srv = server_rates[r0:] or [float("nan")]
+                rates.append(rate)
+                print(f"run {run + 1}: {rate:,.0f} samples/s into the sink  "
+                      f"({(sink.batches - b0) / dt:.1f} submits/s; server wrote {statistics.mean(srv):,.0f}/s)")
+            st = col.status()
+            col.stop()
+        print(f"median: {statistics.median(rates):,.0f} data changes/s  "
+              f"(rejects {st.rejects or 0}, reconnects {st.reconnects})")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()
