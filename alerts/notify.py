@@ -280,9 +280,8 @@ class Notifier:
     def _worker(self, channel: str, q: "queue.Queue[_Job]") -> None:
         import apprise  # imported here: the domain modules stay importable without it
 
-        ap = apprise.Apprise()
         url = self._urls.get(channel)
-        usable = bool(url) and ap.add(url)
+        usable = bool(url) and apprise.Apprise().add(url)
         while not self._stop.is_set():
             try:
                 job = q.get(timeout=0.2)
@@ -299,6 +298,9 @@ class Notifier:
                     self._record(a, channel, job.target, job.level, attempt, "failed", "invalid channel url", job.link)
                     break
                 try:
+                    # a fresh Apprise per attempt: a reused one stalls ~5 s on its second email
+                    ap = apprise.Apprise()
+                    ap.add(url)
                     ok = bool(ap.notify(title=job.title, body=job.body))
                     err = "" if ok else "delivery failed"
                 except Exception as e:  # a plugin bug is one failed attempt, not a dead worker
