@@ -71,7 +71,7 @@ class MachineRun:
         self.lot: Optional[str] = None
         self.product: Optional[str] = None
         self.intervals: list[StateInterval] = []
-        # minute -> [total, good, reject, ideal_s]
+        # minute -> [total, good, reject, ideal_s, gap_total]
         self.minutes: dict[int, list[float]] = {}
         self.emitted_minute = -1  # newest minute already written as a counts event
 
@@ -103,13 +103,17 @@ class MachineRun:
             self.intervals.extend(closed)
         ctr = self.counters.get(s.signal)
         if ctr is not None and s.quality != Quality.BAD:
+            gap = ctr.prev_ts is not None and s.ts - ctr.prev_ts > self.tracker.timeout_ns
             d = ctr.feed(s.ts, s.value)
             if d:
-                m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0])
+                m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0])
                 name = self.counter_signals[s.signal]
                 if name == "total":
                     m[0] += d
-                    m[3] += d * self.cycle_s
+                    if gap:
+                        m[4] += d
+                    else:
+                        m[3] += d * self.cycle_s
                 elif name == "good":
                     m[1] += d
                 else:
@@ -117,7 +121,7 @@ class MachineRun:
         return closed, False
 
     def minute_counts(self, m: int) -> MinuteCounts:
-        t, g, r, ideal = self.minutes[m]
+        t, g, r, ideal, gap = self.minutes[m]
         has = set(self.counter_signals.values())
         if "total" not in has:
             t = g + r
@@ -126,7 +130,7 @@ class MachineRun:
             g = t - r
         if "reject" not in has:
             r = t - g
-        return MinuteCounts(m, int(t), int(g), int(r), float(ideal))
+        return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap))
 
     def all_intervals(self, now_ns: int) -> list[StateInterval]:
         return self.intervals + self.tracker.open_intervals(now_ns)
@@ -230,7 +234,8 @@ class Engine:
                 if m + MINUTE_NS <= last and m > run.emitted_minute:
                     c = run.minute_counts(m)
                     events.append(Event("counts", m, site, line, machine, "",
-                                        {"total": c.total, "good": c.good, "reject": c.reject, "ideal_s": c.ideal_s}))
+                                        {"total": c.total, "good": c.good, "reject": c.reject, "ideal_s": c.ideal_s,
+                                         "gap_total": c.gap_total}))
                     run.emitted_minute = m
         return events
 

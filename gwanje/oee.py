@@ -19,8 +19,10 @@ Run time (ISO "actual production time") = running + small stops: stops too short
   are a speed loss (Nakajima's six big losses), so they lower performance, not availability.
 availability A = run / PPT;   performance P = sum(ideal cycle x count) / run;
 quality Q = good / total;     OEE = A x P x Q.
-A performance above 1 is reported as computed and flagged `performance_over_100` (the ideal
-cycle time in config is too long, or a counter is wrong); it is never clipped.
+A performance above 1 is reported as computed, never clipped, and above 1.005 flagged
+`performance_over_100` (the ideal cycle time in config is too long, or a counter is wrong).
+Parts revealed by a counter after a data gap are counted (total, quality) but kept out of the
+ideal time: the run time they were made in is unknown, and counting them would push P over 1.
 A ratio with a zero denominator is None (shown as "—"), never 0 or 1.
 """
 from __future__ import annotations
@@ -35,6 +37,9 @@ from gwanje.state import StateInterval
 MINUTE_NS = 60 * NS_PER_S
 # unknown time above this share of scheduled time makes the figure "low coverage"
 LOW_COVERAGE_SHARE = 0.05
+# performance above 1 + this is flagged: a counter read one sample before or after a
+# boundary moves P by a part, which is sampling, not a configuration problem
+PERFORMANCE_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,9 @@ class MinuteCounts:
     good: int
     reject: int
     ideal_s: float  # sum of ideal cycle time x parts (per product when the LOT is known)
+    # parts of `total` first seen after a silence longer than the comm timeout: made, so
+    # counted in total and quality, but in time we cannot see, so left out of ideal_s
+    gap_total: int = 0
 
 
 @dataclass
@@ -63,7 +71,8 @@ class OeeResult:
     good: int = 0
     reject: int = 0
     startup_reject: int = 0
-    ideal_s: float = 0.0  # ideal time of all parts
+    ideal_s: float = 0.0  # ideal time of the parts made in known time
+    gap_total: int = 0  # parts revealed after a data gap (in total, not in performance)
     ideal_reject_s: float = 0.0  # ideal time of the rejects
     ideal_startup_reject_s: float = 0.0
     small_stops: int = 0  # number of small stops
@@ -100,7 +109,7 @@ class OeeResult:
         """Set the flags a reader must see next to the numbers."""
         self.flags = []
         p = self.performance
-        if p is not None and p > 1.0 + 1e-9:
+        if p is not None and p > 1.0 + PERFORMANCE_TOLERANCE:
             self.flags.append("performance_over_100")
         scheduled = self.planned_s + self.unknown_s
         if scheduled > 0 and self.unknown_s / scheduled > LOW_COVERAGE_SHARE:
@@ -207,7 +216,9 @@ def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], coun
         r.good += m.good
         r.reject += m.reject
         r.ideal_s += m.ideal_s
-        per_part = m.ideal_s / m.total if m.total else 0.0
+        r.gap_total += m.gap_total
+        seen = m.total - m.gap_total
+        per_part = m.ideal_s / seen if seen > 0 else 0.0
         r.ideal_reject_s += m.reject * per_part
         # the minute overlaps [setup end, setup end + startup window)
         if m.reject and any(se < m.minute_ns + MINUTE_NS and m.minute_ns < se + startup_ns for se in setup_ends):
@@ -224,7 +235,7 @@ def combine(results: Sequence[OeeResult]) -> Optional[OeeResult]:
         return None
     out = OeeResult(min(r.start_ns for r in results), max(r.end_ns for r in results))
     for name in ("running_s", "small_stop_s", "breakdown_s", "other_stop_s", "setup_s", "planned_stop_s",
-                 "unknown_s", "total", "good", "reject", "startup_reject", "ideal_s", "ideal_reject_s",
+                 "unknown_s", "total", "good", "reject", "startup_reject", "ideal_s", "gap_total", "ideal_reject_s",
                  "ideal_startup_reject_s", "small_stops", "stops"):
         setattr(out, name, sum(getattr(r, name) for r in results))
     return out.finish()
