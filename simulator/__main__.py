@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep producing on the shift calendar's days off (Sundays, holidays)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # asyncua narrates building its address space line by line at INFO
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as e:

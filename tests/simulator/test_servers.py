@@ -1,0 +1,224 @@
+"""The simulator against real servers: a mosquitto broker (fixture), its own asyncua OPC UA
+servers on free ports, read back by a separate paho subscriber and an asyncua Client."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from gwanje.config import load_config
+from tests.fixtures.common import free_port
+
+pytestmark = pytest.mark.services
+
+ROOT = Path(__file__).resolve().parents[2]
+LOT = re.compile(r"L\d{4}-\d{4}")
+
+
+def _opcua_env() -> dict[str, str]:
+    return {f"GWANJE_OPCUA_URL_{site.upper().replace('-', '_')}":
+            f"opc.tcp://127.0.0.1:{free_port()}/gwanje/{site}" for site in ("changwon-1", "changwon-2")}
+
+
+class Subscriber:
+    """A separate paho client that hands every message to a queue (as a collector would)."""
+
+    def __init__(self, url_port: int, topic: str = "gwanje/#") -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: queue.Queue = queue.Queue()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
+        c.on_message = lambda cl, u, m: self.messages.put((m.topic, m.payload, time.time_ns()))
+        c.reconnect_delay_set(1, 2)
+        c.connect("127.0.0.1", url_port)
+        c.loop_start()
+        self.client = c
+
+    def collect(self, until, timeout: float = 15.0) -> list:
+        """Messages until until(messages) is true or the deadline passes."""
+        got: list = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(got):
+            try:
+                got.append(self.messages.get(timeout=0.1))
+            except queue.Empty:
+                pass
+        return got
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def sim(mosquitto_module, tmp_path_factory):
+    pytest.importorskip("asyncua")
+    from simulator.runner import Simulator
+
+    cfg = load_config(ROOT / "config", env=_opcua_env())
+    s = Simulator(cfg, mosquitto_module.url, seed=7, period_s=0.2, data_dir=tmp_path_factory.mktemp("simdata"))
+    s.start()
+    yield cfg, s
+    s.stop()
+
+
+def test_every_mqtt_machine_publishes_json_the_collector_accepts(sim, mosquitto_module):
+    from collectors.payloads import MessageDecoder
+
+    cfg, _ = sim
+    mqtt_machines = {f"gwanje/{m.site}/{m.line}/{m.machine}": m for m in cfg.machines() if m.definition.source == "mqtt"}
+    assert len(mqtt_machines) == 21
+    sub = Subscriber(mosquitto_module.port)
+    try:
+        got = sub.collect(lambda msgs: {t for t, _, _ in msgs} >= set(mqtt_machines))
+    finally:
+        sub.close()
+    latest = {t: (p, rx) for t, p, rx in got}
+    assert set(latest) == set(mqtt_machines)  # every MQTT machine, and nothing else
+    decoder = MessageDecoder(cfg)
+    for topic, (payload, rx_ns) in latest.items():
+        spec = mqtt_machines[topic]
+        msg = json.loads(payload)
+        assert set(msg) == {"ts", "values"}
+        assert isinstance(msg["ts"], int) and abs(msg["ts"] * 1_000_000 - rx_ns) < 10 * 1_000_000_000
+        assert set(msg["values"]) == {s.id for s in spec.signals}
+        sc = spec.klass.state_codes
+        assert msg["values"]["state"] in {*sc.running, *sc.idle, *sc.down, *sc.setup, *sc.planned_stop}
+        assert LOT.fullmatch(msg["values"]["lot"])
+        samples, rejected = decoder.decode(topic, payload)
+        assert rejected == [] and len(samples) == len(spec.signals), (topic, rejected)
+
+
+async def _read_site(cfg, site: str) -> dict:
+    from asyncua import Client
+
+    ep = cfg.endpoint(cfg.site(site).opcua_endpoint)
+    out = {}
+    async with Client(ep.url, timeout=5) as client:
+        for spec in cfg.machines():
+            if spec.opcua_endpoint != ep.name:
+                continue
+            for sig in spec.signals:
+                node = client.get_node(ep.node_template.format(site=spec.site, line=spec.line,
+                                                               machine=spec.machine, signal=sig.id))
+                out[(spec.machine, sig.id)] = await node.read_data_value()
+    return out
+
+
+@pytest.mark.parametrize("site", ["changwon-1", "changwon-2"])
+def test_every_opcua_machine_signal_can_be_read_with_its_plc_type(sim, site):
+    from asyncua import ua
+
+    cfg, _ = sim
+    specs = {m.machine: m for m in cfg.machines() if m.site == site and m.opcua_endpoint}
+    assert len(specs) == {"changwon-1": 8, "changwon-2": 7}[site]
+    deadline = time.monotonic() + 10
+    while True:  # the first write follows the servers' start by one step
+        values = asyncio.run(_read_site(cfg, site))
+        if all(LOT.fullmatch(values[(m, "lot")].Value.Value) for m in specs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(values) == sum(len(m.signals) for m in specs.values())
+    now = datetime.now(timezone.utc)
+    for (machine, sig_id), dv in values.items():
+        spec = specs[machine]
+        kind = spec.signal(sig_id).kind
+        v = dv.Value
+        assert dv.StatusCode.is_good()
+        assert abs((now - dv.SourceTimestamp.replace(tzinfo=timezone.utc)).total_seconds()) < 10
+        if kind == "state":
+            sc = spec.klass.state_codes
+            assert v.VariantType == ua.VariantType.Int32
+            assert v.Value in {*sc.running, *sc.idle, *sc.down, *sc.setup, *sc.planned_stop}
+        elif kind == "counter":
+            bits = spec.definition.counter_bits
+            assert v.VariantType == {16: ua.VariantType.UInt16, 32: ua.VariantType.UInt32}[bits], machine
+            assert 0 <= v.Value < 2 ** bits
+        elif kind == "text":
+            assert v.VariantType == ua.VariantType.String and LOT.fullmatch(v.Value)
+        else:
+            assert v.VariantType == ua.VariantType.Double
+
+
+def test_opcua_folder_tree_site_line_machine_can_be_browsed(sim):
+    cfg, _ = sim
+    ep = cfg.endpoint("changwon-2")
+
+    async def browse() -> list[str]:
+        from asyncua import Client
+
+        async with Client(ep.url, timeout=5) as client:
+            node = client.nodes.objects
+            for name in ("changwon-2", "assembly-1", "asm-103"):
+                children = {(await c.read_browse_name()).Name: c for c in await node.get_children()}
+                node = children[name]
+            return sorted([(await c.read_browse_name()).Name for c in await node.get_children()])
+
+    assert asyncio.run(browse()) == sorted(["state", "part_count_total", "part_count_good", "part_count_reject",
+                                            "screw_torque", "cycle_time", "lot"])
+
+
+def test_publisher_comes_back_after_a_broker_restart(mosquitto):
+    from gwanje.config import MqttConfig, Secrets
+    from simulator.mqtt_publisher import MqttPublisher
+
+    cfg = load_config(ROOT / "config", env={})
+    spec = next(m for m in cfg.machines() if m.machine == "press-201")
+    pub = MqttPublisher(mosquitto.url, MqttConfig(reconnect_min_s=0.5, reconnect_max_s=1),
+                        Secrets.from_env({}), client_id="sim-reconnect-test")
+    pub.start()
+    sub = Subscriber(mosquitto.port)
+    seq = iter(range(10**6))
+
+    def publish_until(pred, timeout=15.0):
+        got: list = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not pred(got):
+            pub.publish(spec, time.time_ns(), {"state": 1, "part_count_total": next(seq)})
+            got += sub.collect(lambda m: False, timeout=0.1)
+        return got
+
+    try:
+        assert publish_until(lambda got: len(got) > 0)
+        mosquitto.restart(down_s=0.5)
+        after_restart = next(seq)
+        got = publish_until(
+            lambda got: any(json.loads(p)["values"]["part_count_total"] > after_restart for _, p, _ in got))
+        assert any(json.loads(p)["values"]["part_count_total"] > after_restart for _, p, _ in got)
+        assert pub.status().reconnects >= 1 and pub.status().connected
+    finally:
+        sub.close()
+        pub.stop()
+
+
+def test_standalone_process_publishes_and_stops_on_sigterm(mosquitto, tmp_path):
+    pytest.importorskip("asyncua")
+    env = {**os.environ, **_opcua_env(), "GWANJE_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    sub = Subscriber(mosquitto.port)
+    log = (tmp_path / "simulator.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--config", str(ROOT / "config"),
+                             "--mqtt-url", mosquitto.url, "--period", "0.2"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        got = sub.collect(lambda msgs: len(msgs) >= 21, timeout=30)
+        assert len(got) >= 21 and all(t.startswith("gwanje/changwon-") for t, _, _ in got), \
+            (tmp_path / "simulator.log").read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        sub.close()
+        log.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
