@@ -170,4 +170,8 @@ class MqttCollector:
                 self.samples_in += len(samples)
                 self.last_data_ns = time.time_ns()
         if samples:
-            self.sink.submit(samples)
+            try:
+                self.sink.submit(samples)
+            except Exception:  # the sink's contract is "never raises": a bug, so count it loudly
+                log.exception("%s: the sample sink failed; %d samples lost", self.name, len(samples))
+                self.rejects.reject("sink_error", topic)
