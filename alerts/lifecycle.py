@@ -233,11 +233,12 @@ def from_event(e: Event) -> AlarmState:
 _ACTION_BY_NAME = {a.value: a for a in Action}
 
 
-def restore(events: Iterable[Event]) -> dict[str, AlarmState]:
+def restore(events: Iterable[Event], trust_recorded: bool = True) -> dict[str, AlarmState]:
     """Replay stored alarm events (any order; sorted here by time) into the current state of
     every alarm that is not normal. Each event is re-applied through `apply`, and the result is
     checked against the state the event recorded: a disagreement (a lost event, a store that
-    kept only part of the history) falls back to the recorded state, which is authoritative."""
+    kept only part of the history) falls back to the recorded state, which is authoritative.
+    trust_recorded=False replays the actions alone (the first event of an alarm excepted)."""
     states: dict[str, AlarmState] = {}
     for e in sorted((e for e in events if e.kind == KIND), key=lambda e: (e.ts, e.key)):
         recorded = from_event(e)
@@ -249,5 +250,8 @@ def restore(events: Iterable[Event]) -> dict[str, AlarmState]:
         out = apply(cur, action, e.ts, user=e.data.get("user", ""), comment=e.data.get("comment", ""),
                     until=e.data.get("shelved_until"), value=recorded.value, priority=recorded.priority,
                     message_ko=recorded.message_ko, message_en=recorded.message_en, extra=recorded.extra)
-        states[e.key] = out[0] if out is not None and out[0] == recorded else recorded
+        if not trust_recorded:
+            states[e.key] = out[0] if out is not None else cur
+        else:
+            states[e.key] = out[0] if out is not None and out[0] == recorded else recorded
     return {k: v for k, v in states.items() if not v.is_normal}

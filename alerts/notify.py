@@ -238,6 +238,17 @@ class Notifier:
             levels = self._sent_levels.setdefault((a.id, a.raised_ts), set())
             levels.update(lv for lv, _, _ in self._levels(a))
 
+    def seed(self, records: list[Event]) -> None:
+        """After a restart: the levels already sent per episode (from stored notification
+        events), so a restart neither repeats an escalation nor forgets an acknowledgement."""
+        with self._lock:
+            for e in records:
+                d = e.data
+                if isinstance(d.get("level"), int):
+                    self._sent_levels.setdefault((e.key, d.get("raised_ts")), set()).add(d["level"])
+                if d.get("outcome") == "sent" and d.get("level") == 0:
+                    self._last_sent[(e.key, str(d.get("channel")))] = e.ts
+
     def attempts(self, limit: int = 200) -> list[dict[str, Any]]:
         """Most recent first, for the UI."""
         with self._lock:
@@ -318,8 +329,8 @@ class Notifier:
         with self._lock:
             ts = max(self.clock(), self._last_ts + 1)  # unique: the store keys events by time
             self._last_ts = ts
-            rec = {"ts": ts, "alarm_id": a.id, "priority": a.priority, "channel": channel, "target": target,
-                   "level": level, "attempt": attempt, "outcome": outcome, "error": error, "link": link,
+            rec = {"ts": ts, "alarm_id": a.id, "raised_ts": a.raised_ts, "priority": a.priority, "channel": channel,
+                   "target": target, "level": level, "attempt": attempt, "outcome": outcome, "error": error, "link": link,
                    "message_ko": a.message_ko, "message_en": a.message_en}
             self._records.append(rec)
         if outcome in ("failed", "retrying"):

@@ -34,6 +34,7 @@ MAX_COMMENT = 500
 MIN_SHELVE_S = 60
 MAX_SHELVE_S = 24 * 3600  # a shelf nobody renews must come back within a day
 MAX_UNWRITTEN = 10_000
+NOTIFY_MEMORY_NS = 2 * 86_400 * NS_PER_S  # escalations older than this are not remembered
 
 _TR_ACTION = {"activate": Action.ACTIVATE, "clear": Action.CLEAR, "suppress": Action.SUPPRESS,
               "unsuppress": Action.UNSUPPRESS}
@@ -73,7 +74,8 @@ class AlarmService:
 
     # ------------------------------------------------------------------ restart
     def restore(self) -> int:
-        """Rebuild the non-normal alarms from the store; returns how many."""
+        """Rebuild the non-normal alarms from the store (and what the notifier already sent);
+        returns how many alarms are not normal."""
         events = self.store.latest_events(KIND)
         with self._lock:
             self._states.clear()
@@ -87,7 +89,23 @@ class AlarmService:
                 if not s.is_normal:
                     self._states[s.id] = s
                 self.evaluator.seed(s.id, s.active, s.suppressed)
-            return len(self._states)
+            n = len(self._states)
+        if self.notifier is not None:
+            now = self.clock()
+            try:
+                self.notifier.seed(self.store.events("notification", now - NOTIFY_MEMORY_NS, now + NOTIFY_MEMORY_NS,
+                                                       limit=100_000))
+            except Exception:  # worst case an escalation is repeated: not a reason not to start
+                log.exception("could not read past notifications")
+        return n
+
+    def run_ticker(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """Call tick() every interval until stop is set (run it in a thread of its own)."""
+        while not stop.wait(interval_s):
+            try:
+                self.tick()
+            except Exception:  # a bad tick must not end alarm processing for good
+                log.exception("alarm tick failed")
 
     # ------------------------------------------------------------------ core
     def _apply(self, s: AlarmState, action: Action, ts: int, **kw: Any) -> Optional[Event]:

@@ -148,6 +148,15 @@ def test_raise_escalate_and_nothing_after_acknowledgement(config, smtp, web, tmp
         # the channel URL carries a token: it is never logged nor recorded
         assert SECRET not in caplog.text
         assert SECRET not in repr(stored) and SECRET not in repr(n.attempts())
+
+        # a restart remembers what was sent: no escalation is repeated
+        n2 = Notifier(notify_config(smtp, web), "Asia/Seoul", env=env(smtp, web), clock=clock)
+        try:
+            svc2 = AlarmService(config, store, notifier=n2, clock=clock, rules=RULES)
+            assert {a.id for a in svc2.active() if a.unacknowledged} == {H1, HH1}
+            assert n2.escalate(svc2.active(), T + 400 * S) == []
+        finally:
+            n2.close()
     finally:
         n.close()
         store.close()
