@@ -1,0 +1,136 @@
+"""Line-protocol encoding: exact escaping, and a property test through the real influxd.
+
+The property: for any batch of samples with arbitrary names and values (Korean, quotes,
+backslashes, newlines, NUL, huge and tiny floats, NaN), every sample is either given back
+unchanged by the store or refused with a counted reason, and refusing one never loses the
+others. The same property is checked on the embedded store, so both refuse the same things.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gwanje.model import Event, Quality, Sample
+from storage.embedded import EmbeddedStore
+from storage.influx import InfluxStore
+from storage.lineprotocol import encode_events, encode_samples, escape_string_field, escape_tag
+
+T0 = 1_767_225_600 * 1_000_000_000
+
+
+# ------------------------------------------------------------------ exact encodings
+def test_sample_lines_escape_tags_and_string_fields():
+    enc = encode_samples([
+        Sample("창원 1", "l,1", "m=1", 'sig "x"', 1.5, T0),
+        Sample("s", "", "m", "lot", 'he said "hi" \\o/\nbye', T0 + 1, Quality.BAD),
+        Sample("s", "l", "m", "big", 1e300, T0 + 2, Quality.UNCERTAIN),
+        Sample("s", "l", "m", "whole", 3.0, -5),
+    ])
+    assert enc.rejected == []
+    assert enc.lines == 4
+    assert enc.body.split("\n", 1)[0] == 'sample,site=창원\\ 1,line=l\\,1,machine=m\\=1,signal=sig\\ "x" value=1.5,q=0i ' + str(T0)
+    # the empty line tag is left out; the newline stays inside the quoted field
+    assert enc.body.split("\n")[1:] == [
+        f'sample,site=s,machine=m,signal=lot text="he said \\"hi\\" \\\\o/',
+        f'bye",q=2i {T0 + 1}',
+        f"sample,site=s,line=l,machine=m,signal=big value=1e+300,q=1i {T0 + 2}",
+        # a float field is never written like an integer (3 would be read as a float, 3i as int)
+        "sample,site=s,line=l,machine=m,signal=whole value=3.0,q=0i -5",
+    ]
+
+
+def test_event_lines_carry_json_as_an_escaped_string_field():
+    enc = encode_events([Event("alarm", T0, "s", "", "m 1", "k", {"msg": 'say "hi"', "p": "c:\\tmp"})])
+    assert enc.body == f'event,kind=alarm,site=s,machine=m\\ 1,key=k data="{{\\"msg\\":\\"say \\\\\\"hi\\\\\\"\\",\\"p\\":\\"c:\\\\\\\\tmp\\"}}" {T0}'
+
+
+def test_escape_helpers():
+    assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
+    assert escape_tag('q"u\\ote') == 'q"u\\ote'  # quotes and a lone backslash need nothing in tags
+    assert escape_string_field('a"b\\c') == 'a\\"b\\\\c'
+    for unwritable in ("a\nb", "a\rb", "a\\", "a\\,b", "a\\ b", "a\\=b"):
+        with pytest.raises(ValueError):
+            escape_tag(unwritable)
+
+
+def test_refused_samples_are_reported_with_reasons_and_the_rest_encoded():
+    enc = encode_samples([
+        Sample("s", "l", "m", "a", float("nan"), T0),
+        Sample("s", "l", "m", "a", 2.0, T0),
+        Sample("s\nx", "l", "m", "a", 2.0, T0),
+        Sample("s", "l", "m", "a", 2.0, 1.5),  # type: ignore[arg-type]
+    ])
+    assert enc.lines == 1
+    assert [r for _, r in enc.rejected] == ["value_not_finite", "name_has_newline", "ts_not_int"]
+
+
+# ------------------------------------------------------------------ property, real servers
+SPECIAL = list(',= "\'\\\n\r\t\x00') + ["창원", "프레스", "🏭", "\\,", "\\ "]
+names = st.lists(st.one_of(st.characters(), st.sampled_from(SPECIAL)), max_size=6).map("".join)
+values = st.one_of(
+    st.floats(),  # includes NaN, ±inf, subnormals, ±1.797e308
+    st.sampled_from([5e-324, -2.2250738585072014e-308, 1.7976931348623157e308, 0.1, -0.0]),
+    names,
+)
+samples = st.tuples(names, names, names, names, values, st.sampled_from(list(Quality)))
+
+
+def plain(s: Sample) -> bool:
+    """Names and values any store must accept (no character with a special meaning)."""
+    ok_name = all(not any(c in n for c in "\n\r\\\x00") for n in (s.site, s.line, s.machine, s.signal))
+    ok_value = isinstance(s.value, str) and "\x00" not in s.value or (
+        isinstance(s.value, float) and s.value - s.value == 0.0)
+    return ok_name and ok_value
+
+
+@pytest.fixture(params=["embedded", pytest.param("influxdb", marks=pytest.mark.services)])
+def open_fresh(request):
+    """A function that opens an empty store; the property test needs one per example."""
+    opened = []
+
+    def open_():
+        if request.param == "embedded":
+            s = EmbeddedStore()
+        else:
+            server = request.getfixturevalue("influxd")
+            s = InfluxStore(server.url, f"p_{uuid.uuid4().hex[:12]}", timeout_s=5).start()
+        opened.append(s)
+        return s
+
+    yield open_
+    for s in opened:
+        if isinstance(s, InfluxStore):
+            s._query(f'DROP DATABASE "{s.database}"', write=True)
+        s.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(samples, min_size=1, max_size=8))
+def test_every_sample_round_trips_or_is_refused_with_a_reason(open_fresh, batch):
+    store = open_fresh()
+    # a distinct signal per sample, so each is the latest of its own series
+    written = [Sample(site, line, machine, f"{i}:{signal}", value, T0 + i, q)
+               for i, (site, line, machine, signal, value, q) in enumerate(batch)]
+    store.write_samples(written)
+    rejected_samples = sum(store.rejects.counts().values())
+    store.write_events([Event(s.signal, s.ts, s.site, s.line, s.machine, s.signal, {"v": s.value})
+                        for s in written if isinstance(s.value, str)])
+
+    got = {s.series: s for s in store.latest()}
+    refused = 0
+    for s in written:
+        if s.series in got:
+            assert got[s.series] == s  # identical strings, value, ts and quality
+        else:
+            refused += 1
+            assert not plain(s), f"a plain sample was lost: {s!r}"
+    assert refused == rejected_samples
+    assert len(got) == len(written) - refused
+
+    for s in written:
+        if isinstance(s.value, str) and s.series in got:
+            assert store.events(s.signal, s.ts, s.ts + 1, site=s.site, key=s.signal) == [
+                Event(s.signal, s.ts, s.site, s.line, s.machine, s.signal, {"v": s.value})]
