@@ -139,10 +139,11 @@ def redact_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- the handler
 class _DataChangeHandler:
-    """asyncua calls datachange_notification once per monitored-item change, each in its own
-    task scheduled while one publish response is unpacked. The first call of a publish
-    schedules a flush with call_soon, which runs after every task already scheduled, so the
-    samples of one publish response reach the sink in one submit."""
+    """datachange_notification is called once per monitored-item change while one publish
+    response is unpacked (directly, see _dispatch_directly; or by asyncua in one task per
+    change). The first call of a publish schedules a flush with call_soon, which runs after the
+    unpacking and after every task it scheduled, so the samples of one publish response reach
+    the sink in one submit."""
 
     def __init__(self, owner: "OpcuaCollector", keys: dict[Any, MonitoredSignal],
                  loop: asyncio.AbstractEventLoop, lost: asyncio.Event) -> None:
@@ -183,6 +184,30 @@ class _DataChangeHandler:
         batch, self._batch = self._batch, []
         if batch:
             self._owner._deliver(batch)
+
+
+def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
+    """Call the handler for data changes in the publish callback instead of in one new asyncio
+    task per notification. asyncua 2.x spawns that task so a slow handler cannot block its
+    publish loop; ours never awaits and takes ~10 µs, while the task costs ~45 µs, four times
+    the rest (bench/opcua_ingest.py: ~15k -> ~60k changes/s on one core). Other events (status
+    changes) keep asyncua's path. Without the hook (other asyncua versions) nothing changes."""
+    from asyncua.common.subscription import DataChangeEvent
+
+    original = getattr(sub, "_deliver", None)
+    if original is None:
+        return
+
+    def deliver(event: Any) -> None:
+        if isinstance(event, DataChangeEvent):
+            try:
+                handler.datachange_notification(event.node, event.value, event.data)
+            except Exception:  # never let one bad notification stop the publish loop
+                log.exception("%s: data change handler failed", handler._owner.name)
+            return
+        original(event)
+
+    sub._deliver = deliver
 
 
 # --------------------------------------------------------------------------- the collector
@@ -342,6 +367,7 @@ class OpcuaCollector:
             loop = asyncio.get_running_loop()
             handler = _DataChangeHandler(self, {}, loop, lost)
             sub = await client.create_subscription(subscription_parameters(ep, ua), handler)
+            _dispatch_directly(sub, handler)
             self._subscribed = await self._monitor(client, sub, handler, ua)
         except BaseException:
             await self._close(client)

@@ -295,7 +295,7 @@ def test_username_password_from_secrets_never_logged(tiny, caplog):
     server = tiny_server(tiny, credentials=("operator", "s3cret-Pa55")).start()
     good = Secrets.from_env({"GWANJE_OPCUA_USERNAME": "operator", "GWANJE_OPCUA_PASSWORD": "s3cret-Pa55"})
     bad = Secrets.from_env({"GWANJE_OPCUA_USERNAME": "operator", "GWANJE_OPCUA_PASSWORD": "wrong-Pa55"})
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="gwanje")
     ok_sink, bad_sink = ListSink(), ListSink()
     ok_col = OpcuaCollector(config, fast(endpoint, server.url), ok_sink, good)
     bad_col = OpcuaCollector(config, fast(endpoint, server.url), bad_sink, bad)
