@@ -31,10 +31,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+import polars as pl
+
 from gwanje.config import Config, MachineSpec
 from gwanje.counters import CounterTracker
 from gwanje.losses import six_big_losses
-from gwanje.model import NS_PER_S, Event, Quality, Sample
+from gwanje.model import NS_PER_S, Event, MachineState, Quality, Sample
 from gwanje.oee import MINUTE_NS, MinuteCounts, OeeResult, bottleneck, combine, compute
 from gwanje.rejects import Rejects
 from gwanje.shifts import ShiftCalendar, ShiftInstance, load_shifts
@@ -79,12 +81,16 @@ class MachineRun:
     def key(self) -> tuple[str, str, str]:
         return self.spec.key
 
+    def product_of(self, lot: str) -> tuple[Optional[str], float]:
+        """The product a LOT number names, and this machine's ideal cycle for it."""
+        product = next((p for prefix, p in self.product_prefixes if lot.startswith(prefix)), None)
+        return product, self.products.get(product, self.default_cycle_s) if product else self.default_cycle_s
+
     def set_lot(self, lot: str) -> bool:
         if lot == self.lot:
             return False
         self.lot = lot
-        self.product = next((p for prefix, p in self.product_prefixes if lot.startswith(prefix)), None)
-        self.cycle_s = self.products.get(self.product, self.default_cycle_s) if self.product else self.default_cycle_s
+        self.product, self.cycle_s = self.product_of(lot)
         return True
 
     def feed(self, s: Sample, track_lots: bool = False) -> tuple[list[StateInterval], bool]:
@@ -121,16 +127,7 @@ class MachineRun:
         return closed, False
 
     def minute_counts(self, m: int) -> MinuteCounts:
-        t, g, r, ideal, gap = self.minutes[m]
-        has = set(self.counter_signals.values())
-        if "total" not in has:
-            t = g + r
-            ideal = t * self.cycle_s
-        if "good" not in has:
-            g = t - r
-        if "reject" not in has:
-            r = t - g
-        return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap))
+        return _minute_counts(m, self.minutes[m], set(self.counter_signals.values()), self.cycle_s)
 
     def all_intervals(self, now_ns: int) -> list[StateInterval]:
         return self.intervals + self.tracker.open_intervals(now_ns)
@@ -342,27 +339,144 @@ class Engine:
         return self.shift_events(key, shift_start, results)
 
     def recompute_machine(self, store: Any, spec: MachineSpec, start_ns: int, end_ns: int) -> OeeResult:
+        """One machine's OEE over [start_ns, end_ns) from the store's raw numeric series."""
         lookback = self.timeout_ns + int(self.startup_window_s * NS_PER_S)
         a, b = start_ns - lookback, end_ns + self.timeout_ns
-        live = self.runs[spec.key]  # a machine run configured exactly like the live one
-        run = MachineRun(spec, self.timeout_ns, live.products, live.product_prefixes)
-        samples: list[Sample] = []
-        max_points = int((b - a) // NS_PER_S) * 20 + 1000
+        max_points = int((b - a) // NS_PER_S) * 20 + 1000  # never downsampled: raw points
+        frames = []
         for sig in spec.signals:
-            if sig.kind == "text":
-                continue
-            df = store.series(spec.site, spec.line, spec.machine, sig.id, a, b, max_points=max_points)
-            samples.extend(Sample(spec.site, spec.line, spec.machine, sig.id, float(v), int(t))
-                           for t, v in zip(df["ts"].to_list(), df["value"].to_list()))
+            if sig.kind != "text":
+                df = store.series(spec.site, spec.line, spec.machine, sig.id, a, b, max_points=max_points)
+                frames.append(df.select(pl.lit(sig.id).alias("signal"), "ts", "value"))
+        lots: list[tuple[int, str]] = []
         if self.track_lots:
-            lots = store.events("lot", a - LOT_LOOKBACK_NS, b, spec.site, spec.line, spec.machine)
-            samples.extend(Sample(spec.site, spec.line, spec.machine, "lot", str(e.data.get("lot", "")), e.ts)
-                           for e in lots)
-        samples.sort(key=lambda s: _order(run, s))
-        for s in samples:
-            run.feed(s, self.track_lots)
-        return compute(start_ns, end_ns, run.all_intervals(b), run.all_counts(),
-                       self.calendar.planned_stops(start_ns, end_ns), self.small_stop_s, self.startup_window_s)
+            lots = [(e.ts, str(e.data.get("lot", ""))) for e in
+                    store.events("lot", a - LOT_LOOKBACK_NS, b, spec.site, spec.line, spec.machine)]
+        return self.frame_oee(spec, pl.concat(frames), lots, start_ns, end_ns)
+
+    def frame_oee(self, spec: MachineSpec, frame: pl.DataFrame, lots: Sequence[tuple[int, str]],
+                  start_ns: int, end_ns: int) -> OeeResult:
+        """The bulk history path: the same rules as StateTracker and CounterTracker, vectorised
+        with polars over a frame of (signal, ts, value) rows of one machine, which should start
+        a look-back (timeout + startup window) before start_ns and end one timeout after end_ns.
+        lots: (ts, LOT) changes, used when products are configured."""
+        live = self.runs[spec.key]
+        b = end_ns + self.timeout_ns
+        intervals = frame_intervals(frame, spec.klass.state_signal, spec.klass.state_codes.mapping(),
+                                    self.timeout_ns, b)
+        cycles = [(ts, live.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
+        minutes = frame_minutes(frame, live, self.timeout_ns, cycles)
+        return compute(start_ns, end_ns, intervals, minutes, self.calendar.planned_stops(start_ns, end_ns),
+                       self.small_stop_s, self.startup_window_s)
+
+
+_STATE_NAMES = [st.value for st in MachineState]
+
+
+def frame_intervals(frame: pl.DataFrame, state_signal: str, mapping: dict[float | str, MachineState],
+                    timeout_ns: int, now_ns: int) -> list[StateInterval]:
+    """StateTracker's intervals (closed and open at now_ns) from a (signal, ts, value) frame."""
+    if frame.height == 0:
+        return []
+    num = {float(k): v.value for k, v in mapping.items() if not isinstance(k, str)}
+    codes = (frame.filter(pl.col("signal") == state_signal).group_by("ts", maintain_order=True)
+             .agg(pl.col("value").last().alias("code")))
+    t = (frame.select("ts").unique().sort("ts").join(codes, on="ts", how="left")
+         .with_columns(gap=(pl.col("ts").diff() > timeout_ns).fill_null(False))
+         .with_columns(seg=pl.col("gap").cast(pl.Int64).cum_sum())
+         .with_columns(code=pl.col("code").forward_fill().over("seg"))
+         .with_columns(state=pl.col("code").replace_strict(num, default=MachineState.UNKNOWN.value,
+                                                           return_dtype=pl.String)))
+    t = t.with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(MachineState.UNKNOWN.value))
+                       .otherwise(pl.col("state")))
+    seg_last = t.group_by("seg").agg(pl.col("ts").max().alias("seg_last"), pl.col("ts").min().alias("seg_first"))
+    changed = ((pl.col("seg") != pl.col("seg").shift()) | (pl.col("state") != pl.col("state").shift())
+               | pl.col("code").ne_missing(pl.col("code").shift())).fill_null(True)
+    starts = (t.filter(changed).join(seg_last, on="seg", how="left")
+              .with_columns(nxt=pl.col("ts").shift(-1), nseg=pl.col("seg").shift(-1))
+              .with_columns(end=pl.when(pl.col("nseg") == pl.col("seg")).then(pl.col("nxt"))
+                            .otherwise(pl.col("seg_last"))))
+    out: list[StateInterval] = []
+    rows = starts.select("ts", "end", "state", "code", "seg").rows()
+    last_seg = rows[-1][4]
+    segs = seg_last.sort("seg").rows()
+    first_of = {sg: f for sg, _, f in segs}
+    last_of = {sg: la for sg, la, _ in segs}
+    prev_seg = None
+    for i, (a, e, st, code, sg) in enumerate(rows):
+        if prev_seg is not None and sg != prev_seg:
+            out.append(StateInterval(last_of[prev_seg], first_of[sg], MachineState.UNKNOWN, None))
+        prev_seg = sg
+        state = MachineState(st)
+        is_open = i == len(rows) - 1 and sg == last_seg
+        if is_open:
+            last = last_of[sg]
+            if now_ns - last > timeout_ns:
+                if last > a:
+                    out.append(StateInterval(a, last, state, code))
+                if now_ns > last:
+                    out.append(StateInterval(last, now_ns, MachineState.UNKNOWN, None))
+            elif max(now_ns, last) > a:
+                out.append(StateInterval(a, max(now_ns, last), state, code))
+        elif e > a:
+            out.append(StateInterval(a, e, state, code))
+    return out
+
+
+def frame_minutes(frame: pl.DataFrame, run: MachineRun, timeout_ns: int,
+                  cycles: Sequence[tuple[int, float]]) -> list[MinuteCounts]:
+    """CounterTracker's per-minute counts from a (signal, ts, value) frame; cycles: the ideal
+    cycle time in force from each ts on (LOT changes), else the machine's."""
+    acc: dict[int, list[float]] = {}
+    for sig, name in run.counter_signals.items():
+        ctr = run.counters[sig]
+        mod = float(ctr.modulus)
+        c = (frame.filter((pl.col("signal") == sig) & pl.col("value").is_finite() & (pl.col("value") >= 0)
+                          & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < mod))
+             .select("ts", "value").sort("ts"))
+        if c.height == 0:
+            continue
+        v, p = pl.col("value"), pl.col("value").shift()
+        dt = pl.col("ts") - pl.col("ts").shift()
+        plausible = (dt.clip(lower_bound=0) // ctr.min_cycle_ns + 1).cast(pl.Float64)
+        wrapped = v + mod - p
+        delta = (pl.when(p.is_null()).then(0.0).when(v >= p).then(v - p)
+                 .when(pl.lit(ctr.bits < 64) & (wrapped <= plausible)).then(wrapped)
+                 .when(v <= plausible).then(v).otherwise(0.0))
+        c = c.with_columns(delta=delta, gap=(dt > timeout_ns).fill_null(False),
+                           minute=pl.col("ts") - pl.col("ts") % MINUTE_NS)
+        if cycles:
+            cyc = pl.DataFrame({"ts": [x[0] for x in cycles], "cycle": [x[1] for x in cycles]},
+                               schema={"ts": pl.Int64, "cycle": pl.Float64})
+            c = c.join_asof(cyc, on="ts", strategy="backward").with_columns(
+                pl.col("cycle").fill_null(run.default_cycle_s))
+        else:
+            c = c.with_columns(cycle=pl.lit(run.default_cycle_s))
+        g = (c.filter(pl.col("delta") > 0).group_by("minute").agg(
+            pl.col("delta").sum().alias("d"),
+            (pl.col("delta") * pl.col("cycle")).filter(~pl.col("gap")).sum().alias("ideal"),
+            pl.col("delta").filter(pl.col("gap")).sum().alias("gapd")))
+        idx = {"total": 0, "good": 1, "reject": 2}[name]
+        for m, d, ideal, gapd in g.rows():
+            row = acc.setdefault(m, [0, 0, 0, 0.0, 0])
+            row[idx] += int(d)
+            if name == "total":
+                row[3] += float(ideal or 0.0)
+                row[4] += int(gapd or 0)
+    return [_minute_counts(m, acc[m], set(run.counter_signals.values()), run.default_cycle_s) for m in sorted(acc)]
+
+
+def _minute_counts(m: int, row: list[float], has: set[str], cycle_s: float) -> MinuteCounts:
+    """A minute's counts, filling in a counter the machine class does not have."""
+    t, g, r, ideal, gap = row
+    if "total" not in has:
+        t = g + r
+        ideal = t * cycle_s
+    if "good" not in has:
+        g = t - r
+    if "reject" not in has:
+        r = t - g
+    return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap))
 
 
 def _state_event(run: MachineRun, iv: StateInterval, end_ns: Optional[int]) -> Event:
