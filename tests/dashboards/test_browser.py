@@ -3,6 +3,7 @@ sees on the overview, the drill-down, the languages, the wall display and the ta
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -36,12 +37,16 @@ def site(plant_config, dash_server):
     store.close()
 
 
+@contextmanager
 def open_page(browser, url, width=1920, height=1080):
     page = browser.new_page()
-    page.set_viewport_size({"width": width, "height": height})
-    page.goto(url)
-    page.wait_for_selector(".gw-main")
-    return page
+    try:
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(url)
+        page.wait_for_selector(".gw-main")
+        yield page
+    finally:
+        page.close()
 
 
 def tile_classes(page) -> dict[str, str]:
@@ -51,8 +56,7 @@ def tile_classes(page) -> dict[str, str]:
 
 def test_overview_shows_every_machine_in_the_state_written(site, browser, plant_config, screenshot_dir):
     server, _ = site
-    page = open_page(browser, server.url + "/?lang=ko")
-    try:
+    with open_page(browser, server.url + "/?lang=ko") as page:
         classes = tile_classes(page)
         expected = {f"/machine/{m.site}/{m.line}/{m.machine}" for m in plant_config.machines()}
         assert set(classes) == expected and len(expected) == 36
@@ -70,27 +74,21 @@ def test_overview_shows_every_machine_in_the_state_written(site, browser, plant_
         assert page.inner_text("#line-changwon-1-cnc-1 .gw-line-summary") == "가동 2/6대"
         assert page.inner_text("#line-changwon-1-cnc-2 .gw-line-summary") == "가동 4/5대"
         page.screenshot(path=str(screenshot_dir / "overview-1920x1080.png"))
-    finally:
-        page.close()
 
 
 def test_a_silent_machine_is_shown_stale_not_in_its_last_state(site, browser):
     server, _ = site
-    page = open_page(browser, server.url + "/?lang=ko")
-    try:
+    with open_page(browser, server.url + "/?lang=ko") as page:
         tile = page.locator('a.gw-tile[href^="/machine/changwon-1/cnc-2/cnc-203"]')
         assert "gw-state-stale" in tile.get_attribute("class")
         state = tile.locator(".gw-tile-state").inner_text()
         assert "통신 끊김" in state and "123초" in state  # silent 120 s before T0, clock at T0 + 3 s
         assert "가동" not in state
-    finally:
-        page.close()
 
 
 def test_clicking_a_tile_opens_the_machine_page_with_trends(site, browser, screenshot_dir):
     server, _ = site
-    page = open_page(browser, server.url + "/?lang=ko")
-    try:
+    with open_page(browser, server.url + "/?lang=ko") as page:
         page.click('a.gw-tile[href^="/machine/changwon-1/cnc-1/cnc-104"]')
         page.wait_for_url("**/machine/changwon-1/cnc-1/cnc-104?lang=ko")
         page.wait_for_selector(".gw-trend-graph .main-svg")
@@ -104,27 +102,21 @@ def test_clicking_a_tile_opens_the_machine_page_with_trends(site, browser, scree
         page.wait_for_url("**/signal/changwon-1/cnc-1/cnc-104/spindle_speed?lang=ko")
         page.wait_for_selector(".gw-trend-big .main-svg")
         page.screenshot(path=str(screenshot_dir / "signal-1920x1080.png"))
-    finally:
-        page.close()
 
 
 def test_english_labels(site, browser):
     server, _ = site
-    page = open_page(browser, server.url + "/line/changwon-1/cnc-1?lang=en")
-    try:
+    with open_page(browser, server.url + "/line/changwon-1/cnc-1?lang=en") as page:
         body = page.inner_text(".gw-root")
         for label in ("Changwon Site 1", "CNC machining line 1", "Machining center 1", "Running", "Idle",
                       "Down", "Setup", "Planned stop", "2/6 running", "Plant", "Overview"):
             assert label in body
         assert "가동" not in body and "공장 전체" not in body
-    finally:
-        page.close()
 
 
 def test_kiosk_mode_has_no_navigation_and_a_dark_theme(site, browser, screenshot_dir):
     server, _ = site
-    page = open_page(browser, server.url + "/?kiosk=1&lang=ko")
-    try:
+    with open_page(browser, server.url + "/?kiosk=1&lang=ko") as page:
         assert page.locator(".gw-kiosk").count() == 1
         assert page.locator("#gw-nav").count() == 0 and page.locator(".gw-breadcrumbs").count() == 0
         assert page.locator(".gw-lang").count() == 0
@@ -135,28 +127,22 @@ def test_kiosk_mode_has_no_navigation_and_a_dark_theme(site, browser, screenshot
         # a tile links to the machine page and keeps kiosk mode
         assert page.locator('a.gw-tile[href="/machine/changwon-1/cnc-1/cnc-101?lang=ko&kiosk=1"]').count() == 1
         page.screenshot(path=str(screenshot_dir / "kiosk-1920x1080.png"))
-    finally:
-        page.close()
 
 
 def test_tablet_layout_has_touch_sized_targets(site, browser, screenshot_dir):
     server, _ = site
-    page = open_page(browser, server.url + "/?lang=ko", 1024, 768)
-    try:
+    with open_page(browser, server.url + "/?lang=ko", 1024, 768) as page:
         heights = page.eval_on_selector_all(".gw-tile, .gw-nav-link, .gw-lang-link",
                                             "els => els.map(e => e.getBoundingClientRect().height)")
         assert len(heights) >= 36 and min(heights) >= 44
         # nothing wider than the screen: no sideways scrolling on the tablet
         assert page.evaluate("document.documentElement.scrollWidth") <= 1024
         page.screenshot(path=str(screenshot_dir / "overview-1024x768.png"), full_page=True)
-    finally:
-        page.close()
 
 
 def test_tiles_follow_the_store_live(site, browser, plant_config):
     server, store = site
-    page = open_page(browser, server.url + "/?lang=en")
-    try:
+    with open_page(browser, server.url + "/?lang=en") as page:
         sel = 'a.gw-tile[href^="/machine/changwon-1/cnc-1/cnc-102"]'
         assert "gw-state-running" in page.get_attribute(sel, "class")
         spec = plant_config.machine("changwon-1", "cnc-1", "cnc-102")
@@ -171,5 +157,3 @@ def test_tiles_follow_the_store_live(site, browser, plant_config):
         assert "gw-state-down" in cls
         assert page.inner_text(f"{sel} .gw-tile-state") == "Down"
         assert page.inner_text("#line-changwon-1-cnc-1 .gw-line-summary") == "1/6 running"
-    finally:
-        page.close()
