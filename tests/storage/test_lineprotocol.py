@@ -78,10 +78,15 @@ values = st.one_of(
 samples = st.tuples(names, names, names, names, values, st.sampled_from(list(Quality)))
 
 
+def utf8(text: str) -> bool:
+    return not any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # lone surrogates cannot be stored
+
+
 def plain(s: Sample) -> bool:
     """Names and values any store must accept (no character with a special meaning)."""
-    ok_name = all(not any(c in n for c in "\n\r\\\x00") for n in (s.site, s.line, s.machine, s.signal))
-    ok_value = isinstance(s.value, str) and "\x00" not in s.value or (
+    ok_name = all(utf8(n) and not any(c in n for c in "\n\r\\\x00")
+                  for n in (s.site, s.line, s.machine, s.signal))
+    ok_value = isinstance(s.value, str) and "\x00" not in s.value and utf8(s.value) or (
         isinstance(s.value, float) and s.value - s.value == 0.0)
     return ok_name and ok_value
 

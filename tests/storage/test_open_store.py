@@ -1,0 +1,45 @@
+"""open_store(): the demo config gives the embedded file; GWANJE_STORAGE=influxdb a started
+InfluxStore, credentials from the environment only."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gwanje.config import Secrets, load_config
+from gwanje.model import Sample
+from storage import StoreUnavailable, open_store
+from storage.embedded import EmbeddedStore
+from storage.influx import InfluxStore
+from tests.fixtures.common import free_port
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+T0 = 1_767_225_600 * 1_000_000_000
+
+
+def test_demo_config_opens_the_embedded_file_under_the_data_dir(tmp_path):
+    store = open_store(load_config(CONFIG, env={}), tmp_path, Secrets.from_env({}))
+    assert isinstance(store, EmbeddedStore)
+    store.write_samples([Sample("s", "l", "m", "a", 1.0, T0)])
+    store.close()
+    assert (tmp_path / "gwanje.duckdb").exists()
+
+
+@pytest.mark.services
+def test_influxdb_from_environment(influxd, tmp_path):
+    database = f"o_{uuid.uuid4().hex[:8]}"
+    env = {"GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": influxd.url, "GWANJE_INFLUX_DB": database}
+    store = open_store(load_config(CONFIG, env=env), tmp_path, Secrets.from_env(env))
+    assert isinstance(store, InfluxStore)
+    store.write_samples([Sample("s", "l", "m", "a", 1.0, T0)])
+    assert influxd.query('SELECT count("value") FROM "sample"', database)["results"][0]["series"][0]["values"] == [[0, 1]]
+    store.close()
+
+
+def test_influxdb_that_is_down_raises_store_unavailable(tmp_path):
+    env = {"GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": f"http://127.0.0.1:{free_port()}",
+           "GWANJE_INFLUX_TOKEN": "s3cret-token"}
+    with pytest.raises(StoreUnavailable) as err:
+        open_store(load_config(CONFIG, env=env), tmp_path, Secrets.from_env(env))
+    assert "s3cret-token" not in str(err.value)
