@@ -127,6 +127,53 @@ class CountingSink:
             self.batches += 1
 
 
+async def _collector_capacity(config, endpoint, seconds: float) -> float:
+    """Samples/s the collector side alone sustains on one core: decode a recorded publish
+    response of one change per signal, dispatch it to the collector's handler, convert and
+    submit. No server and no network (those are measured end to end above). Reaches into
+    asyncua's Subscription and the collector's handler: it is a measurement, not an API."""
+    from asyncua import ua
+    from asyncua.common.node import Node
+    from asyncua.common.subscription import Subscription, SubscriptionItemData
+    from asyncua.common.utils import Buffer
+    from asyncua.observer import NULL_OBSERVER
+    from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+
+    from collectors.opcua import OpcuaCollector, _dispatch_directly, _DataChangeHandler
+    from gwanje.config import Secrets
+
+    class Session:
+        observer = NULL_OBSERVER
+
+    sink = CountingSink()
+    col = OpcuaCollector(config, endpoint, sink, Secrets.from_env({}))
+    handler = _DataChangeHandler(col, {}, asyncio.get_running_loop(), asyncio.Event())
+    sub = Subscription(Session(), ua.CreateSubscriptionParameters(), handler)  # type: ignore[arg-type]
+    _dispatch_directly(sub, handler)
+    now = datetime.now(timezone.utc)
+    items = []
+    for handle, sig in enumerate(col.signals, start=1):
+        nid = ua.NodeId.from_string(sig.node_id)
+        data = SubscriptionItemData()
+        data.node, data.client_handle = Node(None, nid), handle  # type: ignore[arg-type]
+        sub._monitored_items[handle] = data
+        handler._keys[nid] = sig
+        items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=ua.DataValue(
+            ua.Variant(float(handle), ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)))
+    response = ua.PublishResponse()
+    response.Parameters.SubscriptionId = 1
+    response.Parameters.NotificationMessage.SequenceNumber = 1
+    response.Parameters.NotificationMessage.NotificationData = [ua.DataChangeNotification(MonitoredItems=items)]
+    wire = struct_to_binary(response)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        decoded = struct_from_binary(ua.PublishResponse, Buffer(wire))
+        await sub.publish_callback(decoded.Parameters)
+        await asyncio.sleep(0)  # the handler's flush (call_soon) runs here
+    await asyncio.sleep(0)
+    return sink.count / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variables", type=int, default=1000)
@@ -190,7 +237,7 @@ def main() -> None:
                       f"({(sink.batches - b0) / dt:.1f} submits/s; server wrote {statistics.mean(srv):,.0f}/s)")
             st = col.status()
             col.stop()
-        print(f"median: {statistics.median(rates):,.0f} data changes/s  "
+        print(f"median: {statistics.median(rates):,.0f} data changes/s end to end  "
               f"(rejects {st.rejects or 0}, reconnects {st.reconnects})")
     finally:
         proc.terminate()
@@ -198,6 +245,14 @@ def main() -> None:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # with the server process gone, so it does not compete for the cores
+    with tempfile.TemporaryDirectory() as d:
+        write_config(Path(d), args.variables, url)
+        config = load_config(d, env={})
+        caps = [asyncio.run(_collector_capacity(config, config.endpoint("bench"), min(args.seconds, 3.0)))
+                for _ in range(args.runs)]
+    print("collector side alone (decode + handler + normalize + submit, one core): "
+          + ", ".join(f"{c:,.0f}" for c in caps) + f" -> median {statistics.median(caps):,.0f} samples/s")
 
 
 if __name__ == "__main__":
