@@ -13,6 +13,8 @@ subscriber makes mosquitto drop messages). Credentials come from Secrets and are
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import threading
 import time
@@ -47,6 +49,13 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     return u.hostname, port or _DEFAULT_PORTS[u.scheme], u.scheme == "mqtts"
 
 
+def _reports_done(sink: SampleSink) -> bool:
+    try:
+        return "on_done" in inspect.signature(sink.submit).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 class MqttCollector:
     """collectors.base.Collector for an MQTT broker (JSON unified namespace + Sparkplug B)."""
 
@@ -57,6 +66,12 @@ class MqttCollector:
         self.config = config
         self.settings = config.system.mqtt
         self.sink = sink
+        # ack after store: with QoS 1, a persistent session and a sink that reports when it is
+        # done with the samples (gwanje.pipeline.Pipeline's on_done), a message is acknowledged
+        # only once its samples are in the store or the disk spool, so a crash (kill -9) of this
+        # process between receiving and storing loses nothing: the broker redelivers.
+        self.ack_after_store = (self.settings.qos == 1 and not self.settings.clean_start
+                                and _reports_done(sink))
         url = url or self.settings.url
         if not url:
             raise ValueError("no MQTT broker url (system.yaml mqtt.url or GWANJE_MQTT_URL)")
@@ -71,6 +86,7 @@ class MqttCollector:
         self.last_data_ns: Optional[int] = None
         self.connected = False
         self.detail = "not started"
+        self._refused = ""
         self._lock = threading.Lock()
         self._client = self._make_client(secrets)
         self._started = False
@@ -79,7 +95,8 @@ class MqttCollector:
     def _make_client(self, secrets: Secrets) -> paho.Client:
         s = self.settings
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        clean_session=s.clean_start, protocol=paho.MQTTv311)
+                        clean_session=s.clean_start, protocol=paho.MQTTv311,
+                        manual_ack=self.ack_after_store)
         if secrets.mqtt_username:
             c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
         if self.tls:
@@ -132,9 +149,12 @@ class MqttCollector:
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
-            self.detail = f"broker refused the connection: {reason_code}"
+            # kept until a connection succeeds, so the status says why we keep reconnecting
+            self._refused = f"broker refused the connection: {reason_code}"
+            self.detail = self._refused
             log.warning("%s: %s", self.name, self.detail)
             return
+        self._refused = ""
         with self._lock:
             self.connects += 1
             self.connected = True
@@ -147,7 +167,8 @@ class MqttCollector:
                        properties: Any) -> None:
         self.connected = False
         if self._started:
-            self.detail = f"disconnected ({reason_code}); reconnecting"
+            self.detail = self._refused or f"disconnected ({reason_code})"
+            self.detail += "; reconnecting"
             log.warning("%s: %s", self.name, self.detail)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
@@ -156,6 +177,7 @@ class MqttCollector:
         except UnicodeDecodeError:  # brokers should refuse these; never trust that
             self.messages_in += 1
             self.rejects.reject("bad_topic")
+            self._ack(client, msg)
             return
         try:
             samples, reasons = self.decoder.decode(topic, msg.payload)
@@ -171,7 +193,18 @@ class MqttCollector:
                 self.last_data_ns = time.time_ns()
         if samples:
             try:
-                self.sink.submit(samples)
+                if self.ack_after_store:
+                    self.sink.submit(samples, on_done=functools.partial(self._ack, client, msg))
+                else:
+                    self.sink.submit(samples)
             except Exception:  # the sink's contract is "never raises": a bug, so count it loudly
                 log.exception("%s: the sample sink failed; %d samples lost", self.name, len(samples))
                 self.rejects.reject("sink_error", topic)
+                self._ack(client, msg)
+        else:
+            self._ack(client, msg)
+
+    def _ack(self, client: paho.Client, msg: paho.MQTTMessage) -> None:
+        """PUBACK a message whose samples the sink is done with (manual-ack mode only)."""
+        if self.ack_after_store:
+            client.ack(msg.mid, msg.qos)

@@ -192,7 +192,7 @@ def test_broker_restart_loses_nothing_published_while_we_were_away(mosquitto):
     sink = ListSink()
     # a slow first reconnect attempt, so the second batch is certainly published while the
     # collector is disconnected and must wait in its persistent session at the broker
-    with running(mosquitto, sink, reconnect_min_s=2.0, reconnect_max_s=4.0) as c:
+    with running(mosquitto, sink, reconnect_min_s=3.0, reconnect_max_s=6.0) as c:
         with publisher(mosquitto.port) as publish:
             for i in range(20):
                 publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())

@@ -3,15 +3,14 @@ returned sample is valid, and the batch fast path agrees with the Normalizer exa
 from __future__ import annotations
 
 import json
-import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.payloads import MessageDecoder
-from gwanje.model import MAX_TEXT_LEN, BadValue, Quality, Sample
+from gwanje.model import BadValue, Quality
 from gwanje.normalize import Normalizer
-from tests.collectors import demo_config
+from tests.collectors import assert_valid, demo_config
 
 CONFIG = demo_config()
 DECODER = MessageDecoder(CONFIG)
@@ -29,35 +28,23 @@ json_values = st.recursive(
         children, max_size=6),
     max_leaves=40,
 )
-topics = st.sampled_from([TOPIC, TOPIC + "/melt_temp", TOPIC + "/lot", TOPIC + "/state", "spBv1.0/x/DDATA/y/z"]) | \
-    st.text(max_size=40)
+SP_DEVICE = f"spBv1.0/{MACHINE[0]}/{{}}/{MACHINE[1]}/{MACHINE[2]}"
+topics = st.sampled_from([TOPIC, TOPIC + "/melt_temp", TOPIC + "/lot", TOPIC + "/state", "spBv1.0/x/DDATA/y/z",
+                          SP_DEVICE.format("DDATA"), SP_DEVICE.format("DBIRTH")]) | st.text(max_size=40)
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def assert_valid(samples: list[Sample], reasons: list[str]) -> None:
-    assert all(isinstance(r, str) and r for r in reasons)
-    for s in samples:
-        kind = KINDS[s.series]  # a known machine and signal
-        assert isinstance(s.quality, Quality)
-        assert 946_684_800 * 10**9 <= s.ts <= NOW + 86_400 * 10**9
-        if isinstance(s.value, float):
-            assert math.isfinite(s.value) and kind != "text"
-        else:
-            assert isinstance(s.value, str) and len(s.value) <= MAX_TEXT_LEN and "\x00" not in s.value
-            assert kind in ("text", "state")
 
 
 @PROPS
 @given(topic=topics, payload=st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(topic, payload):
-    assert_valid(*DECODER.decode(topic, payload, now=NOW))
+    assert_valid(CONFIG, *DECODER.decode(topic, payload, now=NOW), now=NOW)
 
 
 @PROPS
 @given(topic=topics, doc=json_values)
 def test_arbitrary_json_never_raises(topic, doc):
     payload = json.dumps(doc).encode()
-    assert_valid(*DECODER.decode(topic, payload, now=NOW))
+    assert_valid(CONFIG, *DECODER.decode(topic, payload, now=NOW), now=NOW)
 
 
 element = st.fixed_dictionaries(

@@ -13,7 +13,7 @@ from collectors.payloads import MessageDecoder
 from collectors.sparkplug import Metric, Payload, SparkplugDecoder, SparkplugError, decode_payload, encode_payload
 from gwanje.model import Quality, Sample
 from gwanje.normalize import Normalizer
-from tests.collectors import demo_config
+from tests.collectors import assert_valid, demo_config
 
 CONFIG = demo_config()
 NOW = 1_764_000_000_000_000_000
@@ -227,3 +227,28 @@ def test_message_decoder_routes_sparkplug_and_honours_the_switch():
     assert off.decode(topic("DDATA"), p, NOW) == ([], ["unknown_topic"])
     small = MessageDecoder(demo_config(max_payload_bytes=10))
     assert small.decode(topic("DDATA"), p, NOW) == ([], ["payload_too_large"])
+
+
+sp_metrics = st.builds(
+    Metric,
+    name=st.none() | st.sampled_from(["tonnage", "die_temp", "lot", "state", "bdSeq", "Node Control/Rebirth"]),
+    alias=st.none() | st.integers(0, 5),
+    timestamp=st.none() | st.integers(0, 2**64 - 1) | st.integers(TS_MS - 10**6, TS_MS + 10**6),
+    datatype=st.none() | st.sampled_from([sp.INT8, sp.INT32, sp.INT64, sp.UINT64, sp.FLOAT, sp.DOUBLE,
+                                          sp.BOOLEAN, sp.STRING, sp.TEXT, 17]),
+    value=st.none() | st.integers(-(2**31), 2**31 - 1) | st.floats(width=32) | st.booleans() | st.text(max_size=300),
+    is_null=st.booleans(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["DBIRTH", "DDATA", "DDEATH"]), st.lists(sp_metrics, max_size=6),
+                          st.none() | st.integers(0, 2**64 - 1)), max_size=4))
+def test_arbitrary_sparkplug_messages_give_valid_samples(messages):
+    decoder = MessageDecoder(CONFIG)
+    for kind, metrics, ts in messages:
+        try:
+            wire = encode_payload(metrics, timestamp=ts)
+        except (TypeError, ValueError, OverflowError, struct.error):
+            continue  # a combination the encoder refuses (e.g. text as FLOAT): not a payload
+        assert_valid(CONFIG, *decoder.decode(topic(kind), wire, NOW), now=NOW)
