@@ -1,0 +1,187 @@
+"""The alarm banner and the alarms page: layouts and callbacks called directly on an app over
+a real EmbeddedStore and a real AlarmService."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import dash
+import pytest
+
+from alerts.rules import AlarmRules
+from alerts.service import AlarmService
+from dashboards import alarm_banner, context, create_app
+from dashboards.data import DataLayer
+from gwanje.config import load_config
+from gwanje.model import Sample
+from storage.embedded import EmbeddedStore
+
+REPO = Path(__file__).resolve().parents[2]
+S = 10**9
+T0 = 1_790_000_000 * S
+RULES = AlarmRules.model_validate({"rules": [
+    {"id": "vib", "type": "analog", "scope": {"line": ["cnc-1"]}, "signal": "vibration",
+     "h": {"limit": 7.0, "priority": "high"}, "hh": {"limit": 9.0, "priority": "critical"},
+     "message": {"ko": "{machine_name} 진동 {level} {value}", "en": "{machine_name} vibration {level} {value}"}},
+]})
+HH1 = "vib.hh:changwon-1/cnc-1/cnc-101/vibration"
+H1 = "vib.h:changwon-1/cnc-1/cnc-101/vibration"
+H2 = "vib.h:changwon-1/cnc-1/cnc-102/vibration"
+KO = {"lang": "ko", "kiosk": False}
+EN = {"lang": "en", "kiosk": False}
+
+
+class Clock:
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def app():
+    cfg = load_config(REPO / "config", env={})
+    store = EmbeddedStore()
+    a = create_app(cfg, store)
+    yield cfg, a
+    store.close()
+
+
+@pytest.fixture
+def env(app, tmp_path):
+    cfg, _ = app
+    store = EmbeddedStore(tmp_path / "ui.duckdb")
+    clock = Clock(T0)
+    svc = AlarmService(cfg, store, clock=clock, rules=RULES)
+    # what create_app does with its arguments; the app (and its page modules) is built once
+    context.set_context(cfg, DataLayer(cfg, store, ttl_s=0.0, clock=clock), SimpleNamespace(alarms=svc))
+    yield SimpleNamespace(cfg=cfg, store=store, clock=clock, svc=svc, page=sys.modules["dashboards.pages.alarms"])
+    store.close()
+
+
+def feed(e, *samples):
+    e.store.write_events(e.svc.on_samples(list(samples)))
+
+
+def vib(machine, t_s, v):
+    return Sample("changwon-1", "cnc-1", machine, "vibration", v, T0 + int(t_s * S))
+
+
+def texts(node) -> list[str]:
+    """Every string in a component tree, depth first."""
+    if node is None:
+        return []
+    if isinstance(node, (str, int, float)):
+        return [str(node)]
+    if isinstance(node, (list, tuple)):
+        return [x for n in node for x in texts(n)]
+    return texts(getattr(node, "children", None))
+
+
+def find(node, cid):
+    if isinstance(node, (list, tuple)):
+        for n in node:
+            f = find(n, cid)
+            if f is not None:
+                return f
+        return None
+    if getattr(node, "id", None) == cid:
+        return node
+    kids = getattr(node, "children", None)
+    return find(kids, cid) if kids is not None and not isinstance(kids, str) else None
+
+
+def test_banner_shows_the_most_severe_unacknowledged_alarm_and_the_count(env):
+    assert alarm_banner.refresh_banner(1, KO) == ([], "gw-alarm-banner")
+    feed(env, vib("cnc-101", 1, 9.5), vib("cnc-102", 2, 7.5))  # HH1 + H1 at 1 s, H2 at 2 s
+    kids, cls = alarm_banner.refresh_banner(2, KO)
+    assert cls == "gw-alarm-banner gw-alarm-banner-critical"
+    top = find(kids, "gw-alarm-top")
+    assert texts(top) == ["긴급", "MC 1호기 진동 HH 9.5", "미확인 알람 3건"]
+    assert top.href == "/alarms?alarm=vib.hh%3Achangwon-1%2Fcnc-1%2Fcnc-101%2Fvibration&lang=ko"
+    env.clock.t = T0 + 10 * S
+    env.svc.acknowledge(HH1, "kim")
+    kids, cls = alarm_banner.refresh_banner(3, EN)
+    # of the two high ones, the newest
+    assert texts(find(kids, "gw-alarm-top")) == ["High", "Machining center 2 vibration H 7.5", "2 unacknowledged"]
+    assert find(kids, "gw-alarm-mute") is None  # the mute toggle is for wall displays
+
+
+def test_wall_display_gets_the_sound_hooks(env):
+    feed(env, vib("cnc-101", 1, 9.5))
+    kids, _ = alarm_banner.refresh_banner(1, {"lang": "ko", "kiosk": True})
+    assert find(kids, "gw-alarm-crit").title == HH1  # the unacknowledged critical alarms the script watches
+    assert texts(find(kids, "gw-alarm-mute")) == ["경보음 끄기"]
+
+
+def test_flood_banner_when_more_than_ten_in_ten_minutes(env):
+    # six machines over HH: 12 annunciations in cnc-1 within a second
+    feed(env, *[vib(f"cnc-10{i}", 1, 9.5) for i in range(1, 7)])
+    env.clock.t = T0 + 2 * S
+    kids, cls = alarm_banner.refresh_banner(1, EN)
+    assert "gw-flood" in cls.split()
+    assert texts(kids)[0] == "ALARM FLOOD: changwon-1/cnc-1 12 in 10 min"
+
+
+def test_alarms_page_lists_and_selects_the_linked_alarm(env):
+    feed(env, vib("cnc-101", 1, 9.5), vib("cnc-102", 1, 7.5))
+    lay = dash.page_registry["dashboards.pages.alarms"]["layout"](lang="en", alarm=H2)
+    grid = find(lay, "alarms-grid")
+    assert [r["id"] for r in grid.rowData] == [HH1, H1, H2]  # critical first
+    assert grid.rowData[0]["priority"] == "Critical" and grid.rowData[0]["status"] == "Unacknowledged"
+    assert grid.selectedRows == {"ids": [H2]}
+    rows, cols = env.page.refresh_active(1, "line", 0, EN)
+    assert cols[0]["field"] == "group" and {r["group"] for r in rows} == {"Changwon Site 1 / CNC machining line 1"}
+
+
+def test_operator_actions_from_the_page(env):
+    feed(env, vib("cnc-101", 1, 7.5), vib("cnc-102", 1, 7.5))
+    rows, _ = env.page.refresh_active(1, "none", 0, KO)
+    sel = [r for r in rows if r["id"] == H1]
+    act = env.page.act
+    assert act(None, None, None, None, None, [], "kim", "", 3600, 0, KO, trigger="alarm-ack")[0] == "알람을 먼저 선택하세요"
+    msg, done = act(None, None, 1, None, None, sel, "kim", "", 3600, 0, KO, trigger="alarm-shelve")
+    assert msg == "✗ comment_missing"  # a shelf needs a reason
+    msg, done = act(1, None, None, None, None, sel, "kim", "베어링 점검", 3600, done, KO, trigger="alarm-ack")
+    assert msg == "1건 처리됨" and env.svc.get(H1).status.value == "ack_active"
+    assert env.svc.get(H1).acked_by == "kim"
+    msg, done = act(None, None, 1, None, None, [r for r in rows if r["id"] == H2], "lee", "센서 불량", 3600, done, KO,
+                    trigger="alarm-shelve")
+    assert msg == "1건 처리됨" and env.svc.get(H2).status.value == "shelved"
+    assert env.svc.get(H2).shelved_until == T0 + 3600 * S
+    hist = env.page.history_rows("센서", "24h", done, KO, now_ns=T0 + 60 * S)
+    assert [(h["event"], h["user"], h["alarm"]) for h in hist] == [("shelved", "lee", H2)]
+
+
+def test_acknowledge_a_line_from_one_selected_row(env):
+    feed(env, vib("cnc-101", 1, 7.5), vib("cnc-102", 1, 7.5))
+    rows, _ = env.page.refresh_active(1, "none", 0, EN)
+    msg, _ = env.page.act(None, 1, None, None, None, rows[:1], "kim", "", 3600, 0, EN, trigger="alarm-ack-line")
+    assert msg == "2 done"
+    assert env.svc.banner() == (None, 0)
+
+
+def test_read_only_without_the_live_service(env):
+    feed(env, vib("cnc-101", 1, 9.5))
+    context.set_context(env.cfg, DataLayer(env.cfg, env.store, ttl_s=0.0, clock=env.clock), None)
+    # the store view shows what the service stored ...
+    kids, _ = alarm_banner.refresh_banner(1, EN)
+    assert texts(find(kids, "gw-alarm-top"))[1] == "Machining center 1 vibration HH 9.5"
+    # ... but cannot act
+    rows, _ = env.page.refresh_active(1, "none", 0, EN)
+    msg, _ = env.page.act(1, None, None, None, None, rows[:1], "kim", "", 3600, 0, EN, trigger="alarm-ack")
+    assert msg == "Read-only: no alarm service in this process"
+
+
+def test_health_figures(env):
+    for i, v in enumerate([7.5, 6.0, 7.5, 6.0, 7.5]):  # H1 raised 3 times within 4 s: chattering
+        feed(env, vib("cnc-101", 1 + i, v))
+        env.clock.t = T0 + (1 + i) * S
+        env.svc.acknowledge(H1, "kim") if v > 7 else None
+    fig, lists = env.page.health_view(1, EN, now_ns=T0 + 10 * S)
+    assert [(tr["name"], sum(tr["y"])) for tr in fig["data"]] == [("changwon-1/cnc-1", 3)]
+    txt = texts(lists)
+    assert "No alarm flood" in txt and H1 in txt
+    assert txt[txt.index("Top bad actors today"):][-2:] == [H1, "3"]
