@@ -20,7 +20,9 @@ refused with a reason instead of being stored altered:
 Newlines in text values are fine: they sit inside a quoted string field.
 
 The hot path caches the escaped tag prefix per series: a batch holds thousands of samples of
-a few hundred series, so escaping runs per series, not per sample.
+a few hundred series, so escaping runs per series, not per sample. A polars-expression
+encoder was measured against this loop (bench/store_write.py data, 100k samples): no faster,
+because reading the fields out of Sample objects, which both need, dominates.
 """
 from __future__ import annotations
 
