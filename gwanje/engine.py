@@ -360,28 +360,35 @@ class Engine:
         with polars over a frame of (signal, ts, value) rows of one machine, which should start
         a look-back (timeout + startup window) before start_ns and end one timeout after end_ns.
         lots: (ts, LOT) changes, used when products are configured."""
+        return self.frame_windows(spec, frame, lots, [(start_ns, end_ns)])[0]
+
+    def frame_windows(self, spec: MachineSpec, frame: pl.DataFrame, lots: Sequence[tuple[int, str]],
+                      windows: Sequence[tuple[int, int]]) -> list[OeeResult]:
+        """frame_oee for several windows (the shifts of a day) in one pass over the frame."""
         live = self.runs[spec.key]
-        b = end_ns + self.timeout_ns
-        intervals = frame_intervals(frame, spec.klass.state_signal, spec.klass.state_codes.mapping(),
-                                    self.timeout_ns, b)
+        now = max(e for _, e in windows) + self.timeout_ns
+        parts = {k[0]: v for k, v in frame.partition_by("signal", as_dict=True).items()}
+        intervals = frame_intervals(frame.select("ts"), parts.get(spec.klass.state_signal),
+                                    spec.klass.state_codes.mapping(), self.timeout_ns, now)
         cycles = [(ts, live.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
-        minutes = frame_minutes(frame, live, self.timeout_ns, cycles)
-        return compute(start_ns, end_ns, intervals, minutes, self.calendar.planned_stops(start_ns, end_ns),
-                       self.small_stop_s, self.startup_window_s)
+        minutes = frame_minutes(parts, live, self.timeout_ns, cycles)
+        return [compute(a, b, intervals, minutes, self.calendar.planned_stops(a, b), self.small_stop_s,
+                        self.startup_window_s) for a, b in windows]
 
 
-_STATE_NAMES = [st.value for st in MachineState]
-
-
-def frame_intervals(frame: pl.DataFrame, state_signal: str, mapping: dict[float | str, MachineState],
+def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping: dict[float | str, MachineState],
                     timeout_ns: int, now_ns: int) -> list[StateInterval]:
-    """StateTracker's intervals (closed and open at now_ns) from a (signal, ts, value) frame."""
-    if frame.height == 0:
+    """StateTracker's intervals (closed and open at now_ns): `times` holds the ts of every
+    sample (liveness), `states` the (ts, value) rows of the state signal."""
+    if times.height == 0:
         return []
     num = {float(k): v.value for k, v in mapping.items() if not isinstance(k, str)}
-    codes = (frame.filter(pl.col("signal") == state_signal).group_by("ts", maintain_order=True)
-             .agg(pl.col("value").last().alias("code")))
-    t = (frame.select("ts").unique().sort("ts").join(codes, on="ts", how="left")
+    if states is None:
+        states = pl.DataFrame(schema={"ts": pl.Int64, "value": pl.Float64})
+    codes = states.group_by("ts", maintain_order=True).agg(pl.col("value").last().alias("code"))
+    # sort then drop repeats: much cheaper than a hash unique on a day of 1 Hz samples
+    ts = times.select(pl.col("ts").sort()).filter(pl.col("ts").diff().fill_null(1) != 0)
+    t = (ts.join(codes, on="ts", how="left")
          .with_columns(gap=(pl.col("ts").diff() > timeout_ns).fill_null(False))
          .with_columns(seg=pl.col("gap").cast(pl.Int64).cum_sum())
          .with_columns(code=pl.col("code").forward_fill().over("seg"))
@@ -423,16 +430,18 @@ def frame_intervals(frame: pl.DataFrame, state_signal: str, mapping: dict[float 
     return out
 
 
-def frame_minutes(frame: pl.DataFrame, run: MachineRun, timeout_ns: int,
+def frame_minutes(parts: dict[str, pl.DataFrame], run: MachineRun, timeout_ns: int,
                   cycles: Sequence[tuple[int, float]]) -> list[MinuteCounts]:
-    """CounterTracker's per-minute counts from a (signal, ts, value) frame; cycles: the ideal
-    cycle time in force from each ts on (LOT changes), else the machine's."""
+    """CounterTracker's per-minute counts from (ts, value) frames per signal; cycles: the
+    ideal cycle time in force from each ts on (LOT changes), else the machine's."""
     acc: dict[int, list[float]] = {}
     for sig, name in run.counter_signals.items():
         ctr = run.counters[sig]
         mod = float(ctr.modulus)
-        c = (frame.filter((pl.col("signal") == sig) & pl.col("value").is_finite() & (pl.col("value") >= 0)
-                          & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < mod))
+        if sig not in parts:
+            continue
+        c = (parts[sig].filter(pl.col("value").is_finite() & (pl.col("value") >= 0)
+                               & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < mod))
              .select("ts", "value").sort("ts"))
         if c.height == 0:
             continue

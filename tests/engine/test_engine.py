@@ -2,6 +2,8 @@
 real embedded DuckDB store (history path) give the same, hand-computed numbers."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from gwanje.engine import Engine
@@ -19,8 +21,9 @@ T_BEFORE = SHIFT_START - 5 * MIN * NS_PER_S  # data starts at 05:55
 KEY = "2026-11-24/day"
 
 
-def plant_samples() -> list[Sample]:
-    """05:55-14:02 for the three machines of the test plant."""
+@functools.lru_cache(maxsize=1)
+def plant_samples() -> tuple[Sample, ...]:
+    """05:55-14:02 for the three machines of the test plant (samples are immutable: built once)."""
     # m2: 5 min running before the shift, the issue's shift, 2 min after
     m2 = scenario(("s1", "l1", "m2"), T_BEFORE,
                   [Segment(5 * MIN, RUN, 10)] + issue_example() + [Segment(2 * MIN, RUN, 4)])
@@ -35,7 +38,7 @@ def plant_samples() -> list[Sample]:
                      [Segment(5 * MIN, RUN, 50), Segment(240 * MIN, RUN, 4000), Segment(30 * MIN, PLANNED),
                       Segment(210 * MIN, RUN, 3500, 35), Segment(2 * MIN, RUN, 20)],
                      Counters(65000, 64000, 1000), bits=16)
-    return m1 + m2 + press
+    return tuple(m1 + m2 + press)
 
 
 def live(config, samples, batch=3000) -> tuple[Engine, list[Event]]:
