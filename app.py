@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
     env = dict(os.environ)
     if args.host:
         env["GWANJE_HOST"] = args.host
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             rt.start_broker_if_needed()
+            rt.start_simulator()  # first, so the collectors find their servers listening
             rt.start_collect()
-            rt.start_simulator()
         elif args.command == "simulate":
             rt.start_simulator()
         elif args.command == "collect":
