@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from alerts import health
 from alerts.lifecycle import KIND, Action, AlarmState, apply, from_event, new_alarm
-from alerts.notify import Notifier
+from alerts.notify import Notifier, load_notify
 from alerts.rules import AlarmRules, Evaluator, Transition, load_rules
 from gwanje.config import Config
 from gwanje.model import NS_PER_S, Event, Sample
@@ -71,6 +71,25 @@ class AlarmService:
         self._last_ts: dict[str, int] = {}
         self._unwritten: list[Event] = []
         self.restore()
+
+    @classmethod
+    def from_config(cls, config: Config, store: Store, clock: Callable[[], int] = time.time_ns,
+                    oee: Optional[Callable[[str, str], Optional[float]]] = None,
+                    env: Optional[dict[str, str]] = None) -> "AlarmService":
+        """The service as the runtime runs it: rules from alarms.yaml, the notifier from
+        notify.yaml (when present), delivery attempts recorded in the store."""
+        notifier = None
+        raw = config.raw_extra.get("notify")
+        if raw:
+            def sink(e: Event) -> None:
+                store.write_events([e])
+
+            notifier = Notifier(load_notify(raw), config.plant.timezone, sink=sink, env=env, clock=clock)
+        return cls(config, store, notifier=notifier, clock=clock, oee=oee)
+
+    def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
 
     # ------------------------------------------------------------------ restart
     def restore(self) -> int:
@@ -281,3 +300,22 @@ class AlarmService:
 
     def notifications(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.notifier.attempts(limit) if self.notifier is not None else []
+
+
+def engine_oee(engine: Any, clock: Callable[[], int] = time.time_ns,
+               every_s: float = 10.0) -> Callable[[str, str], Optional[float]]:
+    """oee(site, line) for the OEE rules, from the engine's shift-so-far snapshot (gwanje.engine
+    Engine.snapshot), recomputed at most every `every_s`. Outside a shift: None (no alarm).
+    The engine is fed by the pipeline thread: call this from a thread that may read it."""
+    cache: dict[str, Any] = {"t": None, "lines": {}}
+
+    def oee(site: str, line: str) -> Optional[float]:
+        now = clock()
+        if cache["t"] is None or now - cache["t"] >= every_s * NS_PER_S:
+            snap = engine.snapshot(now)
+            cache["lines"] = {} if snap.shift is None else {
+                k: (v.result.oee if v.result is not None else None) for k, v in snap.lines.items()}
+            cache["t"] = now
+        return cache["lines"].get((site, line))
+
+    return oee

@@ -86,7 +86,7 @@ class Runtime:
         try:
             from alerts.service import AlarmService
 
-            self.alarms = AlarmService(self.config, store)
+            self.alarms = AlarmService.from_config(self.config, store)
             listeners.append(self.alarms.on_samples)
         except ImportError as e:
             log.warning("alarm service not available: %s", e)

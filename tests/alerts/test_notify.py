@@ -245,3 +245,24 @@ def test_shipped_notify_config_is_valid():
     assert cfg.routes and "maintenance" in cfg.rotations
     with pytest.raises(ValueError, match="unknown target"):
         NotifyConfig.model_validate({"channels": {"a": {"url": "json://x"}}, "routes": [{"notify": ["person:ghost"]}]})
+
+
+def test_service_from_config_records_undeliverable_channels(config, tmp_path):
+    # the shipped notify.yaml with none of its channel variables set: nothing can be sent, and
+    # the UI's delivery log says so for every channel the route chose
+    store = EmbeddedStore(tmp_path / "c.duckdb")
+    clock = Clock(T)
+    svc = AlarmService.from_config(config, store, clock=clock, env={})
+    try:
+        evs = svc.on_samples([Sample(*CNC1, "vibration", 9.5, T + k * S) for k in range(6)])  # HH after 5 s
+        assert [e.key for e in evs] == ["cnc-vibration.hh:changwon-1/cnc-1/cnc-101/vibration",
+                                        "cnc-vibration.h:changwon-1/cnc-1/cnc-101/vibration"]
+        # critical and high both take route 1: ops-slack + whoever is on call (the shipped
+        # rotation starts Monday 2026-01-05 with kim); route 2 is for changwon-2 only
+        got = {(r["alarm_id"].split(":")[0], r["channel"], r["outcome"]) for r in svc.notifications()}
+        assert got == {("cnc-vibration.hh", "ops-slack", "no_url"), ("cnc-vibration.hh", "kim-mail", "no_url"),
+                       ("cnc-vibration.h", "ops-slack", "no_url"), ("cnc-vibration.h", "kim-mail", "no_url")}
+        assert len(store.events("notification", T - S, T + 3600 * S)) == 4
+    finally:
+        svc.close()
+        store.close()
