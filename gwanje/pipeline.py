@@ -42,7 +42,7 @@ from storage.base import Store, StoreUnavailable
 log = logging.getLogger("gwanje.pipeline")
 
 Listener = Callable[[Sequence[Sample]], Optional[Sequence[Event]]]
-OnDurable = Callable[[], None]
+OnDone = Callable[[], None]
 
 # write latency histogram bounds (seconds), Prometheus-style cumulative buckets
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,9 +61,9 @@ class Pipeline:
         self.listeners = list(listeners)
         self.spool = spool  # storage.spool.Spool or None
         self.queue_size = queue_size
-        # the queue holds (samples, on_durable) per submit, to keep per-message overhead low;
+        # the queue holds (samples, on_done) per submit, to keep per-message overhead low;
         # its bound is in samples (queue_size), checked in submit()
-        self._q: queue.Queue[tuple[Sequence[Sample], Optional[OnDurable]]] = queue.Queue()
+        self._q: queue.Queue[tuple[Sequence[Sample], Optional[OnDone]]] = queue.Queue()
         self._queued = 0  # samples in the queue
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -90,9 +90,11 @@ class Pipeline:
         self._notified_token: Optional[tuple[int, int, int]] = None
 
     # ----------------------------------------------------------- collector side
-    def submit(self, samples: Sequence[Sample], on_durable: Optional[OnDurable] = None) -> None:
-        """Hand over samples; never blocks. on_durable (optional) is called once they are in
-        the store or the spool — a collector may acknowledge its source then."""
+    def submit(self, samples: Sequence[Sample], on_done: Optional[OnDone] = None) -> None:
+        """Hand over samples; never blocks. on_done (optional) is called once the pipeline is
+        done with them: in the store or the spool, or dropped and counted (a full spool with
+        drop_newest). A collector acknowledges its source then, so samples a crash takes out of
+        memory are redelivered; it is never left uncalled, or the source's flow control stalls."""
         if not samples:
             return
         n = len(samples)
@@ -102,19 +104,21 @@ class Pipeline:
             if fits:
                 self._queued += n
         if fits:
-            self._q.put_nowait((samples, on_durable))
+            self._q.put_nowait((samples, on_done))
             return
         if self.spool is not None and self.spool.append(samples, notified=False, sync=False):
             with self._lock:
                 self.samples_spooled += n
                 self.samples_spilled += n
-            if on_durable is not None:
-                on_durable()
+            if on_done is not None:
+                _call(on_done)
             return
         with self._lock:
             self.samples_dropped += n
         log.error("pipeline queue full%s: dropped %d samples",
                   " and the spool refused them" if self.spool is not None else "", n)
+        if on_done is not None:
+            _call(on_done)
 
     def write_events(self, events: Sequence[Event]) -> None:
         """Derived records from the engine or operators; written synchronously (raises when
@@ -142,9 +146,9 @@ class Pipeline:
         if self._thread:
             self._thread.join(timeout)
 
-    def _take_batch(self, wait: bool) -> tuple[list[Sample], list[OnDurable]]:
+    def _take_batch(self, wait: bool) -> tuple[list[Sample], list[OnDone]]:
         batch: list[Sample] = []
-        callbacks: list[OnDurable] = []
+        callbacks: list[OnDone] = []
         deadline = time.monotonic() + (self.flush_interval_s if wait else 0.0)
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
@@ -362,8 +366,8 @@ class Pipeline:
         return out
 
 
-def _call(cb: OnDurable) -> None:
+def _call(cb: OnDone) -> None:
     try:
         cb()
     except Exception:  # the collector's acknowledgement failing must not stop the writer
-        log.exception("on_durable callback failed")
+        log.exception("on_done callback failed")

@@ -108,13 +108,13 @@ def test_a_full_queue_spills_to_the_spool_instead_of_dropping(tmp_path):
     assert sorted(seen.ts) == [s.ts for s in samples(1000)]
 
 
-def test_on_durable_is_called_once_the_samples_are_stored_or_spooled(tmp_path):
+def test_on_done_is_called_once_the_samples_are_stored_or_spooled(tmp_path):
     store = FlakyStore()
     store.down = True
     p, _ = make(tmp_path, store)
     done = threading.Event()
     p.start()
-    p.submit(samples(10), on_durable=done.set)
+    p.submit(samples(10), on_done=done.set)
     assert done.wait(5)
     assert p.stats()["spool_samples"] == 10 and store.count_samples(T0, END) == 0
     p.stop()
