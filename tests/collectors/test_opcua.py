@@ -311,3 +311,29 @@ def test_username_password_from_secrets_never_logged(tiny, caplog):
         server.stop()
     text = caplog.text + repr(good) + repr(ok_col.status()) + repr(bad_col.status())
     assert "s3cret-Pa55" not in text and "wrong-Pa55" not in text
+
+
+def test_basic256sha256_sign_and_encrypt(tiny, tmp_path):
+    from tests.fixtures.opcua import SERVER_URI, make_certificate
+
+    config, endpoint = tiny
+    server_cert = make_certificate(tmp_path, "server", SERVER_URI, server=True)
+    client_cert, client_key = make_certificate(tmp_path, "collector", "urn:gwanje:collector", server=False)
+    server = tiny_server(tiny, certificate=server_cert).start()
+    secure = fast(endpoint, server.url, security_policy="Basic256Sha256", security_mode="SignAndEncrypt",
+                  certificate=str(client_cert), private_key=str(client_key), server_certificate=str(server_cert[0]))
+    sink, plain_sink = ListSink(), ListSink()
+    col = OpcuaCollector(config, secure, sink, NO_SECRETS)
+    plain = OpcuaCollector(config, fast(endpoint, server.url), plain_sink, NO_SECRETS)
+    try:
+        col.start()
+        plain.start()
+        server.write(TINY_FORCE, 640.0)
+        assert wait_for(lambda: [s for s in sink.of("m-1", "forging_force") if s.value == 640.0]), col.status()
+        # the server offers no unencrypted endpoint: a collector configured without security gets nothing
+        assert wait_for(lambda: "connect failed" in plain.status().detail), plain.status()
+        assert plain_sink.samples == [] and not plain.status().connected
+    finally:
+        col.stop()
+        plain.stop()
+        server.stop()
