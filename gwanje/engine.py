@@ -317,6 +317,33 @@ class Engine:
                 events.append(Event("oee_shift", start_ns, s, "", "", key, _payload(r)))
         return events
 
+    def from_records(self, state_events: Sequence[Event], counts_events: Sequence[Event], start_ns: int,
+                     end_ns: int, now_ns: int, last_seen: Optional[dict[tuple[str, str, str], Optional[int]]] = None
+                     ) -> Snapshot:
+        """OEE per machine, line and site over [start_ns, min(end_ns, now_ns)) from the derived
+        records in storage (state intervals and minute counts), as the UI computes the running
+        shift without touching raw samples. last_seen: newest sample per machine, to end an
+        open interval of a machine that has gone silent (then unknown up to now)."""
+        stop = min(end_ns, now_ns)
+        ivs: dict[tuple[str, str, str], list[Event]] = {}
+        for e in state_events:
+            ivs.setdefault((e.site, e.line, e.machine), []).append(e)
+        cnt: dict[tuple[str, str, str], list[MinuteCounts]] = {}
+        for e in counts_events:
+            d = e.data
+            cnt.setdefault((e.site, e.line, e.machine), []).append(MinuteCounts(
+                e.ts, int(d.get("total", 0)), int(d.get("good", 0)), int(d.get("reject", 0)),
+                float(d.get("ideal_s", 0.0)), int(d.get("gap_total", 0))))
+        stops = self.calendar.planned_stops(start_ns, stop)
+        machines = {}
+        for key in self.runs:
+            seen = (last_seen or {}).get(key)
+            intervals = intervals_from_events(ivs.get(key, []), now_ns, seen, self.timeout_ns)
+            machines[key] = compute(start_ns, stop, intervals, cnt.get(key, []), stops, self.small_stop_s,
+                                    self.startup_window_s)
+        lines, sites = self.aggregate(machines)
+        return Snapshot(self.calendar.shift_at(start_ns), start_ns, stop, machines, lines, sites)
+
     # ------------------------------------------------------------------ history path
     def recompute(self, store: Any, site: str, line: Optional[str] = None, machine: Optional[str] = None,
                   shift_start: Optional[int] = None, shift_end: Optional[int] = None) -> list[Event]:
@@ -473,6 +500,30 @@ def frame_minutes(parts: dict[str, pl.DataFrame], run: MachineRun, timeout_ns: i
                 row[3] += float(ideal or 0.0)
                 row[4] += int(gapd or 0)
     return [_minute_counts(m, acc[m], set(run.counter_signals.values()), run.default_cycle_s) for m in sorted(acc)]
+
+
+def intervals_from_events(events: Sequence[Event], now_ns: int, last_seen: Optional[int],
+                          timeout_ns: int) -> list[StateInterval]:
+    """State records (kind="state") back into intervals. An open record (end_ns None) runs to
+    now while the machine still talks, else to its newest sample and unknown after that."""
+    out: list[StateInterval] = []
+    for e in sorted(events, key=lambda e: e.ts):
+        try:
+            st = MachineState(e.data.get("state"))
+        except ValueError:
+            st = MachineState.UNKNOWN
+        code = e.data.get("code")
+        end = e.data.get("end_ns")
+        if isinstance(end, int):
+            out.append(StateInterval(e.ts, end, st, code))
+            continue
+        if last_seen is not None and now_ns - last_seen > timeout_ns:
+            if last_seen > e.ts:
+                out.append(StateInterval(e.ts, last_seen, st, code))
+            out.append(StateInterval(max(e.ts, last_seen), now_ns, MachineState.UNKNOWN, None))
+        elif now_ns > e.ts:
+            out.append(StateInterval(e.ts, now_ns, st, code))
+    return out
 
 
 def _minute_counts(m: int, row: list[float], has: set[str], cycle_s: float) -> MinuteCounts:
