@@ -7,15 +7,11 @@ others. The same property is checked on the embedded store, so both refuse the s
 """
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gwanje.model import Event, Quality, Sample
-from storage.embedded import EmbeddedStore
-from storage.influx import InfluxStore
 from storage.lineprotocol import encode_events, encode_samples, escape_string_field, escape_tag
 
 T0 = 1_767_225_600 * 1_000_000_000
@@ -91,31 +87,10 @@ def plain(s: Sample) -> bool:
     return ok_name and ok_value
 
 
-@pytest.fixture(params=["embedded", pytest.param("influxdb", marks=pytest.mark.services)])
-def open_fresh(request):
-    """A function that opens an empty store; the property test needs one per example."""
-    opened = []
-
-    def open_():
-        if request.param == "embedded":
-            s = EmbeddedStore()
-        else:
-            server = request.getfixturevalue("influxd")
-            s = InfluxStore(server.url, f"p_{uuid.uuid4().hex[:12]}", timeout_s=5).start()
-        opened.append(s)
-        return s
-
-    yield open_
-    for s in opened:
-        if isinstance(s, InfluxStore):
-            s._query(f'DROP DATABASE "{s.database}"', write=True)
-        s.close()
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(samples, min_size=1, max_size=8))
-def test_every_sample_round_trips_or_is_refused_with_a_reason(open_fresh, batch):
-    store = open_fresh()
+def test_every_sample_round_trips_or_is_refused_with_a_reason(new_store, batch):
+    store = new_store()
     # a distinct signal per sample, so each is the latest of its own series
     written = [Sample(site, line, machine, f"{i}:{signal}", value, T0 + i, q)
                for i, (site, line, machine, signal, value, q) in enumerate(batch)]
