@@ -227,6 +227,7 @@ class OpcuaCollector:
         self.normalizer = Normalizer(config)
         self.rejects = Rejects(self.name)
         self.signals = monitored_signals(config, endpoint)
+        _check_security(endpoint)
         self._unknown_nodes: set[str] = set()  # counted once each, retried on every connect
         self._changes = 0
         self._samples = 0
@@ -306,6 +307,7 @@ class OpcuaCollector:
         ep = self.endpoint
         delay = ep.reconnect_min_s
         ever_connected = False
+        failures = 0  # connect attempts failed in a row: the first is a warning, repeats are info
         while not stop.is_set():
             lost = asyncio.Event()
             client = None
@@ -315,14 +317,17 @@ class OpcuaCollector:
                 raise
             except Exception as e:
                 # repr(e) carries no credentials: they live only on the client object
-                self._set(False, f"connect failed: {type(e).__name__}: {e}"[:300])
-                log.warning("%s: cannot connect to %s: %r; retrying in %.1fs",
-                            self.name, redact_url(self.url), e, delay)
+                failures += 1
+                self._set(False, f"connect failed ({failures}x): {type(e).__name__}: {e}"[:300])
+                log.log(logging.WARNING if failures == 1 else logging.INFO,
+                        "%s: cannot connect to %s (attempt %d): %r; retrying in %.1fs",
+                        self.name, redact_url(self.url), failures, e, delay)
             else:
                 if ever_connected:
                     with self._lock:
                         self._reconnects += 1
                 ever_connected = True
+                failures = 0
                 delay = ep.reconnect_min_s
                 self._set(True, f"subscribed {self._subscribed} of {len(self.signals)} signals")
                 log.info("%s: connected to %s, %d of %d signals subscribed", self.name,
@@ -362,14 +367,14 @@ class OpcuaCollector:
             lost.set()
 
         client.connection_lost_callback = on_lost
-        await client.connect()
         try:
+            await client.connect()
             loop = asyncio.get_running_loop()
             handler = _DataChangeHandler(self, {}, loop, lost)
             sub = await client.create_subscription(subscription_parameters(ep, ua), handler)
             _dispatch_directly(sub, handler)
             self._subscribed = await self._monitor(client, sub, handler, ua)
-        except BaseException:
+        except BaseException:  # including the connect timeout's cancellation: leave no half-open client
             await self._close(client)
             raise
         return client
@@ -383,6 +388,10 @@ class OpcuaCollector:
                 nid = ua.NodeId.from_string(sig.node_id)
             except Exception:
                 self._count_bad_node("bad_node_id", sig)
+                continue
+            if nid in by_node:
+                # two signals on one node: one monitored item cannot feed both
+                self._count_bad_node("duplicate_node", sig)
                 continue
             by_node[nid] = sig
             nodes.append(client.get_node(nid))
@@ -420,8 +429,7 @@ class OpcuaCollector:
         from asyncua.crypto import security_policies
 
         ep = self.endpoint
-        if not (ep.certificate and ep.private_key):
-            raise ValueError(f"{ep.name}: security_policy {ep.security_policy} needs certificate and private_key")
+        assert ep.certificate and ep.private_key  # _check_security at construction
         uri = _certificate_uri(ep.certificate)
         if uri:
             # asyncua checks that our application URI matches the one in our certificate
@@ -435,6 +443,20 @@ class OpcuaCollector:
             await asyncio.wait_for(client.disconnect(), _CLOSE_TIMEOUT_S)
         except Exception:
             client.disconnect_socket()
+
+
+def _check_security(ep: OpcuaEndpoint) -> None:
+    """Refuse contradictory security settings at construction, not at the first connect."""
+    if ep.security_policy == "None" and ep.security_mode != "None":
+        raise ValueError(f"opcua endpoint {ep.name}: security_mode {ep.security_mode} needs "
+                         f"security_policy Basic256Sha256")
+    if ep.security_policy != "None":
+        if ep.security_mode == "None":
+            raise ValueError(f"opcua endpoint {ep.name}: security_policy {ep.security_policy} needs "
+                             f"security_mode Sign or SignAndEncrypt")
+        if not (ep.certificate and ep.private_key):
+            raise ValueError(f"opcua endpoint {ep.name}: security_policy {ep.security_policy} needs "
+                             f"certificate and private_key")
 
 
 def _certificate_uri(path: str) -> Optional[str]:

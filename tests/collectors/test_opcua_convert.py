@@ -82,3 +82,18 @@ def test_source_time_far_in_the_future_rejected(normalizer):
 def test_redact_url_drops_credentials():
     assert redact_url("opc.tcp://op:pw@plc.local:4840/x") == "opc.tcp://plc.local:4840/x"
     assert redact_url("opc.tcp://plc.local:4840/x") == "opc.tcp://plc.local:4840/x"
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"security_policy": "Basic256Sha256"}, "needs security_mode Sign or SignAndEncrypt"),
+    ({"security_policy": "Basic256Sha256", "security_mode": "Sign"}, "needs certificate and private_key"),
+    ({"security_mode": "SignAndEncrypt"}, "needs security_policy Basic256Sha256"),
+])
+def test_contradictory_security_settings_refused_at_construction(normalizer, update, message):
+    from collectors.opcua import OpcuaCollector
+    from gwanje.config import Secrets
+
+    config = normalizer.config
+    endpoint = config.endpoint("changwon-1").model_copy(update=update)
+    with pytest.raises(ValueError, match=message):
+        OpcuaCollector(config, endpoint, sink=None, secrets=Secrets.from_env({}))  # type: ignore[arg-type]
