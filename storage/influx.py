@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip as gzip_mod
 import json
 import logging
+import threading
 from typing import Any, Optional, Sequence
 
 import polars as pl
@@ -30,6 +31,8 @@ from storage.lineprotocol import Encoded, encode_events, encode_samples
 log = logging.getLogger("gwanje.storage.influx")
 
 _SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
+# a spool replay can hand over a large batch; InfluxDB answers best to bodies of a few MB
+MAX_POINTS_PER_REQUEST = 10_000
 
 
 def quote_ident(name: str) -> str:
@@ -68,12 +71,14 @@ class InfluxStore(Store):
         self.rejects = Rejects("influxdb")
         self.version: Optional[str] = None  # from /ping, set by start()
         self._token = token
-        self._session = requests.Session()
-        # credentials live in the session only: never in a URL that could end up in a log
-        if token:
-            self._session.headers["Authorization"] = f"Token {token}"
-        elif username:
-            self._session.auth = (username, password or "")
+        # credentials go in headers only: never in a URL that could end up in a log
+        self._auth = (username, password or "") if username and not token else None
+        self._headers = {"Authorization": f"Token {token}"} if token else {}
+        # one keep-alive session per thread (writer, Dash callbacks): requests.Session is not
+        # documented as thread-safe, and a shared one would serialise reads behind writes
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
         self._v2_client: Any = None
         self._v2_write: Any = None
 
@@ -105,9 +110,9 @@ class InfluxStore(Store):
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         token = self._token
-        if not token and self._session.auth:
+        if not token and self._auth:
             # 1.8+/2.x v1-compatibility authorisation: "username:password" as the token
-            token = "%s:%s" % self._session.auth  # type: ignore[str-format]
+            token = "%s:%s" % self._auth
         self._v2_client = InfluxDBClient(url=self.url, token=token, org=self.org or None,
                                          timeout=int(self.timeout_s * 1000), enable_gzip=self.gzip)
         self._v2_write = self._v2_client.write_api(write_options=SYNCHRONOUS)
@@ -115,7 +120,11 @@ class InfluxStore(Store):
     def close(self) -> None:
         if self._v2_client is not None:
             self._v2_client.close()
-        self._session.close()
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+        self._local = threading.local()
 
     def ping(self) -> bool:
         try:
@@ -134,12 +143,15 @@ class InfluxStore(Store):
     def _write(self, enc: Encoded) -> None:
         for record, reason in enc.rejected:
             self.rejects.reject(reason, repr(record))
-        if not enc.lines:
-            return
-        body = enc.body.encode("utf-8")
-        if self.uses_v2:
-            self._write_v2(body)
-            return
+        # a failure part-way leaves the earlier bodies written; the retry rewrites them, which
+        # is harmless because a point with the same identity overwrites itself
+        for body in enc.bodies(MAX_POINTS_PER_REQUEST):
+            if self.uses_v2:
+                self._write_v2(body)
+            else:
+                self._write_v1(body)
+
+    def _write_v1(self, body: bytes) -> None:
         params = {"db": self.database, "precision": "ns"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
@@ -245,9 +257,19 @@ class InfluxStore(Store):
         except ValueError:
             raise StoreUnavailable("InfluxDB answered /query with something that is not JSON") from None
 
+    def _http(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers.update(self._headers)
+            session.auth = self._auth
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
     def _request(self, method: str, path: str, **kw) -> requests.Response:
         try:
-            r = self._session.request(method, self.url + path, timeout=self.timeout_s, **kw)
+            r = self._http().request(method, self.url + path, timeout=self.timeout_s, **kw)
         except requests.RequestException as e:
             # the exception text can hold the URL; the type says enough and leaks nothing
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}") from None

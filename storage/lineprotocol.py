@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from gwanje.model import Event, Quality, Sample
 from storage.checks import event_json, name_problem, sample_problem
@@ -41,11 +41,24 @@ _TAG_SPECIAL = re.compile(r"([,= ])")
 
 @dataclass
 class Encoded:
-    """One batch in line protocol, and what was refused (record, reason)."""
+    """One batch in line protocol (one string per point), and what was refused (record, reason)."""
 
-    body: str
-    lines: int
+    points: list[str]
     rejected: list[tuple[object, str]] = field(default_factory=list)
+
+    @property
+    def lines(self) -> int:
+        return len(self.points)
+
+    @property
+    def body(self) -> str:
+        return "\n".join(self.points)
+
+    def bodies(self, max_points: int) -> Iterator[bytes]:
+        """The batch as request bodies of at most max_points points each (a point's text
+        may hold a newline inside a quoted string, so the body is never split as text)."""
+        for i in range(0, len(self.points), max_points):
+            yield "\n".join(self.points[i:i + max_points]).encode("utf-8")
 
 
 def escape_tag(value: str) -> str:
@@ -116,7 +129,7 @@ def encode_samples(samples: Sequence[Sample]) -> Encoded:
             append(f"{prefix} value={v!r},q={q}i {s.ts}")
         else:
             append(f'{prefix} text="{escape_string_field(v)}",q={q}i {s.ts}')
-    return Encoded("\n".join(out), len(out), rejected)
+    return Encoded(out, rejected)
 
 
 def encode_events(events: Sequence[Event]) -> Encoded:
@@ -130,7 +143,7 @@ def encode_events(events: Sequence[Event]) -> Encoded:
             rejected.append((e, str(err) or "bad_event"))
             continue
         out.append(f'event{tags} data="{escape_string_field(data)}" {e.ts}')
-    return Encoded("\n".join(out), len(out), rejected)
+    return Encoded(out, rejected)
 
 
 def _sample_prefix(key: tuple, problems: dict) -> Optional[str]:

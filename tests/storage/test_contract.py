@@ -6,6 +6,8 @@ from a real plant (Korean, spaces, punctuation) given back unchanged.
 """
 from __future__ import annotations
 
+import threading
+
 import polars as pl
 import pytest
 
@@ -226,3 +228,49 @@ def test_bad_records_are_refused_and_counted_and_good_ones_kept(store):
         "value_not_finite": 2, "ts_not_int": 1, "ts_out_of_range": 1, "value_wrong_type:NoneType": 1,
         "name_has_newline": 1, "name_backslash_before_separator": 1, "name_too_long": 1,
         "text_has_nul": 1, "event_data_not_json": 2}
+
+
+def test_a_batch_larger_than_one_request_is_written_whole(store):
+    # 36 machines x 10 signals x 70 timestamps = 25,200 samples in one call (a spool replay)
+    batch = [smp(f"s{g}", float(t), T0 + t * S, machine=f"m{m}") for t in range(70) for m in range(36)
+             for g in range(10)]
+    store.write_samples(batch)
+    assert store.count_samples(T0, T0 + 70 * S) == 25_200
+    assert store.count_samples(T0, T0 + 70 * S, machine="m35", signal="s9") == 70
+    assert [(s.value, s.ts) for s in store.latest(machine="m7") if s.signal == "s3"] == [(69.0, T0 + 69 * S)]
+
+
+def test_writer_and_readers_in_parallel_threads(store):
+    # the pipeline's writer thread and Dash callbacks share one store
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer():
+        try:
+            for b in range(20):
+                store.write_samples([Sample("s", "l", f"m{i % 5}", "load", float(i), T0 + (b * 500 + i) * S)
+                                     for i in range(500)])
+                store.write_events([Event("state", T0 + b * S, "s", "l", "m0", "", {"b": b})])
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+        finally:
+            done.set()
+
+    def reader():
+        try:
+            while not done.is_set():
+                store.latest(site="s")
+                store.series("s", "l", "m0", "load", T0, T0 + 10_000 * S, max_points=50)
+                store.count_samples(T0, T0 + 10_000 * S)
+                store.latest_events("state")
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert store.count_samples(T0, T0 + 10_000 * S) == 10_000
+    assert [e.data for e in store.latest_events("state")] == [{"b": 19}]
