@@ -101,6 +101,7 @@ def summary(events: Sequence[Event], now_ns: int, day_start_ns: int) -> dict:
     """The figures the alarms page shows, in one JSON-friendly dict."""
     evs = [e for e in events if e.ts < now_ns + 1]
     return {
+        "rate_start_ns": day_start_ns,  # buckets of rate are 10 minutes each from here
         "rate": {f"{s}/{ln}": v for (s, ln), v in rate_per_10min(evs, day_start_ns, now_ns).items()},
         "flood_now": {f"{s}/{ln}": v for (s, ln), v in flood_now(evs, now_ns).items()},
         "floods": [f.__dict__ for f in floods(evs)],

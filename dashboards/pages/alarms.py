@@ -166,8 +166,9 @@ def layout(lang=None, kiosk=None, alarm=None, **query):
         states, acting = [], False
     actions = html.Div([
         dcc.Input(id="alarm-user", placeholder=t("operator", L), maxLength=64, className="gw-alarm-input",
-                  persistence=True, persistence_type="local"),
-        dcc.Input(id="alarm-comment", placeholder=t("comment", L), maxLength=500, className="gw-alarm-input gw-wide"),
+                  persistence=True, persistence_type="local", style={"width": "160px"}),
+        dcc.Input(id="alarm-comment", placeholder=t("comment", L), maxLength=500, className="gw-alarm-input",
+                  style={"width": "360px"}),
         dcc.Dropdown(id="alarm-shelve-for", value=3600, clearable=False, className="gw-alarm-dd",
                      options=[{"label": (f"{d // 60} min" if d < 3600 else f"{d // 3600} h"), "value": d}
                               for d in SHELVE_CHOICES]),
@@ -191,7 +192,7 @@ def layout(lang=None, kiosk=None, alarm=None, **query):
     history = html.Div([
         html.Div([
             dcc.Input(id="alarm-search", type="search", placeholder=t("search", L), debounce=True,
-                      className="gw-alarm-input gw-wide", value=focus or ""),
+                      className="gw-alarm-input", value=focus or "", style={"width": "360px"}),
             dcc.Dropdown(id="alarm-history-window", value="24h", clearable=False, className="gw-alarm-dd",
                          options=[{"label": k, "value": k} for k in HISTORY_WINDOWS]),
         ], className="gw-alarm-actions"),
@@ -327,12 +328,14 @@ def health_view(n: Any, page_ctx: Any, now_ns: Optional[int] = None):
     except Exception:
         log.exception("alarm health failed")
         return dash.no_update, dash.no_update
-    traces = [{"type": "bar", "name": area, "y": counts, "x": [i * 10 for i in range(len(counts))]}
+    start = h.get("rate_start_ns", 0)
+    traces = [{"type": "bar", "name": area, "y": counts,
+               "x": [fmt_ts(start + i * 600 * 1_000_000_000)[11:16] for i in range(len(counts))]}
               for area, counts in sorted(h["rate"].items())]
     fig = {"data": traces, "layout": {
         "title": {"text": t("rate_title", lang), "font": {"size": 14}}, "barmode": "stack",
         "margin": {"l": 40, "r": 10, "t": 30, "b": 30}, "uirevision": "alarm-rate",
-        "xaxis": {"title": {"text": "min"}}, "shapes": [
+        "xaxis": {"type": "category"}, "shapes": [
             # EEMUA 191: more than 10 in 10 minutes is a flood
             {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 10, "y1": 10,
              "line": {"color": "#d32f2f", "dash": "dash"}}]}}
