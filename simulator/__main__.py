@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="where generated OPC UA certificates go (GWANJE_DATA_DIR)")
     p.add_argument("--work-days-off", action="store_true",
                    help="keep producing on the shift calendar's days off (Sundays, holidays)")
+    p.add_argument("--sparkplug-line", action="append", default=[], metavar="LINE",
+                   help="publish this line's MQTT machines as Sparkplug B (line or site/line; repeatable)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # asyncua narrates building its address space line by line at INFO
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if not url:
         logging.warning("no MQTT broker given (--mqtt-url, mqtt.url): serving the OPC UA machines only")
     sim = Simulator(config, url, seed=args.seed, period_s=args.period,
-                    data_dir=Path(args.data_dir) if args.data_dir else None, work_days_off=args.work_days_off)
+                    data_dir=Path(args.data_dir) if args.data_dir else None, work_days_off=args.work_days_off,
+                    sparkplug_lines=args.sparkplug_line)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

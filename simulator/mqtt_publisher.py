@@ -55,29 +55,50 @@ class PublisherStatus:
     reconnects: int = 0
 
 
+def make_client(url: str, settings: Optional[MqttConfig], secrets: Optional[Secrets],
+                client_id: str) -> tuple[mqtt.Client, str, int]:
+    """A paho 2.x client set up from the url and system.yaml mqtt settings (TLS, back-off) and
+    the credentials of the environment; not yet connected."""
+    host, port, tls = parse_mqtt_url(url)
+    settings = settings or MqttConfig()
+    secrets = secrets or Secrets.from_env()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                    clean_session=True)
+    c.max_queued_messages_set(MAX_QUEUED)
+    c.reconnect_delay_set(max(1, int(settings.reconnect_min_s)), max(1, int(settings.reconnect_max_s)))
+    if secrets.mqtt_username:
+        c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
+    if tls:
+        t = settings.tls
+        c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
+                  keyfile=t.key_file if t else None, cert_reqs=ssl.CERT_REQUIRED)
+        if t and t.insecure:
+            c.tls_insecure_set(True)
+    return c, host, port
+
+
+def drain(client: mqtt.Client, last: Optional[mqtt.MQTTMessageInfo], timeout: float) -> None:
+    """Wait (bounded) until the last queued message has left: paho's loop_stop right after
+    disconnect can cut a packet in half, the broker then drops the connection (and fires the
+    will) and what was still queued is lost."""
+    if last is None or not client.is_connected():
+        return
+    try:
+        last.wait_for_publish(timeout)
+    except (RuntimeError, ValueError):
+        pass  # the message was refused or the connection went: nothing left to wait for
+
+
 class MqttPublisher:
     def __init__(self, url: str, settings: Optional[MqttConfig] = None, secrets: Optional[Secrets] = None,
                  client_id: str = "gwanje-simulator", qos: int = 1) -> None:
-        self.host, self.port, tls = parse_mqtt_url(url)
-        settings = settings or MqttConfig()
-        secrets = secrets or Secrets.from_env()
+        c, self.host, self.port = make_client(url, settings, secrets, client_id)
         self.qos = qos
-        self.keepalive = settings.keepalive_s
+        self.keepalive = (settings or MqttConfig()).keepalive_s
         self._status = PublisherStatus()
         self._lock = threading.Lock()
         self._ever_connected = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                        clean_session=True)
-        c.max_queued_messages_set(MAX_QUEUED)
-        c.reconnect_delay_set(max(1, int(settings.reconnect_min_s)), max(1, int(settings.reconnect_max_s)))
-        if secrets.mqtt_username:
-            c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
-        if tls:
-            t = settings.tls
-            c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
-                      keyfile=t.key_file if t else None, cert_reqs=ssl.CERT_REQUIRED)
-            if t and t.insecure:
-                c.tls_insecure_set(True)
+        self._last: Optional[mqtt.MQTTMessageInfo] = None
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         self.client = c
@@ -105,7 +126,8 @@ class MqttPublisher:
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        drain(self.client, self._last, timeout)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -114,6 +136,7 @@ class MqttPublisher:
         info = self.client.publish(topic_for(spec), payload_for(ts_ns, values), qos=self.qos)
         ok = info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
         with self._lock:
+            self._last = info
             if ok:
                 self._status.published += 1
             else:

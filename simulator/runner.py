@@ -16,12 +16,13 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from gwanje.config import Config, Secrets
 from simulator.machines import Plant
 from simulator.mqtt_publisher import MqttPublisher
 from simulator.opcua_server import SiteServer, site_servers
+from simulator.sparkplug_publisher import SparkplugEdgeNode
 
 log = logging.getLogger("gwanje.simulator")
 
@@ -40,9 +41,11 @@ class SimulatorStatus:
 class Simulator:
     def __init__(self, config: Config, mqtt_url: Optional[str], seed: Optional[int] = None,
                  period_s: Optional[float] = None, data_dir: Optional[Path] = None,
-                 work_days_off: bool = False, secrets: Optional[Secrets] = None) -> None:
+                 work_days_off: bool = False, secrets: Optional[Secrets] = None,
+                 sparkplug_lines: Iterable[str] = ()) -> None:
         """mqtt_url None: OPC UA sites only. work_days_off: produce on the calendar's days off
-        too (the engine's calendar still calls them planned stops)."""
+        too (the engine's calendar still calls them planned stops). sparkplug_lines: lines
+        ("line" or "site/line") whose MQTT machines speak Sparkplug B instead of JSON."""
         self.config = config
         self.mqtt_url = mqtt_url
         self.seed = config.system.simulator.seed if seed is None else seed
@@ -52,6 +55,14 @@ class Simulator:
         self.servers: list[SiteServer] = site_servers(config, cert_dir=data_dir / "opcua")
         self.publisher = (MqttPublisher(mqtt_url, config.system.mqtt, secrets, client_id="gwanje-simulator")
                           if mqtt_url else None)
+        chosen = set(sparkplug_lines)
+        self.edge_nodes: dict[tuple[str, str], SparkplugEdgeNode] = {}
+        if mqtt_url:
+            for m in config.machines():
+                if m.definition.source == "mqtt" and (m.line in chosen or f"{m.site}/{m.line}" in chosen):
+                    if (m.site, m.line) not in self.edge_nodes:
+                        self.edge_nodes[(m.site, m.line)] = SparkplugEdgeNode(
+                            mqtt_url, m.site, m.line, config.system.mqtt, secrets)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[threading.Thread] = None
         self._step_thread: Optional[threading.Thread] = None
@@ -74,6 +85,8 @@ class Simulator:
                 raise
         if self.publisher:
             self.publisher.start()
+        for node in self.edge_nodes.values():
+            node.start()
         self._stop.clear()
         self._step_thread = threading.Thread(target=self._run, name="sim-step", daemon=True)
         self._step_thread.start()
@@ -90,6 +103,8 @@ class Simulator:
             self._step_thread.join(timeout)
         if self.publisher:
             self.publisher.stop()
+        for node in self.edge_nodes.values():
+            node.stop()
         self._stop_loop(timeout)
 
     def _stop_loop(self, timeout: float = 10.0) -> None:
@@ -135,7 +150,10 @@ class Simulator:
         opcua = []
         for spec, values in results:
             if spec.definition.source == "mqtt":
-                if self.publisher:
+                node = self.edge_nodes.get((spec.site, spec.line))
+                if node is not None:
+                    node.publish(spec, now_ns, values)
+                elif self.publisher:
                     self.publisher.publish(spec, now_ns, values)
             else:
                 opcua.append((spec, values))
@@ -160,9 +178,11 @@ class Simulator:
     def status(self) -> SimulatorStatus:
         with self._lock:
             st = SimulatorStatus(**self._status.__dict__)
-        if self.publisher:
-            p = self.publisher.status()
-            st.mqtt_connected, st.mqtt_published, st.mqtt_dropped = p.connected, p.published, p.dropped
+        pubs = [p.status() for p in (self.publisher, *self.edge_nodes.values()) if p is not None]
+        if pubs:
+            st.mqtt_connected = all(p.connected for p in pubs)
+            st.mqtt_published = sum(p.published for p in pubs)
+            st.mqtt_dropped = sum(p.dropped for p in pubs)
         return st
 
 

@@ -67,7 +67,8 @@ def sim(mosquitto_module, tmp_path_factory):
     from simulator.runner import Simulator
 
     cfg = load_config(ROOT / "config", env=_opcua_env())
-    s = Simulator(cfg, mosquitto_module.url, seed=7, period_s=0.2, data_dir=tmp_path_factory.mktemp("simdata"))
+    s = Simulator(cfg, mosquitto_module.url, seed=7, period_s=0.2, data_dir=tmp_path_factory.mktemp("simdata"),
+                  sparkplug_lines=["changwon-2/press-2"])
     s.start()
     yield cfg, s
     s.stop()
@@ -77,8 +78,9 @@ def test_every_mqtt_machine_publishes_json_the_collector_accepts(sim, mosquitto_
     from collectors.payloads import MessageDecoder
 
     cfg, _ = sim
-    mqtt_machines = {f"gwanje/{m.site}/{m.line}/{m.machine}": m for m in cfg.machines() if m.definition.source == "mqtt"}
-    assert len(mqtt_machines) == 21
+    mqtt_machines = {f"gwanje/{m.site}/{m.line}/{m.machine}": m for m in cfg.machines()
+                     if m.definition.source == "mqtt" and m.line != "press-2"}  # press-2 speaks Sparkplug B
+    assert len(mqtt_machines) == 17
     sub = Subscriber(mosquitto_module.port)
     try:
         got = sub.collect(lambda msgs: {t for t, _, _ in msgs} >= set(mqtt_machines))
@@ -98,6 +100,74 @@ def test_every_mqtt_machine_publishes_json_the_collector_accepts(sim, mosquitto_
         assert LOT.fullmatch(msg["values"]["lot"])
         samples, rejected = decoder.decode(topic, payload)
         assert rejected == [] and len(samples) == len(spec.signals), (topic, rejected)
+
+
+def test_sparkplug_line_publishes_ddata_a_late_collector_understands(sim, mosquitto_module):
+    """The collector subscribed after the births: names in DDATA still make every metric a sample."""
+    from collectors.payloads import MessageDecoder
+
+    cfg, _ = sim
+    press2 = {m.machine: m for m in cfg.machines() if m.line == "press-2"}
+    sub = Subscriber(mosquitto_module.port, "spBv1.0/#")
+    try:
+        got = sub.collect(lambda msgs: {t.split("/")[-1] for t, _, _ in msgs if "/DDATA/" in t} >= set(press2))
+    finally:
+        sub.close()
+    decoder = MessageDecoder(cfg)
+    ddata = {t: p for t, p, _ in got if "/DDATA/" in t}
+    assert set(ddata) == {f"spBv1.0/changwon-2/DDATA/press-2/{m}" for m in press2}
+    for topic, payload in ddata.items():
+        spec = press2[topic.split("/")[-1]]
+        samples, rejected = decoder.decode(topic, payload)
+        assert rejected == [] and {s.signal for s in samples} == {s.id for s in spec.signals}
+        values = {s.signal: s.value for s in samples}
+        assert values["state"] in {float(c) for c in spec.klass.state_codes.running + spec.klass.state_codes.idle
+                                   + spec.klass.state_codes.down + spec.klass.state_codes.setup
+                                   + spec.klass.state_codes.planned_stop}
+        assert LOT.fullmatch(values["lot"])
+
+
+def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitto):
+    from collectors.payloads import MessageDecoder
+    from collectors.sparkplug import decode_payload
+    from gwanje.config import Secrets
+    from simulator.machines import Plant
+    from simulator.sparkplug_publisher import SparkplugEdgeNode
+
+    cfg = load_config(ROOT / "config", env={})
+    plant = Plant(cfg, seed=7)
+    sub = Subscriber(mosquitto.port, "spBv1.0/#")
+    node = SparkplugEdgeNode(mosquitto.url, "changwon-2", "press-2", cfg.system.mqtt, Secrets.from_env({}))
+    node.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not node.status().connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        published = []
+        for i in range(2):
+            now = time.time_ns() + i * 1_000_000_000
+            for spec, values in plant.step(now):
+                if spec.line == "press-2":
+                    node.publish(spec, now, values)
+                    published.append((spec.machine, values))
+        node.stop()
+        got = sub.collect(lambda msgs: any("/NDEATH/" in t for t, _, _ in msgs))
+    finally:
+        sub.close()
+    kinds = [t.split("/")[2] for t, _, _ in got]
+    assert kinds == ["NBIRTH"] + ["DBIRTH"] * 4 + ["DDATA"] * 4 + ["NDEATH"]
+    payloads = [decode_payload(p) for _, p, _ in got]
+    assert [p.seq for p in payloads[:-1]] == list(range(9))
+    birth_bdseq = next(m.value for m in payloads[0].metrics if m.name == "bdSeq")
+    assert next(m.value for m in payloads[-1].metrics if m.name == "bdSeq") == birth_bdseq
+    decoder = MessageDecoder(cfg)
+    decoded = [decoder.decode(t, p) for t, p, _ in got]
+    assert all(rejected == [] for _, rejected in decoded)
+    # what the collector reads is what the plant said, message by message
+    for (machine, values), (samples, _) in zip(published, decoded[1:9]):
+        assert {s.machine for s in samples} == {machine}
+        assert {s.signal: s.value for s in samples} == {k: v if isinstance(v, str) else float(v)
+                                                        for k, v in values.items()}
 
 
 async def _read_site(cfg, site: str) -> dict:
@@ -202,12 +272,29 @@ def test_publisher_comes_back_after_a_broker_restart(mosquitto):
         pub.stop()
 
 
+def _mqtt_only_config(d: Path) -> Path:
+    """The demo config without its OPC UA machines: the process test is about the command, and
+    the OPC UA servers (seconds of start-up) are tested above."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(ROOT / "config", d)
+    plant = yaml.safe_load((d / "plant.yaml").read_text(encoding="utf-8"))
+    for site in plant["sites"]:
+        for line in site["lines"]:
+            line["machines"] = [m for m in line["machines"] if m["source"] == "mqtt"]
+        site["lines"] = [ln for ln in site["lines"] if ln["machines"]]
+    (d / "plant.yaml").write_text(yaml.safe_dump(plant, allow_unicode=True), encoding="utf-8")
+    return d
+
+
 def test_standalone_process_publishes_and_stops_on_sigterm(mosquitto, tmp_path):
-    pytest.importorskip("asyncua")
-    env = {**os.environ, **_opcua_env(), "GWANJE_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    config_dir = _mqtt_only_config(tmp_path / "config")
+    env = {**os.environ, "GWANJE_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     sub = Subscriber(mosquitto.port)
     log = (tmp_path / "simulator.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--config", str(ROOT / "config"),
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--config", str(config_dir),
                              "--mqtt-url", mosquitto.url, "--period", "0.2"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
