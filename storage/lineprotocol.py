@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from gwanje.model import Event, Quality, Sample
-from storage.checks import event_json, name_problem, sample_problem
+from storage.checks import MAX_TS, MIN_TS, event_json, name_problem, sample_problem, series_problem
 
 SAMPLE_TAGS = ("site", "line", "machine", "signal")
 EVENT_TAGS = ("kind", "site", "line", "machine", "key")
@@ -66,7 +66,8 @@ def escape_tag(value: str) -> str:
     p = tag_problem(value)
     if p:
         raise ValueError(p)
-    return _TAG_SPECIAL.sub(r"\\\1", value) if _needs_tag_escape(value) else value
+    # the plain test first: most names need no escaping and a regex sub costs more
+    return _TAG_SPECIAL.sub(r"\\\1", value) if ("," in value or "=" in value or " " in value) else value
 
 
 # the names line protocol cannot carry are refused by every store (storage.checks)
@@ -80,12 +81,6 @@ def escape_string_field(value: str) -> str:
     if '"' in value:
         value = value.replace('"', '\\"')
     return value
-
-
-def format_float(v: float) -> str:
-    # repr() is the shortest text that parses back to the same float; a float field
-    # must never look like an integer field, and repr always has '.', 'e' or both
-    return repr(v)
 
 
 def tag_set(names: Sequence[str], values: Sequence[str]) -> str:
@@ -113,22 +108,20 @@ def encode_samples(samples: Sequence[Sample]) -> Encoded:
         if prefix is None:
             rejected.append((s, problems[key]))
             continue
-        v = s.value
-        if type(v) is float and v - v == 0.0 and type(s.ts) is int:
-            # the common case, checked inline: a finite float with an int timestamp
-            p = None if -9_223_372_036_854_775_806 <= s.ts <= 9_223_372_036_854_775_806 else "ts_out_of_range"
-        else:
-            p = sample_problem(s)
-        if p is None:
-            p = _quality_problem(s)
+        v, ts = s.value, s.ts
+        if (type(v) is float and v - v == 0.0 and type(ts) is int and MIN_TS <= ts <= MAX_TS
+                and isinstance(s.quality, Quality)):
+            # the common case, checked inline. repr() is the shortest text that reads back as
+            # the same float, and always has a '.' or an 'e': never mistaken for an integer
+            append(f"{prefix} value={v!r},q={_QCODE[s.quality]}i {ts}")
+            continue
+        p = sample_problem(s)
         if p is not None:
             rejected.append((s, p))
-            continue
-        q = _QCODE[s.quality]
-        if type(v) is float:
-            append(f"{prefix} value={v!r},q={q}i {s.ts}")
+        elif type(v) is float:
+            append(f"{prefix} value={v!r},q={_QCODE[s.quality]}i {s.ts}")
         else:
-            append(f'{prefix} text="{escape_string_field(v)}",q={q}i {s.ts}')
+            append(f'{prefix} text="{escape_string_field(v)}",q={_QCODE[s.quality]}i {s.ts}')
     return Encoded(out, rejected)
 
 
@@ -147,23 +140,11 @@ def encode_events(events: Sequence[Event]) -> Encoded:
 
 
 def _sample_prefix(key: tuple, problems: dict) -> Optional[str]:
-    for name in key:
-        if type(name) is not str:
-            problems[key] = "name_not_str"
-            return None
-        p = tag_problem(name)
-        if p:
-            problems[key] = p
-            return None
+    p = series_problem(key)
+    if p:
+        problems[key] = p
+        return None
     return "sample" + tag_set(SAMPLE_TAGS, key)
-
-
-def _needs_tag_escape(v: str) -> bool:
-    return "," in v or "=" in v or " " in v
-
-
-def _quality_problem(s: Sample) -> Optional[str]:
-    return None if s.quality in _QCODE else "quality_wrong_type"
 
 
 _QCODE = {q: q.code for q in Quality}
