@@ -28,6 +28,7 @@ STRINGS: dict[str, dict[str, str]] = {
     "no_data": {"ko": "데이터 없음", "en": "NO DATA"},
     "stale": {"ko": "통신 끊김", "en": "STALE"},
     "age": {"ko": "{n}초", "en": "{n} s"},
+    "over_min": {"ko": "{n}분 이상", "en": "> {n} min"},
     "state.running": {"ko": "가동", "en": "Running"},
     "state.idle": {"ko": "대기", "en": "Idle"},
     "state.down": {"ko": "비가동", "en": "Down"},

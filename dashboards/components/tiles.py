@@ -41,18 +41,24 @@ def state_key(view: MachineView) -> str:
 
 def state_label(view: MachineView, lang: str) -> str:
     """"STALE 12 s" / "통신 끊김 12초" for a silent machine, never its last state."""
-    if view.last_ts is None:
+    if view.last_ts is None and view.silent_over_s is None:
         return t("no_data", lang)
     if view.stale:
-        return f'{t("stale", lang)} {t("age", lang, n=fmt_age(view.age_s))}'
+        return f'{t("stale", lang)} {_age_text(view, lang)}'
     return t(f"state.{view.state.value}", lang)
+
+
+def _age_text(view: MachineView, lang: str) -> str:
+    if view.last_ts is None and view.silent_over_s is not None:
+        return t("over_min", lang, n=int(view.silent_over_s // 60))
+    return t("age", lang, n=fmt_age(view.age_s))
 
 
 def _state_children(view: MachineView, lang: str) -> Any:
     # the age is its own unbreakable span: a narrow tile wraps between words, not in "12 s"
-    if view.last_ts is not None and view.stale:
+    if view.stale and (view.last_ts is not None or view.silent_over_s is not None):
         return [html.Span(t("stale", lang), className="gw-nowrap"), " ",
-                html.Span(t("age", lang, n=fmt_age(view.age_s)), className="gw-nowrap gw-age")]
+                html.Span(_age_text(view, lang), className="gw-nowrap gw-age")]
     return state_label(view, lang)
 
 

@@ -16,15 +16,19 @@ def walk(node: Any) -> Iterator[Component]:
 
 
 def text(node: Any) -> str:
-    """All text a browser would render for the subtree, joined by spaces."""
+    """All text a browser would render for the subtree, whitespace collapsed as HTML does."""
+    return " ".join(_text(node).split())
+
+
+def _text(node: Any) -> str:
     if isinstance(node, str):
         return node
     if isinstance(node, (int, float)):
         return str(node)
     if isinstance(node, (list, tuple)):
-        return " ".join(text(n) for n in node)
+        return " ".join(_text(n) for n in node)
     if isinstance(node, Component):
-        return text(getattr(node, "children", None))
+        return _text(getattr(node, "children", None))
     return ""
 
 

@@ -181,3 +181,25 @@ def test_trend_from_empty_frame(plant_config):
 
     tr = trend_from_frame("x", pl.DataFrame(schema={"ts": pl.Int64, "value": pl.Float64}), "Asia/Seoul")
     assert tr.x == [] and tr.y == []
+
+
+def test_overview_reads_only_the_recent_window_and_remembers_what_it_saw(plant_config, store):
+    clock = [T0]
+    layer = DataLayer(plant_config, store, ttl_s=0.0, clock=lambda: clock[0], recent_s=900)
+    store.write_samples([s(CNC, "state", 3.0, T0), s(CNC, "part_count_total", 50.0, T0),
+                         s(IMM, "state", 10.0, T0 - 3600 * NS_PER_S)])  # IMM: silent for an hour
+    v = layer.plant_snapshot()
+    assert v.machine(*CNC).state is MachineState.RUNNING
+    imm = v.machine(*IMM)  # older than the window: not read, shown as silent for 15+ min
+    assert imm.stale and imm.last_ts is None and imm.silent_over_s == 900
+    clock[0] = T0 + 1000 * NS_PER_S  # CNC falls out of the window, but this process saw it
+    cnc = layer.plant_snapshot().machine(*CNC)
+    assert cnc.stale and cnc.age_s == 1000.0 and cnc.total == 50.0 and cnc.state is MachineState.UNKNOWN
+
+
+def test_hostile_values_in_the_store_do_not_break_a_tile(plant_config):
+    samples = [s(CNC, "state", "RUN", T0), s(CNC, "part_count_total", "many", T0), s(CNC, "lot", 7.0, T0),
+               Sample("x" * 300, "<script>", "m", "state", 3.0, T0)]
+    v = build_snapshot(plant_config, samples, T0).machine(*CNC)
+    assert v.state is MachineState.UNKNOWN and v.code == "RUN"
+    assert v.total is None and v.lot is None

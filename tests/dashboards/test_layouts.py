@@ -60,9 +60,9 @@ def test_overview_has_a_tile_for_every_machine_coloured_by_state(app):
     # unmapped code: fresh but unknown, and the tile says which code
     assert "gw-state-unknown" in tiles[IMM1].className.split()
     assert "미등록 코드 77" in text(tiles[IMM1])
-    # never sent anything: stale look, "no data"
+    # nothing within the data layer's recent window (15 min): stale look, silent for 15+ minutes
     nodata = tiles[("changwon-2", "forge-2", "forge-203")]
-    assert "gw-state-stale" in nodata.className.split() and "데이터 없음" in text(nodata)
+    assert "gw-state-stale" in nodata.className.split() and "통신 끊김 15분 이상" in text(nodata)
     t1 = text(tiles[CNC1])
     assert "MC 1호기" in t1 and "가동" in t1 and "1,234" in t1 and "12" in t1 and "L2411-07" in t1
     assert tiles[CNC1].href == "/machine/changwon-1/cnc-1/cnc-101?lang=ko"

@@ -1,0 +1,187 @@
+"""`/shift-report?site=..&line=..&shift=..` — the shift report for a supervisor's tablet:
+big A/P/Q/OEE, each line (output machine, bottleneck), each machine, the losses as a table,
+the stops of the shift with a reason picker (saved as downtime_reason events, feeding the
+Pareto), and a CSV export of the machine figures."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import dash
+from dash import MATCH, Input, Output, State, callback, ctx, dcc, html
+
+from dashboards import context
+from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, load_scope,
+                                       local_time, machine_name, machine_rows, machine_table, shift_title, tr)
+from dashboards.components.page import View, render, view
+from dashboards.components.views import not_found
+from dashboards.data import DataUnavailable
+from gwanje.losses import LOSS_LABELS, six_big_losses
+from gwanje.model import now_ns
+from gwanje.reasons import ReasonTree
+
+dash.register_page(__name__, path="/shift-report", title="Gwanje", name="shift_report",
+                   nav={"key": "oee:shift_report", "order": 31})
+
+REASON_TYPE = "gw-reason"
+SAVED_TYPE = "gw-reason-saved"
+
+
+def reason_id(site: str, line: str, machine: str, start_ns: int, typ: str = REASON_TYPE) -> dict[str, str]:
+    return {"type": typ, "site": site, "line": line, "machine": machine, "start": str(start_ns)}
+
+
+def lines_table(cfg: Any, scope: ScopeData, lang: str) -> Optional[html.Table]:
+    if scope.line is not None:
+        return None
+    rows = []
+    for ln in scope.site.lines:
+        lo = scope.lines.get((scope.site.id, ln.id))
+        r = lo.result if lo else None
+        neck = machine_name(cfg, (scope.site.id, ln.id, lo.bottleneck), lang) if lo and lo.bottleneck else "—"
+        rows.append(html.Tr([html.Td(ln.name.get(lang)), html.Td(fmt_pct(r.oee if r else None)),
+                             html.Td(fmt_pct(r.availability if r else None)),
+                             html.Td(fmt_pct(r.performance if r else None)),
+                             html.Td(fmt_pct(r.quality if r else None)), html.Td(neck)]))
+    head = [tr("machine", lang), "OEE", tr("availability", lang), tr("performance", lang), tr("quality", lang),
+            tr("bottleneck", lang)]
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)], className="gw-table")
+
+
+def losses_table(scope: ScopeData, lang: str) -> html.Table:
+    rows = [html.Tr([html.Td(LOSS_LABELS[x.name][lang]), html.Td(f"{x.minutes:.1f}"), html.Td(fmt_pct(x.share))])
+            for x in (six_big_losses(scope.scope_result) if scope.scope_result else [])]
+    return html.Table([html.Thead(html.Tr([html.Th(tr("losses", lang)), html.Th(tr("duration_min", lang)),
+                                           html.Th(tr("share_planned", lang))])), html.Tbody(rows)],
+                      className="gw-table gw-loss-table")
+
+
+def stops_table(cfg: Any, scope: ScopeData, tree: ReasonTree, lang: str) -> html.Table:
+    """Every stop at least small_stop_s long, newest first, each with its reason picker."""
+    current: dict[tuple[str, int], str] = {}
+    for e in sorted(scope.reasons, key=lambda e: e.data.get("assigned_ns", e.ts)):
+        try:
+            current[(e.machine, int(e.key))] = str(e.data.get("reason", ""))
+        except ValueError:
+            continue
+    options = tree.options(lang)
+    rows = []
+    for s in sorted(scope.stops, key=lambda s: -s.start_ns):
+        key = next((k for k in scope.machines if k[2] == s.machine), (scope.site.id, "", s.machine))
+        rows.append(html.Tr([
+            html.Td(machine_name(cfg, key, lang)),
+            html.Td(local_time(s.start_ns, cfg.plant.timezone, "%H:%M:%S")),
+            html.Td(f"{s.minutes:.1f}"),
+            html.Td(tr("state_" + s.state.value, lang), className=f"gw-state-{s.state.value}"),
+            html.Td([dcc.Dropdown(id=reason_id(key[0], key[1], s.machine, s.start_ns), options=options,
+                                  value=current.get((s.machine, s.start_ns)), clearable=False,
+                                  placeholder=tr("unassigned", lang), className="gw-reason-pick"),
+                     html.Span(id=reason_id(key[0], key[1], s.machine, s.start_ns, SAVED_TYPE),
+                               className="gw-reason-saved")]),
+        ]))
+    head = [tr("machine", lang), tr("start", lang), tr("duration_min", lang), tr("state", lang), tr("reason", lang)]
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                      className="gw-table gw-stops-table")
+
+
+def report_body(v: View, scope: ScopeData) -> html.Div:
+    cfg, lang = v.config, v.lang
+    tree = ReasonTree(engine_for(cfg).calendar.spec.reasons)
+    scope_name = scope.line.name.get(lang) if scope.line else scope.site.name.get(lang)
+    return html.Div([
+        html.H2([scope_name, " · ", shift_title(scope.shift, cfg.plant.timezone, lang, scope.live)],
+                id="shift-report-title"),
+        html.Button(tr("export_csv", lang), id="shift-csv-btn", className="gw-button"),
+        dcc.Download(id="shift-csv"),
+        kpi_tiles(scope.scope_result, lang),
+        lines_table(cfg, scope, lang),
+        html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang)], className="gw-panel"),
+        html.Section([html.H3(tr("losses", lang)), losses_table(scope, lang)], className="gw-panel"),
+        html.Section([html.H3(tr("stops", lang)), stops_table(cfg, scope, tree, lang)], className="gw-panel"),
+    ], className="gw-shift-report")
+
+
+def _load(v: View, site: Any, line: Any, shift: Any) -> tuple[Optional[ScopeData], bool]:
+    site_id = site if isinstance(site, str) and site else v.config.plant.sites[0].id
+    try:
+        return load_scope(v.config, context.data(), site_id, line if isinstance(line, str) else None,
+                          shift if isinstance(shift, str) else None), True
+    except DataUnavailable:
+        return None, False
+
+
+def layout(site=None, line=None, shift=None, lang=None, kiosk=None, **query):
+    v = view(lang, kiosk, **query)
+    scope, ok = _load(v, site, line, shift)
+    crumbs = v.crumbs((tr("oee", v.lang), v.href("/oee", site=site, line=line, shift=shift)),
+                      (tr("shift_report", v.lang), None))
+    if scope is None:
+        body = not_found(f"{site or ''}/{line or ''} {shift or ''}".strip(), v.lang, v.kiosk) if ok else html.Div()
+        return render(v, body, path="/shift-report", crumbs=crumbs, title=tr("shift_report", v.lang), ok=ok)
+    params = {"site": scope.site.id, "line": scope.line.id if scope.line else None, "shift": scope.shift.key}
+    return render(v, [report_body(v, scope), dcc.Store(id="shift-params", data=params)], path="/shift-report",
+                  crumbs=crumbs, title=tr("shift_report", v.lang))
+
+
+def export_csv(params: Any, lang: str) -> Optional[dict[str, Any]]:
+    """The dcc.Download payload: one row per machine of the scope, every figure and loss."""
+    p = params if isinstance(params, dict) else {}
+    cfg = context.config()
+    v = View(cfg, lang, False, {})
+    scope, ok = _load(v, p.get("site"), p.get("line"), p.get("shift"))
+    if scope is None:
+        return None
+    name = "_".join(x for x in (scope.site.id, scope.line.id if scope.line else "", scope.shift.key.replace("/", "_")) if x)
+    return {"content": csv_text(machine_rows(cfg, scope, lang)), "filename": f"shift-report_{name}.csv",
+            "type": "text/csv"}
+
+
+@callback(Output("shift-csv", "data"), Input("shift-csv-btn", "n_clicks"), State("shift-params", "data"),
+          State("page-ctx", "data"), prevent_initial_call=True)
+def on_export(n: Any, params: Any, page_ctx: Any) -> Any:
+    lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
+    out = export_csv(params, lang if lang in ("ko", "en") else "ko")
+    return out if out is not None else dash.no_update
+
+
+def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:
+    """Store the supervisor's reason for a stop; returns the i18n key of what to show."""
+    cfg = context.config()
+    if not isinstance(ident, dict) or not isinstance(reason, str):
+        return "save_failed"
+    site, line, machine = ident.get("site"), ident.get("line"), ident.get("machine")
+    if cfg.machine(site, line, machine) is None:  # type: ignore[arg-type]
+        return "save_failed"
+    try:
+        start = int(ident.get("start", ""))
+        tree = ReasonTree(engine_for(cfg).calendar.spec.reasons)
+        event = tree.assign(site, line, machine, start, reason, user or "", now_ns=now)  # type: ignore[arg-type]
+        context.data().store.write_events([event])
+    except Exception:  # bad input or store down: the tablet says "not saved", nothing crashes
+        return "save_failed"
+    context.data().cache.clear()  # the Pareto must show the new reason at once
+    return "saved"
+
+
+def _user() -> Optional[str]:
+    from dashboards.auth import current_user
+
+    try:
+        u = current_user()
+    except RuntimeError:  # outside a request (direct calls in tests)
+        u = None
+    if u:
+        return str(u.get("name"))
+    return "demo" if context.config().system.demo else None
+
+
+@callback(Output({"type": SAVED_TYPE, "site": MATCH, "line": MATCH, "machine": MATCH, "start": MATCH}, "children"),
+          Input({"type": REASON_TYPE, "site": MATCH, "line": MATCH, "machine": MATCH, "start": MATCH}, "value"),
+          State("page-ctx", "data"), prevent_initial_call=True)
+def on_reason(value: Any, page_ctx: Any) -> str:
+    lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
+    user = _user()
+    if user is None:
+        return tr("save_failed", lang)
+    return tr(save_reason(ctx.triggered_id, value, user, now_ns()), lang)
+
+
