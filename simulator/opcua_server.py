@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
-from urllib.parse import urlparse
 
 from asyncua import Server, ua
 
@@ -87,11 +86,10 @@ class SiteServer:
     async def start(self) -> None:
         s = Server()
         await s.init()
-        u = urlparse(self.endpoint.url)
         # listen on the url's host:port; asyncua binds what set_endpoint names
         s.set_endpoint(self.endpoint.url)
         s.set_server_name(f"Gwanje simulated site {self.endpoint.name}")
-        await self._security(s, u.hostname or "127.0.0.1")
+        await self._security(s)
         ns = await s.register_namespace(NAMESPACE_URI)
         if ns != 2:
             raise RuntimeError(f"simulator namespace got index {ns}, node ids assume 2")
@@ -101,7 +99,7 @@ class SiteServer:
         log.info("OPC UA server %s listening on %s (%d variables)", self.endpoint.name, self.endpoint.url,
                  len(self.vars))
 
-    async def _security(self, s: Server, host: str) -> None:
+    async def _security(self, s: Server) -> None:
         if self.demo or self.endpoint.security_policy == "None":
             if not self.demo:
                 log.warning("OPC UA endpoint %s has no security outside demo mode", self.endpoint.name)
@@ -116,8 +114,9 @@ class SiteServer:
         uri = f"urn:gwanje:simulator:{self.endpoint.name}"
         await s.set_application_uri(uri)
         cert, key = d / "server_cert.der", d / "server_key.pem"
+        # the host name goes into the certificate's DNS names; asyncua checks it against its own
         await setup_self_signed_certificate(
-            key, cert, uri, host if host not in ("0.0.0.0", "") else socket.gethostname(),
+            key, cert, uri, socket.gethostname(),
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
             {"countryName": "KR", "organizationName": "Gwanje", "commonName": f"gwanje-sim-{self.endpoint.name}"},
         )

@@ -309,3 +309,44 @@ def test_standalone_process_publishes_and_stops_on_sigterm(mosquitto, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_outside_demo_a_site_server_speaks_only_basic256sha256(tmp_path):
+    """Production: no plain endpoint; a self-signed server certificate is made in the data dir."""
+    pytest.importorskip("asyncua")
+    from asyncua import Client, ua
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from gwanje.config import OpcuaEndpoint
+    from simulator.machines import Plant
+    from simulator.opcua_server import SiteServer
+
+    cfg = load_config(ROOT / "config", env={})
+    ep = OpcuaEndpoint(name="changwon-1", url=f"opc.tcp://127.0.0.1:{free_port()}/gwanje/changwon-1",
+                       security_policy="Basic256Sha256", security_mode="SignAndEncrypt")
+    server = SiteServer(ep, cfg.machines(), demo=False, cert_dir=tmp_path / "opcua")
+    node_id = "ns=2;s=changwon-1.press-1.press-102.part_count_total"
+    cert, key = tmp_path / "client.der", tmp_path / "client.pem"
+
+    async def run():
+        await setup_self_signed_certificate(key, cert, "urn:gwanje:test:client", "localhost",
+                                            [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "gwanje-test"})
+        await server.start()
+        try:
+            now = time.time_ns()
+            await server.write(now, Plant(cfg, seed=7).step(now))
+            with pytest.raises(ua.UaError, match="No matching endpoints"):
+                async with Client(ep.url, timeout=3) as plain:
+                    await plain.get_node(node_id).read_value()
+            secure = Client(ep.url, timeout=5)
+            await secure.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+            async with secure:
+                dv = await secure.get_node(node_id).read_data_value()
+            return dv
+        finally:
+            await server.stop()
+
+    dv = asyncio.run(run())
+    assert dv.Value.VariantType == ua.VariantType.UInt16 and 0 <= dv.Value.Value < 65536
+    assert (tmp_path / "opcua" / "changwon-1" / "server_cert.der").exists()
