@@ -87,7 +87,7 @@ class Pipeline:
         self._retry_at = 0.0  # monotonic time before which the store is presumed down
         self.store_up = True
         self._spool_alarm = False
-        self._notified_token: Optional[tuple[int, int, int]] = None
+        self._notified_tokens: set[tuple[int, int, int]] = set()  # replayed, seen, not yet stored
 
     # ----------------------------------------------------------- collector side
     def submit(self, samples: Sequence[Sample], on_done: Optional[OnDone] = None) -> None:
@@ -226,17 +226,21 @@ class Pipeline:
         while time.monotonic() < deadline and not self._stop.is_set():
             if self.queue_depth >= self.batch_size:
                 return  # fresh data first
-            b = self.spool.peek()
-            if b is None:
+            group = self.spool.peek_many(self.batch_size)
+            if not group:
                 return
-            if not b.notified and b.token != self._notified_token:
-                self._notify(b.samples)
-                self._notified_token = b.token
-            if not self._write(b.samples):
+            for b in group:
+                if not b.notified and b.token not in self._notified_tokens:
+                    self._notify(b.samples)
+                    self._notified_tokens.add(b.token)
+            samples = [s for b in group for s in b.samples]
+            if not self._write(samples):
                 return
-            self.spool.ack(b.token, len(b.samples))
+            for b in group:
+                self.spool.ack(b.token, len(b.samples))
+                self._notified_tokens.discard(b.token)
             with self._lock:
-                self.samples_replayed += len(b.samples)
+                self.samples_replayed += len(samples)
 
     def _store_presumed_down(self) -> bool:
         return time.monotonic() < self._retry_at

@@ -72,11 +72,19 @@ def encode_batch(samples: Sequence[Sample]) -> bytes:
     return zlib.compress(json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), 1)
 
 
+_QUALITIES = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)  # index = Quality.code
+
+
 def decode_batch(payload: bytes) -> list[Sample]:
     doc = json.loads(zlib.decompress(payload))
-    keys = [tuple(x) for x in doc["keys"]]
-    return [Sample(*keys[i], value, ts, Quality.from_code(qc))
-            for i, value, ts, qc in zip(doc["k"], doc["v"], doc["t"], doc["q"])]
+    keys = doc["keys"]
+    out: list[Sample] = []
+    append = out.append
+    # the replay hot path: plain loop, locals, no per-sample enum lookup
+    for i, value, ts, qc in zip(doc["k"], doc["v"], doc["t"], doc["q"]):
+        site, line, machine, signal = keys[i]
+        append(Sample(site, line, machine, signal, value, ts, _QUALITIES[qc] if 0 <= qc <= 2 else Quality.BAD))
+    return out
 
 
 @dataclass
@@ -283,27 +291,54 @@ class Spool:
                 if self._head_off >= seg.size:
                     self._drop_head_segment(count_as_lost=False)
                     continue
-                f = self._reader(seg)
-                f.seek(self._head_off)
-                head = f.read(HEADER.size)
-                magic, length, crc, n, flags = HEADER.unpack(head) if len(head) == HEADER.size else (b"", 0, 0, 0, 0)
-                payload = f.read(length) if magic == MAGIC else b""
-                if magic != MAGIC or len(payload) != length:
-                    self._skip_rest(seg, "corrupt_record")
-                    continue
-                nxt = self._head_off + HEADER.size + length
-                if zlib.crc32(payload) != crc:
-                    self.rejects.reject("bad_checksum", f"{seg.path.name} at byte {self._head_off}")
+                rec = self._read_at(seg, self._head_off)
+                if isinstance(rec, SpooledBatch):
+                    return rec
+                reason, nxt, n = rec
+                if nxt is None:
+                    self._skip_rest(seg, reason)
+                else:
+                    self.rejects.reject(reason, f"{seg.path.name} at byte {self._head_off}")
                     self._lose(seg, nxt, n)
-                    continue
-                try:
-                    samples = decode_batch(payload)
-                except (ValueError, KeyError, TypeError, zlib.error) as e:
-                    self.rejects.reject("undecodable_record", str(e))
-                    self._lose(seg, nxt, n)
-                    continue
-                return SpooledBatch(samples, bool(flags & FLAG_NOTIFIED), (seg.seq, self._head_off, nxt))
             return None
+
+    def peek_many(self, max_samples: int) -> list[SpooledBatch]:
+        """The oldest batches, in order, up to about max_samples (at least one when the spool
+        holds any; never across a segment end): the pipeline writes them as one store write
+        and acks each, so a backlog of small records drains in few round trips."""
+        with self._lock:
+            first = self.peek()
+            if first is None:
+                return []
+            out, n = [first], len(first.samples)
+            seg = self._segments[0]
+            off = first.token[2]
+            while off < seg.size:
+                rec = self._read_at(seg, off)
+                if not isinstance(rec, SpooledBatch) or n + len(rec.samples) > max_samples:
+                    break  # a bad record is dealt with when it is the head
+                out.append(rec)
+                n += len(rec.samples)
+                off = rec.token[2]
+            return out
+
+    def _read_at(self, seg: _Segment, off: int):
+        """The record at off as a SpooledBatch, or (reason, next offset or None, samples)."""
+        f = self._reader(seg)
+        f.seek(off)
+        head = f.read(HEADER.size)
+        magic, length, crc, n, flags = HEADER.unpack(head) if len(head) == HEADER.size else (b"", 0, 0, 0, 0)
+        payload = f.read(length) if magic == MAGIC else b""
+        if magic != MAGIC or len(payload) != length:
+            return ("corrupt_record", None, 0)
+        nxt = off + HEADER.size + length
+        if zlib.crc32(payload) != crc:
+            return ("bad_checksum", nxt, n)
+        try:
+            samples = decode_batch(payload)
+        except (ValueError, KeyError, TypeError, zlib.error):
+            return ("undecodable_record", nxt, n)
+        return SpooledBatch(samples, bool(flags & FLAG_NOTIFIED), (seg.seq, off, nxt))
 
     def _reader(self, seg: _Segment):
         if self._rfile is None or self._rfile[0] != seg.seq:

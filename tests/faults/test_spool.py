@@ -144,3 +144,16 @@ def test_a_batch_bigger_than_the_whole_spool_is_refused(tmp_path):
 def test_unknown_policy_is_an_error(tmp_path):
     with pytest.raises(ValueError):
         Spool(tmp_path, 1000, policy="drop_random")  # type: ignore[arg-type]
+
+
+def test_peek_many_reads_ahead_without_consuming(tmp_path):
+    sp = Spool(tmp_path, max_bytes=1_000_000)
+    for i in range(5):
+        sp.append(batch(10, 10 * i))
+    group = sp.peek_many(35)  # three records of 10 fit, the fourth would make 40
+    assert [b.samples for b in group] == [batch(10, 0), batch(10, 10), batch(10, 20)]
+    assert sp.batches == 5  # nothing consumed until acked
+    for b in group:
+        sp.ack(b.token, 10)
+    assert [b.samples for b in sp.peek_many(1)] == [batch(10, 30)]  # at least one
+    assert drain(sp) == batch(10, 30) + batch(10, 40)
