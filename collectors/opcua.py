@@ -153,6 +153,19 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+class _OutageIsNotACrash(logging.Filter):
+    """asyncua logs "Publish iteration crashed" with a traceback at ERROR when its publish loop
+    finds the connection closed. That is an outage, which the collector reports itself (one
+    warning, status().connected False); a traceback per outage would bury real errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, ConnectionError) and record.msg.startswith("Publish iteration crashed"))
+
+
+_outage_filter = _OutageIsNotACrash()
+
+
 # --------------------------------------------------------------------------- the handler
 class _DataChangeHandler:
     """datachange_notification is called once per monitored-item change while one publish
@@ -262,6 +275,9 @@ class OpcuaCollector:
     def start(self) -> None:
         if self._thread is not None:
             return
+        session_log = logging.getLogger("asyncua.client.ua_session.UaSession")
+        if _outage_filter not in session_log.filters:
+            session_log.addFilter(_outage_filter)
         started = threading.Event()
         self._thread = threading.Thread(target=self._run_thread, args=(started,),
                                         name=f"gwanje-{self.name}", daemon=True)

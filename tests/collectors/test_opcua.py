@@ -234,8 +234,9 @@ def test_node_ids_from_template_and_signal_override(tiny):
     ]  # m-2 is an mqtt machine: not subscribed
 
 
-def test_server_restart_same_port_resubscribes_and_invents_nothing(tiny):
+def test_server_restart_same_port_resubscribes_and_invents_nothing(tiny, caplog):
     config, endpoint = tiny
+    caplog.set_level(logging.WARNING)
     server = tiny_server(tiny, skip=["ns=2;s=site-a.line-1.m-1.lot"]).start()
     sink = ListSink()
     col = OpcuaCollector(config, fast(endpoint, server.url), sink, NO_SECRETS)
@@ -269,6 +270,9 @@ def test_server_restart_same_port_resubscribes_and_invents_nothing(tiny):
         # resubscribing does not count the missing node again; the text value re-sent as the
         # initial value of the new subscription is a second (real) bad delivery
         assert st.rejects == {"unknown_node": 1, "text_for_numeric_signal": 2}
+        # an outage is a warning in the log, not an error with a traceback
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert any("connection to" in r.getMessage() and "lost" in r.getMessage() for r in caplog.records)
     finally:
         col.stop()
         server.stop()

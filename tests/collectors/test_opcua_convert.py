@@ -97,3 +97,38 @@ def test_contradictory_security_settings_refused_at_construction(normalizer, upd
     endpoint = config.endpoint("changwon-1").model_copy(update=update)
     with pytest.raises(ValueError, match=message):
         OpcuaCollector(config, endpoint, sink=None, secrets=Secrets.from_env({}))  # type: ignore[arg-type]
+
+
+def test_any_value_status_and_time_becomes_a_sample_or_a_counted_reason(normalizer):
+    """Whatever a server sends: a finite float or a bounded str with the status's quality, or
+    BadValue (a counted reason); never another exception, never NaN."""
+    import math
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(
+        st.none(), st.booleans(), st.integers(-2**63, 2**64), st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=300), st.binary(max_size=20), st.lists(st.floats(), max_size=3),
+        st.datetimes(timezones=st.just(UTC)))
+    times = st.one_of(st.none(), st.datetimes(min_value=datetime(1601, 1, 2), max_value=datetime(9000, 1, 1),
+                                              timezones=st.just(UTC)))
+    signals = st.sampled_from([SIG, MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "lot"),
+                               MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "state")])
+
+    @settings(max_examples=300, deadline=None)
+    @given(value=values, status=st.integers(0, 2**32 - 1), source=times, server=times, sig=signals)
+    def check(value, status, source, server, sig):
+        # to_sample takes the decoded value beside its DataValue (status and times)
+        dv = ua.DataValue(StatusCode=ua.StatusCode(status), SourceTimestamp=source, ServerTimestamp=server)
+        try:
+            s = to_sample(normalizer, sig, value, dv)
+        except BadValue:
+            return
+        assert s.quality is quality_of(status)
+        if isinstance(s.value, float):
+            assert math.isfinite(s.value)
+        else:
+            assert isinstance(s.value, str) and len(s.value) <= 256 and "\x00" not in s.value
+
+    check()
