@@ -6,6 +6,7 @@ accepts the v2 write API (/api/v2/write) and answers /ping without a version hea
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -58,6 +59,17 @@ def test_outage_raises_store_unavailable_and_writes_resume_after(tmp_path):
         store.write_samples([Sample("s", "l", "m", "a", 3.0, T0 + 2)])  # same session, new connection
         assert [(s.value, s.ts) for s in store.latest()] == [(3.0, T0 + 2)]
         assert store.count_samples(T0, T0 + 10) == 2
+
+        # a hung server (frozen process: connects, never answers) times out as unavailable
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.write_samples([Sample("s", "l", "m", "a", 4.0, T0 + 3)])
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        store.write_samples([Sample("s", "l", "m", "a", 5.0, T0 + 4)])
+        assert store.count_samples(T0, T0 + 10) in (3, 4)  # the timed-out write may land late
+        assert [s.value for s in store.latest()] == [5.0]
     finally:
         server.stop()
 
