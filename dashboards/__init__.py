@@ -51,6 +51,7 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
         update_title=None,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
+    _drop_stale_page_callbacks()
     app.layout = html.Div([
         dcc.Location(id="url"),
         # the one clock of the UI: every live callback listens to it
@@ -63,3 +64,15 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
 
         auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language)
     return app
+
+
+def _drop_stale_page_callbacks() -> None:
+    """Pages register `@dash.callback`s into Dash's global list each time an app imports them;
+    an app that was built but never served (tests, a failed start) leaves its copies there,
+    and the next app would send the browser every callback twice. Keep the newest per output."""
+    from dash import _callback
+
+    newest: dict[str, dict] = {}
+    for cb in _callback.GLOBAL_CALLBACK_LIST:
+        newest[cb["output"]] = cb
+    _callback.GLOBAL_CALLBACK_LIST[:] = list(newest.values())
