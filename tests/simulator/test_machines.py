@@ -237,7 +237,7 @@ def test_performance_below_100_percent_and_rejects_1_to_3_percent():
     t0 = kst(2026, 11, 24, 6, 0)
     run_s, parts, rejects = Counter(), Counter(), Counter()
     prev = {spec.machine: v for spec, v in p.step(t0)}
-    for i in range(1, 8 * 360):  # the day shift, every 10 s
+    for i in range(1, 4 * 360):  # 06:00-10:00 (the first break), every 10 s
         for spec, v in p.step(t0 + i * 10 * S):
             pv = prev[spec.machine]
             if pv["state"] in running_codes(spec) and v["state"] in running_codes(spec):
