@@ -221,10 +221,12 @@ def test_counters_reset_to_zero_at_shift_change(hh):
 def test_16_bit_counter_wraps_at_65536():
     p = Plant(CONFIG, seed=7)
     start = kst(2026, 11, 24, 6, 30)
-    idx = next(i for i, m in enumerate(p.models) if m.spec.machine == "press-101")
-    assert p.models[idx].spec.definition.counter_bits == 16
-    # 3 h, every 10 s
-    totals = [p.step(start + i * 10 * S)[idx][1]["part_count_total"] for i in range(3 * 360)]
+    press = next(m for m in p.models if m.spec.machine == "press-101")  # one machine of the plant
+    assert press.spec.definition.counter_bits == 16
+    totals = []
+    for i in range(3 * 360):  # 3 h, every 10 s
+        press.advance(start + i * 10 * S)
+        totals.append(press.values()["part_count_total"])
     assert totals[0] > 65_000 and max(totals) <= 65_535
     i = next(i for i in range(1, len(totals)) if totals[i] < totals[i - 1])
     # wrapped (before 14:00, so not a shift reset): continues from 0 upwards
