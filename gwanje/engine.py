@@ -27,6 +27,7 @@ The engine does no I/O itself: recompute() only calls the Store interface it is 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -182,11 +183,16 @@ class Engine:
         self.track_lots = bool(spec.products)
         self.watermark: Optional[int] = None
         self.closed_shifts: set[str] = set()
-        self._open_shift: Optional[ShiftInstance] = None
+        # the pipeline thread feeds, UI/alarm threads read snapshots: one lock for both
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ live path
     def on_samples(self, samples: Sequence[Sample]) -> list[Event]:
         """Pipeline listener: feed a written batch, return the derived events to store."""
+        with self._lock:
+            return self._on_samples(samples)
+
+    def _on_samples(self, samples: Sequence[Sample]) -> list[Event]:
         events: list[Event] = []
         limit = self.clock() + MAX_FUTURE_NS if self.clock else None
         by_machine: dict[tuple[str, str, str], list[Sample]] = {}
@@ -238,7 +244,8 @@ class Engine:
 
     def tick(self, now_ns: int) -> list[Event]:
         """Close shifts by the wall clock when no data arrives (every machine offline)."""
-        return self._advance(now_ns)
+        with self._lock:
+            return self._advance(now_ns)
 
     def _advance(self, now_ns: int) -> list[Event]:
         if self.watermark is not None and now_ns <= self.watermark:
@@ -275,7 +282,8 @@ class Engine:
         sh = self.calendar.shift_at(now_ns)
         if start_ns is None:
             start_ns = sh.start_ns if sh else now_ns - 8 * 3600 * NS_PER_S
-        machines = {key: self._result(run, start_ns, now_ns, now_ns) for key, run in self.runs.items()}
+        with self._lock:
+            machines = {key: self._result(run, start_ns, now_ns, now_ns) for key, run in self.runs.items()}
         lines, sites = self.aggregate(machines)
         return Snapshot(sh, start_ns, now_ns, machines, lines, sites)
 
