@@ -184,11 +184,11 @@ class InfluxStore(Store):
              + ' GROUP BY "site", "line", "machine", "signal"')
         out = []
         for tags, row in self._rows(q):
-            value = row["value"] if row["value"] is not None else row["text"]
-            if value is None:
+            number, text = row.get("value"), row.get("text")
+            if number is None and text is None:
                 continue
             out.append(Sample(tags.get("site", ""), tags.get("line", ""), tags.get("machine", ""),
-                              tags.get("signal", ""), float(value) if row["value"] is not None else value,
+                              tags.get("signal", ""), float(number) if number is not None else text,
                               int(row["time"]), Quality.from_code(row["q"])))
         return out
 
@@ -212,12 +212,12 @@ class InfluxStore(Store):
     def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
                line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,
                limit: int = 10_000) -> list[Event]:
+        if limit <= 0:
+            return []
         q = ('SELECT "data", "kind", "site", "line", "machine", "key" FROM "event"'
              + where({"kind": kind, "site": site, "line": line, "machine": machine, "key": key},
                      start_ns, end_ns)
-             + f" ORDER BY time ASC LIMIT {max(0, int(limit))}")
-        if limit <= 0:
-            return []
+             + f" ORDER BY time ASC LIMIT {int(limit)}")
         return [_event(kind, r, r) for _, r in self._rows(q)]
 
     def latest_events(self, kind: str, site: Optional[str] = None, line: Optional[str] = None,
