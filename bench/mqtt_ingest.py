@@ -1,6 +1,6 @@
 """Benchmark: samples and messages per second through MqttCollector (paho 2.x, QoS 1).
 
-    python -m bench.mqtt_ingest [--single 60000] [--batched 20000] [--batch-size 50] [--runs 3] [--store]
+    python -m bench.mqtt_ingest [--single 30000] [--batched 10000] [--batch-size 50] [--runs 3] [--store]
 
 Starts its own mosquitto (tests/fixtures/mosquitto.Mosquitto: raised queue limits, temp dir,
 free port). For each mode a separate publisher process sends its messages at QoS 1 as fast as
@@ -23,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import statistics
 import sys
 import tempfile
@@ -79,7 +80,8 @@ def publish_all(port: int, mode: str, n: int, batch_size: int, ready: "mp.Event"
     while not c.is_connected():
         c.loop(0.1)
     ready.set()
-    go.wait()
+    while not go.wait(0.1):
+        c.loop(0)  # keep the connection alive while the collector gets ready
     t0 = time.perf_counter()
     for i, (topic, payload) in enumerate(msgs):
         c.publish(topic, payload, qos=1)
@@ -163,7 +165,10 @@ def run_once(broker, config, mode: str, n: int, batch_size: int, store: bool) ->
         time.sleep(0.3)  # let the SUBACK come back before the first message
         cpu0 = time.process_time()
         go.set()
-        sent, send_s = result.get(timeout=300)
+        try:
+            sent, send_s = result.get(timeout=600)
+        except queue.Empty:
+            raise RuntimeError("the publisher did not finish within 10 minutes (machine overloaded?)") from None
         want = sent * per_msg
         # the sink may still be draining the broker's queue after the publisher finished
         deadline, last_seen, last_change = time.monotonic() + 120, -1, time.monotonic()
@@ -193,8 +198,8 @@ def run_once(broker, config, mode: str, n: int, batch_size: int, store: bool) ->
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--single", type=int, default=60_000, help="messages in single-sample mode")
-    ap.add_argument("--batched", type=int, default=20_000, help="messages in batched mode")
+    ap.add_argument("--single", type=int, default=30_000, help="messages in single-sample mode")
+    ap.add_argument("--batched", type=int, default=10_000, help="messages in batched mode")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--store", action="store_true",
