@@ -383,3 +383,30 @@ sites:
         assert 100 <= v["zone_temp"] <= 300 if v["state"] == "RUN" else v["zone_temp"] == 100
     # no shifts.yaml: one all-day shift, reset at midnight only
     assert max(v["part_count_total"] for v in values) > 200
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=21 * 86_400 * S), st.booleans())
+def test_timetable_agrees_with_the_engine_calendar(offset, fresh):
+    """The simulator's planned stops are the engine's: same calendar, no shift of its own."""
+    from gwanje.shifts import load_shifts
+    from simulator.machines import Timetable
+
+    cal = load_shifts(CONFIG)
+    tt = Timetable(cal) if fresh else SHARED_TIMETABLE  # a window computed for another time too
+    t = DAY0 + offset
+    stops = cal.planned_stops(t - 86_400 * S, t + 86_400 * S)
+    inside = next((b for a, b in stops if a <= t < b), None)
+    assert tt.planned_end(t) == inside
+    assert tt.is_shift_start(t) == any(s.start_ns == t for s in cal.shifts_between(t - S, t + S))
+    assert tt.next_boundary(t) > t
+
+
+def _shared_timetable():
+    from gwanje.shifts import load_shifts
+    from simulator.machines import Timetable
+
+    return Timetable(load_shifts(CONFIG))
+
+
+SHARED_TIMETABLE = _shared_timetable()
