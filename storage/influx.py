@@ -9,8 +9,10 @@ InfluxQL over POST /query with epoch=ns: the one query language all three versio
 
 Every name reaching a query is quoted (identifiers "…", literals '…' with backslash escapes),
 so a hostile machine or signal name is data, never InfluxQL. Failures map to the Store
-contract: unreachable, timeout, 5xx and 429 raise StoreUnavailable (spool and retry); any
-other 4xx raises ValueError with the server's message (the batch will never be accepted).
+contract: a refusal of the data itself (400 unparsable or partial write, 413, 422) raises
+ValueError with the server's message (the batch will never be accepted); everything else
+(unreachable, timeout, 5xx, 429, and 401/403/404, which an operator can fix) raises
+StoreUnavailable, so the pipeline spools the batch instead of losing it.
 """
 from __future__ import annotations
 
@@ -283,10 +285,16 @@ def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
     return max(1, -(-(end_ns - start_ns) // max(1, max_points)))
 
 
+# Refusals of the data itself (unparsable line, field type conflict, body too large): the
+# same batch will never be accepted. Every other status (401/403 wrong credentials, 404 a
+# database dropped, 429, 5xx) is a state an operator can fix, so the batch is kept for later.
+_REFUSES_DATA = (400, 413, 422)
+
+
 def _raise_for_status(status: int, message: str) -> None:
-    if status >= 500 or status == 429 or status == 0:
-        raise StoreUnavailable(f"InfluxDB answered {status}: {message[:300]}")
-    raise ValueError(f"InfluxDB refused the request ({status}): {message[:1000]}")
+    if status in _REFUSES_DATA:
+        raise ValueError(f"InfluxDB refused the request ({status}): {message[:1000]}")
+    raise StoreUnavailable(f"InfluxDB answered {status}: {message[:300]}")
 
 
 def _error_text(r: requests.Response) -> str:
