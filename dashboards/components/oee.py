@@ -28,7 +28,7 @@ from gwanje.reasons import ReasonTree
 from gwanje.shifts import ShiftInstance
 from gwanje.state import StateInterval
 
-from dashboards.data import DataLayer
+from dashboards.data import DataLayer, DataUnavailable
 from dashboards.i18n import add_strings, t
 
 _STRINGS = {
@@ -164,6 +164,18 @@ def load_scope(cfg: Config, layer: DataLayer, site: str, line: Optional[str], sh
     bucket = now if sh.end_ns > now else sh.end_ns
     key = ("oee-scope", sdef.id, ldef.id if ldef else "", sh.key, bucket)
     return layer._query(key, lambda: _load(cfg, layer, eng, sdef, ldef, sh, now))
+
+
+def scope_from_params(cfg: Config, layer: DataLayer, site: Any, line: Any, shift: Any
+                      ) -> tuple[Optional[ScopeData], bool]:
+    """(scope, store ok) from URL parameters, which may hold anything: a non-string site means
+    the first site, a non-string line the whole site, a non-string shift the current one."""
+    site_id = site if isinstance(site, str) and site else cfg.plant.sites[0].id
+    try:
+        return load_scope(cfg, layer, site_id, line if isinstance(line, str) else None,
+                          shift if isinstance(shift, str) else None), True
+    except DataUnavailable:
+        return None, False
 
 
 def _load(cfg: Config, layer: DataLayer, eng: Engine, sdef: SiteDef, ldef: Optional[LineDef],

@@ -3,18 +3,17 @@ output machine and bottleneck, every machine's figures, the six big losses, the 
 reason Pareto and a state timeline. The running shift refreshes itself every 30 s."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ScopeData, engine_for, graph, kpi_tiles, load_scope, loss_figure,
-                                       machine_name, machine_table, neighbour_shift, pareto_data, pareto_figure,
-                                       shift_title, timeline_figure, tr)
+from dashboards.components.oee import (ScopeData, engine_for, graph, kpi_tiles, loss_figure, machine_name,
+                                       machine_table, neighbour_shift, pareto_data, pareto_figure,
+                                       scope_from_params, shift_title, timeline_figure, tr)
 from dashboards.components.page import View, render, view
 from dashboards.components.views import not_found
-from dashboards.data import DataUnavailable
 from dashboards.i18n import normalize_lang
 from gwanje.reasons import ReasonTree
 
@@ -85,18 +84,9 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
     ], className="gw-oee")
 
 
-def _scope(v: View, site: Any, line: Any, shift: Any) -> tuple[Optional[ScopeData], bool]:
-    site_id = site if isinstance(site, str) and site else v.config.plant.sites[0].id
-    try:
-        return load_scope(v.config, context.data(), site_id, line if isinstance(line, str) else None,
-                          shift if isinstance(shift, str) else None), True
-    except DataUnavailable:
-        return None, False
-
-
 def layout(site=None, line=None, shift=None, lang=None, kiosk=None, **query):
     v = view(lang, kiosk, **query)
-    scope, ok = _scope(v, site, line, shift)
+    scope, ok = scope_from_params(v.config, context.data(), site, line, shift)
     crumbs = v.crumbs((tr("oee", v.lang), None))
     if scope is None:
         body = not_found(f"{site or ''}/{line or ''} {shift or ''}".strip(), v.lang, v.kiosk) if ok else html.Div()
@@ -116,7 +106,7 @@ def refresh(n: Any, params: Any, page_ctx: Any) -> Any:
     pc = page_ctx if isinstance(page_ctx, dict) else {}
     cfg = context.config()
     v = View(cfg, normalize_lang(pc.get("lang"), cfg.system.ui.default_language), bool(pc.get("kiosk")), {})
-    scope, ok = _scope(v, p.get("site"), p.get("line"), p.get("shift"))
+    scope, ok = scope_from_params(v.config, context.data(), p.get("site"), p.get("line"), p.get("shift"))
     if scope is None:
         return dash.no_update
     return oee_body(v, scope)

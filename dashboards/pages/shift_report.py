@@ -10,11 +10,11 @@ import dash
 from dash import MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, load_scope,
-                                       local_time, machine_name, machine_rows, machine_table, shift_title, tr)
+from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, local_time,
+                                       machine_name, machine_rows, machine_table, scope_from_params,
+                                       shift_title, tr)
 from dashboards.components.page import View, render, view
 from dashboards.components.views import not_found
-from dashboards.data import DataUnavailable
 from gwanje.losses import LOSS_LABELS, six_big_losses
 from gwanje.model import now_ns
 from gwanje.reasons import ReasonTree
@@ -100,18 +100,9 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
     ], className="gw-shift-report")
 
 
-def _load(v: View, site: Any, line: Any, shift: Any) -> tuple[Optional[ScopeData], bool]:
-    site_id = site if isinstance(site, str) and site else v.config.plant.sites[0].id
-    try:
-        return load_scope(v.config, context.data(), site_id, line if isinstance(line, str) else None,
-                          shift if isinstance(shift, str) else None), True
-    except DataUnavailable:
-        return None, False
-
-
 def layout(site=None, line=None, shift=None, lang=None, kiosk=None, **query):
     v = view(lang, kiosk, **query)
-    scope, ok = _load(v, site, line, shift)
+    scope, ok = scope_from_params(v.config, context.data(), site, line, shift)
     crumbs = v.crumbs((tr("oee", v.lang), v.href("/oee", site=site, line=line, shift=shift)),
                       (tr("shift_report", v.lang), None))
     if scope is None:
@@ -127,7 +118,7 @@ def export_csv(params: Any, lang: str) -> Optional[dict[str, Any]]:
     p = params if isinstance(params, dict) else {}
     cfg = context.config()
     v = View(cfg, lang, False, {})
-    scope, ok = _load(v, p.get("site"), p.get("line"), p.get("shift"))
+    scope, ok = scope_from_params(v.config, context.data(), p.get("site"), p.get("line"), p.get("shift"))
     if scope is None:
         return None
     name = "_".join(x for x in (scope.site.id, scope.line.id if scope.line else "", scope.shift.key.replace("/", "_")) if x)

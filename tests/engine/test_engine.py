@@ -10,9 +10,9 @@ from gwanje.engine import Engine
 from gwanje.losses import reason_pareto, stops_of
 from gwanje.model import NS_PER_S, Event, MachineState, Sample
 from gwanje.reasons import ReasonTree
-from gwanje.shifts import load_shifts
+from gwanje.shifts import ReasonDef, load_shifts
 from storage.embedded import EmbeddedStore
-from tests.engine.conftest import (DOWN, IDLE, MIN, PLANNED, RUN, Counters, Segment, issue_example, kst,
+from tests.engine.conftest import (MIN, PLANNED, RUN, Counters, Segment, issue_example, kst,
                                    make_config, scenario)
 
 SHIFT_START = kst(2026, 11, 24, 6)  # a Tuesday
@@ -211,10 +211,7 @@ def test_bad_input_is_counted_and_the_rest_kept():
 
 def test_downtime_reasons_feed_the_pareto(world):
     config, eng, _, store = world
-    tree = ReasonTree(load_shifts(config).spec.reasons or [])
-    assert tree.reasons == {}  # the test plant's shifts.yaml has no tree
-    from tests.engine.conftest import PLANT  # noqa: F401  (same plant, demo tree)
-    from gwanje.shifts import ReasonDef
+    assert ReasonTree(load_shifts(config).spec.reasons).reasons == {}  # the test plant has no tree
     tree = ReasonTree([ReasonDef.model_validate({"id": "mechanical", "name": {"ko": "기계", "en": "Mechanical"},
                                                  "children": [{"id": "spindle", "name": {"ko": "주축", "en": "Spindle"}}]}),
                        ReasonDef.model_validate({"id": "material", "name": {"ko": "자재", "en": "Material"}})])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 
 import dash
 import pytest
@@ -11,11 +12,10 @@ import pytest
 from dashboards import context, create_app
 from dashboards.components.oee import load_scope, timeline_figure
 from dashboards.data import DataLayer
-from gwanje.engine import Engine
 from gwanje.model import NS_PER_S
 from tests.dashboards.helpers import by_class, by_id, by_type, text
 from tests.engine.conftest import SHIFTS_8H, kst, make_config
-from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live, plant_samples
+from tests.engine.test_engine import KEY, SHIFT_END, live, plant_samples
 
 REASONS = [{"id": "mechanical", "name": {"ko": "기계", "en": "Mechanical"},
             "children": [{"id": "spindle", "name": {"ko": "주축", "en": "Spindle"}}]},
@@ -84,15 +84,13 @@ def test_running_shift_comes_from_records(app):
 
 def test_shift_report_reason_and_csv(app):
     _, cfg, store = app
-    from dashboards.pages import shift_report as sr_mod  # noqa: F401  (module as Dash loaded it)
-
     mod = dash.page_registry["dashboards.pages.shift_report"]
     lay = mod["layout"](site="s1", shift=KEY, lang="ko")
     picks = by_type(lay, "gw-reason")
     # stops of at least 5 min: only m2's breakdown (the twelve 2 min stops are small stops)
     assert [(p.id["machine"], int(p.id["start"])) for p in picks] == [("m2", kst(2026, 11, 24, 7))]
     assert [o["label"] for o in picks[0].options] == ["기계", "기계 › 주축", "자재"]
-    module = __import__("sys").modules["dashboards.pages.shift_report"]
+    module = sys.modules["dashboards.pages.shift_report"]  # the module as Dash loaded it
     assert module.save_reason(picks[0].id, "mechanical/spindle", "kim", now=SHIFT_END) == "saved"
     assert module.save_reason(picks[0].id, "not-a-reason", "kim", now=SHIFT_END) == "save_failed"
     assert module.save_reason({**picks[0].id, "machine": "ghost"}, "material", "kim", now=SHIFT_END) == "save_failed"
