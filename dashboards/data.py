@@ -179,16 +179,30 @@ class Trend:
 
     signal: str
     x: list[str]
-    y: list[float]
+    y: list[Optional[float]]  # None: a break where the source was silent
 
 
 WINDOWS_S = {"15m": 15 * 60, "1h": 3600, "8h": 8 * 3600, "24h": 24 * 3600}
 
 
+GAP_FACTOR = 5  # a silence longer than this many usual steps is drawn as a break
+
+
 def trend_from_frame(signal: str, frame: pl.DataFrame, timezone: str) -> Trend:
-    """Store frame (ts ns, value) -> plant-local time strings plotly reads as dates."""
+    """Store frame (ts ns, value) -> plant-local time strings plotly reads as dates.
+
+    Where the source was silent (a step over GAP_FACTOR times the median step) a None is put
+    in, so the chart shows a break instead of a straight line inventing values nobody sent."""
     if frame.height == 0:
         return Trend(signal, [], [])
+    frame = frame.sort("ts")
+    if frame.height > 2:
+        step = frame["ts"].diff().drop_nulls()
+        gap = step.median() * GAP_FACTOR
+        if gap and bool((step > gap).any()):
+            breaks = frame.filter(pl.col("ts").diff() > gap).select(
+                (pl.col("ts") - 1).alias("ts"), pl.lit(None, dtype=pl.Float64).alias("value"))
+            frame = pl.concat([frame.select("ts", pl.col("value").cast(pl.Float64)), breaks]).sort("ts")
     x = (
         frame.select(
             pl.from_epoch(pl.col("ts"), time_unit="ns")

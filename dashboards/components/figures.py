@@ -22,6 +22,14 @@ def trend_id(site: str, line: str, machine: str, signal: str, window_s: int, poi
             "window": int(window_s), "points": int(points)}
 
 
+# plant-local clock labels; seconds only when ticks are that close, the date from a day up
+TIME_TICKS = [
+    {"dtickrange": [None, 60_000], "value": "%H:%M:%S"},
+    {"dtickrange": [60_000, 86_400_000], "value": "%H:%M"},
+    {"dtickrange": [86_400_000, None], "value": "%m-%d"},
+]
+
+
 def _colors(dark: bool) -> dict[str, str]:
     if dark:
         return {"fg": "#e8edf2", "grid": "#2c3640", "line": "#4fc3f7"}
@@ -46,11 +54,12 @@ def trend_figure(trend: Trend, signal: SignalDef, lang: str, dark: bool = False,
         "layout": {
             "uirevision": uirevision or signal.id,
             "height": height,
-            "margin": {"l": 56, "r": 12, "t": 8, "b": 32},
+            "margin": {"l": 8, "r": 12, "t": 8, "b": 8},
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
             "font": {"color": c["fg"], "size": 13, "family": "Noto Sans CJK KR, Noto Sans KR, sans-serif"},
-            "xaxis": {"type": "date", "gridcolor": c["grid"], "tickformat": "%H:%M"},
-            "yaxis": {"title": {"text": unit}, "gridcolor": c["grid"], "zeroline": False},
+            "xaxis": {"type": "date", "gridcolor": c["grid"], "tickformatstops": TIME_TICKS, "automargin": True},
+            # the unit is in the card title: an axis title collides with long tick labels
+            "yaxis": {"gridcolor": c["grid"], "zeroline": False, "automargin": True},
             "showlegend": False,
             "annotations": [] if trend.x else _no_data(lang, dark),
         },

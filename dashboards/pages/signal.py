@@ -30,4 +30,5 @@ def layout(site=None, line=None, machine=None, signal=None, lang=None, kiosk=Non
                       (spec.definition.name.get(v.lang), v.href(f"/machine/{spec.site}/{spec.line}/{spec.machine}")),
                       (sig.name.get(v.lang), None))
     return render(v, signal_body(spec, signal, trend, window, v.lang, v.kiosk, points), path=path, crumbs=crumbs,
-                  title=f"{spec.definition.name.get(v.lang)} · {sig.name.get(v.lang)}", ok=ok)
+                  title=f"{spec.definition.name.get(v.lang)} · {sig.name.get(v.lang)}"
+                        + (f" ({sig.unit})" if sig.unit else ""), ok=ok)

@@ -203,3 +203,16 @@ def test_hostile_values_in_the_store_do_not_break_a_tile(plant_config):
     v = build_snapshot(plant_config, samples, T0).machine(*CNC)
     assert v.state is MachineState.UNKNOWN and v.code == "RUN"
     assert v.total is None and v.lot is None
+
+
+def test_a_silence_in_a_trend_is_a_break_not_a_straight_line():
+    import polars as pl
+
+    # samples every 10 s, then nothing for 100 s: one None goes in just before the sample after the gap
+    ts = [T0, T0 + 10 * NS_PER_S, T0 + 20 * NS_PER_S, T0 + 120 * NS_PER_S, T0 + 130 * NS_PER_S]
+    frame = pl.DataFrame({"ts": ts, "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    tr = trend_from_frame("v", frame, "UTC")
+    assert tr.y == [1.0, 2.0, 3.0, None, 4.0, 5.0]
+    assert tr.x[2:5] == ["2023-11-14 22:13:40.000", "2023-11-14 22:15:19.999", "2023-11-14 22:15:20.000"]
+    steady = trend_from_frame("v", frame.head(3), "UTC")
+    assert steady.y == [1.0, 2.0, 3.0]
