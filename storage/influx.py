@@ -161,7 +161,14 @@ class InfluxStore(Store):
         if self.gzip:
             body = gzip_mod.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        self._request("POST", "/write", params=params, data=body, headers=headers)
+        try:
+            self._request("POST", "/write", params=params, data=body, headers=headers)
+        except _NotFound:
+            # the database went away (dropped, or the server came back with empty storage):
+            # create it again rather than spool until someone notices
+            log.warning("InfluxDB database %s not found: creating it", self.database)
+            self._query(f"CREATE DATABASE {quote_ident(self.database)}", write=True)
+            self._request("POST", "/write", params=params, data=body, headers=headers)
 
     def _write_v2(self, body: bytes) -> None:
         from influxdb_client.rest import ApiException
@@ -291,10 +298,14 @@ def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
 _REFUSES_DATA = (400, 413, 422)
 
 
+class _NotFound(StoreUnavailable):
+    """404: on /write, the database does not exist."""
+
+
 def _raise_for_status(status: int, message: str) -> None:
     if status in _REFUSES_DATA:
         raise ValueError(f"InfluxDB refused the request ({status}): {message[:1000]}")
-    raise StoreUnavailable(f"InfluxDB answered {status}: {message[:300]}")
+    raise (_NotFound if status == 404 else StoreUnavailable)(f"InfluxDB answered {status}: {message[:300]}")
 
 
 def _error_text(r: requests.Response) -> str:

@@ -86,6 +86,16 @@ def test_a_write_the_server_refuses_raises_value_error_with_its_message(influxd)
 
 
 @pytest.mark.services
+def test_a_dropped_database_is_created_again_on_the_next_write(influxd):
+    store = InfluxStore(influxd.url, db()).start()
+    store.write_samples([Sample("s", "l", "m", "a", 1.0, T0)])
+    influxd.query(f'DROP DATABASE "{store.database}"', store.database)
+    store.write_samples([Sample("s", "l", "m", "a", 2.0, T0 + 1)])
+    assert [(s.value, s.ts) for s in store.latest()] == [(2.0, T0 + 1)]
+    assert store.count_samples(T0, T0 + 2) == 1  # the old point went with the database
+
+
+@pytest.mark.services
 def test_missing_retention_policy_is_retryable_until_an_admin_creates_it(influxd):
     store = InfluxStore(influxd.url, db(), retention_policy="one_year").start()
     # InfluxDB 1.x answers 500: the batch is kept (spooled) rather than thrown away
