@@ -251,3 +251,33 @@ def test_records_in_storage_give_the_same_shift_numbers(world):
     # interval ends there; the shift window is unaffected
     later = eng.from_records(states, counts, SHIFT_START, SHIFT_END, kst(2026, 11, 24, 20), last)
     assert later.machines[("s1", "l1", "m2")].to_dict() == snap.machines[("s1", "l1", "m2")].to_dict()
+
+
+def test_ideal_cycle_per_product_from_the_lot(tmp_path):
+    """Products by LOT prefix: m2 makes bracket A (ideal 30 s) then bracket B (ideal 60 s)."""
+    shifts = {**make_config_once().raw_extra["shifts"],
+              "products": [{"id": "bracket-a", "lot_prefix": "BA-", "ideal_cycle_s": {"m2": 30}},
+                           {"id": "bracket-b", "lot_prefix": "BB-", "ideal_cycle_s": {"m2": 60}}]}
+    config = make_config(tmp_path, shifts=shifts)
+    m2 = ("s1", "l1", "m2")
+    # 06:00-10:00 running, 400 parts of BA; 10:00-10:30 break; 10:30-14:00 running, 180 of BB
+    samples = scenario(m2, SHIFT_START - 60 * NS_PER_S,
+                       [Segment(60, RUN), Segment(240 * MIN, RUN, 400), Segment(30 * MIN, PLANNED),
+                        Segment(210 * MIN, RUN, 180), Segment(2 * MIN, RUN)])
+    samples += [Sample(*m2, "lot", "BA-0001", SHIFT_START - 60 * NS_PER_S),
+                Sample(*m2, "lot", "BB-0002", kst(2026, 11, 24, 10, 30))]
+    eng, events = live(config, samples)
+    lots = [(e.ts, e.data["product"]) for e in events if e.kind == "lot"]
+    assert lots == [(SHIFT_START - 60 * NS_PER_S, "bracket-a"), (kst(2026, 11, 24, 10, 30), "bracket-b")]
+    got = oee_events(events)[m2]
+    # ideal = 400 x 30 s + 180 x 60 s = 12000 + 10800 = 22800 s; run = 450 min = 27000 s
+    # P = 22800 / 27000 = 0.8444 (with the machine's 30 s for all: 17400 / 27000 = 0.6444)
+    assert got["ideal_s"] == 22800.0 and r4(got["performance"]) == 0.8444
+    store = EmbeddedStore(":memory:")
+    try:
+        store.write_samples(samples)
+        store.write_events(events)
+        hist = oee_events(Engine(config, clock=None).recompute(store, "s1", "l1", "m2", SHIFT_START, SHIFT_END))
+        assert hist[m2] == got
+    finally:
+        store.close()
