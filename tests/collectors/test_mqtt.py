@@ -82,9 +82,9 @@ def publisher(port: int) -> Iterator[Callable[[str, bytes], None]]:
 
 
 @contextmanager
-def running(broker, sink: ListSink, **mqtt) -> Iterator[MqttCollector]:
+def running(broker, sink: ListSink, client_id: str = "", **mqtt) -> Iterator[MqttCollector]:
     c = MqttCollector(demo_config(**mqtt), sink, NO_SECRETS, url=broker.url,
-                      client_id=f"gwanje-test-{uuid.uuid4().hex[:8]}")
+                      client_id=client_id or f"gwanje-test-{uuid.uuid4().hex[:8]}")
     c.start()
     try:
         assert wait_until(lambda: c.status().connected), c.status()
@@ -226,3 +226,42 @@ def test_start_before_the_broker_is_up_then_stop(mosquitto):
         c.stop()
     assert not c.status().connected
     assert c.status().detail == "stopped"
+
+
+class AckingSink(ListSink):
+    """A sink that reports when it is done (as gwanje.pipeline.Pipeline does): the collector
+    then acknowledges a message only when on_done is called. ack=False never calls it, as if
+    the process died before the samples were stored."""
+
+    def __init__(self, ack: bool) -> None:
+        super().__init__()
+        self.ack = ack
+
+    def submit(self, samples: Sequence[Sample], on_done: Callable[[], None] | None = None) -> None:
+        super().submit(samples)
+        if self.ack and on_done is not None:
+            on_done()
+
+
+@pytest.mark.services
+def test_messages_are_acked_only_when_the_sink_is_done(mosquitto_module):
+    client_id = f"gwanje-test-{uuid.uuid4().hex[:8]}"
+    lost_with_the_process = AckingSink(ack=False)
+    with running(mosquitto_module, lost_with_the_process, client_id=client_id) as c:
+        assert c.ack_after_store
+        with publisher(mosquitto_module.port) as publish:
+            for i in range(5):
+                publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
+        assert wait_until(lambda: len(lost_with_the_process.samples) == 5)
+    # the same session again: the broker redelivers the 5 messages nobody acknowledged
+    stored = AckingSink(ack=True)
+    want = {key(S("vibration", float(i), TS_MS + i)) for i in range(5)}
+    with running(mosquitto_module, stored, client_id=client_id):
+        assert wait_until(lambda: {key(s) for s in stored.samples} >= want), stored.samples
+    # and once acknowledged they are gone: a third session gets only what is new
+    again = AckingSink(ack=True)
+    with running(mosquitto_module, again, client_id=client_id):
+        with publisher(mosquitto_module.port) as publish:
+            publish(TOPIC + "/vibration", json.dumps({"value": 99.0, "ts": TS_MS + 99}).encode())
+        assert wait_until(lambda: len(again.samples) >= 1)
+        assert [key(s) for s in again.samples] == [key(S("vibration", 99.0, TS_MS + 99))]
