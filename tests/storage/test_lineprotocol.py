@@ -27,20 +27,31 @@ def test_sample_lines_escape_tags_and_string_fields():
     ])
     assert enc.rejected == []
     assert enc.lines == 4
-    assert enc.body.split("\n", 1)[0] == 'sample,site=창원\\ 1,line=l\\,1,machine=m\\=1,signal=sig\\ "x" value=1.5,q=0i ' + str(T0)
-    # the empty line tag is left out; the newline stays inside the quoted field
-    assert enc.body.split("\n")[1:] == [
-        f'sample,site=s,machine=m,signal=lot text="he said \\"hi\\" \\\\o/',
+    # expected lines written as raw strings: every backslash below is in the output
+    assert enc.body.split("\n") == [
+        r'sample,site=창원\ 1,line=l\,1,machine=m\=1,signal=sig\ "x" value=1.5,q=0i ' + str(T0),
+        # the empty line tag is left out; the newline stays inside the quoted field
+        r'sample,site=s,machine=m,signal=lot text="he said \"hi\" \\o/',
         f'bye",q=2i {T0 + 1}',
         f"sample,site=s,line=l,machine=m,signal=big value=1e+300,q=1i {T0 + 2}",
-        # a float field is never written like an integer (3 would be read as a float, 3i as int)
         "sample,site=s,line=l,machine=m,signal=whole value=3.0,q=0i -5",
     ]
 
 
 def test_event_lines_carry_json_as_an_escaped_string_field():
     enc = encode_events([Event("alarm", T0, "s", "", "m 1", "k", {"msg": 'say "hi"', "p": "c:\\tmp"})])
-    assert enc.body == f'event,kind=alarm,site=s,machine=m\\ 1,key=k data="{{\\"msg\\":\\"say \\\\\\"hi\\\\\\"\\",\\"p\\":\\"c:\\\\\\\\tmp\\"}}" {T0}'
+    # JSON {"msg":"say \"hi\"","p":"c:\\tmp"}, then \ and " escaped once more for the field
+    assert enc.body == r'event,kind=alarm,site=s,machine=m\ 1,key=k data="{\"msg\":\"say \\\"hi\\\"\",\"p\":\"c:\\\\tmp\"}" ' + str(T0)
+
+
+def test_request_bodies_split_between_points_never_inside_a_text_with_a_newline():
+    enc = encode_samples([Sample("s", "l", "m", "lot", "a\nb", 1), Sample("s", "l", "m", "x", 1.0, 2),
+                          Sample("s", "l", "m", "x", 2.0, 3)])
+    assert list(enc.bodies(2)) == [
+        b'sample,site=s,line=l,machine=m,signal=lot text="a\nb",q=0i 1\n'
+        b"sample,site=s,line=l,machine=m,signal=x value=1.0,q=0i 2",
+        b"sample,site=s,line=l,machine=m,signal=x value=2.0,q=0i 3",
+    ]
 
 
 def test_escape_helpers():
