@@ -172,7 +172,9 @@ class Pipeline:
                     return
                 continue
             backlog = self.spool.batches > 0
-            batch, callbacks = self._take_batch(wait=not backlog and not stopping)
+            # wait for fresh data unless there is a backlog the store can take right now
+            batch, callbacks = self._take_batch(
+                wait=not stopping and (not backlog or self._store_presumed_down()))
             if batch:
                 self._notify(batch)
                 if not self._store_presumed_down() and self._write(batch):
@@ -196,8 +198,6 @@ class Pipeline:
                 continue
             if backlog and not self._store_presumed_down():
                 self._drain(self.flush_interval_s)
-            elif backlog:
-                self._stop.wait(min(self.flush_interval_s, max(0.0, self._retry_at - time.monotonic())))
 
     def _run_once_memory(self, stopping: bool) -> bool:
         """The writer step without a spool; True when the writer should end."""
