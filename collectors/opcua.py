@@ -242,17 +242,19 @@ def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
 
 # --------------------------------------------------------------------------- the collector
 class OpcuaCollector:
-    """collectors.base.Collector for one OPC UA endpoint. `url` overrides endpoint.url."""
+    """collectors.base.Collector for one OPC UA endpoint. `url` overrides endpoint.url;
+    `watchdog_s` (tests, very quiet links) is how often a silent server is probed."""
 
     kind = "opcua"
 
     def __init__(self, config: Config, endpoint: OpcuaEndpoint, sink: SampleSink, secrets: Secrets,
-                 url: str | None = None) -> None:
+                 url: str | None = None, *, watchdog_s: float = _WATCHDOG_S) -> None:
         self.config = config
         self.endpoint = endpoint
         self.sink = sink
         self._secrets = secrets
         self.url = url or endpoint.url
+        self.watchdog_s = watchdog_s  # how often a silent server is probed (and the probe's timeout)
         self.name = f"opcua:{endpoint.name}"
         self.normalizer = Normalizer(config)
         self.rejects = Rejects(self.name)
@@ -386,7 +388,7 @@ class OpcuaCollector:
         from asyncua import Client, ua
 
         ep = self.endpoint
-        client = Client(self.url, timeout=_REQUEST_TIMEOUT_S, watchdog_intervall=_WATCHDOG_S)
+        client = Client(self.url, timeout=_REQUEST_TIMEOUT_S, watchdog_intervall=self.watchdog_s)
         client.name = client.description = "Gwanje collector"
         client.session_timeout = 600_000  # what asyncua servers grant anyway; asking more only logs a warning
         if self._secrets.opcua_username:

@@ -341,3 +341,25 @@ def test_basic256sha256_sign_and_encrypt(tiny, tmp_path):
         col.stop()
         plain.stop()
         server.stop()
+
+
+def test_frozen_server_noticed_by_the_watchdog_then_resubscribed(tiny):
+    """A hung server keeps its TCP connection open; only the periodic probe notices it."""
+    config, endpoint = tiny
+    server = OpcuaTestServer(plant_variables(config, endpoint)).start()
+    sink = ListSink()
+    col = OpcuaCollector(config, fast(endpoint, server.url), sink, NO_SECRETS, watchdog_s=1.0)
+    try:
+        col.start()
+        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 4, timeout=15), col.status()
+        server.freeze()
+        assert wait_for(lambda: not col.status().connected, timeout=10), "a frozen server went unnoticed"
+        n_frozen = len(sink.samples)
+        server.thaw()
+        assert wait_for(lambda: col.status().connected, timeout=10), col.status()
+        # the new subscription delivers the (unchanged) current values again
+        assert wait_for(lambda: len(sink.samples) >= n_frozen + 4), len(sink.samples)
+        assert col.status().reconnects == 1
+    finally:
+        col.stop()
+        server.stop()
