@@ -56,13 +56,15 @@ class Simulator:
         self.publisher = (MqttPublisher(mqtt_url, config.system.mqtt, secrets, client_id="gwanje-simulator")
                           if mqtt_url else None)
         chosen = set(sparkplug_lines)
-        self.edge_nodes: dict[tuple[str, str], SparkplugEdgeNode] = {}
-        if mqtt_url:
-            for m in config.machines():
-                if m.definition.source == "mqtt" and (m.line in chosen or f"{m.site}/{m.line}" in chosen):
-                    if (m.site, m.line) not in self.edge_nodes:
-                        self.edge_nodes[(m.site, m.line)] = SparkplugEdgeNode(
-                            mqtt_url, m.site, m.line, config.system.mqtt, secrets)
+        mqtt_lines = {(m.site, m.line) for m in config.machines() if m.definition.source == "mqtt"}
+        unknown = chosen - {x for site, line in mqtt_lines for x in (line, f"{site}/{line}")}
+        if unknown:  # a typo must not silently leave a line on JSON
+            raise ValueError(f"sparkplug lines {sorted(unknown)} have no MQTT machines "
+                             f"(lines with MQTT machines: {sorted(f'{s}/{ln}' for s, ln in mqtt_lines)})")
+        self.edge_nodes: dict[tuple[str, str], SparkplugEdgeNode] = {
+            (site, line): SparkplugEdgeNode(mqtt_url, site, line, config.system.mqtt, secrets)
+            for site, line in sorted(mqtt_lines)
+            if mqtt_url and (line in chosen or f"{site}/{line}" in chosen)}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[threading.Thread] = None
         self._step_thread: Optional[threading.Thread] = None
