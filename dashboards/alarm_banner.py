@@ -140,8 +140,17 @@ def banner_children(top: Optional[AlarmState], count: int, flood: dict, lang: st
     return kids
 
 
-def refresh_banner(n: Any, page_ctx: Optional[dict]) -> tuple[Any, str]:
-    """Callback: the banner of the page (a failing source keeps the last banner)."""
+def refresh_banner(n: Any, page_ctx: Optional[dict], shown: Optional[str] = None) -> tuple[Any, Any, Any]:
+    """Callback: the banner of the page and its signature. When the signature equals what
+    the page already shows (`shown`), nothing is sent: the banner is not rebuilt every refresh
+    (a wall display's mute button stays under the finger). A failing source keeps the last banner."""
+    out = _banner(page_ctx)
+    if out is None or out[2] == shown:
+        return dash.no_update, dash.no_update, dash.no_update
+    return out
+
+
+def _banner(page_ctx: Optional[dict]) -> Optional[tuple[Any, str, str]]:
     cfg = context.config()
     pc = page_ctx if isinstance(page_ctx, dict) else {}
     lang = normalize_lang(pc.get("lang"), cfg.system.ui.default_language)
@@ -152,19 +161,22 @@ def refresh_banner(n: Any, page_ctx: Optional[dict]) -> tuple[Any, str]:
         flood = src.flood()
     except Exception:  # the banner must never break a page
         log.exception("alarm banner: source failed")
-        return dash.no_update, dash.no_update
+        return None
     un = [s for s in active if s.unacknowledged]
     top = un[0] if un else None
     crit = sorted(s.id for s in un if s.priority == "critical")
     cls = "gw-alarm-banner" + (f" gw-alarm-banner-{top.priority}" if top else "") + (" gw-flood" if flood else "")
+    sig = repr((lang, kiosk, len(un), top and (top.id, top.changed_ts, top.priority), sorted(flood.items()), crit))
     if top is None and not flood and not kiosk:
-        return [], "gw-alarm-banner"
-    return banner_children(top, len(un), flood, lang, kiosk, crit), cls
+        return [], "gw-alarm-banner", sig
+    return banner_children(top, len(un), flood, lang, kiosk, crit), cls, sig
 
 
 def register_callbacks(callback: Any) -> None:
     callback(Output("alarm-banner", "children"), Output("alarm-banner", "className"),
-             Input("refresh", "n_intervals"), State("page-ctx", "data"))(refresh_banner)
+             Output("alarm-banner", "data-shown"),
+             Input("refresh", "n_intervals"), State("page-ctx", "data"), State("alarm-banner", "data-shown"))(
+        refresh_banner)
     # the sound: in the browser, so each wall display has its own mute (localStorage)
     dash.clientside_callback(ClientsideFunction("gwanjeAlarms", "sound"),
                              Output("gw-alarm-crit", "className"), Input("gw-alarm-crit", "title"))

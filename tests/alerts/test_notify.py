@@ -139,8 +139,14 @@ def test_raise_escalate_and_nothing_after_acknowledgement(config, smtp, web, tmp
         assert posts(web, "/lee", H2) == []
         assert len(posts(web, "/lee", H1)) == 1
 
+        def sent_records():
+            return {(e.key, e.data["channel"], e.data["level"])
+                    for e in store.events("notification", T - S, T + 1000 * S) if e.data["outcome"] == "sent"}
+
+        # the record is written once the endpoint has answered, just after the post arrived
+        assert wait_for(lambda: (HH1, "lee-hook", 1) in sent_records())
         stored = store.events("notification", T - S, T + 1000 * S)
-        sent = {(e.key, e.data["channel"], e.data["level"]) for e in stored if e.data["outcome"] == "sent"}
+        sent = sent_records()
         assert {(H1, "kim-mail", 0), (H1, "ops-hook", 0), (H1, "lee-hook", 1), (H2, "kim-mail", 0),
                 (HH1, "lee-hook", 1)} <= sent
         assert not any(k == H2 and lv == 1 for k, _, lv in sent)

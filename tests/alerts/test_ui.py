@@ -94,16 +94,19 @@ def find(node, cid):
 
 
 def test_banner_shows_the_most_severe_unacknowledged_alarm_and_the_count(env):
-    assert alarm_banner.refresh_banner(1, KO) == ([], "gw-alarm-banner")
+    kids, cls, sig = alarm_banner.refresh_banner(1, KO)
+    assert (kids, cls) == ([], "gw-alarm-banner")
+    # unchanged since: nothing is sent, the page keeps what it shows
+    assert alarm_banner.refresh_banner(2, KO, sig) == (dash.no_update,) * 3
     feed(env, vib("cnc-101", 1, 9.5), vib("cnc-102", 2, 7.5))  # HH1 + H1 at 1 s, H2 at 2 s
-    kids, cls = alarm_banner.refresh_banner(2, KO)
+    kids, cls, _ = alarm_banner.refresh_banner(2, KO)
     assert cls == "gw-alarm-banner gw-alarm-banner-critical"
     top = find(kids, "gw-alarm-top")
     assert texts(top) == ["긴급", "MC 1호기 진동 HH 9.5", "미확인 알람 3건"]
     assert top.href == "/alarms?alarm=vib.hh%3Achangwon-1%2Fcnc-1%2Fcnc-101%2Fvibration&lang=ko"
     env.clock.t = T0 + 10 * S
     env.svc.acknowledge(HH1, "kim")
-    kids, cls = alarm_banner.refresh_banner(3, EN)
+    kids, cls, _ = alarm_banner.refresh_banner(3, EN)
     # of the two high ones, the newest
     assert texts(find(kids, "gw-alarm-top")) == ["High", "Machining center 2 vibration H 7.5", "2 unacknowledged"]
     assert find(kids, "gw-alarm-mute") is None  # the mute toggle is for wall displays
@@ -111,7 +114,7 @@ def test_banner_shows_the_most_severe_unacknowledged_alarm_and_the_count(env):
 
 def test_wall_display_gets_the_sound_hooks(env):
     feed(env, vib("cnc-101", 1, 9.5))
-    kids, _ = alarm_banner.refresh_banner(1, {"lang": "ko", "kiosk": True})
+    kids, _, _ = alarm_banner.refresh_banner(1, {"lang": "ko", "kiosk": True})
     assert find(kids, "gw-alarm-crit").title == HH1  # the unacknowledged critical alarms the script watches
     assert texts(find(kids, "gw-alarm-mute")) == ["경보음 끄기"]
 
@@ -120,7 +123,7 @@ def test_flood_banner_when_more_than_ten_in_ten_minutes(env):
     # six machines over HH: 12 annunciations in cnc-1 within a second
     feed(env, *[vib(f"cnc-10{i}", 1, 9.5) for i in range(1, 7)])
     env.clock.t = T0 + 2 * S
-    kids, cls = alarm_banner.refresh_banner(1, EN)
+    kids, cls, _ = alarm_banner.refresh_banner(1, EN)
     assert "gw-flood" in cls.split()
     assert texts(kids)[0] == "ALARM FLOOD: changwon-1/cnc-1 12 in 10 min"
 
@@ -167,7 +170,7 @@ def test_read_only_without_the_live_service(env):
     feed(env, vib("cnc-101", 1, 9.5))
     context.set_context(env.cfg, DataLayer(env.cfg, env.store, ttl_s=0.0, clock=env.clock), None)
     # the store view shows what the service stored ...
-    kids, _ = alarm_banner.refresh_banner(1, EN)
+    kids, _, _ = alarm_banner.refresh_banner(1, EN)
     assert texts(find(kids, "gw-alarm-top"))[1] == "Machining center 1 vibration HH 9.5"
     # ... but cannot act
     rows, _ = env.page.refresh_active(1, "none", 0, EN)
