@@ -19,6 +19,12 @@ import polars as pl
 from gwanje.model import Event, Sample
 
 
+def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
+    """The width (ns) of the equal buckets Store.series() downsamples [start_ns, end_ns) to:
+    ceil(window / max_points), so at most max_points buckets, the first starting at start_ns."""
+    return max(1, -(-(end_ns - start_ns) // max(1, max_points)))
+
+
 class StoreUnavailable(Exception):
     """The store is down, unreachable or too slow: try again later (spool the batch)."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import duckdb
 import polars as pl
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
-from storage.base import Store
+from storage.base import Store, StoreUnavailable, bucket_width
 from storage.checks import event_json, sample_problem, series_problem
 
 _SCHEMA = """
@@ -61,13 +62,26 @@ class EmbeddedStore(Store):
 
     def ping(self) -> bool:
         try:
-            self._cursor().execute("SELECT 1").fetchall()
-        except duckdb.Error:
+            with self._cursor() as cur:
+                cur.execute("SELECT 1").fetchall()
+        except (duckdb.Error, StoreUnavailable):
             return False
         return True
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        return self._con.cursor()
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for this call. I/O errors (disk full, file gone) and a closed
+        store are "try again later" for the pipeline, like an unreachable server."""
+        try:
+            cur = self._con.cursor()
+        except duckdb.OperationalError as e:
+            raise StoreUnavailable(f"embedded store: {e}") from None
+        try:
+            yield cur
+        except duckdb.OperationalError as e:
+            raise StoreUnavailable(f"embedded store: {e}") from None
+        finally:
+            cur.close()
 
     # ------------------------------------------------------------------ writes
     def write_samples(self, samples: Sequence[Sample]) -> None:
@@ -120,13 +134,9 @@ class EmbeddedStore(Store):
         self._insert("events", table)
 
     def _insert(self, name: str, table: pa.Table) -> None:
-        with self._write_lock:
-            cur = self._cursor()
-            try:
-                cur.register("batch", table)
-                cur.execute(f"INSERT OR REPLACE INTO {name} SELECT * FROM batch")
-            finally:
-                cur.close()
+        with self._write_lock, self._cursor() as cur:
+            cur.register("batch", table)
+            cur.execute(f"INSERT OR REPLACE INTO {name} SELECT * FROM batch")
 
     # ------------------------------------------------------------------ reads
     def latest(self, site: Optional[str] = None, line: Optional[str] = None,
@@ -144,20 +154,17 @@ class EmbeddedStore(Store):
         w, args = _where({"site": site, "line": line, "machine": machine, "signal": signal},
                          start_ns, end_ns)
         w += " AND value IS NOT NULL"
-        cur = self._cursor()
-        try:
+        with self._cursor() as cur:
             (n,) = cur.execute(f"SELECT count(*) FROM samples{w}", args).fetchone()
             if n <= max_points:
                 rows = cur.execute(f"SELECT ts, value FROM samples{w} ORDER BY ts", args).fetchall()
             else:
-                width = max(1, -(-(end_ns - start_ns) // max(1, max_points)))
+                width = bucket_width(start_ns, end_ns, max_points)
                 # equal-width buckets counted from start_ns; ts is the bucket start
                 rows = cur.execute(
                     f"SELECT ($b0 + (ts - $b0) // $bw * $bw)::BIGINT AS ts, avg(value) AS value "
                     f"FROM samples{w} GROUP BY 1 ORDER BY 1",
                     {**args, "b0": int(start_ns), "bw": int(width)}).fetchall()
-        finally:
-            cur.close()
         # at most max_points rows: plain tuples cost nothing here
         return pl.DataFrame(rows, schema=_SERIES_SCHEMA, orient="row")
 
@@ -185,11 +192,8 @@ class EmbeddedStore(Store):
         return int(self._fetch(f"SELECT count(*) FROM samples{w}", args)[0][0])
 
     def _fetch(self, sql: str, args: dict) -> list[tuple]:
-        cur = self._cursor()
-        try:
+        with self._cursor() as cur:
             return cur.execute(sql, args).fetchall()
-        finally:
-            cur.close()
 
 
 def _where(tags: dict[str, Optional[str]], start_ns: Optional[int] = None,

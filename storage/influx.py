@@ -27,7 +27,7 @@ import requests
 
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
-from storage.base import Store, StoreUnavailable
+from storage.base import Store, StoreUnavailable, bucket_width
 from storage.lineprotocol import Encoded, encode_events, encode_samples
 
 log = logging.getLogger("gwanje.storage.influx")
@@ -285,11 +285,6 @@ class InfluxStore(Store):
         if r.status_code >= 300:
             _raise_for_status(r.status_code, _error_text(r))
         return r
-
-
-def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
-    """Width of equal buckets so that [start, end) needs at most max_points of them."""
-    return max(1, -(-(end_ns - start_ns) // max(1, max_points)))
 
 
 # Refusals of the data itself (unparsable line, field type conflict, body too large): the
