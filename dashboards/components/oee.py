@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from dash import dcc, html
 
-from gwanje.config import Config, LineDef, SiteDef
+from gwanje.config import Config, LineDef, Names, SiteDef
 from gwanje.engine import Engine, LineOee, intervals_from_events
 from gwanje.losses import LOSS_LABELS, UNASSIGNED, Stop, reason_pareto, six_big_losses, stops_of
 from gwanje.model import NS_PER_S, Event, MachineState
@@ -106,8 +106,16 @@ def engine_for(cfg: Config) -> Engine:
     return hit[1]
 
 
+ROLLING = {"last-8h": (8, Names(ko="최근 8시간", en="Last 8 h")), "last-24h": (24, Names(ko="최근 24시간", en="Last 24 h"))}
+
+
 def resolve_shift(eng: Engine, key: Optional[str], now_ns: int) -> Optional[ShiftInstance]:
-    """The shift named by key ('2026-11-24/day'), else the one running now (or the last one)."""
+    """The shift named by key ('2026-11-24/day'), a rolling window ('last-8h', 'last-24h')
+    ending now, else the shift running now (or the last one)."""
+    if isinstance(key, str) and key in ROLLING:
+        hours, name = ROLLING[key]
+        start = now_ns - hours * 3600 * NS_PER_S
+        return ShiftInstance(key, name, eng.calendar.local_date(start), start, now_ns, True, ())
     if isinstance(key, str) and key:
         return eng.calendar.shift_by_key(key)
     cur = eng.calendar.shift_at(now_ns)
@@ -161,7 +169,7 @@ def load_scope(cfg: Config, layer: DataLayer, site: str, line: Optional[str], sh
     if sh is None:
         return None
     # the running shift refreshes with the cache TTL; a closed shift is the same every time
-    bucket = now if sh.end_ns > now else sh.end_ns
+    bucket = now if sh.end_ns >= now else sh.end_ns
     key = ("oee-scope", sdef.id, ldef.id if ldef else "", sh.key, bucket)
     return layer._query(key, lambda: _load(cfg, layer, eng, sdef, ldef, sh, now))
 
@@ -187,15 +195,19 @@ def _load(cfg: Config, layer: DataLayer, eng: Engine, sdef: SiteDef, ldef: Optio
     by_machine: dict[tuple[str, str, str], list[Event]] = {}
     for e in states:
         by_machine.setdefault((e.site, e.line, e.machine), []).append(e)
-    live = sh.end_ns > now
+    live = sh.end_ns >= now  # a rolling window ends now and is always live
     stored = {} if live else {(e.site, e.line, e.machine): e for e in
                               store.events("oee_shift", sh.start_ns, sh.start_ns + 1, sdef.id, line_id, key=sh.key)}
     snap_seen: dict[tuple[str, str, str], Optional[int]] = {}
     if live:
-        ps = layer.plant_snapshot(now)
+        # newest sample per machine, to end the open interval of a machine that went silent;
+        # bounded to the window so it never scans the whole history
+        for smp in store.latest(sdef.id, line_id, None, since_ns=sh.start_ns - eng.timeout_ns):
+            k = (smp.site, smp.line, smp.machine)
+            snap_seen[k] = max(snap_seen.get(k) or 0, smp.ts)
         for k in wanted:
-            mv = ps.machine(*k)
-            snap_seen[k] = mv.last_ts if mv else None
+            # no sample since the window began: silent throughout, the open record ends at its start
+            snap_seen.setdefault(k, sh.start_ns - eng.timeout_ns)
     if not live and all(k in stored for k in wanted):
         machines = {k: OeeResult.from_dict(stored[k].data) for k in wanted}
         source = "stored"
@@ -236,6 +248,8 @@ def local_time(ts_ns: int, tz: str, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def shift_title(sh: ShiftInstance, tz: str, lang: str, live: bool) -> str:
+    if sh.shift_id in ROLLING:
+        return f"{sh.name.get(lang)} · {local_time(sh.start_ns, tz)}–{local_time(sh.end_ns, tz)}"
     status = tr("not_worked", lang) if not sh.working else tr("live", lang) if live else tr("closed", lang)
     return (f"{sh.day.isoformat()} {sh.name.get(lang)} · {local_time(sh.start_ns, tz, '%H:%M')}–"
             f"{local_time(sh.end_ns, tz, '%H:%M')} ({status})")

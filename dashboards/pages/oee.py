@@ -9,7 +9,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ScopeData, engine_for, graph, kpi_tiles, loss_figure, machine_name,
+from dashboards.components.oee import (ROLLING, ScopeData, engine_for, graph, kpi_tiles, loss_figure, machine_name,
                                        machine_table, neighbour_shift, pareto_data, pareto_figure,
                                        scope_from_params, shift_title, timeline_figure, tr)
 from dashboards.components.page import View, render, view
@@ -37,12 +37,15 @@ def scope_links(v: View, scope: ScopeData, path: str) -> html.Div:
     line_id = scope.line.id if scope.line else None
     nav = []
     for step, label in ((-1, "prev_shift"), (1, "next_shift")):
-        other = neighbour_shift(eng, sh, step)
+        other = neighbour_shift(eng, sh, step) if sh.shift_id not in ROLLING else None
         if other is not None and other.start_ns <= scope.now_ns:
             nav.append(dcc.Link(tr(label, v.lang), href=v.href(path, site=scope.site.id, line=line_id, shift=other.key),
                                 className="gw-chip", id=f"oee-{label}"))
     nav.append(dcc.Link(tr("current_shift", v.lang), href=v.href(path, site=scope.site.id, line=line_id),
                         className="gw-chip"))
+    nav += [dcc.Link(name.get(v.lang), href=v.href(path, site=scope.site.id, line=line_id, shift=key),
+                     className="gw-chip" + (" gw-chip-on" if sh.shift_id == key else ""), id=f"oee-{key}")
+            for key, (_, name) in ROLLING.items()]
     return html.Div([html.Div(sites, className="gw-chips"), html.Div(lines, className="gw-chips"),
                      html.Div(nav, className="gw-chips")], className="gw-oee-scope")
 
