@@ -68,6 +68,8 @@ _STRINGS = {
     "state": {"ko": "상태", "en": "State"},
     "export_csv": {"ko": "CSV 내보내기", "en": "Export CSV"},
     "saved": {"ko": "저장됨", "en": "Saved"},
+    "recompute": {"ko": "원시 데이터로 재계산", "en": "Recompute from raw data"},
+    "recomputed": {"ko": "재계산 완료", "en": "Recomputed"},
     "save_failed": {"ko": "저장 실패", "en": "Not saved"},
     "cumulative": {"ko": "누적 %", "en": "Cumulative %"},
     "no_shift": {"ko": "해당 교대 없음", "en": "No such shift"},

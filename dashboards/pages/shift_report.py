@@ -4,6 +4,7 @@ the stops of the shift with a reason picker (saved as downtime_reason events, fe
 Pareto), and a CSV export of the machine figures."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import dash
@@ -22,6 +23,7 @@ from gwanje.reasons import ReasonTree
 dash.register_page(__name__, path="/shift-report", title="Gwanje", name="shift_report",
                    nav={"key": "oee:shift_report", "order": 31})
 
+log = logging.getLogger("gwanje.ui.shift_report")
 REASON_TYPE = "gw-reason"
 SAVED_TYPE = "gw-reason-saved"
 
@@ -92,6 +94,8 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
                 id="shift-report-title"),
         html.Button(tr("export_csv", lang), id="shift-csv-btn", className="gw-button"),
         dcc.Download(id="shift-csv"),
+        None if scope.live else html.Button(tr("recompute", lang), id="shift-recompute-btn", className="gw-button"),
+        html.Span(id="shift-recompute-out", className="gw-note"),
         kpi_tiles(scope.scope_result, lang),
         lines_table(cfg, scope, lang),
         html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang)], className="gw-panel"),
@@ -132,6 +136,34 @@ def on_export(n: Any, params: Any, page_ctx: Any) -> Any:
     lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
     out = export_csv(params, lang if lang in ("ko", "en") else "ko")
     return out if out is not None else dash.no_update
+
+
+def recompute(params: Any, user: Optional[str]) -> tuple[str, int]:
+    """Recompute a closed shift of the scope from raw samples and store the oee_shift records
+    (replacing what the live path wrote). Returns (i18n key, number of records written)."""
+    p = params if isinstance(params, dict) else {}
+    cfg, layer = context.config(), context.data()
+    scope, ok = scope_from_params(cfg, layer, p.get("site"), p.get("line"), p.get("shift"))
+    if user is None or scope is None or scope.live or scope.shift.shift_id not in {s.id for s in
+                                                                                  engine_for(cfg).calendar.spec.shifts}:
+        return "save_failed", 0
+    try:
+        events = engine_for(cfg).recompute(layer.store, scope.site.id, scope.line.id if scope.line else None,
+                                           None, scope.shift.start_ns, scope.shift.end_ns)
+        layer.store.write_events(events)
+    except Exception:  # store down: say so on the tablet
+        log.exception("recompute of %s failed", scope.shift.key)
+        return "save_failed", 0
+    layer.cache.clear()
+    return "recomputed", len(events)
+
+
+@callback(Output("shift-recompute-out", "children"), Input("shift-recompute-btn", "n_clicks"),
+          State("shift-params", "data"), State("page-ctx", "data"), prevent_initial_call=True)
+def on_recompute(n: Any, params: Any, page_ctx: Any) -> str:
+    lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
+    key, count = recompute(params, _user())
+    return f"{tr(key, lang)} ({count})" if count else tr(key, lang)
 
 
 def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:

@@ -3,6 +3,7 @@ EmbeddedStore holding what the engine wrote for the test plant's day shift."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sys
 
@@ -15,7 +16,7 @@ from dashboards.data import DataLayer
 from gwanje.model import NS_PER_S
 from tests.dashboards.helpers import by_class, by_id, by_type, text
 from tests.engine.conftest import SHIFTS_8H, kst, make_config
-from tests.engine.test_engine import KEY, SHIFT_END, live, plant_samples
+from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live, plant_samples
 
 REASONS = [{"id": "mechanical", "name": {"ko": "기계", "en": "Mechanical"},
             "children": [{"id": "spindle", "name": {"ko": "주축", "en": "Spindle"}}]},
@@ -156,3 +157,24 @@ def test_rolling_window(app):
     assert m2.breakdown_s == 0.0 and m2.small_stop_s == 24 * 60
     lay = page("oee")(site="s1", line="l1", shift="last-8h", lang="en")
     assert text(by_id(lay, "oee-shift-title")).startswith("Last 8 h")
+
+
+def test_recompute_a_closed_shift_on_demand(app):
+    _, cfg, store = app
+    module = sys.modules["dashboards.pages.shift_report"]
+    # spoil m1's stored record, as a live path that missed data would have left it
+    bad = store.events("oee_shift", SHIFT_START, SHIFT_START + 1, "s1", "l1", "m1", key=KEY)[0]
+    store.write_events([dataclasses.replace(bad, data={**bad.data, "total": 1, "good": 1, "reject": 0})])
+    context.data().cache.clear()
+    scope = load_scope(cfg, context.data(), "s1", "l1", KEY, now_ns=NOW)
+    assert scope.machines[("s1", "l1", "m1")].total == 1
+    key, n = module.recompute({"site": "s1", "line": "l1", "shift": KEY}, "kim")
+    # m1, m2 and the line record
+    assert (key, n) == ("recomputed", 3)
+    scope = load_scope(cfg, context.data(), "s1", "l1", KEY, now_ns=NOW)
+    assert scope.source == "stored" and scope.machines[("s1", "l1", "m1")].total == 800
+    # a running shift, a rolling window or no user: refused
+    assert module.recompute({"site": "s1", "shift": "last-8h"}, "kim") == ("save_failed", 0)
+    assert module.recompute({"site": "s1", "shift": KEY}, None) == ("save_failed", 0)
+    lay = page("shift_report")(site="s1", shift=KEY, lang="en")
+    assert by_id(lay, "shift-recompute-btn") is not None
