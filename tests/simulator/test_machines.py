@@ -201,7 +201,8 @@ def test_counters_monotone_between_shift_resets_and_consistent(day):
             tot, good, rej = v["part_count_total"], v["part_count_good"], v["part_count_reject"]
             assert 0 <= tot < wrap and (good + rej) % wrap == tot
             if spec.machine in prev and t not in shift_starts:
-                # a minute makes at most 60 s / (0.96 * 1.05 * ideal) parts; a wrap counts on
+                # a cycle takes at least 1.05 x ideal: a minute finishes at most 60 / (1.05 x ideal)
+                # parts, plus one that was under way; (modulo 2**bits: a wrap counts on)
                 made = (tot - prev[spec.machine]) % wrap
                 assert made <= 60 / spec.definition.ideal_cycle_s + 1, (spec.machine, t)
             prev[spec.machine] = tot

@@ -143,6 +143,7 @@ def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitt
         deadline = time.monotonic() + 10
         while not node.status().connected and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert node.status().connected
         published = []
         for i in range(2):
             now = time.time_ns() + i * 1_000_000_000
