@@ -120,6 +120,7 @@ def test_exact_value_and_source_timestamp(demo):
 def test_changes_of_one_publish_arrive_in_one_batch(demo):
     server, col, sink = demo
     ts = datetime(2026, 11, 24, 9, 31, tzinfo=UTC)
+    # both writes run in one step of the server's loop, so no publish can fall between them
     server.write_many([(FORCE, 2000.0), (TEMP, 1150.0)], source_ts=ts)
     both = wait_for(lambda: [b for b in sink.batches
                              if {(s.signal, s.value) for s in b} >= {("forging_force", 2000.0), ("billet_temp", 1150.0)}])
