@@ -1,0 +1,146 @@
+"""`/status` — the system status page: every source's connection state and data rate, the
+store, the in-memory queue and the disk spool (with the spool-full alarm).
+
+Reads the runtime's status (`context.runtime_status()`, the dict runtime.Runtime.status()
+returns, also behind /readyz and /metrics). A data rate needs two readings: the previous
+counters ride along in a dcc.Store, so each display computes its own rates and the server
+keeps no per-client state. `status_body` is pure (tests call it with hand-written dicts).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import dash
+from dash import Input, Output, State, callback, dcc, html
+
+from dashboards import context
+from dashboards.components.page import render, view
+from dashboards.i18n import add_strings, normalize_lang, t
+from gwanje.model import now_ns
+
+dash.register_page(__name__, path="/status", title="Gwanje", name="status", nav={"key": "status", "order": 90})
+
+add_strings({
+    "status": {"ko": "시스템 상태", "en": "System status"},
+    "st.sources": {"ko": "데이터 소스", "en": "Sources"},
+    "st.source": {"ko": "소스", "en": "Source"},
+    "st.kind": {"ko": "종류", "en": "Kind"},
+    "st.state": {"ko": "연결", "en": "Connection"},
+    "st.connected": {"ko": "연결됨", "en": "Connected"},
+    "st.disconnected": {"ko": "끊김", "en": "Disconnected"},
+    "st.rate": {"ko": "수신 속도 (샘플/초)", "en": "Data rate (samples/s)"},
+    "st.samples": {"ko": "수신 샘플", "en": "Samples in"},
+    "st.reconnects": {"ko": "재연결", "en": "Reconnects"},
+    "st.last_data": {"ko": "마지막 수신", "en": "Last data"},
+    "st.rejects": {"ko": "거부", "en": "Rejected"},
+    "st.detail": {"ko": "상세", "en": "Detail"},
+    "st.ago": {"ko": "{s}초 전", "en": "{s} s ago"},
+    "st.never": {"ko": "없음", "en": "never"},
+    "st.no_runtime": {"ko": "이 프로세스에는 수집기가 없습니다 (분리 배포: collect 프로세스의 /metrics 참조)",
+                      "en": "No collectors in this process (split deployment: see the collect process's /metrics)"},
+    "st.store": {"ko": "저장소", "en": "Store"},
+    "st.store_ok": {"ko": "응답함", "en": "Answering"},
+    "st.store_down": {"ko": "응답 없음 — 데이터는 디스크 스풀에 보관 중", "en": "Not answering — data kept in the disk spool"},
+    "st.written": {"ko": "저장 속도 (샘플/초)", "en": "Write rate (samples/s)"},
+    "st.queue": {"ko": "메모리 대기열", "en": "Memory queue"},
+    "st.spool": {"ko": "디스크 스풀", "en": "Disk spool"},
+    "st.spool_full": {"ko": "스풀 가득 참: {policy} 정책으로 데이터 손실 중", "en": "Spool full: policy {policy} is dropping data"},
+    "st.dropped": {"ko": "손실 샘플", "en": "Samples lost"},
+    "st.latency": {"ko": "최근 쓰기 시간", "en": "Last write time"},
+})
+
+
+def _fmt_int(v: Any) -> str:
+    return f"{int(v):,}" if isinstance(v, (int, float)) else "—"
+
+
+def _rate(now: Optional[float], before: Optional[float], dt_s: float) -> Optional[float]:
+    if now is None or before is None or dt_s <= 0 or now < before:
+        return None  # first reading, or a restart reset the counter
+    return (now - before) / dt_s
+
+
+def counters(status: Mapping[str, Any], at_ns: int) -> dict[str, Any]:
+    """What the next refresh needs to turn counters into rates."""
+    return {"t": at_ns,
+            "sources": {s.get("name", ""): s.get("samples_in") for s in status.get("sources") or []},
+            "written": (status.get("pipeline") or {}).get("samples_written")}
+
+
+def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at_ns: int, lang: str) -> list[Any]:
+    """The page content for one status reading; prev = counters() of the previous reading."""
+    if not status:
+        return [html.P(t("st.no_runtime", lang), className="gw-note")]
+    prev = prev if isinstance(prev, Mapping) else {}
+    dt = (at_ns - prev["t"]) / 1e9 if isinstance(prev.get("t"), int) else 0.0
+    prev_src = prev.get("sources") if isinstance(prev.get("sources"), Mapping) else {}
+    rows = []
+    for s in status.get("sources") or []:
+        name = s.get("name", "")
+        rate = _rate(s.get("samples_in"), prev_src.get(name), dt)
+        last = s.get("last_data_ns")
+        age = t("st.ago", lang, s=f"{(at_ns - last) / 1e9:.0f}") if isinstance(last, int) else t("st.never", lang)
+        ok = bool(s.get("connected"))
+        rows.append(html.Tr([
+            html.Td(name), html.Td(s.get("kind", "")),
+            html.Td(t("st.connected" if ok else "st.disconnected", lang),
+                    className="gw-ok" if ok else "gw-bad", **{"data-state": "up" if ok else "down"}),
+            html.Td("—" if rate is None else f"{rate:,.1f}", className="gw-num"),
+            html.Td(_fmt_int(s.get("samples_in")), className="gw-num"),
+            html.Td(_fmt_int(s.get("reconnects")), className="gw-num"),
+            html.Td(age),
+            html.Td(_fmt_int(sum((s.get("rejects") or {}).values())), className="gw-num",
+                    title=", ".join(f"{k}: {v}" for k, v in sorted((s.get("rejects") or {}).items()))),
+            html.Td(s.get("detail", ""), className="gw-detail"),
+        ]))
+    heads = ["st.source", "st.kind", "st.state", "st.rate", "st.samples", "st.reconnects", "st.last_data",
+             "st.rejects", "st.detail"]
+    sources = html.Table([html.Thead(html.Tr([html.Th(t(h, lang)) for h in heads])), html.Tbody(rows)],
+                         className="gw-table gw-status-sources")
+
+    p = status.get("pipeline") or {}
+    store = status.get("store") or {}
+    written_rate = _rate(p.get("samples_written"), prev.get("written"), dt)
+    store_ok = bool(store.get("ok"))
+    facts = [
+        (t("st.store", lang), f"{store.get('name', '—')}: " + t("st.store_ok" if store_ok else "st.store_down", lang),
+         "gw-ok" if store_ok else "gw-bad"),
+        (t("st.written", lang), "—" if written_rate is None else f"{written_rate:,.1f}", ""),
+        (t("st.queue", lang), f"{_fmt_int(p.get('queue_depth'))} / {_fmt_int(p.get('queue_capacity'))}", ""),
+        (t("st.spool", lang), f"{_fmt_int(p.get('spool_samples'))} ({(p.get('spool_bytes') or 0) / 1e6:,.1f} MB"
+                              f" / {(p.get('spool_max_bytes') or 0) / 1e6:,.0f} MB)", ""),
+        (t("st.dropped", lang), _fmt_int((p.get("samples_dropped") or 0) + (p.get("spool_dropped_samples") or 0)),
+         "gw-bad" if (p.get("samples_dropped") or p.get("spool_dropped_samples")) else ""),
+        (t("st.latency", lang), f"{(p.get('last_write_latency_s') or 0) * 1000:,.0f} ms", ""),
+    ]
+    summary = html.Dl([part for label, value, cls in facts
+                       for part in (html.Dt(label), html.Dd(value, className=cls))], className="gw-status-facts")
+    out: list[Any] = []
+    if p.get("spool_alarm"):
+        out.append(html.Div(t("st.spool_full", lang, policy=p.get("spool_policy", "")),
+                            className="gw-alarm gw-bad", role="alert"))
+    out += [html.H2(t("st.sources", lang)), sources, summary]
+    return out
+
+
+def layout(lang: Any = None, kiosk: Any = None, **query: Any) -> Any:
+    v = view(lang, kiosk, **query)
+    status = context.runtime_status()
+    at = now_ns()
+    body = html.Div([
+        html.Div(status_body(status, None, at, v.lang), id="status-body"),
+        dcc.Store(id="status-prev", data=counters(status, at) if status else None),
+    ])
+    return render(v, body, path="/status", crumbs=v.crumbs((t("status", v.lang), None)), title=t("status", v.lang))
+
+
+@callback(Output("status-body", "children"), Output("status-prev", "data"), Input("refresh", "n_intervals"),
+          State("status-prev", "data"), State("page-ctx", "data"), prevent_initial_call=True)
+def refresh(n: Any, prev: Any, page_ctx: Any) -> tuple[Any, Any]:
+    cfg = context.config()
+    pc = page_ctx if isinstance(page_ctx, dict) else {}
+    lang = normalize_lang(pc.get("lang"), cfg.system.ui.default_language)
+    status = context.runtime_status()
+    at = now_ns()
+    return status_body(status, prev, at, lang), (counters(status, at) if status else None)
+

@@ -1,0 +1,99 @@
+"""The /status page: each source's connection state and data rate, store, queue and spool, from
+the runtime status dict (hand-written here, the shape runtime.Runtime.status() returns)."""
+import pytest
+
+from gwanje.config import load_config
+from storage.embedded import EmbeddedStore
+from tests.dashboards.helpers import by_class, text
+
+T = 1_732_400_000_000_000_000
+S = 10**9
+
+
+def status(mqtt_in: int, opc_in: int, written: int, connected_opc: bool = True, **pipeline):
+    return {
+        "started_ns": T - 60 * S,
+        "store": {"name": "influxdb", "ok": pipeline.pop("store_ok", True)},
+        "pipeline": {"samples_written": written, "queue_depth": 120, "queue_capacity": 200_000,
+                     "spool_samples": 0, "spool_bytes": 0, "spool_max_bytes": 536_870_912,
+                     "samples_dropped": 0, "spool_dropped_samples": 0, "last_write_latency_s": 0.012,
+                     "spool_alarm": False, "spool_policy": "drop_oldest", **pipeline},
+        "sources": [
+            {"name": "mqtt 10.0.0.5:8883", "kind": "mqtt", "connected": True, "samples_in": mqtt_in,
+             "messages_in": 10, "reconnects": 2, "last_data_ns": T - 3 * S, "rejects": {"bad_json": 4, "nan": 1},
+             "detail": "connected (session present: True)"},
+            {"name": "opcua:changwon-1", "kind": "opcua", "connected": connected_opc, "samples_in": opc_in,
+             "messages_in": 5, "reconnects": 0, "last_data_ns": None, "rejects": {}, "detail": "connect failed"},
+        ],
+    }
+
+
+class Runtime:
+    """What create_app receives: an object with status(); the test sets what it returns."""
+
+    def __init__(self) -> None:
+        self.reply = None
+
+    def status(self):
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+@pytest.fixture(scope="module")
+def app():
+    from dashboards import create_app
+
+    runtime = Runtime()
+    store = EmbeddedStore()
+    # pages can only be imported once an app exists (dash.register_page)
+    create_app(load_config("config", env={}), store, runtime)
+    from dashboards.pages import status as page
+
+    yield page, runtime
+    store.close()
+
+
+def test_rates_come_from_two_readings_and_states_are_shown(app):
+    counters, status_body = app[0].counters, app[0].status_body
+
+    first = status(1000, 500, 1400)
+    prev = counters(first, T)
+    body = status_body(status(1600, 500, 2000, connected_opc=False), prev, T + 2 * S, "en")
+    rows = [text(r) for r in by_class(body, "gw-status-sources")[0].children[1].children]
+    # mqtt: (1600 - 1000) samples in 2 s = 300.0/s, last data 3 s before T = 5 s ago; opcua: nothing new = 0.0/s, disconnected
+    assert rows[0].startswith("mqtt 10.0.0.5:8883 mqtt Connected 300.0 1,600 2 5 s ago 5")
+    assert rows[1].startswith("opcua:changwon-1 opcua Disconnected 0.0 500 0 never 0 connect failed")
+    facts = text(by_class(body, "gw-status-facts"))
+    assert "Write rate (samples/s) 300.0" in facts  # (2000 - 1400) / 2 s
+    assert "Memory queue 120 / 200,000" in facts
+    assert by_class(body, "gw-alarm") == []
+
+
+def test_first_reading_has_no_rate_and_a_full_spool_is_an_alert_in_korean(app):
+    status_body = app[0].status_body
+
+    body = status_body(status(10, 0, 0, spool_alarm=True, spool_samples=5000, spool_bytes=2_000_000,
+                              spool_dropped_samples=700, store_ok=False), None, T, "ko")
+    alert = by_class(body, "gw-alarm")
+    assert text(alert) == "스풀 가득 참: drop_oldest 정책으로 데이터 손실 중"
+    facts = text(by_class(body, "gw-status-facts"))
+    assert "influxdb: 응답 없음" in facts and "손실 샘플 700" in facts and "5,000 (2.0 MB / 537 MB)" in facts
+    row = text(by_class(body, "gw-status-sources")[0].children[1].children[0])
+    assert "연결됨 — 10" in row  # no previous reading: no rate yet
+
+
+def test_page_renders_in_the_app_and_survives_a_failing_runtime(app):
+    import dash
+
+    page, runtime = app
+    assert "/status" in [p["path"] for p in dash.page_registry.values()]
+    runtime.reply = status(10, 20, 30)
+    shown = text(page.layout(lang="en"))
+    assert "System status" in shown and "mqtt 10.0.0.5:8883" in shown
+    body, prev = page.refresh(1, None, {"lang": "en"})
+    assert prev["sources"] == {"mqtt 10.0.0.5:8883": 10, "opcua:changwon-1": 20} and prev["written"] == 30
+    runtime.reply = RuntimeError("collectors not started")
+    assert "No collectors in this process" in text(page.layout(lang="en"))
+    body, prev = page.refresh(2, prev, {"lang": "en"})
+    assert prev is None and "No collectors in this process" in text(body)
