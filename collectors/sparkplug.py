@@ -29,6 +29,11 @@ _SIGNED_32 = frozenset((INT8, INT16, INT32))
 _TEXT_TYPES = frozenset((STRING, TEXT, UUID))
 _INT32_TYPES = frozenset((INT8, INT16, INT32, UINT8, UINT16, UINT32))
 
+# the source times Normalizer accepts (after 2000-01-01, at most a day ahead), for the fast path
+_MIN_TS = 946_684_800 * 1_000_000_000
+_MAX_FUTURE_NS = 86_400 * 1_000_000_000
+_EXACT_INT = 2**53
+
 # protobuf wire types
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
@@ -81,15 +86,28 @@ def _fields(buf: bytes, pos: int, end: int):
     for varints, the bounds (start, stop) of the bytes for LEN fields and the raw 4/8 bytes
     for fixed fields."""
     while pos < end:
-        key, pos = _varint(buf, pos, end)
+        # one-byte keys, lengths and small values are the common case: no call for them
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos, end)
         num, wt = key >> 3, key & 7
         if num == 0:
             raise SparkplugError("field number 0")
         if wt == _VARINT:
-            v, pos = _varint(buf, pos, end)
+            if pos < end and buf[pos] < 0x80:
+                v = buf[pos]
+                pos += 1
+            else:
+                v, pos = _varint(buf, pos, end)
             yield num, wt, v
         elif wt == _LEN:
-            n, pos = _varint(buf, pos, end)
+            if pos < end and buf[pos] < 0x80:
+                n = buf[pos]
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos, end)
             if n > end - pos:
                 raise SparkplugError("length beyond the payload")
             yield num, wt, (pos, pos + n)
@@ -296,6 +314,9 @@ class SparkplugDecoder:
 
     def __init__(self, normalizer: Normalizer) -> None:
         self.normalizer = normalizer
+        # machine -> {signal: kind}, for the fast path of plain numbers (see decode)
+        self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
+            m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
         self._devices: dict[tuple[str, str, str], _Device] = {}
         self.deaths = 0  # DDEATH / NDEATH seen (a device or edge node went offline)
 
@@ -329,7 +350,8 @@ class SparkplugDecoder:
             return [], []
         if kind not in ("DBIRTH", "DDATA"):
             return [], ["unknown_topic"]
-        if not self.normalizer.knows_machine(site, line, machine):
+        kinds = self._kinds.get((site, line, machine))
+        if kinds is None:
             return [], ["unknown_machine"]
         try:
             p = decode_payload(payload)
@@ -350,6 +372,7 @@ class SparkplugDecoder:
         samples: list[Sample] = []
         rejects: list[str] = []
         sample = self.normalizer.sample
+        ts_max = now + _MAX_FUTURE_NS
         for m in p.metrics:
             name = m.name if m.name is not None else dev.names.get(m.alias) if m.alias is not None else None
             if name is None:
@@ -361,9 +384,18 @@ class SparkplugDecoder:
                 rejects.append("bad_sparkplug" if m.value_field is None else "unsupported_sparkplug_type")
                 continue
             ms = m.timestamp if m.timestamp is not None else p.timestamp
+            ts = None if ms is None else ms * 1_000_000
+            value = _signed_after(m, dev.types.get(name))
+            kind = kinds.get(name)
+            # fast path, the same rules as Normalizer.sample for a plain finite number of a
+            # numeric signal at an in-range source time; everything else goes through it
+            if (kind is not None and kind != "text" and ts is not None and _MIN_TS <= ts <= ts_max
+                    and ((type(value) is float and value - value == 0.0)
+                         or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT))):
+                samples.append(Sample(site, line, machine, name, float(value), ts))  # type: ignore[arg-type]
+                continue
             try:
-                samples.append(sample(site, line, machine, name, _signed_after(m, dev.types.get(name)),
-                                      None if ms is None else ms * 1_000_000, Quality.GOOD, now))
+                samples.append(sample(site, line, machine, name, value, ts, Quality.GOOD, now))
             except BadValue as e:
                 rejects.append(str(e))
         return samples, rejects

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from collectors import sparkplug as sp
 from collectors.payloads import MessageDecoder
 from collectors.sparkplug import Metric, Payload, SparkplugDecoder, SparkplugError, decode_payload, encode_payload
-from gwanje.model import Quality, Sample
+from gwanje.model import BadValue, Quality, Sample
 from gwanje.normalize import Normalizer
 from tests.collectors import assert_valid, demo_config
 
@@ -252,3 +252,34 @@ def test_arbitrary_sparkplug_messages_give_valid_samples(messages):
         except (TypeError, ValueError, OverflowError, struct.error):
             continue  # a combination the encoder refuses (e.g. text as FLOAT): not a payload
         assert_valid(CONFIG, *decoder.decode(topic(kind), wire, NOW), now=NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(
+    Metric,
+    name=st.sampled_from(["tonnage", "die_temp", "lot", "state", "nope"]),
+    timestamp=st.none() | st.integers(0, 2**64 - 1) | st.integers(946_684_799_990, 946_684_800_010)
+    | st.integers((NOW + 86_400 * 10**9) // 10**6 - 5, (NOW + 86_400 * 10**9) // 10**6 + 5),
+    datatype=st.sampled_from([sp.INT32, sp.INT64, sp.UINT64, sp.FLOAT, sp.DOUBLE, sp.BOOLEAN, sp.STRING]),
+    value=st.integers(-(2**31), 2**31 - 1),
+), max_size=10), st.none() | st.integers(TS_MS - 10, TS_MS + 10), st.data())
+def test_sample_fast_path_agrees_with_the_normalizer(metrics, ts, data):
+    # give each metric a value of its datatype
+    for m in metrics:
+        m.value = data.draw({
+            sp.INT32: st.integers(-(2**31), 2**31 - 1), sp.INT64: st.integers(-(2**63), 2**63 - 1),
+            sp.UINT64: st.integers(0, 2**64 - 1), sp.FLOAT: st.floats(width=32), sp.DOUBLE: st.floats(),
+            sp.BOOLEAN: st.booleans(), sp.STRING: st.text(max_size=5)}[m.datatype])
+    wire = encode_payload(metrics, timestamp=ts)
+    norm = Normalizer(CONFIG)
+    want, want_reasons = [], []
+    for m in decode_payload(wire).metrics:  # the reference: every metric through Normalizer.sample
+        ms = m.timestamp if m.timestamp is not None else ts
+        try:
+            want.append(norm.sample(SITE, LINE, MACHINE, m.name, m.value, None if ms is None else ms * 10**6,
+                                    Quality.GOOD, NOW))
+        except BadValue as e:
+            want_reasons.append(str(e))
+    samples, reasons = SparkplugDecoder(norm).decode(topic("DDATA"), wire, NOW)
+    assert samples == want and reasons == want_reasons
+    assert [type(s.value) for s in samples] == [type(s.value) for s in want]
