@@ -390,8 +390,9 @@ class Evaluator:
         r: AnalogRule = c.rule
         lim = getattr(r, c.level).limit
         high = c.level in ("h", "hh")
-        # deadband: once in alarm, the value must come back past the limit by the deadband
-        if c.cond:
+        # deadband: once the alarm is raised, the value must come back past the limit by the
+        # deadband; before that, the on-delay counts only time spent beyond the limit itself
+        if c.active:
             return v > lim - r.deadband if high else v < lim + r.deadband
         return v > lim if high else v < lim
 

@@ -59,21 +59,25 @@ def test_shipped_rules_load_and_cover_the_plant(config):
 
 def test_on_delay_deadband_off_delay(config):
     e = ev(config, VIB)
-    # t  value   H(>7, clears <6.5)          HH(>9, clears <8.5)
+    # on-delay 3 s counts time beyond the limit; once raised, the value must fall below
+    # limit - deadband and stay there for the off-delay 2 s.
+    # t  value   H (> 7 to raise, < 6.5 to return)       HH (> 9)
     # 0  6.0     -
-    # 1  7.5     cond since 1
-    # 2  6.9     cond holds (deadband)        -
-    # 3  7.2     held, 2 s < 3 s delay
-    # 4  9.5     4-1=3 s -> H raised         cond since 4
-    # 5  8.7     -                            held by deadband (8.7 > 8.5)
-    # 6  8.0     -                            gone since 6
-    # 7  9.2     -                            back since 7 (never raised: delay restarted)
-    # 8  6.4     H gone since 8               gone since 8
-    # 9  6.6     H back (6.6 < 7: no)  -> stays gone
-    # 10 6.0     10-8=2 s -> H returns
+    # 1  7.5     beyond since 1
+    # 2  6.9     not beyond: delay restarts
+    # 3  7.2     beyond since 3
+    # 4  9.5     1 s                                     beyond since 4
+    # 5  8.7     2 s                                     not beyond
+    # 6  8.0     3 s -> H raised
+    # 7  9.2     raised; 9.2 > 6.5 holds                 beyond since 7
+    # 8  6.4     below 6.5 since 8                        not beyond
+    # 9  6.6     inside the deadband: return delay restarts
+    # 10 6.0     below since 10
+    # 11 6.2     1 s
+    # 12 6.1     2 s -> H returns
     sig = [(0, 6.0), (1, 7.5), (2, 6.9), (3, 7.2), (4, 9.5), (5, 8.7), (6, 8.0), (7, 9.2), (8, 6.4), (9, 6.6),
-           (10, 6.0)]
-    assert run(e, [vib(t, v) for t, v in sig]) == [(4.0, "activate", "h"), (10.0, "clear", "h")]
+           (10, 6.0), (11, 6.2), (12, 6.1)]
+    assert run(e, [vib(t, v) for t, v in sig]) == [(6.0, "activate", "h"), (12.0, "clear", "h")]
 
 
 def test_hh_raised_after_delay_and_message(config):
@@ -199,3 +203,30 @@ def test_rule_on_a_signal_the_machines_lack_is_rejected(config):
         load_rules(config, {"rules": [{**VIB, "scope": {"class": ["press"]}}]})
     with pytest.raises(ValueError, match="selects no machine"):
         load_rules(config, {"rules": [{**VIB, "scope": {"machine": ["nope"]}}]})
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.floats(min_value=0, max_value=12, allow_nan=False), min_size=1, max_size=60),
+       on=st.integers(0, 3), off=st.integers(0, 3))
+def test_any_signal_gives_alternating_transitions_that_respect_the_limits(config, values, on, off):
+    e = ev(config, {**VIB, "on_delay_s": on, "off_delay_s": off})
+    got = []
+    for t, v in enumerate(values):
+        got += e.feed([vib(t, v)])
+    for level, lim in (("h", 7.0), ("hh", 9.0)):
+        mine = [x for x in got if x.rule == f"vib.{level}"]
+        # raised, returned, raised, ... never twice the same in a row
+        assert [x.action for x in mine] == ["activate", "clear"] * (len(mine) // 2) + ["activate"] * (len(mine) % 2)
+        for x in mine:
+            k = (x.ts - T0) // S
+            window = values[k - on:k + 1] if x.action == "activate" else values[k - off:k + 1]
+            if x.action == "activate":  # beyond the limit for the whole on-delay
+                assert k >= on and all(w > lim for w in window)
+            else:  # back below limit - deadband for the whole off-delay
+                assert k >= off and all(w <= lim - 0.5 for w in window)
+        # and it is raised when it should be: beyond the limit for the on-delay at the end
+        if len(values) > on and all(v > lim for v in values[-(on + 1):]):
+            assert mine and mine[-1].action == "activate"
