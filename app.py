@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             health = HealthServer(rt.status, host=config.system.ui.host, port=args.health_port).start()
         if args.command in ("demo", "serve"):
             ui = rt.create_ui()
+            from gwanje.health import add_routes
+
+            add_routes(ui.server, rt.status)  # /healthz /readyz /metrics of this process
             host, port = config.system.ui.host, config.system.ui.port
             log.info("control room on http://%s:%d", host, port)
             threading.Thread(target=lambda: (stop.wait(), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
