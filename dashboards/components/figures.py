@@ -41,11 +41,12 @@ def _no_data(lang: str, dark: bool) -> list[dict[str, Any]]:
              "showarrow": False, "font": {"size": 16, "color": _colors(dark)["fg"]}}]
 
 
-def trend_figure(trend: Trend, signal: SignalDef, lang: str, dark: bool = False, height: int = 240,
+def trend_figure(trend: Trend, signal: SignalDef, lang: str, dark: bool = False, height: Optional[int] = 240,
                  uirevision: Optional[str] = None) -> dict[str, Any]:
+    """height None: the graph fills its container (CSS decides, per screen)."""
     c = _colors(dark)
     unit = signal.unit or ""
-    return {
+    fig = {
         "data": [{
             "type": "scatter", "mode": "lines", "x": trend.x, "y": trend.y, "name": signal.name.get(lang),
             "line": {"width": 2, "color": c["line"]},
@@ -56,7 +57,7 @@ def trend_figure(trend: Trend, signal: SignalDef, lang: str, dark: bool = False,
             "height": height,
             "margin": {"l": 8, "r": 12, "t": 8, "b": 8},
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-            "font": {"color": c["fg"], "size": 13, "family": "Noto Sans CJK KR, Noto Sans KR, sans-serif"},
+            "font": {"color": c["fg"], "size": 16 if dark else 13, "family": "Noto Sans CJK KR, Noto Sans KR, sans-serif"},
             "xaxis": {"type": "date", "gridcolor": c["grid"], "tickformatstops": TIME_TICKS, "automargin": True},
             # the unit is in the card title: an axis title collides with long tick labels
             "yaxis": {"gridcolor": c["grid"], "zeroline": False, "automargin": True},
@@ -64,6 +65,9 @@ def trend_figure(trend: Trend, signal: SignalDef, lang: str, dark: bool = False,
             "annotations": [] if trend.x else _no_data(lang, dark),
         },
     }
+    if height is None:
+        del fig["layout"]["height"]
+    return fig
 
 
 def sparkline_figure(trend: Trend, dark: bool = False) -> dict[str, Any]:

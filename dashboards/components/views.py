@@ -141,9 +141,11 @@ def signal_body(spec: MachineSpec, signal_id: str, trend: Trend, window: str, la
     return html.Div([
         selector,
         dcc.Graph(id=trend_id(spec.site, spec.line, spec.machine, signal_id, WINDOWS_S[window], points),
-                  figure=trend_figure(trend, sdef, lang, dark=kiosk, height=520,
+                  figure=trend_figure(trend, sdef, lang, dark=kiosk, height=None,
                                       uirevision=f"{spec.key}/{signal_id}/{window}"),
-                  config=GRAPH_CONFIG, className="gw-trend-graph gw-trend-big", style={"height": "520px"}),
+                  config=GRAPH_CONFIG, className="gw-trend-graph gw-trend-big",
+                  # fills the screen below the header on any screen; plotly follows the box
+                  style={"height": "calc(100vh - 270px)", "minHeight": "300px"}),
     ], className="gw-signal-page")
 
 
