@@ -51,11 +51,22 @@ def live(config, samples, batch=3000) -> tuple[Engine, list[Event]]:
     return eng, events
 
 
+_LIVE: dict[str, tuple[Engine, list[Event]]] = {}
+
+
+def live_once() -> tuple[Engine, list[Event]]:
+    """The live path over plant_samples(), run once per test process (the events do not
+    depend on the reason tree or products, which other modules' configs add)."""
+    if "run" not in _LIVE:
+        _LIVE["run"] = live(make_config_once(), plant_samples())
+    return _LIVE["run"]
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    config = make_config(tmp_path_factory.mktemp("cfg"))
+def world():
+    config = make_config_once()
     samples = plant_samples()
-    eng, events = live(config, samples)
+    eng, events = live_once()
     store = EmbeddedStore(":memory:")
     store.write_samples(samples)
     store.write_events(events)

@@ -16,7 +16,7 @@ from dashboards.data import DataLayer
 from gwanje.model import NS_PER_S
 from tests.dashboards.helpers import by_class, by_id, by_type, text
 from tests.engine.conftest import SHIFTS_8H, kst, make_config
-from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live, plant_samples
+from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live_once, plant_samples
 
 REASONS = [{"id": "mechanical", "name": {"ko": "기계", "en": "Mechanical"},
             "children": [{"id": "spindle", "name": {"ko": "주축", "en": "Spindle"}}]},
@@ -30,7 +30,7 @@ def app(tmp_path_factory):
 
     cfg = make_config(tmp_path_factory.mktemp("cfg"), shifts={**SHIFTS_8H, "reasons": REASONS})
     store = EmbeddedStore()
-    _, events = live(cfg, plant_samples())
+    _, events = live_once()
     store.write_samples(plant_samples())
     store.write_events(events)
     a = create_app(cfg, store, data=DataLayer(cfg, store, ttl_s=0.0, clock=lambda: NOW))

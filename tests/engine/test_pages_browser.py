@@ -7,7 +7,7 @@ import pytest
 from dashboards import create_app
 from dashboards.data import DataLayer
 from tests.engine.conftest import SHIFTS_8H, kst, make_config
-from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live, plant_samples
+from tests.engine.test_engine import KEY, SHIFT_END, SHIFT_START, live_once, plant_samples
 from tests.engine.test_pages import REASONS
 
 pytestmark = pytest.mark.services
@@ -20,7 +20,7 @@ def served(tmp_path_factory, dash_server):
 
     cfg = make_config(tmp_path_factory.mktemp("cfg"), shifts={**SHIFTS_8H, "reasons": REASONS})
     store = EmbeddedStore()
-    _, events = live(cfg, plant_samples())
+    _, events = live_once()
     store.write_samples(plant_samples())
     store.write_events(events)
     server = dash_server(create_app(cfg, store, data=DataLayer(cfg, store, ttl_s=0.0, clock=lambda: NOW)))
