@@ -270,6 +270,16 @@ def kpi_tiles(r: Optional[OeeResult], lang: str, extra: Optional[list[Any]] = No
                      html.Ul(flags, className="gw-flags") if flags else None], className="gw-kpi-block")
 
 
+def apq_line(r: Optional[OeeResult], lang: str) -> html.Div:
+    """One compact line "OEE 78.0 % · A 90.0 % · P 88.9 % · Q 97.5 %" for an overview tile or a
+    line header (data from load_scope(...).lines / .machines)."""
+    parts = [("oee_short", r.oee if r else None), ("availability", r.availability if r else None),
+             ("performance", r.performance if r else None), ("quality", r.quality if r else None)]
+    short = {"oee_short": "OEE", "availability": "A", "performance": "P", "quality": "Q"}
+    return html.Div([html.Span(f"{short[k]} {fmt_pct(v)}", title=tr(k, lang), className=f"gw-apq-{k}")
+                     for k, v in parts], className="gw-apq" + (" gw-apq-flagged" if r and r.flags else ""))
+
+
 def machine_name(cfg: Config, key: tuple[str, str, str], lang: str) -> str:
     spec = cfg.machine(*key)
     return spec.definition.name.get(lang) if spec else key[2]

@@ -178,3 +178,12 @@ def test_recompute_a_closed_shift_on_demand(app):
     assert module.recompute({"site": "s1", "shift": KEY}, None) == ("save_failed", 0)
     lay = page("shift_report")(site="s1", shift=KEY, lang="en")
     assert by_id(lay, "shift-recompute-btn") is not None
+
+
+def test_apq_line_for_tiles(app):
+    from dashboards.components.oee import apq_line
+
+    _, cfg, _ = app
+    scope = load_scope(cfg, context.data(), "s1", None, KEY, now_ns=NOW)
+    assert text(apq_line(scope.lines[("s1", "l1")].result, "en")) == "OEE 78.0 % A 90.0 % P 88.9 % Q 97.5 %"
+    assert text(apq_line(None, "en")) == "OEE — A — P — Q —"
