@@ -5,6 +5,7 @@ sees storage.base.Store.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,11 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Store", "StoreUnavailable", "open_store"]
 
+log = logging.getLogger("gwanje.storage")
+
 
 def open_store(config: "Config", data_dir: Path, secrets: "Secrets") -> Store:
-    """The store config.system.storage names, started: the embedded DuckDB file under data_dir,
-    or InfluxDB (credentials from secrets, i.e. the environment). InfluxDB's start() raises
-    StoreUnavailable when the server cannot be reached."""
+    """The store config.system.storage names: the embedded DuckDB file under data_dir, or
+    InfluxDB (credentials from secrets, i.e. the environment). An InfluxDB that does not
+    answer yet is no reason to refuse to start: the store is returned unstarted, its writes
+    raise StoreUnavailable (the pipeline spools) until the server answers."""
     sc = config.system.storage
     if sc.kind == "embedded":
         from storage.embedded import EmbeddedStore
@@ -28,6 +32,11 @@ def open_store(config: "Config", data_dir: Path, secrets: "Secrets") -> Store:
     from storage.influx import InfluxStore
 
     ic = sc.influxdb
-    return InfluxStore(ic.url, ic.database, token=secrets.influx_token, username=secrets.influx_username,
-                       password=secrets.influx_password, org=ic.org, timeout_s=ic.timeout_s,
-                       gzip=ic.gzip, retention_policy=ic.retention_policy).start()
+    store = InfluxStore(ic.url, ic.database, token=secrets.influx_token, username=secrets.influx_username,
+                        password=secrets.influx_password, org=ic.org, timeout_s=ic.timeout_s,
+                        gzip=ic.gzip, retention_policy=ic.retention_policy)
+    try:
+        store.start()
+    except StoreUnavailable as e:
+        log.warning("InfluxDB not available yet (%s); samples are spooled until it answers", e)
+    return store

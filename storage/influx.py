@@ -83,29 +83,31 @@ class InfluxStore(Store):
         self._sessions_lock = threading.Lock()
         self._v2_client: Any = None
         self._v2_write: Any = None
+        self._start_lock = threading.Lock()
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "InfluxStore":
-        r = self._request("GET", "/ping")
-        self.version = r.headers.get("X-Influxdb-Version", "")
-        if self.uses_v2:
-            self._open_v2()
-        else:
-            self._query(f"CREATE DATABASE {quote_ident(self.database)}", write=True)
+        """Ask /ping which API to use and create the 1.x database; StoreUnavailable when the
+        server does not answer. Optional: the first write or read starts a store not started
+        yet, so a process that boots while InfluxDB is down spools and catches up later."""
+        with self._start_lock:
+            if self.version is not None:
+                return self
+            r = self._request("GET", "/ping")
+            version = r.headers.get("X-Influxdb-Version", "")
+            if _is_v2(version, self._token):
+                self._open_v2()
+            else:
+                self._query(f"CREATE DATABASE {quote_ident(self.database)}", write=True)
+            self.version = version
         log.info("InfluxDB %s at %s, database %s", self.version or "(no version header)",
                  self.url, self.database)
         return self
 
     @property
     def uses_v2(self) -> bool:
-        """2.x/3.x write API. A server whose /ping names no version (a compatible one)
-        gets the v2 API when we hold a token, since a token only means something there."""
-        v = self.version or ""
-        if v.startswith("1."):
-            return False
-        if v[:1].isdigit() or v.lower().startswith("v"):
-            return True
-        return bool(self._token)
+        """True when writes go through the 2.x/3.x API (known after start())."""
+        return self.version is not None and _is_v2(self.version, self._token)
 
     def _open_v2(self) -> None:
         from influxdb_client import InfluxDBClient
@@ -145,6 +147,8 @@ class InfluxStore(Store):
     def _write(self, enc: Encoded) -> None:
         for record, reason in enc.rejected:
             self.rejects.reject(reason, repr(record))
+        if enc.lines and self.version is None:
+            self.start()
         # a failure part-way leaves the earlier bodies written; the retry rewrites them, which
         # is harmless because a point with the same identity overwrites itself
         for body in enc.bodies(MAX_POINTS_PER_REQUEST):
@@ -257,6 +261,8 @@ class InfluxStore(Store):
     def _query(self, q: str, write: bool = False) -> dict:
         data = {"q": q, "epoch": "ns"}
         if not write:
+            if self.version is None:
+                self.start()
             data["db"] = self.database
             if self.retention_policy:
                 data["rp"] = self.retention_policy
@@ -291,6 +297,16 @@ class InfluxStore(Store):
 # same batch will never be accepted. Every other status (401/403 wrong credentials, 404 a
 # database dropped, 429, 5xx) is a state an operator can fix, so the batch is kept for later.
 _REFUSES_DATA = (400, 413, 422)
+
+
+def _is_v2(version: str, token: Optional[str]) -> bool:
+    """2.x/3.x answer /ping with their version. A compatible server that names none gets
+    the v2 API when we hold a token, since a token only means something there."""
+    if version.startswith("1."):
+        return False
+    if version[:1].isdigit() or version.lower().startswith("v"):
+        return True
+    return bool(token)
 
 
 class _NotFound(StoreUnavailable):

@@ -12,7 +12,8 @@ from gwanje.model import Sample
 from storage import StoreUnavailable, open_store
 from storage.embedded import EmbeddedStore
 from storage.influx import InfluxStore
-from tests.fixtures.common import free_port
+from tests.fixtures.common import find_binary
+from tests.fixtures.influxd import Influxd
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 T0 = 1_767_225_600 * 1_000_000_000
@@ -37,9 +38,18 @@ def test_influxdb_from_environment(influxd, tmp_path):
     store.close()
 
 
-def test_influxdb_that_is_down_raises_store_unavailable(tmp_path):
-    env = {"GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": f"http://127.0.0.1:{free_port()}",
-           "GWANJE_INFLUX_TOKEN": "s3cret-token"}
+@pytest.mark.services
+def test_influxdb_down_at_boot_is_caught_up_with_once_it_answers(tmp_path):
+    server = Influxd(find_binary("influxd"), tmp_path / "influxd")
+    env = {"GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": server.url, "GWANJE_INFLUX_TOKEN": "s3cret-token"}
+    store = open_store(load_config(CONFIG, env=env), tmp_path, Secrets.from_env(env))  # does not raise
     with pytest.raises(StoreUnavailable) as err:
-        open_store(load_config(CONFIG, env=env), tmp_path, Secrets.from_env(env))
+        store.write_samples([Sample("s", "l", "m", "a", 1.0, T0)])
     assert "s3cret-token" not in str(err.value)
+    (tmp_path / "influxd").mkdir()
+    server.start()
+    try:
+        store.write_samples([Sample("s", "l", "m", "a", 1.0, T0)])  # the spool's retry
+        assert [s.value for s in store.latest()] == [1.0]
+    finally:
+        server.stop()
