@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -129,6 +130,16 @@ def to_sample(normalizer: Normalizer, sig: MonitoredSignal, value: Any, dv: Any)
         raise BadValue("no_value")
     ts = datetime_ns(dv.SourceTimestamp, dv.SourcePicoseconds) or datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
     return normalizer.sample(sig.site, sig.line, sig.machine, sig.signal, value, ts, quality_of(status))
+
+
+_NODE_ID = re.compile(r"^(ns=\d+;|nsu=[^;]*;)?[isgb]=")
+
+
+def is_browse_path(node: str) -> bool:
+    """A signal's `node` is a node id ("ns=3;i=1042", "i=85", "nsu=urn:x;s=Tag") or else a
+    browse path from the Root folder ("0:Objects/2:Press1/2:Tonnage") in OPC UA relative-path
+    syntax (Part 4 A.2): "." also separates elements, so a name containing one writes "&."."""
+    return _NODE_ID.match(node) is None
 
 
 def subscription_parameters(ep: OpcuaEndpoint, ua: Any) -> Any:
@@ -418,11 +429,8 @@ class OpcuaCollector:
         """Create the monitored items in chunks; count and skip nodes the server refuses."""
         by_node: dict[Any, MonitoredSignal] = {}
         nodes = []
-        for sig in self.signals:
-            try:
-                nid = ua.NodeId.from_string(sig.node_id)
-            except Exception:
-                self._count_bad_node("bad_node_id", sig)
+        for sig, nid in await self._resolve(client, ua):
+            if nid is None:
                 continue
             if nid in by_node:
                 # two signals on one node: one monitored item cannot feed both
@@ -448,6 +456,45 @@ class OpcuaCollector:
                     ok += 1
                     self._unknown_nodes.discard(by_node[node.nodeid].node_id)
         return ok
+
+    async def _resolve(self, client: Any, ua: Any) -> list[tuple[MonitoredSignal, Any]]:
+        """Each signal with its NodeId, or None when it has none (counted): node id strings are
+        parsed, browse paths ("0:Objects/2:Press1/2:Tonnage", from the Root folder) are
+        translated by the server, in chunks."""
+        out: list[tuple[MonitoredSignal, Any]] = []
+        paths: list[tuple[int, MonitoredSignal]] = []
+        for sig in self.signals:
+            if is_browse_path(sig.node_id):
+                paths.append((len(out), sig))
+                out.append((sig, None))
+                continue
+            try:
+                out.append((sig, ua.NodeId.from_string(sig.node_id)))
+            except Exception:
+                self._count_bad_node("bad_node_id", sig)
+                out.append((sig, None))
+        root = ua.NodeId(ua.ObjectIds.RootFolder)
+        for i in range(0, len(paths), _CREATE_CHUNK):
+            chunk = paths[i:i + _CREATE_CHUNK]
+            try:
+                results = await client.translate_browsepaths(
+                    root, ["/" + sig.node_id.lstrip("/") for _, sig in chunk])
+            except ua.UaStringParsingError:
+                # one unparseable path fails the whole call: fall back to one call per path
+                results = [None] * len(chunk)
+            for (pos, sig), res in zip(chunk, results):
+                if res is None:
+                    try:
+                        res = (await client.translate_browsepaths(root, ["/" + sig.node_id.lstrip("/")]))[0]
+                    except ua.UaStringParsingError:
+                        self._count_bad_node("bad_node_id", sig)
+                        continue
+                if res.StatusCode.is_good() and res.Targets:
+                    target = res.Targets[0].TargetId  # an ExpandedNodeId: compare as a plain NodeId
+                    out[pos] = (sig, ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType))
+                else:
+                    self._count_bad_node("unknown_node", sig, res.StatusCode)
+        return out
 
     def _count_bad_node(self, reason: str, sig: MonitoredSignal, status: Any = None) -> None:
         # counted once per node for the collector's life: a reconnect is not a new problem

@@ -185,6 +185,7 @@ machine_classes:
       - {id: forging_force, name: {ko: 하중, en: Force}, unit: kN}
       - {id: billet_temp, name: {ko: 온도, en: Temperature}, node: "ns=2;s=PLC7.Forge.BilletTemp"}
       - {id: lot, name: {ko: LOT, en: LOT}, kind: text}
+      - {id: cycle_time, name: {ko: 사이클, en: Cycle}, unit: s, node: "0:Objects/2:PLC7_CycleTime"}
 sites:
   - id: site-a
     name: {ko: 에이, en: A}
@@ -232,6 +233,7 @@ def test_node_ids_from_template_and_signal_override(tiny):
         "ns=2;s=site-a.line-1.m-1.forging_force",
         "ns=2;s=PLC7.Forge.BilletTemp",
         "ns=2;s=site-a.line-1.m-1.lot",
+        "0:Objects/2:PLC7_CycleTime",  # a browse path, translated by the server
     ]  # m-2 is an mqtt machine: not subscribed
 
 
@@ -243,11 +245,12 @@ def test_server_restart_same_port_resubscribes_and_invents_nothing(tiny, caplog)
     col = OpcuaCollector(config, fast(endpoint, server.url), sink, NO_SECRETS)
     try:
         col.start()
-        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 3), col.status()
-        # lot is missing on this server and the custom node's text is no analog value:
-        # both counted, state / part_count_total / forging_force arrive
+        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 4), col.status()
+        # lot is missing on this server and the custom node's text is no analog value: both
+        # counted; state, part_count_total, forging_force and (by browse path) cycle_time arrive
         assert col.status().rejects == {"unknown_node": 1, "text_for_numeric_signal": 1}
-        assert sorted(s.signal for s in sink.samples) == ["forging_force", "part_count_total", "state"]
+        assert sorted(s.signal for s in sink.samples) == ["cycle_time", "forging_force", "part_count_total",
+                                                          "state"]
         server.write(TINY_FORCE, 500.0, source_ts=datetime(2026, 11, 24, 11, 0, tzinfo=UTC))
         assert wait_for(lambda: [s for s in sink.of("m-1", "forging_force") if s.value == 500.0])
 
@@ -352,14 +355,14 @@ def test_frozen_server_noticed_by_the_watchdog_then_resubscribed(tiny):
     col = OpcuaCollector(config, fast(endpoint, server.url), sink, NO_SECRETS, watchdog_s=1.0)
     try:
         col.start()
-        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 4, timeout=15), col.status()
+        assert wait_for(lambda: col.status().connected and len(sink.samples) >= 5, timeout=15), col.status()
         server.freeze()
         assert wait_for(lambda: not col.status().connected, timeout=10), "a frozen server went unnoticed"
         n_frozen = len(sink.samples)
         server.thaw()
         assert wait_for(lambda: col.status().connected, timeout=10), col.status()
         # the new subscription delivers the (unchanged) current values again
-        assert wait_for(lambda: len(sink.samples) >= n_frozen + 4), len(sink.samples)
+        assert wait_for(lambda: len(sink.samples) >= n_frozen + 5), len(sink.samples)
         assert col.status().reconnects == 1
     finally:
         col.stop()

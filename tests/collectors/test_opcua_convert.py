@@ -132,3 +132,17 @@ def test_any_value_status_and_time_becomes_a_sample_or_a_counted_reason(normaliz
             assert isinstance(s.value, str) and len(s.value) <= 256 and "\x00" not in s.value
 
     check()
+
+
+@pytest.mark.parametrize("node, path", [
+    ("ns=2;s=changwon-1.forge-1.forge-101.state", False),
+    ("ns=3;i=1042", False),
+    ("i=2258", False),
+    ("nsu=urn:plc:line7;s=Press/Tonnage", False),  # a "/" inside a string id is still a node id
+    ("0:Objects/2:Press1/2:Tonnage", True),
+    ("/0:Objects/3:Line7", True),
+])
+def test_node_ids_and_browse_paths_told_apart(node, path):
+    from collectors.opcua import is_browse_path
+
+    assert is_browse_path(node) is path
