@@ -265,3 +265,20 @@ def test_messages_are_acked_only_when_the_sink_is_done(mosquitto_module):
             publish(TOPIC + "/vibration", json.dumps({"value": 99.0, "ts": TS_MS + 99}).encode())
         assert wait_until(lambda: len(again.samples) >= 1)
         assert [key(s) for s in again.samples] == [key(S("vibration", 99.0, TS_MS + 99))]
+
+
+@pytest.mark.services
+def test_shared_subscription_splits_the_stream_between_collectors(mosquitto_module):
+    # scale-out: two collectors in one $share group; each message reaches exactly one of them
+    group = f"$share/g{uuid.uuid4().hex[:6]}/"
+    shared = dict(subscriptions=[group + "gwanje/#"])
+    a, b = ListSink(), ListSink()
+    with running(mosquitto_module, a, **shared) as ca, running(mosquitto_module, b, **shared) as cb, \
+            publisher(mosquitto_module.port) as publish:
+        for i in range(40):
+            publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
+        assert wait_until(lambda: len(a.samples) + len(b.samples) >= 40)
+        got = [key(s) for s in a.samples + b.samples]
+        assert sorted(got) == sorted(key(S("vibration", float(i), TS_MS + i)) for i in range(40))
+        assert a.samples and b.samples, (len(a.samples), len(b.samples))
+        assert ca.status().connected and cb.status().connected
