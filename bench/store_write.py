@@ -74,16 +74,20 @@ def main() -> None:
     print(f"{args.n:,} samples in batches of {args.batch:,}, {args.runs} runs each")
 
     enc = [timed(encode_samples, chunks) for _ in range(args.runs)]
-    print(f"line protocol encode only   {median_rate(args.n, enc)}")
+    print(f"{'line protocol encode only':<28}{median_rate(args.n, enc)}")
 
-    with tempfile.TemporaryDirectory(prefix="gwanje-bench-") as d:
+    def write_runs(label: str, open_store) -> None:
+        """--runs writes of all batches, each into a fresh store, checked to hold them all."""
         runs = []
         for r in range(args.runs):
-            store = EmbeddedStore(Path(d) / f"run{r}.duckdb")
+            store = open_store(r)
             runs.append(timed(store.write_samples, chunks))
             assert store.count_samples(samples[0].ts, samples[-1].ts + 1) == args.n
             store.close()
-        print(f"embedded (DuckDB file)      {median_rate(args.n, runs)}")
+        print(f"{label:<28}{median_rate(args.n, runs)}")
+
+    with tempfile.TemporaryDirectory(prefix="gwanje-bench-") as d:
+        write_runs("embedded (DuckDB file)", lambda r: EmbeddedStore(Path(d) / f"run{r}.duckdb"))
 
         from tests.fixtures.common import find_binary
         from tests.fixtures.influxd import Influxd
@@ -92,18 +96,13 @@ def main() -> None:
         server = Influxd(find_binary("influxd"), Path(d) / "influxd").start()
         try:
             for gz in (True, False):
-                runs = []
-                for _ in range(args.runs):
-                    store = InfluxStore(server.url, f"bench_{uuid.uuid4().hex[:8]}", gzip=gz).start()
-                    runs.append(timed(store.write_samples, chunks))
-                    assert store.count_samples(samples[0].ts, samples[-1].ts + 1) == args.n
-                    store.close()
-                print(f"influxdb 1.x, gzip={'on ' if gz else 'off'}    {median_rate(args.n, runs)}")
+                write_runs(f"influxdb 1.x, gzip {'on' if gz else 'off'}", lambda r: InfluxStore(
+                    server.url, f"bench_{uuid.uuid4().hex[:8]}", gzip=gz).start())
         finally:
             server.stop()
 
     print(f"machine: {platform.node()}  cpus: {os.cpu_count()}  python: {platform.python_version()}  "
-          f"{platform.platform()}")
+          f"{platform.platform()}  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
