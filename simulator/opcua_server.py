@@ -94,7 +94,12 @@ class SiteServer:
         if ns != 2:
             raise RuntimeError(f"simulator namespace got index {ns}, node ids assume 2")
         await self._build(s, ns)
-        await s.start()
+        try:
+            await s.start()
+        except OSError as e:
+            raise RuntimeError(f"OPC UA endpoint {self.endpoint.name}: cannot listen on {self.endpoint.url}: {e} "
+                               f"(set GWANJE_OPCUA_URL_{self.endpoint.name.upper().replace('-', '_')} "
+                               f"to another port)") from e
         self.server = s
         log.info("OPC UA server %s listening on %s (%d variables)", self.endpoint.name, self.endpoint.url,
                  len(self.vars))

@@ -351,3 +351,20 @@ def test_outside_demo_a_site_server_speaks_only_basic256sha256(tmp_path):
     dv = asyncio.run(run())
     assert dv.Value.VariantType == ua.VariantType.UInt16 and 0 <= dv.Value.Value < 65536
     assert (tmp_path / "opcua" / "changwon-1" / "server_cert.der").exists()
+
+
+def test_a_taken_port_is_an_error_naming_the_endpoint_and_the_override():
+    pytest.importorskip("asyncua")
+    import socket
+
+    from gwanje.config import OpcuaEndpoint
+    from simulator.opcua_server import SiteServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ep = OpcuaEndpoint(name="changwon-2", url=f"opc.tcp://127.0.0.1:{port}/gwanje/changwon-2")
+        server = SiteServer(ep, [], demo=True)
+        with pytest.raises(RuntimeError, match=f"changwon-2.*:{port}.*GWANJE_OPCUA_URL_CHANGWON_2"):
+            asyncio.run(server.start())
