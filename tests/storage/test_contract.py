@@ -53,6 +53,9 @@ def test_latest_filters_by_site_line_machine_and_since(store):
     assert store.latest(site="nowhere") == []
     # since_ns is inclusive: the sample at exactly T0 + S counts, the one at T0 does not
     assert {s.value for s in store.latest(since_ns=T0 + S)} == {2.0, 3.0}
+    # a machine outside any line (empty line name) is found by filtering on the empty name
+    store.write_samples([smp("state", 4.0, T0, site="busan", line="", machine="compressor")])
+    assert store.latest(site="busan", line="") == [smp("state", 4.0, T0, site="busan", line="", machine="compressor")]
 
 
 def test_rewriting_the_same_identity_keeps_one_point_and_the_later_value(store):
