@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable, Sequence
+from zoneinfo import ZoneInfo
 
 from gwanje.model import NS_PER_S, Event
 
@@ -17,6 +19,26 @@ TEN_MIN = 600 * NS_PER_S
 FLOOD_THRESHOLD = 10  # EEMUA 191: more than 10 alarms in 10 minutes is a flood
 CHATTER_WINDOW = 60 * NS_PER_S
 CHATTER_COUNT = 3  # 3 or more annunciations of one alarm within a minute
+
+
+def day_start_ns(now_ns: int, timezone: str) -> int:
+    """Local midnight of the plant's day containing now (the "day" of bad actors)."""
+    d = datetime.fromtimestamp(now_ns / NS_PER_S, ZoneInfo(timezone)).replace(hour=0, minute=0, second=0,
+                                                                              microsecond=0)
+    return int(d.timestamp()) * NS_PER_S
+
+
+def search(events: Sequence[Event], text: str) -> list[Event]:
+    """Events whose alarm id, message, user, comment or event name contain text (any case)."""
+    q = (text or "").strip().lower()
+    if not q:
+        return list(events)
+    return [e for e in events if q in " ".join([e.key, *(str(e.data.get(k, "")) for k in
+                                                        ("message_ko", "message_en", "user", "comment", "event"))]).lower()]
+
+
+def day_summary(events_of_day: Sequence[Event], now_ns: int, timezone: str) -> dict:
+    return summary(events_of_day, now_ns, day_start_ns(now_ns, timezone))
 
 
 def annunciations(events: Iterable[Event]) -> list[Event]:

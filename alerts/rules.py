@@ -330,7 +330,11 @@ class Evaluator:
 
     def _settle(self, c: _Check, now: int, out: list[Transition]) -> None:
         r = c.rule
-        if c.cond and not c.active and now - c.since >= r.on_delay_s * NS_PER_S:
+        # a state rule's duration limit works as its on-delay: down for max_s, then the alarm
+        on_s = r.on_delay_s + (r.max_s if isinstance(r, StateRule) else 0.0)
+        if c.cond and not c.active and now - c.since >= on_s * NS_PER_S:
+            if isinstance(r, StateRule):
+                c.extra = {**c.extra, "duration_min": round((now - c.since) / NS_PER_S / 60, 1)}
             c.active = True
             if self._masked(c) and not c.suppressed:
                 c.suppressed = True
@@ -420,21 +424,7 @@ class Evaluator:
             if cond != c.cond:
                 c.cond, c.since = cond, since
             c.extra = {"state": state.value}
-            self._settle_state(c, s.ts, out)
-
-    def _settle_state(self, c: _Check, now: int, out: list[Transition]) -> None:
-        # a state rule's "delay" is its duration limit: down for max_s, then the alarm
-        r = c.rule
-        if c.cond and not c.active and now - c.since >= (r.max_s + r.on_delay_s) * NS_PER_S:
-            c.extra = {**c.extra, "duration_min": round((now - c.since) / NS_PER_S / 60, 1)}
-            c.active = True
-            if self._masked(c) and not c.suppressed:
-                c.suppressed = True
-                out.append(self._tr(c, "suppress", now))
-            out.append(self._tr(c, "activate", now))
-        elif not c.cond and c.active and now - c.since >= r.off_delay_s * NS_PER_S:
-            c.active = False
-            out.append(self._tr(c, "clear", now))
+            self._settle(c, s.ts, out)
 
     def tick(self, now: int, oee: Optional[Callable[[str, str], Optional[float]]] = None) -> list[Transition]:
         """Advance time: complete on/off delays, state durations, staleness, OEE checks.
@@ -447,7 +437,7 @@ class Evaluator:
                 self._settle(c, now, out)
         for checks in self._state_checks.values():
             for c in checks:
-                self._settle_state(c, now, out)
+                self._settle(c, now, out)
         for mkey, checks in self._stale_checks.items():
             seen = self._last_seen.get(mkey, self._started)
             for c in checks:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import Any, Callable, Optional, Sequence
-from zoneinfo import ZoneInfo
 
 from alerts import health
 from alerts.lifecycle import KIND, Action, AlarmState, apply, from_event, new_alarm
@@ -275,24 +273,15 @@ class AlarmService:
                 line: Optional[str] = None, limit: int = 2000) -> list[Event]:
         """Stored alarm events in the window, newest first, matching `text` in id, message,
         user or comment (case-insensitive)."""
-        evs = self.store.events(KIND, start_ns, end_ns, site=site, line=line, limit=50_000)
-        t = (text or "").strip().lower()
-        if t:
-            evs = [e for e in evs if t in " ".join(str(e.data.get(k, "")) for k in
-                                                   ("id", "message_ko", "message_en", "user", "comment", "event")).lower()
-                   or t in e.key.lower()]
-        return evs[::-1][:limit]
-
-    def day_start(self, now_ns: int) -> int:
-        tz = ZoneInfo(self.config.plant.timezone)
-        d = datetime.fromtimestamp(now_ns / NS_PER_S, tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        return int(d.timestamp()) * NS_PER_S
+        return health.search(self.store.events(KIND, start_ns, end_ns, site=site, line=line, limit=50_000),
+                             text)[::-1][:limit]
 
     def health(self, now_ns: Optional[int] = None) -> dict[str, Any]:
         """EEMUA 191 figures of the plant's day so far (and floods in the last 10 minutes)."""
         now = self.clock() if now_ns is None else now_ns
-        start = min(self.day_start(now), now - health.TEN_MIN)
-        return health.summary(self.store.events(KIND, start, now + 1, limit=200_000), now, self.day_start(now))
+        start = min(health.day_start_ns(now, self.config.plant.timezone), now - health.TEN_MIN)
+        return health.day_summary(self.store.events(KIND, start, now + 1, limit=200_000), now,
+                                  self.config.plant.timezone)
 
     def flood(self, now_ns: Optional[int] = None) -> dict[tuple[str, str], int]:
         now = self.clock() if now_ns is None else now_ns

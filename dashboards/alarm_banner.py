@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import dash
 from dash import ClientsideFunction, Input, Output, State, html
@@ -68,23 +66,14 @@ class StoreAlarms:
         return (un[0] if un else None), len(un)
 
     def history(self, start_ns: int, end_ns: int, text: str = "", site=None, line=None, limit: int = 2000):
-        evs = self.store.events(KIND, start_ns, end_ns, site=site, line=line, limit=50_000)
-        q = (text or "").strip().lower()
-        if q:
-            evs = [e for e in evs if q in (e.key + " " + " ".join(
-                str(e.data.get(k, "")) for k in ("message_ko", "message_en", "user", "comment", "event"))).lower()]
-        return evs[::-1][:limit]
-
-    def _day_start(self, now: int) -> int:
-        tz = ZoneInfo(self.config.plant.timezone)
-        d = datetime.fromtimestamp(now / 1e9, tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        return int(d.timestamp()) * 1_000_000_000
+        return health.search(self.store.events(KIND, start_ns, end_ns, site=site, line=line, limit=50_000),
+                             text)[::-1][:limit]
 
     def health(self, now_ns: Optional[int] = None) -> dict:
         now = self.clock() if now_ns is None else now_ns
-        day = self._day_start(now)
-        start = min(day, now - health.TEN_MIN)
-        return health.summary(self.store.events(KIND, start, now + 1, limit=200_000), now, day)
+        tz = self.config.plant.timezone
+        start = min(health.day_start_ns(now, tz), now - health.TEN_MIN)
+        return health.day_summary(self.store.events(KIND, start, now + 1, limit=200_000), now, tz)
 
     def flood(self, now_ns: Optional[int] = None) -> dict:
         now = self.clock() if now_ns is None else now_ns

@@ -3,7 +3,6 @@ and its per-display mute, and acknowledging the alarm a notification link opens.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -16,10 +15,10 @@ from dashboards.data import DataLayer
 from gwanje.config import load_config
 from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
+from tests.alerts.helpers import REPO
 
 pytestmark = pytest.mark.services
 
-REPO = Path(__file__).resolve().parents[2]
 RULES = AlarmRules.model_validate({"rules": [
     {"id": "vib", "type": "analog", "scope": {"line": ["cnc-1"]}, "signal": "vibration",
      "hh": {"limit": 9.0, "priority": "critical"},

@@ -7,7 +7,6 @@ import logging
 import threading
 from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +15,12 @@ from alerts.notify import NotifyConfig, Notifier, alarm_link
 from alerts.oncall import Rotation, next_up, on_duty
 from alerts.rules import AlarmRules
 from alerts.service import AlarmService
-from gwanje.config import load_config
 from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
+from tests.alerts.helpers import REPO, S, Clock
 from tests.alerts.servers import HungEndpoint, SmtpSink, WebhookSink, wait_for
 from tests.fixtures.common import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-S = 10**9
 # Wednesday 2026-01-07 12:00 in Seoul (03:00 UTC): week 0 of a rotation that starts Monday
 # 2026-01-05 08:30, so kim is on duty and lee is next
 T = int(datetime(2026, 1, 7, 3, 0, tzinfo=timezone.utc).timestamp()) * S
@@ -41,19 +38,6 @@ ROTATION = {"members": ["kim", "lee"], "handover_day": "mon", "handover_time": "
 SECRET = "s3cret-token"
 
 pytestmark = pytest.mark.services
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(REPO / "config")
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,17 @@
 """Rule evaluation on synthetic signals, with hand-worked expectations."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from alerts.rules import AlarmRules, Evaluator, load_rules
-from gwanje.config import load_config
 from gwanje.model import Quality, Sample
+from tests.alerts.helpers import S
 
-REPO = Path(__file__).resolve().parents[2]
-S = 10**9
 T0 = 1_790_000_000 * S
 CNC = ("changwon-1", "cnc-1", "cnc-101")
 MSG = {"ko": "{machine_name} {level} {value}", "en": "{machine_name} {level} {value}"}
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(REPO / "config")
 
 
 def ev(config, *rules):
@@ -204,8 +196,6 @@ def test_rule_on_a_signal_the_machines_lack_is_rejected(config):
     with pytest.raises(ValueError, match="selects no machine"):
         load_rules(config, {"rules": [{**VIB, "scope": {"machine": ["nope"]}}]})
 
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=150, deadline=None)

@@ -2,18 +2,15 @@
 suppression during planned stop, and restore after a restart from the stored events."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from alerts.rules import AlarmRules
 from alerts.service import AlarmService
-from gwanje.config import load_config
 from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
+from tests.alerts.helpers import S, Clock
 
-REPO = Path(__file__).resolve().parents[2]
-S = 10**9
 T0 = 1_790_000_000 * S
 CNC1 = ("changwon-1", "cnc-1", "cnc-101")
 CNC2 = ("changwon-1", "cnc-1", "cnc-102")
@@ -26,19 +23,6 @@ RULES = AlarmRules.model_validate({"rules": [
 H1 = "vib.h:changwon-1/cnc-1/cnc-101/vibration"
 HH1 = "vib.hh:changwon-1/cnc-1/cnc-101/vibration"
 H2 = "vib.h:changwon-1/cnc-1/cnc-102/vibration"
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def config():
-    return load_config(REPO / "config")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a real EmbeddedStore and a real AlarmService."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import dash
@@ -16,9 +15,8 @@ from dashboards.data import DataLayer
 from gwanje.config import load_config
 from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
+from tests.alerts.helpers import REPO, S, Clock
 
-REPO = Path(__file__).resolve().parents[2]
-S = 10**9
 T0 = 1_790_000_000 * S
 RULES = AlarmRules.model_validate({"rules": [
     {"id": "vib", "type": "analog", "scope": {"line": ["cnc-1"]}, "signal": "vibration",
@@ -30,14 +28,6 @@ H1 = "vib.h:changwon-1/cnc-1/cnc-101/vibration"
 H2 = "vib.h:changwon-1/cnc-1/cnc-102/vibration"
 KO = {"lang": "ko", "kiosk": False}
 EN = {"lang": "en", "kiosk": False}
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
 
 
 @pytest.fixture(scope="module")
