@@ -32,7 +32,6 @@ import re
 import struct
 import threading
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Sequence

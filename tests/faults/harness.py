@@ -38,6 +38,7 @@ class Publisher:
     def __init__(self, port: int, client_id: str) -> None:
         self.acked = 0
         self.sent = 0
+        self.published = 0  # samples, by stream()
         self._lock = threading.Lock()
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         c.reconnect_delay_set(0.1, 1)
@@ -56,6 +57,22 @@ class Publisher:
             payload = [{"signal": SIGNAL, "value": j, "ts": t0 + j * US} for j in range(i, min(i + per_msg, start + n))]
             self.client.publish(TOPIC, json.dumps(payload), qos=1)
             self.sent += 1
+
+    def stream(self, t0: int, msgs_per_s: int, per_msg: int, seconds: float) -> threading.Event:
+        """Publish at a steady rate from a background thread; `published` counts the samples
+        sent so far. Returns an Event set when the stream is done."""
+        done = threading.Event()
+
+        def run() -> None:
+            start = time.monotonic()
+            for k in range(int(msgs_per_s * seconds)):
+                self.publish(t0, k * per_msg, per_msg)
+                self.published = (k + 1) * per_msg
+                time.sleep(max(0.0, start + (k + 1) / msgs_per_s - time.monotonic()))
+            done.set()
+
+        threading.Thread(target=run, name="publisher", daemon=True).start()
+        return done
 
     def all_acked(self) -> bool:
         with self._lock:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -78,18 +77,8 @@ def test_collector_killed_and_restarted_loses_and_duplicates_nothing(mosquitto, 
         assert wait_for(collect.mqtt_connected, timeout=30), collect.log.read_text()[-3000:]
         pub = Publisher(mosquitto.port, "device-kill")
         t0 = time.time_ns() - HOUR_NS
-        rate_msgs, per_msg, seconds = 100, 10, 6
-        n = rate_msgs * per_msg * seconds
-        done = threading.Event()
-
-        def load():
-            start = time.monotonic()
-            for k in range(rate_msgs * seconds):
-                pub.publish(t0, k * per_msg, per_msg)
-                time.sleep(max(0.0, start + (k + 1) / rate_msgs - time.monotonic()))
-            done.set()
-
-        threading.Thread(target=load, daemon=True).start()
+        n = 100 * 10 * 6
+        done = pub.stream(t0, msgs_per_s=100, per_msg=10, seconds=6)  # 1,000 samples/s for 6 s
         assert wait_for(lambda: stored(reader, t0, n) > 500)  # mid-stream
         collect.kill9()
         dead_at = stored(reader, t0, n)

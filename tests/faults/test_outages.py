@@ -4,7 +4,6 @@ down. What is checked is what an operator would query afterwards: the store."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -37,23 +36,34 @@ def ingest(store, tmp_path, mosquitto, client_id: str, **spool_kw):
     return pipeline, collector
 
 
-def test_broker_killed_mid_stream_every_sample_stored_exactly_once(mosquitto, influxd, tmp_path):
-    store = RecordingInflux(influxd.url, "fault_broker").start()
-    reader = InfluxStore(influxd.url, "fault_broker").start()
-    pipeline, collector = ingest(store, tmp_path, mosquitto, "fault-broker")
-    pub = Publisher(mosquitto.port, "device-broker")
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_broker_restarted_mid_stream_every_sample_stored_exactly_once(mosquitto, influxd, tmp_path, how):
+    db_name = f"fault_broker_{how}"
+    store = RecordingInflux(influxd.url, db_name).start()
+    reader = InfluxStore(influxd.url, db_name).start()
+    pipeline, collector = ingest(store, tmp_path, mosquitto, f"fault-broker-{how}")
+    pub = Publisher(mosquitto.port, f"device-broker-{how}")
     t0 = time.time_ns() - HOUR_NS
     n = 6000
     try:
-        # mosquitto persists sessions by periodic snapshot (autosave_interval 1 s here): a
-        # crash loses sessions younger than the last save (docs/deploy.md). Wait for a save
-        # that includes the collector's subscription, as a long-running plant would have.
+        # mosquitto persists by periodic snapshot (autosave_interval 1 s here) and on a clean
+        # shutdown: a crash loses sessions younger than the last save (docs/deploy.md). Wait
+        # for a save that includes the collector's subscription, as a running plant has.
         subscribed = time.time() + 0.2
         db = mosquitto.dir / "mosquitto.db"
         assert wait_for(lambda: db.exists() and db.stat().st_mtime > subscribed, timeout=5)
         pub.publish(t0, 0, 3000)
-        assert wait_for(lambda: stored(reader, t0, n) > 0)  # the stream is flowing
-        mosquitto.kill()  # SIGKILL: no goodbye, no final save
+        if how == "stop":
+            # SIGTERM while the broker still holds messages for the collector (the collector
+            # acks only after storing, so the broker's queue is not empty): it saves them
+            assert wait_for(lambda: stored(reader, t0, n) > 0)
+            mosquitto.stop()
+        else:
+            # SIGKILL loses what the broker accepted and had not delivered since its last
+            # snapshot (a mosquitto limit, docs/deploy.md); kill once it has delivered the
+            # first part — the stream itself goes on across the outage
+            assert wait_for(lambda: stored(reader, t0, n) == 3000, timeout=20)
+            mosquitto.kill()
         pub.publish(t0, 3000, 1000)  # published while the broker is down: the device keeps them
         mosquitto.start()
         pub.publish(t0, 4000, 2000)
@@ -76,26 +86,14 @@ def test_influxdb_stopped_under_load_nothing_lost_spool_drains_in_order(mosquitt
     pipeline, collector = ingest(store, tmp_path, mosquitto, "fault-store")
     pub = Publisher(mosquitto.port, "device-store")
     t0 = time.time_ns() - HOUR_NS
-    rate_msgs, per_msg, seconds = 100, 10, 14  # 1,000 samples/s for 14 s
-    n = rate_msgs * per_msg * seconds
-    done = threading.Event()
-    published = [0]
-
-    def load():
-        start = time.monotonic()
-        for k in range(rate_msgs * seconds):
-            pub.publish(t0, k * per_msg, per_msg)
-            published[0] = (k + 1) * per_msg
-            time.sleep(max(0.0, start + (k + 1) / rate_msgs - time.monotonic()))
-        done.set()
-
-    threading.Thread(target=load, daemon=True).start()
+    n = 100 * 10 * 14
+    done = pub.stream(t0, msgs_per_s=100, per_msg=10, seconds=14)  # 1,000 samples/s for 14 s
     try:
         time.sleep(2)  # load before the outage (not an assertion)
         influxd.stop()
-        first_down = published[0]
+        first_down = pub.published
         time.sleep(8.5)  # the outage (not an assertion)
-        last_down = published[0]  # published ≥1.5 s before the store returns: surely spooled
+        last_down = pub.published  # published ≥1.5 s before the store returns: surely spooled
         time.sleep(1.5)
         assert pipeline.stats()["spool_samples"] > 0
         influxd.start()

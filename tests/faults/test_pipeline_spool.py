@@ -9,6 +9,7 @@ from gwanje.model import Sample
 from gwanje.pipeline import SPOOL_ALARM_KEY, Pipeline
 from storage.spool import Spool
 from tests.faults.flaky import FlakyStore
+from tests.faults.harness import wait_for
 
 T0 = 1_732_400_000_000_000_000
 END = T0 + 10**15
@@ -17,15 +18,6 @@ END = T0 + 10**15
 def samples(n: int, start: int = 0) -> list[Sample]:
     return [Sample("changwon", "cnc", "cnc-01", "spindle_speed", float(i), T0 + i * 1000)
             for i in range(start, start + n)]
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 class Seen:

@@ -2,7 +2,6 @@
 mosquitto that the test stops to make the process unready."""
 import dataclasses
 import json
-import time
 
 import pytest
 import requests
@@ -12,15 +11,7 @@ from gwanje.config import Secrets, load_config
 from gwanje.health import HealthServer, add_routes
 from gwanje.pipeline import Pipeline
 from tests.faults.flaky import FlakyStore
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+from tests.faults.harness import wait_for
 
 
 @pytest.mark.services
