@@ -15,10 +15,13 @@ from zoneinfo import ZoneInfo
 import dash
 from dash import ALL, Input, Output, State
 
+from gwanje.rejects import Rejects
+
 from dashboards import context
 from dashboards.components.figures import trend_patch
 from dashboards.components.tiles import line_summary_text, tile_children, tile_class
-from dashboards.data import DataUnavailable, PlantSnapshot
+from dashboards.components.views import SPARK_POINTS
+from dashboards.data import WINDOWS_S, DataUnavailable, PlantSnapshot, numeric_signals
 from dashboards.i18n import normalize_lang, t
 
 TILE = {"type": "gw-tile", "site": ALL, "line": ALL, "machine": ALL}
@@ -44,8 +47,9 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
         return dash.no_update, dash.no_update, dash.no_update
     classes, kids = [], []
     for i in tile_ids:
-        view = snap.machine(i["site"], i["line"], i["machine"])
-        spec = cfg.machine(i["site"], i["line"], i["machine"])
+        key = (i.get("site"), i.get("line"), i.get("machine")) if isinstance(i, dict) else (None, None, None)
+        view = snap.machine(*key)
+        spec = cfg.machine(*key)
         if view is None or spec is None:
             classes.append(dash.no_update)
             kids.append(dash.no_update)
@@ -54,7 +58,7 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
         kids.append(tile_children(view, spec, lang))
     summaries = []
     for i in line_ids:
-        lv = snap.line(i["site"], i["line"])
+        lv = snap.line(i.get("site"), i.get("line")) if isinstance(i, dict) else None
         summaries.append(line_summary_text(lv, lang) if lv else dash.no_update)
     return classes, kids, summaries
 
@@ -84,11 +88,31 @@ def refresh_clock(n: Any, page_ctx: Optional[dict]) -> tuple[str, str, str]:
     return clock_text(snap, now, cfg.plant.timezone, lang)
 
 
+# the ids of a callback come from the browser: a crafted request could ask any window and any
+# number of points; only what a page of ours can show is queried, the rest is counted
+_rejects = Rejects("dashboard-callbacks")
+
+
+def _valid_series_id(i: Any) -> bool:
+    if not isinstance(i, dict):
+        return False
+    spec = context.config().machine(i.get("site"), i.get("line"), i.get("machine"))
+    ui = context.config().system.ui
+    windows = {ui.trend_window_s, *WINDOWS_S.values()}
+    return (spec is not None and i.get("signal") in numeric_signals(spec)
+            and i.get("window") in windows and isinstance(i.get("points"), int)
+            and 1 <= i["points"] <= max(ui.trend_points, SPARK_POINTS))
+
+
 def _refresh_series(page_ctx: Optional[dict], ids: list[dict], note: bool) -> list:
     lang, dark = _lang(page_ctx)
     data = context.data()
     out: list = []
     for i in ids:
+        if not _valid_series_id(i):
+            _rejects.reject("bad_trend_id", repr(i))
+            out.append(dash.no_update)
+            continue
         try:
             trend = data.signal_trend(i["site"], i["line"], i["machine"], i["signal"], i["window"], i["points"])
         except DataUnavailable:

@@ -411,4 +411,7 @@ def _cell(v: Any) -> Any:
 
 
 def graph(fig: dict[str, Any], ident: str) -> dcc.Graph:
-    return dcc.Graph(id=ident, figure=fig, config={"displaylogo": False, "responsive": True})
+    # a responsive graph takes its container's height: give it the figure's, or it collapses
+    height = fig.get("layout", {}).get("height", 300)
+    return dcc.Graph(id=ident, figure=fig, config={"displaylogo": False, "responsive": True},
+                     style={"height": f"{height}px"})

@@ -182,3 +182,20 @@ def test_a_page_added_later_appears_in_the_nav(app):
         assert links["Gwanje"] == "/alarms?lang=en"
     finally:
         del dash.page_registry["tests.fake_alarms"]
+
+
+def test_crafted_trend_ids_are_refused_not_queried(app):
+    good = {"type": "gw-trend", "site": "changwon-1", "line": "cnc-1", "machine": "cnc-101",
+            "signal": "spindle_speed", "window": 900, "points": 600}
+    crafted = [
+        {**good, "points": 10**9},  # a billion points
+        {**good, "window": 10**9},  # thirty years
+        {**good, "signal": "state"},  # not a trend
+        {**good, "machine": "'; DROP TABLE samples; --"},
+        "not even a dict",
+    ]
+    before = callbacks._rejects.counts().get("bad_trend_id", 0)
+    out = callbacks.refresh_trends(1, {"lang": "en"}, crafted + [good])
+    assert out[:5] == [dash.no_update] * 5
+    assert out[5] is not dash.no_update
+    assert callbacks._rejects.counts()["bad_trend_id"] == before + 5
