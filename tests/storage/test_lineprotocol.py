@@ -125,3 +125,25 @@ def test_every_sample_round_trips_or_is_refused_with_a_reason(new_store, batch):
         if isinstance(s.value, str) and s.series in got:
             assert store.events(s.signal, s.ts, s.ts + 1, site=s.site, key=s.signal) == [
                 Event(s.signal, s.ts, s.site, s.line, s.machine, s.signal, {"v": s.value})]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    | names,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(names, children, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(datas=st.lists(st.dictionaries(names, json_values, max_size=4), min_size=1, max_size=5))
+def test_event_data_round_trips_or_is_refused(new_store, datas):
+    store = new_store()
+    written = [Event("note", T0 + i, "s", "l", "m", f"k{i}", d) for i, d in enumerate(datas)]
+    store.write_events(written)
+    got = {e.key: e for e in store.events("note", T0, T0 + len(written))}
+    for e in written:
+        if e.key in got:
+            assert got[e.key] == e  # keys, nesting, unicode, quotes and backslashes unchanged
+    # only text UTF-8 cannot carry (lone surrogates) is refused; JSON escapes the rest
+    assert len(written) - len(got) == sum(store.rejects.counts().values())
+    assert all(reason == "event_data_bad_text" for reason in store.rejects.counts())
