@@ -199,3 +199,15 @@ def test_crafted_trend_ids_are_refused_not_queried(app):
     assert out[:5] == [dash.no_update] * 5
     assert out[5] is not dash.no_update
     assert callbacks._rejects.counts()["bad_trend_id"] == before + 5
+
+
+def test_last_update_turns_to_a_warning_when_the_whole_plant_is_silent(app, plant_config):
+    from dashboards.data import build_snapshot
+
+    snap = build_snapshot(plant_config, [Sample(*CNC1, "state", 3.0, T0)], T0 + 30 * NS_PER_S)
+    clock, age, cls = callbacks.clock_text(snap, T0 + 30 * NS_PER_S, "Asia/Seoul", "en")
+    assert (clock, age) == ("2023-11-15 07:13:50", "Last data: 30 s ago") and "gw-warn" in cls
+    fresh = build_snapshot(plant_config, [Sample(*CNC1, "state", 3.0, T0)], T0 + 10 * NS_PER_S)
+    assert "gw-warn" not in callbacks.clock_text(fresh, T0 + 10 * NS_PER_S, "Asia/Seoul", "en")[2]
+    empty = build_snapshot(plant_config, [], T0)
+    assert callbacks.clock_text(empty, T0, "Asia/Seoul", "ko")[1] == "최종 수신: 데이터 없음"
