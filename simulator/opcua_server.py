@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
+from urllib.parse import urlparse
 
 from asyncua import Server, ua
 
@@ -84,6 +85,8 @@ class SiteServer:
         self.skipped: list[str] = []  # node ids that could not be served, with the reason
 
     async def start(self) -> None:
+        # fail before the seconds asyncua takes to build its address space
+        self._check_port()
         s = Server()
         await s.init()
         # listen on the url's host:port; asyncua binds what set_endpoint names
@@ -97,12 +100,25 @@ class SiteServer:
         try:
             await s.start()
         except OSError as e:
-            raise RuntimeError(f"OPC UA endpoint {self.endpoint.name}: cannot listen on {self.endpoint.url}: {e} "
-                               f"(set GWANJE_OPCUA_URL_{self.endpoint.name.upper().replace('-', '_')} "
-                               f"to another port)") from e
+            raise self._cannot_listen(e) from e
         self.server = s
         log.info("OPC UA server %s listening on %s (%d variables)", self.endpoint.name, self.endpoint.url,
                  len(self.vars))
+
+    def _cannot_listen(self, e: OSError) -> RuntimeError:
+        env = "GWANJE_OPCUA_URL_" + self.endpoint.name.upper().replace("-", "_")
+        return RuntimeError(f"OPC UA endpoint {self.endpoint.name}: cannot listen on {self.endpoint.url}: {e} "
+                            f"(set {env} to another port)")
+
+    def _check_port(self) -> None:
+        u = urlparse(self.endpoint.url)
+        with socket.socket() as probe:
+            # asyncua's listener reuses the address too: a socket lingering in TIME_WAIT is no clash
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((u.hostname or "0.0.0.0", u.port or 4840))
+            except OSError as e:
+                raise self._cannot_listen(e) from e
 
     async def _security(self, s: Server) -> None:
         if self.demo or self.endpoint.security_policy == "None":
