@@ -296,12 +296,15 @@ class Pipeline:
         else:
             msg = "disk spool below half of its limit again"
             log.warning("ALARM %s cleared: %s", SPOOL_ALARM_KEY, msg)
+        # the shape of alerts.lifecycle's events (full state per event), so the alarm list
+        # shows it and operators can acknowledge it like any other alarm
+        status = "unack_active" if full else "rtn_unack"
         self._emit([Event(kind="alarm", ts=now_ns(), site="", key=SPOOL_ALARM_KEY, data={
-            "event": "raised" if full else "returned", "active": full, "priority": "high",
-            "status": "unack_active" if full else "rtn_unack",
+            "id": SPOOL_ALARM_KEY, "rule": "system", "event": "raised" if full else "returned",
+            "status": status, "state": status, "active": full, "priority": "high",
             "message_en": msg, "message_ko": ("디스크 스풀 가득 참: 데이터 손실 중" if full else "디스크 스풀 정상 복귀"),
-            "policy": st["spool_policy"], "dropped_samples": st["spool_dropped_samples"],
-            "dropped_batches": st["spool_dropped_batches"], "spool_bytes": st["spool_bytes"],
+            "extra": {"policy": st["spool_policy"], "dropped_samples": st["spool_dropped_samples"],
+                      "dropped_batches": st["spool_dropped_batches"], "spool_bytes": st["spool_bytes"]},
         })])
 
     def _store_failed(self, e: Exception, what: str) -> None:

@@ -146,7 +146,7 @@ def test_spool_full_while_influxdb_is_down_applies_policy_and_raises_the_alarm(i
         assert df["value"].to_list() == [float(i) for i in range(n - kept, n)]
         alarms = reader.events("alarm", 0, 2**62, key=SPOOL_ALARM_KEY)
         assert [a.data["event"] for a in alarms][:1] == ["raised"]
-        assert alarms[0].data["policy"] == "drop_oldest" and alarms[0].data["dropped_samples"] > 0
+        assert alarms[0].data["extra"]["policy"] == "drop_oldest" and alarms[0].data["extra"]["dropped_samples"] > 0
     finally:
         if influxd.proc is None or influxd.proc.poll() is not None:
             influxd.start()

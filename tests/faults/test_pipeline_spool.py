@@ -139,7 +139,7 @@ def test_a_full_spool_applies_its_policy_and_raises_the_alarm(tmp_path, policy):
     else:
         assert oldest == T0 and newest < T0 + 5999 * 1000
     alarms = store.events("alarm", 0, 2**62, key=SPOOL_ALARM_KEY)
-    assert alarms[0].data["event"] == "raised" and alarms[0].data["policy"] == policy
+    assert alarms[0].data["event"] == "raised" and alarms[0].data["extra"]["policy"] == policy
     assert alarms[-1].data["event"] == "returned"  # drained below half: cleared
 
 
@@ -153,3 +153,24 @@ def test_without_a_spool_a_failed_batch_is_retried_from_memory(tmp_path):
     store.down = False
     assert wait_for(lambda: store.count_samples(T0, END) == 50)
     p.stop()
+
+
+def test_the_spool_alarm_reads_back_as_an_alarm_the_alarm_list_understands(tmp_path):
+    from alerts.lifecycle import Status, from_event
+
+    store = FlakyStore()
+    store.down = True
+    p, _ = make(tmp_path, store, max_bytes=3000, policy="drop_newest")
+    p.spool.segment_bytes = 1000
+    p.start()
+    for k in range(30):
+        p.submit(samples(100, 100 * k))
+    assert wait_for(lambda: p.stats()["spool_alarm"])
+    store.down = False
+    assert wait_for(lambda: p.stats()["events_pending"] == 0 and not p.stats()["spool_alarm"])
+    p.stop()
+    raised, returned = [from_event(e) for e in store.events("alarm", 0, 2**62, key=SPOOL_ALARM_KEY)]
+    assert (raised.id, raised.status, raised.active, raised.priority) == (SPOOL_ALARM_KEY, Status.UNACK_ACTIVE,
+                                                                         True, "high")
+    assert raised.extra["policy"] == "drop_newest" and raised.extra["dropped_samples"] > 0
+    assert (returned.status, returned.active) == (Status.RTN_UNACK, False)
