@@ -8,9 +8,10 @@ folder tree site / line / machine for browsing. Types are the ones PLCs use: sta
 (String for text codes), counters UInt16/UInt32/UInt64 by counter_bits, analog Double, LOT
 String. Each write carries the model step's time as the source timestamp.
 
-Security: in demo mode the endpoint offers None only. Outside demo mode it offers
-Basic256Sha256 (Sign and/or SignAndEncrypt, as the endpoint says) with a self-signed
-certificate generated once into `<data dir>/opcua/<endpoint>/`.
+Security is what the endpoint in system.yaml says, since the collector connects by the same
+entry: None (demo only; outside demo mode it is served with a warning), or Basic256Sha256
+(SignAndEncrypt, plus Sign when the mode is Sign) with a self-signed certificate generated
+once into `<data dir>/opcua/<endpoint>/`.
 """
 from __future__ import annotations
 
@@ -121,7 +122,8 @@ class SiteServer:
                 raise self._cannot_listen(e) from e
 
     async def _security(self, s: Server) -> None:
-        if self.demo or self.endpoint.security_policy == "None":
+        # serve what the endpoint says: the collector connects by the same entry
+        if self.endpoint.security_policy == "None" or self.endpoint.security_mode == "None":
             if not self.demo:
                 log.warning("OPC UA endpoint %s has no security outside demo mode", self.endpoint.name)
             s.set_security_policy([ua.SecurityPolicyType.NoSecurity])

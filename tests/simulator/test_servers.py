@@ -312,7 +312,7 @@ def test_standalone_process_publishes_and_stops_on_sigterm(mosquitto, tmp_path):
             proc.wait()
 
 
-def test_outside_demo_a_site_server_speaks_only_basic256sha256(tmp_path):
+def test_a_secure_endpoint_is_served_only_with_basic256sha256(tmp_path):
     """Production: no plain endpoint; a self-signed server certificate is made in the data dir."""
     pytest.importorskip("asyncua")
     from asyncua import Client, ua
