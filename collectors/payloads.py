@@ -224,6 +224,6 @@ class MessageDecoder:
         """(samples, rejection reasons) for one message; never raises for bad input."""
         if len(payload) > self.max_payload_bytes:
             return [], ["payload_too_large"]
-        if self.sparkplug is not None and topic.startswith("spBv1.0/"):
+        if self.sparkplug is not None and SparkplugDecoder.handles(topic):
             return self.sparkplug.decode(topic, payload, now)
         return self.json.decode(topic, payload, now)

@@ -386,10 +386,10 @@ class SparkplugDecoder:
             ms = m.timestamp if m.timestamp is not None else p.timestamp
             ts = None if ms is None else ms * 1_000_000
             value = _signed_after(m, dev.types.get(name))
-            kind = kinds.get(name)
+            signal_kind = kinds.get(name)
             # fast path, the same rules as Normalizer.sample for a plain finite number of a
             # numeric signal at an in-range source time; everything else goes through it
-            if (kind is not None and kind != "text" and ts is not None and _MIN_TS <= ts <= ts_max
+            if (signal_kind is not None and signal_kind != "text" and ts is not None and _MIN_TS <= ts <= ts_max
                     and ((type(value) is float and value - value == 0.0)
                          or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT))):
                 samples.append(Sample(site, line, machine, name, float(value), ts))  # type: ignore[arg-type]
