@@ -376,7 +376,11 @@ class Engine:
     def recompute_machine(self, store: Any, spec: MachineSpec, start_ns: int, end_ns: int) -> OeeResult:
         """One machine's OEE over [start_ns, end_ns) from the store's raw numeric series."""
         lookback = self.timeout_ns + int(self.startup_window_s * NS_PER_S)
-        a, b = start_ns - lookback, end_ns + self.timeout_ns
+        frame, lots = self._read(store, spec, start_ns - lookback, end_ns + self.timeout_ns)
+        return self.frame_oee(spec, frame, lots, start_ns, end_ns)
+
+    def _read(self, store: Any, spec: MachineSpec, a: int, b: int) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+        """Raw numeric samples of a machine in [a, b) as (signal, ts, value), and its LOT changes."""
         max_points = int((b - a) // NS_PER_S) * 20 + 1000  # never downsampled: raw points
         frames = []
         for sig in spec.signals:
@@ -387,7 +391,49 @@ class Engine:
         if self.track_lots:
             lots = [(e.ts, str(e.data.get("lot", ""))) for e in
                     store.events("lot", a - LOT_LOOKBACK_NS, b, spec.site, spec.line, spec.machine)]
-        return self.frame_oee(spec, pl.concat(frames), lots, start_ns, end_ns)
+        return pl.concat(frames), lots
+
+    def warm_start(self, store: Any, now_ns: int) -> None:
+        """After a restart: rebuild every machine's state, counter baselines, intervals and
+        minute counts of the running shift from the store's raw samples (vectorised), so the
+        shift closes with the whole shift, not only the part since the restart."""
+        sh = self.calendar.shift_at(now_ns)
+        start = sh.start_ns if sh else now_ns - 8 * 3600 * NS_PER_S
+        a = start - self.timeout_ns - int(self.startup_window_s * NS_PER_S)
+        with self._lock:
+            for spec in self.config.machines():
+                frame, lots = self._read(store, spec, a, now_ns + 1)
+                if frame.height:
+                    self._seed(self.runs[spec.key], frame, lots)
+            seen = [r.tracker.last_seen_ns for r in self.runs.values() if r.tracker.last_seen_ns is not None]
+            if seen:
+                self.watermark = max(seen)
+
+    def _seed(self, run: MachineRun, frame: pl.DataFrame, lots: Sequence[tuple[int, str]]) -> None:
+        spec = run.spec
+        last = int(frame["ts"].max())  # type: ignore[arg-type]
+        parts = {k[0]: v for k, v in frame.partition_by("signal", as_dict=True).items()}
+        # ending "now" 1 ns after the newest sample makes the last interval the open one
+        ivs = frame_intervals(frame.select("ts"), parts.get(spec.klass.state_signal),
+                              spec.klass.state_codes.mapping(), self.timeout_ns, last + 1)
+        t = run.tracker
+        run.intervals = ivs[:-1]
+        t.state, t.code, t.since_ns, t.last_seen_ns = ivs[-1].state, ivs[-1].code, ivs[-1].start_ns, last
+        for sig, ctr in run.counters.items():
+            c = parts.get(sig)
+            if c is None:
+                continue
+            c = c.filter(pl.col("value").is_finite() & (pl.col("value") >= 0)
+                         & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < float(ctr.modulus)))
+            if c.height:
+                row = c.sort("ts").row(-1, named=True)
+                ctr.prev, ctr.prev_ts = int(row["value"]), int(row["ts"])
+        cycles = [(ts, run.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
+        run.minutes = {m.minute_ns: [m.total, m.good, m.reject, m.ideal_s, m.gap_total]
+                       for m in frame_minutes(parts, run, self.timeout_ns, cycles)}
+        run.emitted_minute = last - last % MINUTE_NS - MINUTE_NS  # complete minutes were written before
+        if self.track_lots and lots:
+            run.set_lot(max(lots)[1])
 
     def frame_oee(self, spec: MachineSpec, frame: pl.DataFrame, lots: Sequence[tuple[int, str]],
                   start_ns: int, end_ns: int) -> OeeResult:

@@ -292,3 +292,26 @@ def test_ideal_cycle_per_product_from_the_lot(tmp_path):
         assert hist[m2] == got
     finally:
         store.close()
+
+
+def test_warm_start_after_a_restart_gives_the_same_shift(world):
+    """The engine restarts at 10:15: rebuilt from the store, it closes the shift with the same
+    numbers as the engine that ran all along."""
+    config, _, events, _ = world
+    restart = kst(2026, 11, 24, 10, 15)
+    before = [s for s in plant_samples() if s.ts < restart]
+    after = sorted((s for s in plant_samples() if s.ts >= restart), key=lambda s: s.ts)
+    store = EmbeddedStore(":memory:")
+    try:
+        store.write_samples(before)
+        eng = Engine(config, clock=None)
+        eng.warm_start(store, restart)
+        got = []
+        for i in range(0, len(after), 3000):
+            got += eng.on_samples(after[i:i + 3000])
+    finally:
+        store.close()
+    assert oee_events(got) == oee_events(events)
+    # the state records emitted after the restart continue the intervals, no gap at 10:15
+    m2_states = [e for e in got if e.kind == "state" and e.machine == "m2"]
+    assert m2_states[0].ts == kst(2026, 11, 24, 10) and m2_states[0].data["state"] == "planned_stop"
