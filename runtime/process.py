@@ -80,6 +80,10 @@ class Runtime:
             from gwanje.engine import Engine
 
             self.engine = Engine(self.config)
+            try:  # the running shift from stored samples, so a restart does not cut it short
+                self.engine.warm_start(store, now_ns())
+            except Exception:
+                log.exception("engine warm start failed; the shift so far counts from now")
             listeners.append(self.engine.on_samples)
         except ImportError as e:  # engine lands in its own module; the data path works without it
             log.warning("machine-state/OEE engine not available: %s", e)
