@@ -34,10 +34,11 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
 from gwanje.model import Quality, Sample
 from gwanje.rejects import Rejects
+from storage.base import Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from gwanje.config import SpoolConfig
@@ -436,3 +437,53 @@ def open_spool(config: "SpoolConfig", data_dir: str | os.PathLike[str]) -> Spool
     """The spool system.yaml describes (spool.dir relative to the data dir)."""
     d = Path(config.dir)
     return Spool(d if d.is_absolute() else Path(data_dir) / d, config.max_bytes, config.policy)
+
+
+class DeferredStore(Store):
+    """A store that could not be opened at start-up (InfluxDB down when `collect` starts):
+    every call tries to open it first and raises StoreUnavailable until that works, so the
+    pipeline spools from the first sample on instead of the process failing to start."""
+
+    def __init__(self, opener: Callable[[], Store], name: str = "store") -> None:
+        self._opener = opener
+        self._store: Optional[Store] = None
+        self._lock = threading.Lock()
+        self.name = name
+
+    def _get(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = self._opener()  # raises StoreUnavailable while it is away
+                log.warning("store %s reachable now", self.name)
+            return self._store
+
+    def write_samples(self, samples):
+        self._get().write_samples(samples)
+
+    def write_events(self, events):
+        self._get().write_events(events)
+
+    def latest(self, *a, **kw):
+        return self._get().latest(*a, **kw)
+
+    def series(self, *a, **kw):
+        return self._get().series(*a, **kw)
+
+    def events(self, *a, **kw):
+        return self._get().events(*a, **kw)
+
+    def latest_events(self, *a, **kw):
+        return self._get().latest_events(*a, **kw)
+
+    def count_samples(self, *a, **kw):
+        return self._get().count_samples(*a, **kw)
+
+    def ping(self) -> bool:
+        try:
+            return self._get().ping()
+        except StoreUnavailable:
+            return False
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

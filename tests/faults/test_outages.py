@@ -195,3 +195,36 @@ def test_opcua_server_restart_resubscribes_within_10s_and_invents_nothing(opcua_
         collector.stop()
         pipeline.stop()
         store.close()
+
+
+def test_a_store_unreachable_at_start_is_opened_later_and_the_spool_fills_it(influxd, tmp_path):
+    from storage.base import StoreUnavailable
+    from storage.spool import DeferredStore
+
+    def opener():
+        return InfluxStore(influxd.url, "fault_deferred", timeout_s=2).start()
+
+    influxd.stop()
+    pipeline = None
+    try:
+        with pytest.raises(StoreUnavailable):
+            opener()
+        store = DeferredStore(opener, name="influxdb")
+        assert store.ping() is False
+        pipeline = Pipeline(store, batch_size=500, flush_interval_s=0.02, retry_interval_s=0.2,
+                            spool=Spool(tmp_path / "spool", 10**7, fsync=False))
+        pipeline.start()
+        t0 = time.time_ns() - HOUR_NS
+        for k in range(0, 2000, 100):
+            pipeline.submit([Sample(SITE, LINE, MACHINE, "part_count_total", float(i), t0 + i * US)
+                             for i in range(k, k + 100)])
+        assert wait_for(lambda: pipeline.stats()["spool_samples"] == 2000)
+        influxd.start()
+        assert wait_for(lambda: pipeline.stats()["spool_samples"] == 0, timeout=10)
+        assert store.ping()
+        check_values(store, t0, 2000)  # once open, reads go to the real store too
+    finally:
+        if influxd.proc is None or influxd.proc.poll() is not None:
+            influxd.start()
+        if pipeline is not None:
+            pipeline.stop()
