@@ -59,6 +59,7 @@ _STATUS_SEVERITY_SHIFT = 30
 _CREATE_CHUNK = 500
 _CONNECT_TIMEOUT_S = 15.0
 _CLOSE_TIMEOUT_S = 3.0
+_LOST_CLOSE_TIMEOUT_S = 0.5
 _KEEPALIVE_MS = 5000.0
 _REQUEST_TIMEOUT_S = 10.0
 # asyncua probes the server every watchdog interval, with the interval as timeout; at its 1 s
@@ -358,7 +359,9 @@ class OpcuaCollector:
             lost = asyncio.Event()
             client = None
             try:
-                client = await asyncio.wait_for(self._connect(lost), _CONNECT_TIMEOUT_S)
+                client = await self._connect_unless_stopped(lost)
+                if client is None:
+                    break
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -385,7 +388,8 @@ class OpcuaCollector:
             finally:
                 self._set(False, self._detail)
             if client is not None:
-                await self._close(client)
+                # after a loss the server may be hung: a polite CloseSession would only wait
+                await self._close(client, _CLOSE_TIMEOUT_S if stop.is_set() else _LOST_CLOSE_TIMEOUT_S)
             if stop.is_set():
                 break
             try:
@@ -394,6 +398,20 @@ class OpcuaCollector:
                 pass
             delay = min(delay * 2, ep.reconnect_max_s)
         self._set(False, "stopped")
+
+    async def _connect_unless_stopped(self, lost: asyncio.Event) -> Any:
+        """The connected client, or None when stop() came first (a hung server can hold a
+        connect for the whole timeout; stop must not wait for it)."""
+        assert self._stop_ev is not None
+        connect = asyncio.ensure_future(asyncio.wait_for(self._connect(lost), _CONNECT_TIMEOUT_S))
+        stopped = asyncio.ensure_future(self._stop_ev.wait())
+        await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if connect.done():
+            return connect.result()
+        connect.cancel()  # _connect closes its half-made client on the way out
+        await asyncio.gather(connect, return_exceptions=True)
+        return None
 
     async def _connect(self, lost: asyncio.Event) -> Any:
         from asyncua import Client, ua
@@ -520,9 +538,9 @@ class OpcuaCollector:
         await client.set_security(security_policies.SecurityPolicyBasic256Sha256, ep.certificate, ep.private_key,
                                   server_certificate=ep.server_certificate, mode=mode)
 
-    async def _close(self, client: Any) -> None:
+    async def _close(self, client: Any, timeout: float = _CLOSE_TIMEOUT_S) -> None:
         try:
-            await asyncio.wait_for(client.disconnect(), _CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(client.disconnect(), timeout)
         except Exception:
             client.disconnect_socket()
 

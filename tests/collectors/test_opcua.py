@@ -364,6 +364,18 @@ def test_frozen_server_noticed_by_the_watchdog_then_resubscribed(tiny):
         # the new subscription delivers the (unchanged) current values again
         assert wait_for(lambda: len(sink.samples) >= n_frozen + 5), len(sink.samples)
         assert col.status().reconnects == 1
+
+        # frozen again: the next connect hangs (TCP accepted, no answer) until its 15 s timeout;
+        # stop() must not wait for it
+        server.freeze()
+        assert wait_for(lambda: not col.status().connected, timeout=10)
+        # not an assertion: past closing the lost client (0.5 s) and the back-off (0.2 s), into
+        # the hanging connect
+        time.sleep(1.0)
+        thread = col._thread
+        col.stop(timeout=5.0)
+        assert thread is not None and not thread.is_alive()
+        assert col.status().detail == "stopped"
     finally:
         col.stop()
         server.stop()
