@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 from gwanje.model import Event, Quality, Sample
-from storage.checks import MAX_TS, MIN_TS, event_json, name_problem, sample_problem, series_problem
+from storage.checks import event_json, name_problem, sample_problem, series_problem
 
 SAMPLE_TAGS = ("site", "line", "machine", "signal")
 EVENT_TAGS = ("kind", "site", "line", "machine", "key")
@@ -108,20 +108,15 @@ def encode_samples(samples: Sequence[Sample]) -> Encoded:
         if prefix is None:
             rejected.append((s, problems[key]))
             continue
-        v, ts = s.value, s.ts
-        if (type(v) is float and v - v == 0.0 and type(ts) is int and MIN_TS <= ts <= MAX_TS
-                and isinstance(s.quality, Quality)):
-            # the common case, checked inline. repr() is the shortest text that reads back as
-            # the same float, and always has a '.' or an 'e': never mistaken for an integer
-            append(f"{prefix} value={v!r},q={_QCODE[s.quality]}i {ts}")
-            continue
         p = sample_problem(s)
         if p is not None:
             rejected.append((s, p))
-        elif type(v) is float:
-            append(f"{prefix} value={v!r},q={_QCODE[s.quality]}i {s.ts}")
+        elif type(s.value) is float:
+            # repr() is the shortest text that reads back as the same float, and always has
+            # a '.' or an 'e': never mistaken for an integer field
+            append(f"{prefix} value={s.value!r},q={_QCODE[s.quality]}i {s.ts}")
         else:
-            append(f'{prefix} text="{escape_string_field(v)}",q={_QCODE[s.quality]}i {s.ts}')
+            append(f'{prefix} text="{escape_string_field(s.value)}",q={_QCODE[s.quality]}i {s.ts}')
     return Encoded(out, rejected)
 
 
