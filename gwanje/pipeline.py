@@ -83,6 +83,7 @@ class Pipeline:
         self._lat_sum = 0.0
         self._written_by_site: collections.Counter[str] = collections.Counter()
         self._pending: list[Sample] = []  # no spool: a batch that failed to write, retried first
+        self._pending_callbacks: list[OnDone] = []
         self._pending_events: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_EVENTS)
         self._retry_at = 0.0  # monotonic time before which the store is presumed down
         self.store_up = True
@@ -201,14 +202,17 @@ class Pipeline:
 
     def _run_once_memory(self, stopping: bool) -> bool:
         """The writer step without a spool; True when the writer should end."""
-        batch, callbacks = (self._pending, []) if self._pending else self._take_batch(wait=not stopping)
+        if self._pending:
+            batch, callbacks = self._pending, self._pending_callbacks
+        else:
+            batch, callbacks = self._take_batch(wait=not stopping)
         fresh = not self._pending
-        self._pending = []
+        self._pending, self._pending_callbacks = [], []
         if batch:
             if fresh:
                 self._notify(batch)
             if not self._write(batch):
-                self._pending = batch
+                self._pending, self._pending_callbacks = batch, callbacks
                 if stopping:
                     log.error("stopping with %d unwritten samples", len(batch))
                     return True

@@ -147,11 +147,14 @@ def test_without_a_spool_a_failed_batch_is_retried_from_memory(tmp_path):
     store = FlakyStore()
     store.down = True
     p = Pipeline(store, batch_size=100, flush_interval_s=0.05, retry_interval_s=0.05)
+    done = threading.Event()
     p.start()
-    p.submit(samples(50))
+    p.submit(samples(50), on_done=done.set)
     assert wait_for(lambda: p.stats()["write_errors"] >= 2)
+    assert not done.is_set()  # not acknowledged while only in memory
     store.down = False
     assert wait_for(lambda: store.count_samples(T0, END) == 50)
+    assert done.wait(5)
     p.stop()
 
 
