@@ -8,7 +8,8 @@ suppress, unsuppress) for the lifecycle. Kinds of rule:
   stale       no sample from a machine for N seconds -> communication alarm
   oee         line OEE for the shift so far below a target (value supplied from outside)
 A rule applies to the machines its scope selects (site, line, machine class, machine).
-Suppression by design: while a machine is in planned stop, its alarms are suppressed.
+Suppression by design: while a machine is in planned stop, or its line is not scheduled to
+produce, its alarms are suppressed.
 No I/O here; times are ns since the epoch (sample source time, or the tick's clock).
 """
 from __future__ import annotations
@@ -236,11 +237,18 @@ def alarm_id(rule_id: str, site: str, line: str, machine: str, signal: str) -> s
 
 
 class Evaluator:
-    """Stateful but pure: feed() and tick() in, Transitions out."""
+    """Stateful but pure: feed() and tick() in, Transitions out.
 
-    def __init__(self, config: Config, rules: AlarmRules) -> None:
+    scheduled(site, line, now_ns) -> bool says whether a line is scheduled to produce (e.g.
+    from the shift calendar); while it is not, its alarms are suppressed by design, like a
+    machine in planned stop. Without it every line counts as scheduled."""
+
+    def __init__(self, config: Config, rules: AlarmRules,
+                 scheduled: Optional[Callable[[str, str, int], bool]] = None) -> None:
         self.config = config
         self.rules = rules
+        self.scheduled = scheduled
+        self._unscheduled: set[tuple[str, str]] = set()
         self._by_series: dict[tuple[str, str, str, str], list[_Check]] = {}
         self._state_checks: dict[tuple[str, str, str], list[_Check]] = {}
         self._stale_checks: dict[tuple[str, str, str], list[_Check]] = {}
@@ -347,8 +355,27 @@ class Evaluator:
     def _masked(self, c: _Check) -> bool:
         if not c.machine or not c.rule.suppress_in_planned_stop:
             return False
-        st = self._mstate.get((c.site, c.line, c.machine))
+        return self._machine_masked((c.site, c.line, c.machine))
+
+    def _machine_masked(self, mkey: tuple[str, str, str]) -> bool:
+        if (mkey[0], mkey[1]) in self._unscheduled:
+            return True
+        st = self._mstate.get(mkey)
         return st is not None and st[0] == MachineState.PLANNED_STOP
+
+    def _apply_masks(self, mkey: tuple[str, str, str], ts: int, out: list[Transition]) -> None:
+        """Suppress the active alarms of a machine that just became masked; unsuppress all
+        that were suppressed when the mask is lifted (the lifecycle re-annunciates)."""
+        masked = self._machine_masked(mkey)
+        for c in self._by_machine.get(mkey, ()):
+            if not c.rule.suppress_in_planned_stop:
+                continue
+            if masked and c.active and not c.suppressed:
+                c.suppressed = True
+                out.append(self._tr(c, "suppress", ts))
+            elif not masked and c.suppressed:
+                c.suppressed = False
+                out.append(self._tr(c, "unsuppress", ts))
 
     def _tr(self, c: _Check, action: str, ts: int) -> Transition:
         ctx = {**c.ctx, "value": c.value, **c.extra}
@@ -408,16 +435,7 @@ class Evaluator:
             return
         if prev is None or prev[0] != state:
             self._mstate[mkey] = (state, s.ts)
-        planned = state == MachineState.PLANNED_STOP
-        for c in self._by_machine.get(mkey, ()):
-            if not c.rule.suppress_in_planned_stop:
-                continue
-            if planned and c.active and not c.suppressed:
-                c.suppressed = True
-                out.append(self._tr(c, "suppress", s.ts))
-            elif not planned and c.suppressed:
-                c.suppressed = False
-                out.append(self._tr(c, "unsuppress", s.ts))
+        self._apply_masks(mkey, s.ts, out)
         since = self._mstate[mkey][1]
         for c in self._state_checks.get(mkey, ()):
             cond = state.value == c.rule.state
@@ -432,6 +450,8 @@ class Evaluator:
         out: list[Transition] = []
         if self._started is None:
             self._started = now
+        if self.scheduled is not None:
+            self._check_schedule(now, out)
         for checks in self._by_series.values():
             for c in checks:
                 self._settle(c, now, out)
@@ -462,6 +482,23 @@ class Evaluator:
                     c.extra = {"oee": float(v), "target": c.rule.target}
                     self._step(c, float(v) < c.rule.target, now, out)
         return out
+
+    def _check_schedule(self, now: int, out: list[Transition]) -> None:
+        for site in self.config.plant.sites:
+            for ln in site.lines:
+                try:
+                    on = bool(self.scheduled(site.id, ln.id, now))  # type: ignore[misc]
+                except Exception:  # a broken calendar must not hide alarms: count the line as scheduled
+                    on = True
+                key = (site.id, ln.id)
+                if on == (key not in self._unscheduled):
+                    continue
+                if on:
+                    self._unscheduled.discard(key)
+                else:
+                    self._unscheduled.add(key)
+                for m in ln.machines:
+                    self._apply_masks((site.id, ln.id, m.id), now, out)
 
     def machine_state(self, site: str, line: str, machine: str) -> MachineState:
         st = self._mstate.get((site, line, machine))

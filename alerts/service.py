@@ -56,13 +56,14 @@ def _clean(text: Any, what: str, max_len: int, required: bool) -> str:
 class AlarmService:
     def __init__(self, config: Config, store: Store, notifier: Optional[Notifier] = None,
                  clock: Callable[[], int] = time.time_ns, rules: Optional[AlarmRules] = None,
-                 oee: Optional[Callable[[str, str], Optional[float]]] = None) -> None:
+                 oee: Optional[Callable[[str, str], Optional[float]]] = None,
+                 scheduled: Optional[Callable[[str, str, int], bool]] = None) -> None:
         self.config = config
         self.store = store
         self.notifier = notifier
         self.clock = clock
         self.oee = oee
-        self.evaluator = Evaluator(config, rules if rules is not None else load_rules(config))
+        self.evaluator = Evaluator(config, rules if rules is not None else load_rules(config), scheduled)
         self.rejects = Rejects("alarms")
         self._lock = threading.RLock()
         self._states: dict[str, AlarmState] = {}
@@ -73,9 +74,15 @@ class AlarmService:
     @classmethod
     def from_config(cls, config: Config, store: Store, clock: Callable[[], int] = time.time_ns,
                     oee: Optional[Callable[[str, str], Optional[float]]] = None,
-                    env: Optional[dict[str, str]] = None) -> "AlarmService":
+                    env: Optional[dict[str, str]] = None,
+                    scheduled: Optional[Callable[[str, str, int], bool]] = None) -> "AlarmService":
         """The service as the runtime runs it: rules from alarms.yaml, the notifier from
-        notify.yaml (when present), delivery attempts recorded in the store."""
+        notify.yaml (when present), delivery attempts recorded in the store; with shifts.yaml,
+        alarms are suppressed while no shift is scheduled (`shift_schedule`)."""
+        if scheduled is None and "shifts" in config.raw_extra:
+            from gwanje.shifts import load_shifts  # the engine's calendar: one idea of "scheduled"
+
+            scheduled = shift_schedule(load_shifts(config))
         notifier = None
         raw = config.raw_extra.get("notify")
         if raw:
@@ -83,7 +90,7 @@ class AlarmService:
                 store.write_events([e])
 
             notifier = Notifier(load_notify(raw), config.plant.timezone, sink=sink, env=env, clock=clock)
-        return cls(config, store, notifier=notifier, clock=clock, oee=oee)
+        return cls(config, store, notifier=notifier, clock=clock, oee=oee, scheduled=scheduled)
 
     def close(self) -> None:
         if self.notifier is not None:
@@ -308,3 +315,12 @@ def engine_oee(engine: Any, clock: Callable[[], int] = time.time_ns,
         return cache["lines"].get((site, line))
 
     return oee
+
+
+def shift_schedule(calendar: Any) -> Callable[[str, str, int], bool]:
+    """scheduled(site, line, now) from a gwanje.shifts.ShiftCalendar: a line is scheduled while
+    a shift is on (the calendar is plant-wide). Outside every shift, alarms are suppressed."""
+    def scheduled(site: str, line: str, now_ns: int) -> bool:
+        return calendar.shift_at(now_ns) is not None
+
+    return scheduled

@@ -220,3 +220,17 @@ def test_any_signal_gives_alternating_transitions_that_respect_the_limits(config
         # and it is raised when it should be: beyond the limit for the on-delay at the end
         if len(values) > on and all(v > lim for v in values[-(on + 1):]):
             assert mine and mine[-1].action == "activate"
+
+
+def test_suppressed_while_the_line_is_not_scheduled(config):
+    sched = {"cnc-1": True}
+    e = Evaluator(config, AlarmRules.model_validate({"rules": [{**VIB, "on_delay_s": 0}]}),
+                  scheduled=lambda site, line, now: sched.get(line, True))
+    got = run(e, [vib(1, 7.5)])
+    sched["cnc-1"] = False  # the shift ends
+    got += [((t.ts - T0) / S, t.action, t.rule.split(".")[-1]) for t in e.tick(T0 + 2 * S)]
+    got += run(e, [vib(3, 9.5)])  # HH during the unscheduled time: suppressed first
+    sched["cnc-1"] = True
+    got += [((t.ts - T0) / S, t.action, t.rule.split(".")[-1]) for t in e.tick(T0 + 4 * S)]
+    assert got == [(1.0, "activate", "h"), (2.0, "suppress", "h"), (3.0, "suppress", "hh"), (3.0, "activate", "hh"),
+                   (4.0, "unsuppress", "hh"), (4.0, "unsuppress", "h")]

@@ -132,3 +132,22 @@ def test_shelve_and_operator_input_checks(config, db):
     # a normal alarm point may be taken out of service (a known-bad sensor) and back
     assert s.remove_from_service(H2, "lee", "sensor replaced").data["state"] == "out_of_service"
     assert s.return_to_service(H2, "lee").data["state"] == "normal"
+
+
+def test_alarm_events_flow_through_the_real_pipeline(config, db):
+    from gwanje.pipeline import Pipeline
+    from tests.alerts.servers import wait_for
+
+    store = EmbeddedStore(db)
+    svc = AlarmService(config, store, rules=RULES)
+    p = Pipeline(store, flush_interval_s=0.05, listeners=[svc.on_samples])
+    p.start()
+    try:
+        p.submit([vib(CNC1, 1, 6.0), vib(CNC1, 2, 9.5)])
+        got = wait_for(lambda: store.events("alarm", T0, T0 + 10 * S))
+        assert sorted((e.key, e.data["event"]) for e in got) == [(H1, "raised"), (HH1, "raised")]
+        # the pipeline hands the batch to its listeners, then writes it
+        assert wait_for(lambda: store.count_samples(T0, T0 + 10 * S) == 2)
+    finally:
+        p.stop()
+        store.close()
