@@ -68,7 +68,9 @@ def check(users: Mapping[str, User], name: str, password: str) -> Optional[User]
 
 
 def current_user() -> Optional[dict]:
-    """{"name", "role"} of the logged-in user, or None (demo mode: None, all pages open)."""
+    """{"name", "role"} of the logged-in user, or None (demo mode, or outside a request)."""
+    if not flask.has_request_context():
+        return None
     u = flask.session.get("user")
     return u if isinstance(u, dict) else None
 
@@ -113,7 +115,8 @@ def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko
             return None
         if path.startswith("/_dash-") or path.startswith("/_reload"):
             return flask.Response("login required", status=401)
-        return flask.redirect("/login?next=" + quote(flask.request.full_path.rstrip("?"), safe=""))
+        lang = normalize_lang(flask.request.args.get("lang"), default_lang)
+        return flask.redirect(f"/login?lang={lang}&next=" + quote(flask.request.full_path.rstrip("?"), safe=""))
 
     @server.route("/login", methods=["GET", "POST"])
     def _login():  # type: ignore[no-untyped-def]

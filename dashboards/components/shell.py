@@ -52,7 +52,8 @@ def breadcrumbs(crumbs: Sequence[tuple[str, Optional[str]]]) -> html.Nav:
     return html.Nav(items, className="gw-breadcrumbs", **{"aria-label": "breadcrumb"})
 
 
-def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[str, Any]) -> html.Header:
+def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[str, Any],
+           user: Optional[Mapping[str, Any]] = None) -> html.Header:
     """Brand + nav + language toggle (left out in kiosk mode) + clock; ids fed by callbacks."""
     parts: list[Any] = [
         html.Div([
@@ -73,6 +74,12 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
              for code in LANGS]
             + [dcc.Link(t("kiosk", lang), href=href(path, lang, True, **keep), className="gw-lang-link")],
             className="gw-lang", title=t("language", lang)))
+        if user:
+            parts.append(html.Div([
+                html.Span(str(user.get("name", "")), className="gw-user-name"),
+                # a server route, not a Dash page: a plain link so the browser really leaves
+                html.A(t("logout", lang), href="/logout", className="gw-lang-link", id="gw-logout"),
+            ], className="gw-user"))
     parts.append(html.Div([
         html.Span(id="clock", className="gw-clock-time"),
         html.Span(id="last-update", className="gw-last-update"),
@@ -82,11 +89,11 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
 
 def page_shell(body: Any, *, lang: str, kiosk: bool, plant_name: str, path: str,
                crumbs: Sequence[tuple[str, Optional[str]]] = (), query: Optional[Mapping[str, Any]] = None,
-               title: Optional[str] = None) -> html.Div:
+               title: Optional[str] = None, user: Optional[Mapping[str, Any]] = None) -> html.Div:
     """The full page: every page returns this from its layout so every page has the header,
     the alarm banner slot and the breadcrumbs. `page-ctx` tells callbacks the view's lang/kiosk."""
     children: list[Any] = [
-        header(lang, kiosk, plant_name, path, query or {}),
+        header(lang, kiosk, plant_name, path, query or {}, user),
         html.Div(id="alarm-banner", className="gw-alarm-banner"),
     ]
     if crumbs and not kiosk:

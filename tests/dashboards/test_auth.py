@@ -29,7 +29,7 @@ def client():
 def test_pages_redirect_to_login_and_dash_requests_are_refused(client):
     r = client.get("/machine/changwon-1/cnc-1/cnc-101?lang=en")
     assert r.status_code == 302
-    assert r.headers["Location"].startswith("/login?next=%2Fmachine%2Fchangwon-1")
+    assert r.headers["Location"].startswith("/login?lang=en&next=%2Fmachine%2Fchangwon-1")
     assert client.get("/_dash-layout").status_code == 401
     assert client.post("/_dash-update-component", json={}).status_code == 401
     assert client.get("/login").status_code == 200
@@ -47,6 +47,16 @@ def test_login_opens_the_pages_and_never_redirects_off_site(client):
     assert r.status_code == 302 and r.headers["Location"] == "/"
     assert client.get("/").status_code == 200
     assert client.get("/_dash-layout").status_code == 200
+    # the page itself (Dash renders it in a callback): the header names the user, offers logout
+    import dash
+    from tests.dashboards.helpers import by_id, text
+
+    with client.application.test_request_context("/"):
+        import flask
+
+        flask.session["user"] = {"name": "alice", "role": "supervisor"}
+        lay = dash.page_registry["dashboards.pages.overview"]["layout"](lang="en")
+    assert "alice" in text(lay) and by_id(lay, "gw-logout").href == "/logout"
     client.get("/logout")
     assert client.get("/").status_code == 302
 
