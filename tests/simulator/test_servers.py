@@ -176,7 +176,7 @@ async def _read_site(cfg, site: str) -> dict:
 
     ep = cfg.endpoint(cfg.site(site).opcua_endpoint)
     out = {}
-    async with Client(ep.url, timeout=5) as client:
+    async with Client(ep.url, timeout=15) as client:
         for spec in cfg.machines():
             if spec.opcua_endpoint != ep.name:
                 continue
@@ -229,7 +229,7 @@ def test_opcua_folder_tree_site_line_machine_can_be_browsed(sim):
     async def browse() -> list[str]:
         from asyncua import Client
 
-        async with Client(ep.url, timeout=5) as client:
+        async with Client(ep.url, timeout=15) as client:
             node = client.nodes.objects
             for name in ("changwon-2", "assembly-1", "asm-103"):
                 children = {(await c.read_browse_name()).Name: c for c in await node.get_children()}
@@ -340,7 +340,7 @@ def test_a_secure_endpoint_is_served_only_with_basic256sha256(tmp_path):
             with pytest.raises(ua.UaError, match="No matching endpoints"):
                 async with Client(ep.url, timeout=3) as plain:
                     await plain.get_node(node_id).read_value()
-            secure = Client(ep.url, timeout=5)
+            secure = Client(ep.url, timeout=15)  # generous: RSA handshakes on a loaded CI machine
             await secure.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
             async with secure:
                 dv = await secure.get_node(node_id).read_data_value()
