@@ -67,7 +67,7 @@ def main() -> None:
 
     cfg = load_config(REPO / "config", env={})
     print(f"machine: {platform.node()}  cpus: {os.cpu_count()}  python: {platform.python_version()}  "
-          f"{platform.platform()}")
+          f"{platform.platform()}  load avg: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     store = EmbeddedStore()
     now = now_ns()
     t0 = time.perf_counter()
