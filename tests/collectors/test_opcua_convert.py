@@ -116,7 +116,7 @@ def test_any_value_status_and_time_becomes_a_sample_or_a_counted_reason(normaliz
     signals = st.sampled_from([SIG, MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "lot"),
                                MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "state")])
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(value=values, status=st.integers(0, 2**32 - 1), source=times, server=times, sig=signals)
     def check(value, status, source, server, sig):
         # to_sample takes the decoded value beside its DataValue (status and times)
