@@ -18,6 +18,7 @@ from storage.embedded import EmbeddedStore
 from tests.alerts.helpers import REPO
 
 pytestmark = pytest.mark.services
+WAIT_MS = 45_000  # generous: the suite shares 2 cores with everything else under test
 
 RULES = AlarmRules.model_validate({"rules": [
     {"id": "vib", "type": "analog", "scope": {"line": ["cnc-1"]}, "signal": "vibration",
@@ -47,17 +48,17 @@ def test_wall_display_beeps_for_a_new_critical_alarm_unless_muted(site, browser)
     server, svc, store = site
     page = browser.new_page()
     try:
-        page.goto(server.url + "/?kiosk=1&lang=en")
-        page.wait_for_selector("#gw-alarm-mute")  # the wall display's banner is up, no alarm yet
+        page.goto(server.url + "/?kiosk=1&lang=en", timeout=WAIT_MS)
+        page.wait_for_selector("#gw-alarm-mute", timeout=WAIT_MS)  # the wall display's banner is up, no alarm yet
         raise_hh(svc, store, "cnc-101")
-        page.wait_for_selector("#gw-alarm-top")
+        page.wait_for_selector("#gw-alarm-top", timeout=WAIT_MS)
         assert "Machining center 1 vibration HH 9.5" in page.inner_text("#gw-alarm-top")
-        page.wait_for_function("window.gwanjeBeeps === 1")
-        page.click("#gw-alarm-mute")
-        page.wait_for_function("localStorage.getItem('gw-alarm-muted') === '1'")
+        page.wait_for_function("window.gwanjeBeeps === 1", timeout=WAIT_MS)
+        page.click("#gw-alarm-mute", timeout=WAIT_MS)
+        page.wait_for_function("localStorage.getItem('gw-alarm-muted') === '1'", timeout=WAIT_MS)
         raise_hh(svc, store, "cnc-102")
         # the display has seen the new critical alarm (the sound script keeps what it processed)
-        page.wait_for_function(f"(localStorage.getItem('gw-alarm-seen') || '').includes({HH2!r})")
+        page.wait_for_function(f"(localStorage.getItem('gw-alarm-seen') || '').includes({HH2!r})", timeout=WAIT_MS)
         # muted on this display: no beep for the new one; and none again for the first one
         # on any of the refreshes since
         assert page.evaluate("window.gwanjeBeeps") == 1
@@ -72,12 +73,12 @@ def test_notification_link_opens_the_alarm_selected_and_it_can_be_acknowledged(s
         raise_hh(svc, store, "cnc-102")
     page = browser.new_page()
     try:
-        page.goto(server.url + f"/alarms?alarm={quote(HH2, safe='')}&lang=en")
-        page.wait_for_selector("#alarms-grid .ag-row-selected")
+        page.goto(server.url + f"/alarms?alarm={quote(HH2, safe='')}&lang=en", timeout=WAIT_MS)
+        page.wait_for_selector("#alarms-grid .ag-row-selected", timeout=WAIT_MS)
         assert "Machining center 2" in page.inner_text("#alarms-grid .ag-row-selected")
         page.fill("#alarm-user", "kim")
-        page.click("#alarm-ack")
-        page.wait_for_function("document.getElementById('alarm-feedback').innerText === '1 done'")
+        page.click("#alarm-ack", timeout=WAIT_MS)
+        page.wait_for_function("document.getElementById('alarm-feedback').innerText === '1 done'", timeout=WAIT_MS)
         assert svc.get(HH2).status.value == "ack_active" and svc.get(HH2).acked_by == "kim"
     finally:
         page.close()
