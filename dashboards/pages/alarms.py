@@ -38,6 +38,8 @@ add_strings({
     "shelve": {"ko": "보류", "en": "Shelve"},
     "unshelve": {"ko": "보류 해제", "en": "Unshelve"},
     "add_comment": {"ko": "코멘트 추가", "en": "Add comment"},
+    "remove_from_service": {"ko": "사용 중지", "en": "Out of service"},
+    "return_to_service": {"ko": "사용 재개", "en": "Back in service"},
     "duration": {"ko": "보류 시간", "en": "Shelve for"},
     "select_first": {"ko": "알람을 먼저 선택하세요", "en": "Select an alarm first"},
     "done_n": {"ko": "{n}건 처리됨", "en": "{n} done"},
@@ -177,6 +179,8 @@ def layout(lang=None, kiosk=None, alarm=None, **query):
         html.Button(t("shelve", L), id="alarm-shelve", className="gw-btn"),
         html.Button(t("unshelve", L), id="alarm-unshelve", className="gw-btn"),
         html.Button(t("add_comment", L), id="alarm-add-comment", className="gw-btn"),
+        html.Button(t("remove_from_service", L), id="alarm-oos", className="gw-btn"),
+        html.Button(t("return_to_service", L), id="alarm-ris", className="gw-btn"),
         html.Span(id="alarm-feedback", className="gw-alarm-feedback",
                   children="" if acting else t("read_only", L)),
     ], className="gw-alarm-actions")
@@ -260,11 +264,12 @@ def _session_user() -> Optional[dict]:
 @callback(Output("alarm-feedback", "children"), Output("alarm-action-done", "data"),
           Input("alarm-ack", "n_clicks"), Input("alarm-ack-line", "n_clicks"), Input("alarm-shelve", "n_clicks"),
           Input("alarm-unshelve", "n_clicks"), Input("alarm-add-comment", "n_clicks"),
+          Input("alarm-oos", "n_clicks"), Input("alarm-ris", "n_clicks"),
           State("alarms-grid", "selectedRows"), State("alarm-user", "value"), State("alarm-comment", "value"),
           State("alarm-shelve-for", "value"), State("alarm-action-done", "data"), State("page-ctx", "data"),
           prevent_initial_call=True)
-def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, selected, user, comment, shelve_for, done, page_ctx,
-        trigger: Optional[str] = None):
+def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, user, comment, shelve_for, done,
+        page_ctx, trigger: Optional[str] = None):
     """One operator action on the selected alarms. trigger: the button id (tests pass it;
     in the app it comes from dash.ctx)."""
     lang, _ = _lang(page_ctx)
@@ -294,6 +299,10 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, selected, user, comment,
                 results.append(src.unshelve(aid, user, comment or ""))
             elif trigger == "alarm-add-comment":
                 results.append(src.comment(aid, user, comment or ""))
+            elif trigger == "alarm-oos":
+                results.append(src.remove_from_service(aid, user, comment or ""))
+            elif trigger == "alarm-ris":
+                results.append(src.return_to_service(aid, user, comment or ""))
     except ValueError as e:  # the service's reason (user_missing, comment_missing, ...) shown as is
         return f"✗ {e}", (done or 0) + 1
     n = sum(1 for x in results if x is not None)

@@ -129,30 +129,38 @@ def test_alarms_page_lists_and_selects_the_linked_alarm(env):
     assert cols[0]["field"] == "group" and {r["group"] for r in rows} == {"Changwon Site 1 / CNC machining line 1"}
 
 
+def press(env, button, rows, user, comment="", lang=KO, shelve_for=3600, done=0):
+    """What the page sends when `button` is pressed with `rows` selected (n_clicks of the others None)."""
+    buttons = ["alarm-ack", "alarm-ack-line", "alarm-shelve", "alarm-unshelve", "alarm-add-comment", "alarm-oos",
+               "alarm-ris"]
+    clicks = [1 if b == button else None for b in buttons]
+    return env.page.act(*clicks, rows, user, comment, shelve_for, done, lang, trigger=button)
+
+
 def test_operator_actions_from_the_page(env):
     feed(env, vib("cnc-101", 1, 7.5), vib("cnc-102", 1, 7.5))
     rows, _ = env.page.refresh_active(1, "none", 0, KO)
-    sel = [r for r in rows if r["id"] == H1]
-    act = env.page.act
-    assert act(None, None, None, None, None, [], "kim", "", 3600, 0, KO, trigger="alarm-ack")[0] == "알람을 먼저 선택하세요"
-    msg, done = act(None, None, 1, None, None, sel, "kim", "", 3600, 0, KO, trigger="alarm-shelve")
-    assert msg == "✗ comment_missing"  # a shelf needs a reason
-    msg, done = act(1, None, None, None, None, sel, "kim", "베어링 점검", 3600, done, KO, trigger="alarm-ack")
-    assert msg == "1건 처리됨" and env.svc.get(H1).status.value == "ack_active"
-    assert env.svc.get(H1).acked_by == "kim"
-    msg, done = act(None, None, 1, None, None, [r for r in rows if r["id"] == H2], "lee", "센서 불량", 3600, done, KO,
-                    trigger="alarm-shelve")
-    assert msg == "1건 처리됨" and env.svc.get(H2).status.value == "shelved"
-    assert env.svc.get(H2).shelved_until == T0 + 3600 * S
-    hist = env.page.history_rows("센서", "24h", done, KO, now_ns=T0 + 60 * S)
-    assert [(h["event"], h["user"], h["alarm"]) for h in hist] == [("shelved", "lee", H2)]
+    r1, r2 = [r for r in rows if r["id"] == H1], [r for r in rows if r["id"] == H2]
+    assert press(env, "alarm-ack", [], "kim")[0] == "알람을 먼저 선택하세요"
+    assert press(env, "alarm-shelve", r1, "kim")[0] == "✗ comment_missing"  # a shelf needs a reason
+    assert press(env, "alarm-ack", r1, "kim", "베어링 점검")[0] == "1건 처리됨"
+    assert env.svc.get(H1).status.value == "ack_active" and env.svc.get(H1).acked_by == "kim"
+    assert press(env, "alarm-shelve", r2, "lee", "센서 불량")[0] == "1건 처리됨"
+    assert env.svc.get(H2).status.value == "shelved" and env.svc.get(H2).shelved_until == T0 + 3600 * S
+    # a broken sensor: its alarm out of service (with a reason), then back
+    assert press(env, "alarm-oos", r1, "kim", "센서 교체 중")[0] == "1건 처리됨"
+    assert env.svc.get(H1).status.value == "out_of_service"
+    assert press(env, "alarm-ris", r1, "kim")[0] == "1건 처리됨"
+    assert env.svc.get(H1).status.value == "unack_active"  # still over the limit: annunciated again
+    hist = env.page.history_rows("센서", "24h", 1, KO, now_ns=T0 + 60 * S)
+    assert [(h["event"], h["user"], h["alarm"]) for h in hist] == [("removed_from_service", "kim", H1),
+                                                                   ("shelved", "lee", H2)]
 
 
 def test_acknowledge_a_line_from_one_selected_row(env):
     feed(env, vib("cnc-101", 1, 7.5), vib("cnc-102", 1, 7.5))
     rows, _ = env.page.refresh_active(1, "none", 0, EN)
-    msg, _ = env.page.act(None, 1, None, None, None, rows[:1], "kim", "", 3600, 0, EN, trigger="alarm-ack-line")
-    assert msg == "2 done"
+    assert press(env, "alarm-ack-line", rows[:1], "kim", lang=EN)[0] == "2 done"
     assert env.svc.banner() == (None, 0)
 
 
@@ -164,8 +172,7 @@ def test_read_only_without_the_live_service(env):
     assert texts(find(kids, "gw-alarm-top"))[1] == "Machining center 1 vibration HH 9.5"
     # ... but cannot act
     rows, _ = env.page.refresh_active(1, "none", 0, EN)
-    msg, _ = env.page.act(1, None, None, None, None, rows[:1], "kim", "", 3600, 0, EN, trigger="alarm-ack")
-    assert msg == "Read-only: no alarm service in this process"
+    assert press(env, "alarm-ack", rows[:1], "kim", lang=EN)[0] == "Read-only: no alarm service in this process"
 
 
 def test_health_figures(env):
