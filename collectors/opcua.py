@@ -477,20 +477,34 @@ class OpcuaCollector:
 
     async def _resolve(self, client: Any, ua: Any) -> list[tuple[MonitoredSignal, Any]]:
         """Each signal with its NodeId, or None when it has none (counted): node id strings are
-        parsed, browse paths ("0:Objects/2:Press1/2:Tonnage", from the Root folder) are
+        parsed (a namespace URI resolved to this server's index), browse paths ("0:Objects/2:Press1/2:Tonnage", from the Root folder) are
         translated by the server, in chunks."""
         out: list[tuple[MonitoredSignal, Any]] = []
         paths: list[tuple[int, MonitoredSignal]] = []
+        namespaces: Optional[list[str]] = None
         for sig in self.signals:
             if is_browse_path(sig.node_id):
                 paths.append((len(out), sig))
                 out.append((sig, None))
                 continue
             try:
-                out.append((sig, ua.NodeId.from_string(sig.node_id)))
+                nid = ua.NodeId.from_string(sig.node_id)
             except Exception:
                 self._count_bad_node("bad_node_id", sig)
                 out.append((sig, None))
+                continue
+            uri = getattr(nid, "NamespaceUri", None)
+            if uri:
+                # "nsu=<uri>;..." survives a server that renumbers its namespaces; requests
+                # carry the index, so look the URI up in this server's namespace array
+                if namespaces is None:
+                    namespaces = await client.get_namespace_array()
+                if uri not in namespaces:
+                    self._count_bad_node("unknown_node", sig, "namespace not on this server")
+                    out.append((sig, None))
+                    continue
+                nid = ua.NodeId(nid.Identifier, namespaces.index(uri), nid.NodeIdType)
+            out.append((sig, nid))
         root = ua.NodeId(ua.ObjectIds.RootFolder)
         for i in range(0, len(paths), _CREATE_CHUNK):
             chunk = paths[i:i + _CREATE_CHUNK]

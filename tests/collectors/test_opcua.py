@@ -181,7 +181,8 @@ machine_classes:
     state_codes: {running: [1], idle: [2], down: [3]}
     signals:
       - {id: state, name: {ko: 상태, en: State}, kind: state}
-      - {id: part_count_total, name: {ko: 총 생산수, en: Total}, kind: counter}
+      - {id: part_count_total, name: {ko: 총 생산수, en: Total}, kind: counter,
+         node: "nsu=urn:gwanje:test;s=site-a.line-1.m-1.part_count_total"}
       - {id: forging_force, name: {ko: 하중, en: Force}, unit: kN}
       - {id: billet_temp, name: {ko: 온도, en: Temperature}, node: "ns=2;s=PLC7.Forge.BilletTemp"}
       - {id: lot, name: {ko: LOT, en: LOT}, kind: text}
@@ -229,7 +230,7 @@ def test_node_ids_from_template_and_signal_override(tiny):
     nodes = [s.node_id for s in monitored_signals(config, endpoint)]
     assert nodes == [
         "ns=2;s=site-a.line-1.m-1.state",
-        "ns=2;s=site-a.line-1.m-1.part_count_total",
+        "nsu=urn:gwanje:test;s=site-a.line-1.m-1.part_count_total",  # by namespace URI
         "ns=2;s=site-a.line-1.m-1.forging_force",
         "ns=2;s=PLC7.Forge.BilletTemp",
         "ns=2;s=site-a.line-1.m-1.lot",
