@@ -232,7 +232,7 @@ class Engine:
                                 {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
         # a minute is complete once the machine has reported past it
         last = t.last_seen_ns
-        if last is not None:
+        if last is not None and last - MINUTE_NS >= run.emitted_minute:
             for m in sorted(run.minutes):
                 if m + MINUTE_NS <= last and m > run.emitted_minute:
                     c = run.minute_counts(m)
@@ -261,9 +261,11 @@ class Engine:
             if prev < due <= now_ns and sh.key not in self.closed_shifts:
                 self.closed_shifts.add(sh.key)
                 events.extend(self.close_shift(sh, now_ns))
-        keep = now_ns - RETAIN_NS
-        for run in self.runs.values():
-            run.prune(keep)
+        # pruning walks every machine's history: once a minute is plenty
+        if now_ns // MINUTE_NS != prev // MINUTE_NS:
+            keep = now_ns - RETAIN_NS
+            for run in self.runs.values():
+                run.prune(keep)
         return events
 
     def close_shift(self, sh: ShiftInstance, now_ns: int) -> list[Event]:
@@ -457,6 +459,10 @@ class Engine:
                         self.startup_window_s) for a, b in windows]
 
 
+# a state code no PLC reports (the most negative float): "unknown since a gap"
+_GAP_MARK = -1.7976931348623157e308
+
+
 def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping: dict[float | str, MachineState],
                     timeout_ns: int, now_ns: int) -> list[StateInterval]:
     """StateTracker's intervals (closed and open at now_ns): `times` holds the ts of every
@@ -466,24 +472,28 @@ def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping
     num = {float(k): v.value for k, v in mapping.items() if not isinstance(k, str)}
     if states is None:
         states = pl.DataFrame(schema={"ts": pl.Int64, "value": pl.Float64})
-    codes = states.group_by("ts", maintain_order=True).agg(pl.col("value").last().alias("code"))
+    codes = states.lazy().group_by("ts", maintain_order=True).agg(pl.col("value").last().alias("code"))
     # sort then drop repeats: much cheaper than a hash unique on a day of 1 Hz samples
-    ts = times.select(pl.col("ts").sort()).filter(pl.col("ts").diff().fill_null(1) != 0)
-    t = (ts.join(codes, on="ts", how="left")
+    t = (times.lazy().select(pl.col("ts").sort()).filter(pl.col("ts").diff().fill_null(1) != 0)
+         .join(codes, on="ts", how="left", maintain_order="left")
          .with_columns(gap=(pl.col("ts").diff() > timeout_ns).fill_null(False))
-         .with_columns(seg=pl.col("gap").cast(pl.Int64).cum_sum())
-         .with_columns(code=pl.col("code").forward_fill().over("seg"))
-         .with_columns(state=pl.col("code").replace_strict(num, default=MachineState.UNKNOWN.value,
-                                                           return_dtype=pl.String)))
-    t = t.with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(MachineState.UNKNOWN.value))
-                       .otherwise(pl.col("state")))
-    seg_last = t.group_by("seg").agg(pl.col("ts").max().alias("seg_last"), pl.col("ts").min().alias("seg_first"))
+         .with_columns(seg=pl.col("gap").cast(pl.Int64).cum_sum(),
+                       # a gap forgets the state: mark it so the forward fill stops there
+                       code=pl.when(pl.col("gap") & pl.col("code").is_null()).then(pl.lit(_GAP_MARK))
+                       .otherwise(pl.col("code")))
+         .with_columns(code=pl.col("code").forward_fill())
+         .with_columns(code=pl.when(pl.col("code") == _GAP_MARK).then(None).otherwise(pl.col("code")))
+         .with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(MachineState.UNKNOWN.value))
+                       .otherwise(pl.col("code").replace_strict(num, default=MachineState.UNKNOWN.value,
+                                                                return_dtype=pl.String))))
+    seg_lazy = t.group_by("seg").agg(pl.col("ts").max().alias("seg_last"), pl.col("ts").min().alias("seg_first"))
     changed = ((pl.col("seg") != pl.col("seg").shift()) | (pl.col("state") != pl.col("state").shift())
                | pl.col("code").ne_missing(pl.col("code").shift())).fill_null(True)
-    starts = (t.filter(changed).join(seg_last, on="seg", how="left")
-              .with_columns(nxt=pl.col("ts").shift(-1), nseg=pl.col("seg").shift(-1))
-              .with_columns(end=pl.when(pl.col("nseg") == pl.col("seg")).then(pl.col("nxt"))
-                            .otherwise(pl.col("seg_last"))))
+    starts_lazy = (t.filter(changed).join(seg_lazy, on="seg", how="left", maintain_order="left")
+                   .with_columns(nxt=pl.col("ts").shift(-1), nseg=pl.col("seg").shift(-1))
+                   .with_columns(end=pl.when(pl.col("nseg") == pl.col("seg")).then(pl.col("nxt"))
+                                 .otherwise(pl.col("seg_last"))))
+    starts, seg_last = pl.collect_all([starts_lazy, seg_lazy])
     out: list[StateInterval] = []
     rows = starts.select("ts", "end", "state", "code", "seg").rows()
     last_seg = rows[-1][4]
