@@ -101,17 +101,19 @@ def machine_body(cfg: Config, spec: MachineSpec, snap: PlantSnapshot, trends: di
                  lang: str, kiosk: bool, window_s: int, points: int) -> html.Div:
     mv = snap.machine(spec.site, spec.line, spec.machine)
     assert mv is not None
+    window = window_key(window_s)
     graphs = []
     for sig, trend in trends.items():
         sdef = spec.signal(sig)
         assert sdef is not None
         title = sdef.name.get(lang) + (f" ({sdef.unit})" if sdef.unit else "")
         graphs.append(html.Div([
-            dcc.Link(title, href=href(f"/signal/{spec.site}/{spec.line}/{spec.machine}/{sig}", lang, kiosk),
+            dcc.Link(title, href=href(f"/signal/{spec.site}/{spec.line}/{spec.machine}/{sig}", lang, kiosk,
+                                      window=window),
                      className="gw-trend-title"),
             dcc.Graph(id=trend_id(spec.site, spec.line, spec.machine, sig, window_s, points),
                       figure=trend_figure(trend, sdef, lang, dark=kiosk, height=220,
-                                          uirevision=f"{spec.key}/{sig}"),
+                                          uirevision=f"{spec.key}/{sig}/{window_s}"),
                       config=GRAPH_CONFIG, className="gw-trend-graph", style={"height": "220px"}),
         ], className="gw-trend-card"))
     return html.Div([
@@ -122,9 +124,25 @@ def machine_body(cfg: Config, spec: MachineSpec, snap: PlantSnapshot, trends: di
                 html.Div(f"{spec.site} / {spec.line} / {spec.machine}", className="gw-machine-ids"),
             ], className="gw-machine-meta"),
         ], className="gw-hero"),
-        html.H2(t("trends", lang), className="gw-section-title"),
+        html.Div([html.H2(t("trends", lang), className="gw-section-title"),
+                  window_selector(f"/machine/{spec.site}/{spec.line}/{spec.machine}", window, lang, kiosk)],
+                 className="gw-trends-head"),
         html.Div(graphs, className="gw-trends"),
     ], className="gw-machine-page")
+
+
+def window_selector(base: str, window: Optional[str], lang: str, kiosk: bool) -> html.Div:
+    """Links, not a dropdown: the window is in the URL, so the view can be bookmarked and shared."""
+    return html.Div(
+        [html.Span(t("window", lang), className="gw-k")]
+        + [dcc.Link(t(f"window.{w}", lang), href=href(base, lang, kiosk, window=w), id=f"window-{w}",
+                    className="gw-window-link" + (" gw-window-active" if w == window else ""))
+           for w in WINDOWS_S],
+        className="gw-window-selector")
+
+
+def window_key(window_s: int) -> Optional[str]:
+    return next((k for k, v in WINDOWS_S.items() if v == window_s), None)
 
 
 def signal_body(spec: MachineSpec, signal_id: str, trend: Trend, window: str, lang: str, kiosk: bool,
@@ -132,14 +150,8 @@ def signal_body(spec: MachineSpec, signal_id: str, trend: Trend, window: str, la
     sdef = spec.signal(signal_id)
     assert sdef is not None
     base = f"/signal/{spec.site}/{spec.line}/{spec.machine}/{signal_id}"
-    selector = html.Div(
-        [html.Span(t("window", lang), className="gw-k")]
-        + [dcc.Link(t(f"window.{w}", lang), href=href(base, lang, kiosk, window=w), id=f"window-{w}",
-                    className="gw-window-link" + (" gw-window-active" if w == window else ""))
-           for w in WINDOWS_S],
-        className="gw-window-selector")
     return html.Div([
-        selector,
+        window_selector(base, window, lang, kiosk),
         dcc.Graph(id=trend_id(spec.site, spec.line, spec.machine, signal_id, WINDOWS_S[window], points),
                   figure=trend_figure(trend, sdef, lang, dark=kiosk, height=None,
                                       uirevision=f"{spec.key}/{signal_id}/{window}"),

@@ -1,16 +1,17 @@
-"""`/machine/<site>/<line>/<machine>` — one machine: state, counts, LOT, live trends."""
+"""`/machine/<site>/<line>/<machine>?window=15m|1h|8h|24h` — one machine: state, counts, LOT,
+live trends of every numeric signal (default window: ui.trend_window_s)."""
 import dash
 
 from dashboards import context
 from dashboards.components.page import render, snapshot, view
 from dashboards.components.views import machine_body, not_found
-from dashboards.data import DataUnavailable, Trend, numeric_signals
+from dashboards.data import WINDOWS_S, DataUnavailable, Trend, numeric_signals
 
 dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", title="Gwanje", name="machine")
 
 
-def layout(site=None, line=None, machine=None, lang=None, kiosk=None, **query):
-    v = view(lang, kiosk, **query)
+def layout(site=None, line=None, machine=None, lang=None, kiosk=None, window=None, **query):
+    v = view(lang, kiosk, window=window, **query)
     spec = v.config.machine(site, line, machine) if all(isinstance(x, str) for x in (site, line, machine)) else None
     path = f"/machine/{site}/{line}/{machine}"
     if spec is None:
@@ -18,13 +19,14 @@ def layout(site=None, line=None, machine=None, lang=None, kiosk=None, **query):
                       crumbs=v.crumbs((f"{site}/{line}/{machine}", None)))
     snap, ok = snapshot(v)
     ui = v.config.system.ui
+    window_s = WINDOWS_S.get(window, ui.trend_window_s) if isinstance(window, str) else ui.trend_window_s
     try:
-        trends = context.data().machine_trends(spec.site, spec.line, spec.machine, ui.trend_window_s)
+        trends = context.data().machine_trends(spec.site, spec.line, spec.machine, window_s)
     except DataUnavailable:
         trends, ok = {s: Trend(s, [], []) for s in numeric_signals(spec)}, False
     sdef, ldef = v.config.site(spec.site), v.config.line(spec.site, spec.line)
     crumbs = v.crumbs((sdef.name.get(v.lang), v.href(f"/site/{spec.site}")),
                       (ldef.name.get(v.lang), v.href(f"/line/{spec.site}/{spec.line}")),
                       (spec.definition.name.get(v.lang), None))
-    body = machine_body(v.config, spec, snap, trends, v.lang, v.kiosk, ui.trend_window_s, ui.trend_points)
+    body = machine_body(v.config, spec, snap, trends, v.lang, v.kiosk, window_s, ui.trend_points)
     return render(v, body, path=path, crumbs=crumbs, title=f"{ldef.name.get(v.lang)} · {spec.definition.name.get(v.lang)}", ok=ok)

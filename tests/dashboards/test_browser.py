@@ -99,7 +99,8 @@ def test_clicking_a_tile_opens_the_machine_page_with_trends(site, browser, scree
         assert "공장 전체" in crumbs and "창원 제1실증공장" in crumbs and "CNC 가공 1라인" in crumbs
         assert "비가동" in page.inner_text(".gw-hero .gw-tile-state")
         page.click("text=주축 회전수 (rpm)")
-        page.wait_for_url("**/signal/changwon-1/cnc-1/cnc-104/spindle_speed?lang=ko")
+        page.wait_for_url("**/signal/changwon-1/cnc-1/cnc-104/spindle_speed?lang=ko&window=15m")
+        assert page.inner_text(".gw-window-active") == "15분"
         page.wait_for_selector(".gw-trend-big .main-svg")
         page.screenshot(path=str(screenshot_dir / "signal-1920x1080.png"))
 

@@ -123,6 +123,12 @@ def test_machine_page_has_a_live_trend_per_numeric_signal(app):
     assert sp.id["window"] == 900 and sp.id["points"] == 600
     assert sp.figure["data"][0]["y"][-1] == 8029.0 and sp.figure["layout"]["uirevision"]
     assert sp.figure["data"][0]["x"][-1] == "2023-11-15 07:13:20.000"
+    # the 15 min button is active (ui.trend_window_s is 900); a trend title opens the signal page
+    assert [text(a) for a in by_class(lay, "gw-window-active")] == ["15분"]
+    assert by_class(lay, "gw-trend-title")[3].href == (
+        "/signal/changwon-1/cnc-1/cnc-101/spindle_speed?lang=ko&window=15m")
+    hour = page("machine")(site="changwon-1", line="cnc-1", machine="cnc-101", lang="ko", window="1h")
+    assert {g.id["window"] for g in by_type(hour, "gw-trend")} == {3600}
     empty = next(g for g in graphs if g.id["signal"] == "vibration")
     assert empty.figure["layout"]["annotations"][0]["text"] == "이 구간에 데이터가 없습니다"
     assert "L2411-07" in text(by_type(lay, "gw-tile"))
