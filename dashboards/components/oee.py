@@ -11,6 +11,7 @@ never raw samples.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,7 @@ _STRINGS = {
     "output_machine": {"ko": "라인 출력 설비", "en": "Line output machine"},
     "bottleneck": {"ko": "병목 설비", "en": "Bottleneck"},
     "whole_site": {"ko": "전체", "en": "All lines"},
+    "whole_line": {"ko": "라인 전체", "en": "Whole line"},
     "stops": {"ko": "정지 내역", "en": "Stops"},
     "reason": {"ko": "사유", "en": "Reason"},
     "start": {"ko": "시작", "en": "Start"},
@@ -151,6 +153,7 @@ class ScopeData:
     intervals: dict[tuple[str, str, str], list[StateInterval]] = field(default_factory=dict)
     stops: list[Stop] = field(default_factory=list)
     reasons: list[Event] = field(default_factory=list)
+    focus: Optional[str] = None  # one machine of the line (focus_machine), else None
 
     @property
     def end_ns(self) -> int:
@@ -174,6 +177,18 @@ def load_scope(cfg: Config, layer: DataLayer, site: str, line: Optional[str], sh
     bucket = now if sh.end_ns >= now else sh.end_ns
     key = ("oee-scope", sdef.id, ldef.id if ldef else "", sh.key, bucket)
     return layer._query(key, lambda: _load(cfg, layer, eng, sdef, ldef, sh, now))
+
+
+def focus_machine(scope: ScopeData, machine: Any) -> Optional[ScopeData]:
+    """The scope narrowed to one machine of its line (its own figures, timeline, stops and
+    Pareto); None when the line has no such machine."""
+    key = next((k for k in scope.machines if k[2] == machine), None) if isinstance(machine, str) else None
+    if key is None:
+        return None
+    return dataclasses.replace(
+        scope, machines={key: scope.machines[key]}, scope_result=scope.machines[key],
+        intervals={key: scope.intervals.get(key, [])}, stops=[s for s in scope.stops if s.machine == machine],
+        reasons=[e for e in scope.reasons if e.machine == machine], focus=machine)
 
 
 def scope_from_params(cfg: Config, layer: DataLayer, site: Any, line: Any, shift: Any

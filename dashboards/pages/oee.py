@@ -1,4 +1,5 @@
-"""`/oee?site=..&line=..&shift=..` — OEE of a site or line for one shift: A/P/Q, the line's
+"""`/oee?site=..&line=..&machine=..&shift=..` — OEE of a site, line or machine for one shift
+(or the last 8 h / 24 h): A/P/Q, the line's
 output machine and bottleneck, every machine's figures, the six big losses, the downtime
 reason Pareto and a state timeline. The running shift refreshes itself every 30 s."""
 from __future__ import annotations
@@ -9,9 +10,9 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ROLLING, ScopeData, engine_for, graph, kpi_tiles, loss_figure, machine_name,
-                                       machine_table, neighbour_shift, pareto_data, pareto_figure,
-                                       scope_from_params, shift_title, timeline_figure, tr)
+from dashboards.components.oee import (ROLLING, ScopeData, engine_for, focus_machine, graph, kpi_tiles,
+                                       loss_figure, machine_name, machine_table, neighbour_shift, pareto_data,
+                                       pareto_figure, scope_from_params, shift_title, timeline_figure, tr)
 from dashboards.components.page import View, render, view
 from dashboards.components.views import not_found
 from dashboards.i18n import normalize_lang
@@ -35,6 +36,14 @@ def scope_links(v: View, scope: ScopeData, path: str) -> html.Div:
                        className="gw-chip" + (" gw-chip-on" if scope.line and ln.id == scope.line.id else ""))
               for ln in scope.site.lines]
     line_id = scope.line.id if scope.line else None
+    machines = []
+    if scope.line is not None:
+        machines = [dcc.Link(tr("whole_line", v.lang), href=v.href(path, site=scope.site.id, line=line_id, shift=sh.key),
+                             className="gw-chip" + ("" if scope.focus else " gw-chip-on"))]
+        machines += [dcc.Link(m.name.get(v.lang), href=v.href(path, site=scope.site.id, line=line_id, machine=m.id,
+                                                              shift=sh.key),
+                              className="gw-chip" + (" gw-chip-on" if scope.focus == m.id else ""))
+                     for m in scope.line.machines]
     nav = []
     for step, label in ((-1, "prev_shift"), (1, "next_shift")):
         other = neighbour_shift(eng, sh, step) if sh.shift_id not in ROLLING else None
@@ -47,12 +56,13 @@ def scope_links(v: View, scope: ScopeData, path: str) -> html.Div:
                      className="gw-chip" + (" gw-chip-on" if sh.shift_id == key else ""), id=f"oee-{key}")
             for key, (_, name) in ROLLING.items()]
     return html.Div([html.Div(sites, className="gw-chips"), html.Div(lines, className="gw-chips"),
+                     html.Div(machines, className="gw-chips") if machines else None,
                      html.Div(nav, className="gw-chips")], className="gw-oee-scope")
 
 
 def line_extra(cfg: Any, scope: ScopeData, lang: str) -> list[Any]:
     """For a line: which machine is its output and which one holds it back."""
-    if scope.line is None:
+    if scope.line is None or scope.focus:
         return []
     lo = scope.lines.get((scope.site.id, scope.line.id))
     if lo is None:
@@ -87,14 +97,22 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
     ], className="gw-oee")
 
 
-def layout(site=None, line=None, shift=None, lang=None, kiosk=None, **query):
-    v = view(lang, kiosk, **query)
+def _scope(v: View, site: Any, line: Any, machine: Any, shift: Any) -> tuple[Any, bool]:
     scope, ok = scope_from_params(v.config, context.data(), site, line, shift)
+    if scope is not None and machine and scope.line is not None:
+        scope = focus_machine(scope, machine)
+    return scope, ok
+
+
+def layout(site=None, line=None, machine=None, shift=None, lang=None, kiosk=None, **query):
+    v = view(lang, kiosk, **query)
+    scope, ok = _scope(v, site, line, machine, shift)
     crumbs = v.crumbs((tr("oee", v.lang), None))
     if scope is None:
         body = not_found(f"{site or ''}/{line or ''} {shift or ''}".strip(), v.lang, v.kiosk) if ok else html.Div()
         return render(v, body, path="/oee", crumbs=crumbs, title=tr("oee", v.lang), ok=ok)
-    params = {"site": scope.site.id, "line": scope.line.id if scope.line else None, "shift": scope.shift.key}
+    params = {"site": scope.site.id, "line": scope.line.id if scope.line else None, "machine": scope.focus,
+              "shift": scope.shift.key}
     body = [html.Div(oee_body(v, scope), id="oee-body"),
             dcc.Store(id="oee-params", data=params),
             dcc.Interval(id="oee-tick", interval=LIVE_REFRESH_MS, disabled=not scope.live)]
@@ -109,7 +127,7 @@ def refresh(n: Any, params: Any, page_ctx: Any) -> Any:
     pc = page_ctx if isinstance(page_ctx, dict) else {}
     cfg = context.config()
     v = View(cfg, normalize_lang(pc.get("lang"), cfg.system.ui.default_language), bool(pc.get("kiosk")), {})
-    scope, ok = scope_from_params(v.config, context.data(), p.get("site"), p.get("line"), p.get("shift"))
+    scope, ok = _scope(v, p.get("site"), p.get("line"), p.get("machine"), p.get("shift"))
     if scope is None:
         return dash.no_update
     return oee_body(v, scope)

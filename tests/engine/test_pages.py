@@ -187,3 +187,16 @@ def test_apq_line_for_tiles(app):
     scope = load_scope(cfg, context.data(), "s1", None, KEY, now_ns=NOW)
     assert text(apq_line(scope.lines[("s1", "l1")].result, "en")) == "OEE 78.0 % A 90.0 % P 88.9 % Q 97.5 %"
     assert text(apq_line(None, "en")) == "OEE — A — P — Q —"
+
+
+def test_one_machine_of_a_line(app):
+    lay = page("oee")(site="s1", line="l1", machine="m1", shift=KEY, lang="en")
+    # m1 alone: A = 25799 / 25799, P = 0.8954, Q = 0.99, OEE = 0.8864
+    assert kpis(lay) == {"oee_short": "88.6 %", "availability": "100.0 %", "performance": "89.5 %",
+                         "quality": "99.0 %"}
+    assert [text(r.children[0]) for r in by_class(lay, "gw-oee-row")] == ["M1"]
+    assert {y for trace in by_id(lay, "oee-timeline").figure["data"] for y in trace["y"]} == {"M1"}
+    assert "Bottleneck" not in text(lay)
+    # a machine the line does not have
+    lay = page("oee")(site="s1", line="l1", machine="press", shift=KEY, lang="en")
+    assert by_class(lay, "gw-oee-row") == []
