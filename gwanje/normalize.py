@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from gwanje.config import Config
-from gwanje.model import NS_PER_S, BadValue, Quality, Sample, coerce_value, now_ns
+from gwanje.model import MAX_TEXT_LEN, NS_PER_S, BadValue, Quality, Sample, coerce_value, now_ns
 
 # accepted source times: after 2000-01-01 and not more than a day in the future
 _MIN_TS = 946_684_800 * NS_PER_S
@@ -79,6 +79,8 @@ class Normalizer:
         if kind == "text":
             if not isinstance(value, str):
                 value = _num_text(value)
+                if len(value) > MAX_TEXT_LEN:  # 1e300 as digits would pass coerce_value's bound
+                    raise BadValue("text_too_long")
         elif not isinstance(value, float):
             # state codes may be strings on some PLCs
             if kind != "state":
