@@ -146,3 +146,12 @@ def test_node_ids_and_browse_paths_told_apart(node, path):
     from collectors.opcua import is_browse_path
 
     assert is_browse_path(node) is path
+
+
+def test_huge_number_for_a_text_signal_rejected_not_stored_as_257_digits(normalizer):
+    # found by the property test above: 1e256 written out is 257 characters, over the 256 limit
+    lot = MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "lot")
+    dv = ua.DataValue(SourceTimestamp=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    with pytest.raises(BadValue, match="^text_too_long$"):
+        to_sample(normalizer, lot, 1e256, dv)
+    assert to_sample(normalizer, lot, 20261124.0, dv).value == "20261124"
