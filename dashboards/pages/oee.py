@@ -1,7 +1,7 @@
 """`/oee?site=..&line=..&machine=..&shift=..` — OEE of a site, line or machine for one shift
-(or the last 8 h / 24 h): A/P/Q, the line's
-output machine and bottleneck, every machine's figures, the six big losses, the downtime
-reason Pareto and a state timeline. The running shift refreshes itself every 30 s."""
+(or the last 8 h / 24 h): A/P/Q, the line's output machine and bottleneck, every machine's
+figures, the six big losses, the downtime reason Pareto and a state timeline. The running
+shift refreshes itself every 30 s."""
 from __future__ import annotations
 
 from typing import Any
