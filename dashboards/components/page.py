@@ -3,7 +3,7 @@ wrap its body in the shared shell. Keeps the page modules down to their own cont
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from gwanje.config import Config
 
