@@ -231,6 +231,8 @@ class DataUnavailable(Exception):
 class TTLCache:
     """Results by key for ttl_s, shared by threads; one loader per key at a time."""
 
+    _SWEEP_EVERY = 64
+
     def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 4096):
         self.ttl_s = ttl_s
         self._clock = clock
@@ -238,6 +240,7 @@ class TTLCache:
         self._lock = threading.Lock()
         self._items: dict[Any, tuple[float, Any]] = {}
         self._inflight: dict[Any, threading.Lock] = {}
+        self._inserts = 0
         self.hits = 0
         self.misses = 0
 
@@ -256,12 +259,18 @@ class TTLCache:
                     self.hits += 1
                     return hit[1]
                 self.misses += 1
-            value = load()
+            try:
+                value = load()
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
             with self._lock:
-                if len(self._items) >= self._max:
+                # trend keys move with the clock, so expired entries pile up unless swept:
+                # sweep every _SWEEP_EVERY inserts (cheap), hard cap at max_entries
+                self._inserts += 1
+                if self._inserts % self._SWEEP_EVERY == 0 or len(self._items) >= self._max:
                     self._evict()
                 self._items[key] = (self._clock(), value)
-                self._inflight.pop(key, None)
             return value
 
     def _fresh(self, key: Any) -> Optional[tuple[float, Any]]:
@@ -281,6 +290,10 @@ class TTLCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
 
 class DataLayer:

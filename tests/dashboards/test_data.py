@@ -104,6 +104,27 @@ def test_ttl_cache_serves_within_ttl_and_reloads_after():
     assert (cache.hits, cache.misses) == (1, 3)
 
 
+def test_ttl_cache_does_not_keep_expired_entries():
+    # trend keys change every second: without sweeping the cache would grow for ever
+    now = [0.0]
+    cache = TTLCache(ttl_s=1.0, clock=lambda: now[0])
+    for i in range(1000):
+        now[0] = float(i)
+        cache.get(("series", i), lambda: "x" * 100)
+    assert len(cache) <= TTLCache._SWEEP_EVERY + 1
+
+
+def test_ttl_cache_a_failed_load_is_not_cached():
+    cache = TTLCache(ttl_s=60.0)
+
+    def boom():
+        raise RuntimeError("store down")
+
+    with pytest.raises(RuntimeError):
+        cache.get("k", boom)
+    assert cache.get("k", lambda: "back") == "back"
+
+
 def test_ttl_cache_concurrent_misses_make_one_query():
     cache = TTLCache(ttl_s=60.0)
     calls = []
