@@ -22,6 +22,7 @@ import polars as pl
 
 from gwanje.config import Config, MachineSpec
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
+from gwanje.rejects import Rejects
 from storage.base import Store
 
 # ----------------------------------------------------------------------------- view models
@@ -309,6 +310,7 @@ class DataLayer:
         self._known = {m.key for m in config.machines()}
         self._seen: dict[tuple[str, str, str, str], Sample] = {}
         self._seen_lock = threading.Lock()
+        self.failures = Rejects("dashboard-store")
 
     def _query(self, key: Any, load: Callable[[], Any]) -> Any:
         try:
@@ -316,6 +318,9 @@ class DataLayer:
         except DataUnavailable:
             raise
         except Exception as e:  # any store failure: the page shows it, the server lives on
+            # counted and logged at most once per interval: a wall of displays polling a dead
+            # store must not flood the log
+            self.failures.reject(type(e).__name__, str(e))
             raise DataUnavailable(f"{type(e).__name__}: {e}") from e
 
     def latest(self, now_ns: Optional[int] = None) -> list[Sample]:

@@ -195,6 +195,7 @@ def test_store_failure_becomes_data_unavailable(plant_config, store):
     store.close()
     with pytest.raises(DataUnavailable):
         layer.plant_snapshot()
+    assert sum(layer.failures.counts().values()) == 1
 
 
 def test_trend_from_empty_frame(plant_config):
