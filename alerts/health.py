@@ -41,9 +41,12 @@ def day_summary(events_of_day: Sequence[Event], now_ns: int, timezone: str) -> d
     return summary(events_of_day, now_ns, day_start_ns(now_ns, timezone))
 
 
+_ANNUNCIATING = ("raised", "unshelved", "shelve_expired", "unsuppressed", "returned_to_service")
+
+
 def annunciations(events: Iterable[Event]) -> list[Event]:
     out = [e for e in events if e.kind == "alarm" and e.data.get("state") == "unack_active"
-           and e.data.get("event") in ("raised", "unshelved", "shelve_expired", "unsuppressed", "returned_to_service")]
+           and e.data.get("event") in _ANNUNCIATING]
     out.sort(key=lambda e: e.ts)
     return out
 

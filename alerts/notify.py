@@ -329,9 +329,9 @@ class Notifier:
         with self._lock:
             ts = max(self.clock(), self._last_ts + 1)  # unique: the store keys events by time
             self._last_ts = ts
-            rec = {"ts": ts, "alarm_id": a.id, "raised_ts": a.raised_ts, "priority": a.priority, "channel": channel,
-                   "target": target, "level": level, "attempt": attempt, "outcome": outcome, "error": error, "link": link,
-                   "message_ko": a.message_ko, "message_en": a.message_en}
+            rec = {"ts": ts, "alarm_id": a.id, "raised_ts": a.raised_ts, "priority": a.priority,
+                   "channel": channel, "target": target, "level": level, "attempt": attempt, "outcome": outcome,
+                   "error": error, "link": link, "message_ko": a.message_ko, "message_en": a.message_en}
             self._records.append(rec)
         if outcome in ("failed", "retrying"):
             log.warning("notification %s for %s via %s attempt %d: %s", outcome, a.id, channel, attempt, error)

@@ -294,7 +294,8 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
             elif trigger == "alarm-ack-line":
                 results.extend(src.acknowledge_line(r.get("site_id", ""), r.get("line_id", ""), user, comment or ""))
             elif trigger == "alarm-shelve":
-                results.append(src.shelve(aid, user, comment or "", float(shelve_for or 0)))
+                dur = shelve_for if isinstance(shelve_for, (int, float)) else 0  # the service says why not
+                results.append(src.shelve(aid, user, comment or "", dur))
             elif trigger == "alarm-unshelve":
                 results.append(src.unshelve(aid, user, comment or ""))
             elif trigger == "alarm-add-comment":

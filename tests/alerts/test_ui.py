@@ -143,6 +143,9 @@ def test_operator_actions_from_the_page(env):
     r1, r2 = [r for r in rows if r["id"] == H1], [r for r in rows if r["id"] == H2]
     assert press(env, "alarm-ack", [], "kim")[0] == "알람을 먼저 선택하세요"
     assert press(env, "alarm-shelve", r1, "kim")[0] == "✗ comment_missing"  # a shelf needs a reason
+    # what a hand-made request could send instead of the dropdown's value
+    assert press(env, "alarm-shelve", r1, "kim", "x", shelve_for=["1e9"])[0] == "✗ bad_shelve_duration"
+    assert press(env, "alarm-ack", [{"id": ["x"]}, "junk"], "kim")[0] == "알람을 먼저 선택하세요"
     assert press(env, "alarm-ack", r1, "kim", "베어링 점검")[0] == "1건 처리됨"
     assert env.svc.get(H1).status.value == "ack_active" and env.svc.get(H1).acked_by == "kim"
     assert press(env, "alarm-shelve", r2, "lee", "센서 불량")[0] == "1건 처리됨"
