@@ -31,6 +31,8 @@ Credentials: GWANJE_OPCUA_USERNAME / GWANJE_OPCUA_PASSWORD (environment only, ne
 status(): connected; messages_in = data changes received, samples_in = samples delivered;
 reconnects = successful connections after the first; rejects by reason (unknown_node,
 duplicate_node, monitor_failed, no_value, nan, text_for_numeric_signal, ...); detail.
+server_queue_overflow is counted with the rejects but its sample is kept: the server discarded
+older values of that item between two publishes (raise queue_size or publish faster).
 """
 from __future__ import annotations
 
@@ -55,6 +57,9 @@ log = logging.getLogger("gwanje.collectors.opcua")
 # OPC UA's "no timestamp" is 1601-01-01 (DateTime 0); anything before 1970 is treated as absent
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _STATUS_SEVERITY_SHIFT = 30
+# StatusCode info bits (Part 4 7.39): InfoType "DataValue" (0x400) + Overflow (0x80): the
+# server's monitored-item queue was full and it discarded older values
+_OVERFLOW_BITS = 0x0480
 # servers cap monitored items per CreateMonitoredItems call (MaxMonitoredItemsPerCall)
 _CREATE_CHUNK = 500
 _CONNECT_TIMEOUT_S = 15.0
@@ -208,6 +213,10 @@ class _DataChangeHandler:
             st = data.monitored_item.Value.StatusCode
             owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
             return
+        st = data.monitored_item.Value.StatusCode
+        if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
+            # the value is good; older ones of this item were discarded on the server
+            owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
         self._batch.append(sample)
         if not self._flush_scheduled:
             self._flush_scheduled = True

@@ -149,6 +149,17 @@ def test_quality_uncertain_bad_without_value_then_good(demo):
     assert mine == [(1101.0, Quality.UNCERTAIN, 0), (1103.0, Quality.GOOD, 2 * 10**9)]
 
 
+def test_server_queue_overflow_counted_and_value_kept(demo):
+    server, col, sink = demo
+    before = col.status().rejects.get("server_queue_overflow", 0)
+    # Good with the Overflow info bits (0x400 DataValue info type + 0x80 overflow): the server
+    # says it discarded older values of this item before this one
+    server.write(TEMP, 1177.0, status=0x00000480)
+    got = wait_for(lambda: [s for s in sink.of("forge-101", "billet_temp") if s.value == 1177.0])
+    assert [s.quality for s in got] == [Quality.GOOD]
+    assert col.status().rejects.get("server_queue_overflow", 0) == before + 1
+
+
 def test_lot_text_and_counter_values(demo):
     server, col, sink = demo
     server.write(LOT, "LOT-20261124-A07")
