@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -192,11 +193,12 @@ def main() -> None:
 
     from collectors.opcua import OpcuaCollector
     from gwanje.config import Secrets, load_config
-    from tests.fixtures.common import free_port
 
     print(f"machine: {platform.node()}  cpus: {os.cpu_count()}  python: {platform.python_version()}  "
-          f"asyncua: {asyncua.__version__ if hasattr(asyncua, '__version__') else '?'}")
-    port = free_port()
+          f"asyncua: {getattr(asyncua, '__version__', '?')}  load average: {os.getloadavg()[0]:.1f}")
+    with socket.socket() as sock:  # a free port for the server process
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     url = f"opc.tcp://127.0.0.1:{port}/bench"
     proc = subprocess.Popen([sys.executable, "-m", "bench.opcua_ingest", "--serve", str(port),
                              "--variables", str(args.variables), "--rate", str(args.rate)],

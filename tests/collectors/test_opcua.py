@@ -9,7 +9,6 @@ import math
 import threading
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import pytest
