@@ -191,16 +191,20 @@ def focus_machine(scope: ScopeData, machine: Any) -> Optional[ScopeData]:
         reasons=[e for e in scope.reasons if e.machine == machine], focus=machine)
 
 
-def scope_from_params(cfg: Config, layer: DataLayer, site: Any, line: Any, shift: Any
+def scope_from_params(cfg: Config, layer: DataLayer, site: Any, line: Any, shift: Any, machine: Any = None
                       ) -> tuple[Optional[ScopeData], bool]:
     """(scope, store ok) from URL parameters, which may hold anything: a non-string site means
-    the first site, a non-string line the whole site, a non-string shift the current one."""
+    the first site, a non-string line the whole site, a non-string shift the current one; a
+    machine narrows a line's scope to that machine (None if the line has no such machine)."""
     site_id = site if isinstance(site, str) and site else cfg.plant.sites[0].id
     try:
-        return load_scope(cfg, layer, site_id, line if isinstance(line, str) else None,
-                          shift if isinstance(shift, str) else None), True
+        scope = load_scope(cfg, layer, site_id, line if isinstance(line, str) else None,
+                           shift if isinstance(shift, str) else None)
     except DataUnavailable:
         return None, False
+    if scope is not None and machine and scope.line is not None:
+        scope = focus_machine(scope, machine)
+    return scope, True
 
 
 def _load(cfg: Config, layer: DataLayer, eng: Engine, sdef: SiteDef, ldef: Optional[LineDef],

@@ -10,7 +10,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ROLLING, ScopeData, engine_for, focus_machine, graph, kpi_tiles,
+from dashboards.components.oee import (ROLLING, ScopeData, engine_for, graph, kpi_tiles,
                                        loss_figure, machine_name, machine_table, neighbour_shift, pareto_data,
                                        pareto_figure, scope_from_params, shift_title, timeline_figure, tr)
 from dashboards.components.page import View, render, view
@@ -98,10 +98,7 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
 
 
 def _scope(v: View, site: Any, line: Any, machine: Any, shift: Any) -> tuple[Any, bool]:
-    scope, ok = scope_from_params(v.config, context.data(), site, line, shift)
-    if scope is not None and machine and scope.line is not None:
-        scope = focus_machine(scope, machine)
-    return scope, ok
+    return scope_from_params(v.config, context.data(), site, line, shift, machine)
 
 
 def layout(site=None, line=None, machine=None, shift=None, lang=None, kiosk=None, **query):

@@ -1,5 +1,5 @@
-"""`/shift-report?site=..&line=..&shift=..` — the shift report for a supervisor's tablet:
-big A/P/Q/OEE, each line (output machine, bottleneck), each machine, the losses as a table,
+"""`/shift-report?site=..&line=..&machine=..&shift=..` — the shift report for a supervisor's
+tablet: big A/P/Q/OEE, each line (output machine, bottleneck), each machine, the losses as a table,
 the stops of the shift with a reason picker (saved as downtime_reason events, feeding the
 Pareto), and a CSV export of the machine figures."""
 from __future__ import annotations
@@ -104,15 +104,17 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
     ], className="gw-shift-report")
 
 
-def layout(site=None, line=None, shift=None, lang=None, kiosk=None, **query):
+def layout(site=None, line=None, machine=None, shift=None, lang=None, kiosk=None, **query):
     v = view(lang, kiosk, **query)
-    scope, ok = scope_from_params(v.config, context.data(), site, line, shift)
+    # machine: one machine, for a supervisor standing at it
+    scope, ok = scope_from_params(v.config, context.data(), site, line, shift, machine)
     crumbs = v.crumbs((tr("oee", v.lang), v.href("/oee", site=site, line=line, shift=shift)),
                       (tr("shift_report", v.lang), None))
     if scope is None:
         body = not_found(f"{site or ''}/{line or ''} {shift or ''}".strip(), v.lang, v.kiosk) if ok else html.Div()
         return render(v, body, path="/shift-report", crumbs=crumbs, title=tr("shift_report", v.lang), ok=ok)
-    params = {"site": scope.site.id, "line": scope.line.id if scope.line else None, "shift": scope.shift.key}
+    params = {"site": scope.site.id, "line": scope.line.id if scope.line else None, "machine": scope.focus,
+              "shift": scope.shift.key}
     return render(v, [report_body(v, scope), dcc.Store(id="shift-params", data=params)], path="/shift-report",
                   crumbs=crumbs, title=tr("shift_report", v.lang))
 
@@ -122,10 +124,12 @@ def export_csv(params: Any, lang: str) -> Optional[dict[str, Any]]:
     p = params if isinstance(params, dict) else {}
     cfg = context.config()
     v = View(cfg, lang, False, {})
-    scope, ok = scope_from_params(v.config, context.data(), p.get("site"), p.get("line"), p.get("shift"))
+    scope, ok = scope_from_params(v.config, context.data(), p.get("site"), p.get("line"), p.get("shift"),
+                                  p.get("machine"))
     if scope is None:
         return None
-    name = "_".join(x for x in (scope.site.id, scope.line.id if scope.line else "", scope.shift.key.replace("/", "_")) if x)
+    name = "_".join(x for x in (scope.site.id, scope.line.id if scope.line else "", scope.focus or "",
+                                scope.shift.key.replace("/", "_")) if x)
     return {"content": csv_text(machine_rows(cfg, scope, lang)), "filename": f"shift-report_{name}.csv",
             "type": "text/csv"}
 
@@ -143,13 +147,13 @@ def recompute(params: Any, user: Optional[str]) -> tuple[str, int]:
     (replacing what the live path wrote). Returns (i18n key, number of records written)."""
     p = params if isinstance(params, dict) else {}
     cfg, layer = context.config(), context.data()
-    scope, ok = scope_from_params(cfg, layer, p.get("site"), p.get("line"), p.get("shift"))
+    scope, ok = scope_from_params(cfg, layer, p.get("site"), p.get("line"), p.get("shift"), p.get("machine"))
     if user is None or scope is None or scope.live or scope.shift.shift_id not in {s.id for s in
                                                                                   engine_for(cfg).calendar.spec.shifts}:
         return "save_failed", 0
     try:
         events = engine_for(cfg).recompute(layer.store, scope.site.id, scope.line.id if scope.line else None,
-                                           None, scope.shift.start_ns, scope.shift.end_ns)
+                                           scope.focus, scope.shift.start_ns, scope.shift.end_ns)
         layer.store.write_events(events)
     except Exception:  # store down: say so on the tablet
         log.exception("recompute of %s failed", scope.shift.key)

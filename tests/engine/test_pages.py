@@ -200,3 +200,13 @@ def test_one_machine_of_a_line(app):
     # a machine the line does not have
     lay = page("oee")(site="s1", line="l1", machine="press", shift=KEY, lang="en")
     assert by_class(lay, "gw-oee-row") == []
+
+
+def test_shift_report_of_one_machine(app):
+    lay = page("shift_report")(site="s1", line="l1", machine="m2", shift=KEY, lang="en")
+    assert kpis(lay)["oee_short"] == "78.0 %"
+    assert [p.id["machine"] for p in by_type(lay, "gw-reason")] == ["m2"]
+    module = sys.modules["dashboards.pages.shift_report"]
+    out = module.export_csv({"site": "s1", "line": "l1", "machine": "m1", "shift": KEY}, "en")
+    assert out["filename"] == "shift-report_s1_l1_m1_2026-11-24_day.csv"
+    assert [r["machine"] for r in csv.DictReader(io.StringIO(out["content"].lstrip("\ufeff")))] == ["m1"]
