@@ -93,9 +93,18 @@ class _RuleBase(_Strict):
     suppress_in_planned_stop: bool = True
 
 
-class AnalogRule(_RuleBase):
-    type: Literal["analog"]
+StateName = Literal["running", "idle", "down", "setup", "planned_stop", "unknown"]
+
+
+class _SignalRule(_RuleBase):
     signal: str
+    # evaluate only while the machine is in one of these states (empty: always); e.g. a
+    # pyrometer reads ambient when no billet is under it, which is no low-temperature alarm
+    while_state: list[StateName] = []
+
+
+class AnalogRule(_SignalRule):
+    type: Literal["analog"]
     hh: Optional[LimitDef] = None
     h: Optional[LimitDef] = None
     l: Optional[LimitDef] = None  # noqa: E741 (the ISA name)
@@ -116,16 +125,15 @@ class AnalogRule(_RuleBase):
         return [(k, getattr(self, k)) for k in ("hh", "h", "l", "ll") if getattr(self, k)]
 
 
-class RateRule(_RuleBase):
+class RateRule(_SignalRule):
     type: Literal["rate"]
-    signal: str
     max_per_s: float = Field(gt=0)
     priority: Priority
 
 
 class StateRule(_RuleBase):
     type: Literal["state"]
-    state: Literal["down", "setup", "idle", "unknown"]
+    state: StateName
     max_s: float = Field(gt=0)
     priority: Priority
 
@@ -407,9 +415,12 @@ class Evaluator:
             if last is not None and s.ts <= last[0]:
                 continue  # late or duplicate delivery: the newer value already decided
             self._last_value[s.series] = (s.ts, s.value)  # type: ignore[assignment]
+            mstate = self.machine_state(*mkey).value
             for c in checks:
                 c.value = s.value  # type: ignore[assignment]
-                if isinstance(c.rule, AnalogRule):
+                if c.rule.while_state and mstate not in c.rule.while_state:
+                    self._step(c, False, s.ts, out)
+                elif isinstance(c.rule, AnalogRule):
                     self._step(c, self._analog(c, s.value), s.ts, out)  # type: ignore[arg-type]
                 elif last is not None:
                     rate = abs(s.value - last[1]) / ((s.ts - last[0]) / NS_PER_S)  # type: ignore[operator]

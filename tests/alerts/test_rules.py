@@ -234,3 +234,23 @@ def test_suppressed_while_the_line_is_not_scheduled(config):
     got += [((t.ts - T0) / S, t.action, t.rule.split(".")[-1]) for t in e.tick(T0 + 4 * S)]
     assert got == [(1.0, "activate", "h"), (2.0, "suppress", "h"), (3.0, "suppress", "hh"), (3.0, "activate", "hh"),
                    (4.0, "unsuppress", "hh"), (4.0, "unsuppress", "h")]
+
+
+def test_while_state_gates_a_rule(config):
+    # a forging pyrometer reads ambient between billets: only a running press can have a cold billet
+    rule = {"id": "billet", "type": "analog", "scope": {"machine": ["forge-101"]}, "signal": "billet_temp",
+            "while_state": ["running"], "l": {"limit": 1050.0, "priority": "high"}, "message": MSG}
+    e = ev(config, rule)
+    forge = ("changwon-1", "forge-1", "forge-101")
+
+    def billet(t, v):
+        return Sample(*forge, "billet_temp", v, T0 + t * S)
+
+    def fstate(t, code):
+        return Sample(*forge, "state", code, T0 + t * S)
+
+    got = []
+    # idle (code 2) at 25 °C: nothing; running (1) at 1000 °C: raised; idle again: returned
+    for smp in [fstate(0, 2), billet(1, 25.0), fstate(2, 1), billet(3, 1000.0), fstate(4, 2), billet(5, 30.0)]:
+        got += [((t.ts - T0) // S, t.action) for t in e.feed([smp])]
+    assert got == [(3, "activate"), (5, "clear")]
