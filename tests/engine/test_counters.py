@@ -44,3 +44,31 @@ def test_nan_and_inf_are_refused():
     c = CounterTracker(32, 30)
     assert [c.feed(0, 5.0), c.feed(1, float("nan")), c.feed(2, float("inf")), c.feed(3, 6.0)] == [0, 0, 0, 1]
     assert c.rejected == 2
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.sampled_from([16, 32]), start=st.integers(0, 2**32 - 1),
+       steps=st.lists(st.tuples(st.integers(1, 60), st.integers(0, 5), st.booleans()), min_size=1, max_size=200))
+def test_counted_parts_equal_parts_made(bits, start, steps):
+    """Whatever the wraps and resets, the deltas add up to the parts really made, as long as
+    the machine is no more than ten times faster than ideal (ideal 3 s: at most one part per
+    0.3 s): steps are (seconds, parts made, reset to zero before counting them)."""
+    c = CounterTracker(bits, 3.0)
+    mod = 2**bits
+    reading, t, made, counted = start % mod, 0, 0, 0
+    c.feed(0, float(reading))
+    for seconds, parts, reset in steps:
+        t += seconds
+        parts = min(parts, seconds * 3)  # physically possible at ten times ideal speed
+        # a reset is only visible when the counter ends below where it was (a reset that counts
+        # back up to the same value looks like standing still), and is told from a wrap only
+        # when wrapping would have needed more parts than possible (the documented rule)
+        plausible = seconds * NS_PER_S // c.min_cycle_ns + 1
+        reset = reset and parts < reading % mod and parts + mod - reading % mod > plausible
+        reading = (0 if reset else reading) + parts
+        made += parts
+        counted += c.feed(t * NS_PER_S, float(reading % mod))
+    assert counted == made
