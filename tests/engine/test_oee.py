@@ -205,3 +205,27 @@ def test_combine_and_bottleneck():
     assert bottleneck({"a": a, "b": b}) == "b"
     assert bottleneck({"x": OeeResult(T0, SHIFT_END)}) is None
     assert combine([]) is None
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+STATES = list(S)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(st.tuples(st.integers(0, 90), st.sampled_from(STATES), st.booleans()), max_size=30),
+       breaks=st.lists(st.tuples(st.integers(0, 479), st.integers(1, 60)), max_size=4))
+def test_every_minute_is_classified_exactly_once(pieces, breaks):
+    """Whatever the intervals (with holes: no data) and breaks, the window's time is split
+    without loss or double counting, and the losses plus good time add up to planned time."""
+    ivs, t = [], T0
+    for minutes, st_, hole in pieces:
+        if not hole:
+            ivs.append(StateInterval(t, t + minutes * MIN, st_))
+        t += minutes * MIN
+    stops = [(T0 + a * MIN, T0 + (a + n) * MIN) for a, n in breaks]
+    r = compute(T0, SHIFT_END, ivs, [], stops, small_stop_s=300, startup_window_s=600)
+    assert r.planned_s + r.unknown_s + r.planned_stop_s == pytest.approx(480 * 60)
+    assert min(r.running_s, r.small_stop_s, r.breakdown_s, r.other_stop_s, r.setup_s, r.unknown_s,
+               r.planned_stop_s) >= 0
+    assert sum(x.minutes for x in six_big_losses(r)) * 60 == pytest.approx(r.planned_s)
