@@ -69,7 +69,16 @@ class AlarmService:
         self._states: dict[str, AlarmState] = {}
         self._last_ts: dict[str, int] = {}
         self._unwritten: list[Event] = []
-        self.restore()
+        self.restored = False
+        self._try_restore()
+
+    def _try_restore(self) -> None:
+        # the store may be down at start: run on, and retry from tick() until it answers
+        try:
+            self.restore()
+            self.restored = True
+        except Exception as e:
+            log.error("cannot restore alarm state from the store (%s); will retry", type(e).__name__)
 
     @classmethod
     def from_config(cls, config: Config, store: Store, clock: Callable[[], int] = time.time_ns,
@@ -192,6 +201,8 @@ class AlarmService:
     def tick(self, now_ns: Optional[int] = None) -> list[Event]:
         """Time passes: delays, stale data, durations, shelve expiry, escalation. Writes its events."""
         now = self.clock() if now_ns is None else now_ns
+        if not self.restored:
+            self._try_restore()
         with self._lock:
             events = self._run(self.evaluator.tick(now, self.oee))
             for s in list(self._states.values()):
@@ -293,6 +304,11 @@ class AlarmService:
     def flood(self, now_ns: Optional[int] = None) -> dict[tuple[str, str], int]:
         now = self.clock() if now_ns is None else now_ns
         return health.flood_now(self.store.events(KIND, now - health.TEN_MIN, now + 1, limit=50_000), now)
+
+    @property
+    def unwritten(self) -> int:
+        """Alarm events waiting for the store (it was down); written with the next write."""
+        return len(self._unwritten)
 
     def notifications(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.notifier.attempts(limit) if self.notifier is not None else []

@@ -151,3 +151,18 @@ def test_alarm_events_flow_through_the_real_pipeline(config, db):
     finally:
         p.stop()
         store.close()
+
+
+def test_a_store_down_at_start_delays_nothing_and_loses_nothing(config, db):
+    down = EmbeddedStore(db)
+    down.close()  # every call now fails, as a store that is not reachable
+    clock = Clock(T0)
+    s = AlarmService(config, down, clock=clock, rules=RULES)
+    assert s.restored is False
+    evs = s.on_samples([vib(CNC1, 1, 7.5)])  # alarms are evaluated all the same
+    assert [e.data["event"] for e in evs] == ["raised"]
+    clock.t = T0 + 2 * S
+    ack = s.acknowledge(H1, "kim")  # the operator's action is kept for the next write
+    assert ack.data["state"] == "ack_active" and s.unwritten == 1
+    s.tick(T0 + 3 * S)  # retries the restore; still down: no exception
+    assert s.restored is False and s.unwritten == 1
