@@ -202,7 +202,11 @@ class AlarmService:
         """Time passes: delays, stale data, durations, shelve expiry, escalation. Writes its events."""
         now = self.clock() if now_ns is None else now_ns
         if not self.restored:
-            self._try_restore()
+            with self._lock:
+                self._write([])  # what happened meanwhile goes first, so the restore includes it
+                flushed = not self._unwritten
+            if flushed:
+                self._try_restore()
         with self._lock:
             events = self._run(self.evaluator.tick(now, self.oee))
             for s in list(self._states.values()):
