@@ -459,6 +459,8 @@ class Engine:
                         self.startup_window_s) for a, b in windows]
 
 
+_STATES = list(MachineState)
+_STATE_INDEX = {st: i for i, st in enumerate(_STATES)}
 # a state code no PLC reports (the most negative float): "unknown since a gap"
 _GAP_MARK = -1.7976931348623157e308
 
@@ -469,7 +471,9 @@ def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping
     sample (liveness), `states` the (ts, value) rows of the state signal."""
     if times.height == 0:
         return []
-    num = {float(k): v.value for k, v in mapping.items() if not isinstance(k, str)}
+    # states as small ints inside polars (strings cost a third of the pass), names at the end
+    num = {float(k): _STATE_INDEX[v] for k, v in mapping.items() if not isinstance(k, str)}
+    unknown = _STATE_INDEX[MachineState.UNKNOWN]
     if states is None:
         states = pl.DataFrame(schema={"ts": pl.Int64, "value": pl.Float64})
     codes = states.lazy().group_by("ts", maintain_order=True).agg(pl.col("value").last().alias("code"))
@@ -483,9 +487,8 @@ def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping
                        .otherwise(pl.col("code")))
          .with_columns(code=pl.col("code").forward_fill())
          .with_columns(code=pl.when(pl.col("code") == _GAP_MARK).then(None).otherwise(pl.col("code")))
-         .with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(MachineState.UNKNOWN.value))
-                       .otherwise(pl.col("code").replace_strict(num, default=MachineState.UNKNOWN.value,
-                                                                return_dtype=pl.String))))
+         .with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(unknown, dtype=pl.Int8))
+                       .otherwise(pl.col("code").replace_strict(num, default=unknown, return_dtype=pl.Int8))))
     seg_lazy = t.group_by("seg").agg(pl.col("ts").max().alias("seg_last"), pl.col("ts").min().alias("seg_first"))
     changed = ((pl.col("seg") != pl.col("seg").shift()) | (pl.col("state") != pl.col("state").shift())
                | pl.col("code").ne_missing(pl.col("code").shift())).fill_null(True)
@@ -505,7 +508,7 @@ def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping
         if prev_seg is not None and sg != prev_seg:
             out.append(StateInterval(last_of[prev_seg], first_of[sg], MachineState.UNKNOWN, None))
         prev_seg = sg
-        state = MachineState(st)
+        state = _STATES[st]
         is_open = i == len(rows) - 1 and sg == last_seg
         if is_open:
             last = last_of[sg]
