@@ -19,7 +19,7 @@ from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
 from tests.alerts.helpers import REPO, S, Clock
 from tests.alerts.servers import HungEndpoint, SmtpSink, WebhookSink, wait_for
-from tests.fixtures.common import free_port
+from tests.fixtures.common import free_port, missing
 
 # Wednesday 2026-01-07 12:00 in Seoul (03:00 UTC): week 0 of a rotation that starts Monday
 # 2026-01-05 08:30, so kim is on duty and lee is next
@@ -45,7 +45,7 @@ def smtp():
     try:
         s = SmtpSink()
     except ImportError:
-        pytest.skip("aiosmtpd not installed")
+        missing("aiosmtpd (pip install aiosmtpd)")
     yield s
     s.stop()
 
