@@ -472,6 +472,11 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
         p = d / f"{name}.yaml"
         if p.exists():
             extra[name] = _read_yaml(p)
+    if "shifts" in extra:
+        # the engine's schema (gwanje/shifts.py), imported here because it imports this module
+        from gwanje.shifts import parse_shifts
+
+        parse_shifts(extra["shifts"], plant.timezone, str(d / "shifts.yaml"))
     return Config(directory=d, plant=plant, system=system, raw_extra=extra)
 
 

@@ -124,3 +124,12 @@ def test_missing_shifts_yaml_means_one_all_day_shift(tmp_path):
     cal = load_shifts(make_config(tmp_path, shifts=None))
     (s,) = cal.shifts_on(date(2026, 11, 24))
     assert s.end_ns - s.start_ns == 24 * H and s.working
+
+
+def test_load_config_rejects_a_bad_shifts_yaml(tmp_path):
+    """check-config and every process start refuse a shifts.yaml with a typo, naming it."""
+    from tests.engine.conftest import SHIFTS_8H, make_config
+
+    with pytest.raises(ConfigError) as e:
+        make_config(tmp_path, shifts={**SHIFTS_8H, "comm_timeout": 30})
+    assert "shifts.yaml: comm_timeout: Extra inputs are not permitted" in str(e.value)
