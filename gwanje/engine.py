@@ -7,7 +7,8 @@ writes derived records so history pages never recompute a day from raw samples:
   kind="state"     ts = interval start; data {state, code, end_ns (None while open),
                    prev_state}. Emitted when an interval opens and again when it closes: the
                    same identity, so the closed version replaces the open one.
-  kind="counts"    ts = UTC minute; data {total, good, reject, ideal_s}; minutes with parts only.
+  kind="counts"    ts = UTC minute; data {total, good, reject, ideal_s, gap_total}; minutes
+                   with parts only.
   kind="lot"       ts = LOT change; data {lot, product}; only when products are configured.
   kind="oee_shift" ts = shift start, key = shift key ("2026-11-24/day"); machine, line
                    (machine="") and site (line="", machine="") records with every figure.
@@ -97,8 +98,9 @@ class MachineRun:
     def feed(self, s: Sample, track_lots: bool = False) -> tuple[list[StateInterval], bool]:
         """Returns the state intervals this sample closed, and whether it changed the LOT.
         Text samples (the LOT) set the product but are not liveness: the history path reads
-        numeric series only, and both paths must see the same liveness."""
-        if not isinstance(s.value, float):
+        numeric series only, and both paths must see the same liveness. Text state codes (some
+        PLCs) are states all the same."""
+        if not isinstance(s.value, float) and s.signal != self.state_signal:
             return [], s.signal == "lot" and track_lots and self.set_lot(s.value)
         t = self.tracker
         if t.last_seen_ns is not None and s.ts < t.last_seen_ns:

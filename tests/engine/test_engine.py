@@ -315,3 +315,13 @@ def test_warm_start_after_a_restart_gives_the_same_shift(world):
     # the state records emitted after the restart continue the intervals, no gap at 10:15
     m2_states = [e for e in got if e.kind == "state" and e.machine == "m2"]
     assert m2_states[0].ts == kst(2026, 11, 24, 10) and m2_states[0].data["state"] == "planned_stop"
+
+
+def test_text_state_codes_are_states():
+    config = make_config_once()
+    eng = Engine(config, clock=None)
+    t = SHIFT_START
+    eng.on_samples([Sample("s1", "l1", "m1", "state", "3", t), Sample("s1", "l1", "m1", "state", "4", t + NS_PER_S)])
+    run = eng.runs[("s1", "l1", "m1")]
+    assert [(iv.state, iv.code) for iv in run.intervals] == [(MachineState.RUNNING, "3")]
+    assert (run.tracker.state, run.tracker.code) == (MachineState.DOWN, "4")
