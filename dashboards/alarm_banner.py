@@ -99,6 +99,18 @@ def can_act(src: Any) -> bool:
     return getattr(src, "can_act", True)
 
 
+def active_alarms(src: Any) -> list[AlarmState]:
+    """The live service answers from memory; the store view through the shared short-TTL
+    cache, so N wall displays refreshing together cost the store one query."""
+    if can_act(src):
+        return src.active()
+    return context.data().cache.get(("alarms", "active"), src.active)
+
+
+def flood_areas(src: Any) -> dict:
+    return context.data().cache.get(("alarms", "flood"), src.flood)
+
+
 def alarm_href(alarm_id: str, lang: str, kiosk: bool = False) -> str:
     return f"/alarms?alarm={quote(alarm_id, safe='')}&lang={lang}" + ("&kiosk=1" if kiosk else "")
 
@@ -146,8 +158,8 @@ def _banner(page_ctx: Optional[dict]) -> Optional[tuple[Any, str, str]]:
     kiosk = bool(pc.get("kiosk"))
     try:
         src = alarm_source()
-        active = src.active()
-        flood = src.flood()
+        active = active_alarms(src)
+        flood = flood_areas(src)
     except Exception:  # the banner must never break a page
         log.exception("alarm banner: source failed")
         return None

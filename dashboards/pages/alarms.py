@@ -18,7 +18,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from alerts.lifecycle import AlarmState
 from dashboards import alarm_banner, context
-from dashboards.alarm_banner import alarm_source, can_act, message
+from dashboards.alarm_banner import active_alarms, alarm_source, can_act, message
 from dashboards.components.page import render, view
 from dashboards.i18n import add_strings, normalize_lang, t
 
@@ -243,7 +243,7 @@ def refresh_active(n: Any, group: Any, done: Any, page_ctx: Any):
     lang, _ = _lang(page_ctx)
     group = group if group in ("none", "site", "line") else "none"
     try:
-        states = alarm_source().active()
+        states = active_alarms(alarm_source())
     except Exception:
         log.exception("alarms page: source failed")
         return dash.no_update, dash.no_update
