@@ -116,8 +116,13 @@ class AlarmService:
                 self._last_ts[e.key] = max(self._last_ts.get(e.key, 0), e.ts)
                 try:
                     s = from_event(e)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, KeyError):
                     self.rejects.reject("bad_stored_alarm_event", e.key)
+                    continue
+                if self.evaluator.info(s.id) is None:
+                    # its rule was removed from alarms.yaml: nothing would ever clear it
+                    if not s.is_normal:
+                        self.rejects.reject("stored_alarm_without_rule", s.id)
                     continue
                 if not s.is_normal:
                     self._states[s.id] = s

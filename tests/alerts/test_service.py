@@ -100,6 +100,10 @@ def test_restart_restores_every_alarm_exactly(config, db):
     clock.t = T0 + 60 * S
     s2, store2 = svc(config, db, clock)
     assert {a.id: a for a in s2.active()} == before
+    # with a rule removed from the config, its alarms are not brought back (nothing would clear them)
+    hh_only = AlarmRules.model_validate({"rules": [{**RULES.rules[0].model_dump(by_alias=True), "h": None}]})
+    s3 = AlarmService(config, store2, clock=clock, rules=hh_only)
+    assert s3.active() == [] and s3.rejects.counts() == {"stored_alarm_without_rule": 2}
     # the restored alarm keeps living: the next normal value returns it, the shelf still expires
     evs = feed(s2, store2, vib(CNC1, 61, 6.0))
     assert [(e.key, e.data["state"]) for e in evs] == [(H1, "rtn_unack")]
