@@ -474,7 +474,8 @@ class Evaluator:
             for c in checks:
                 age = (now - seen) / NS_PER_S
                 c.extra = {"age_s": round(age)}
-                cond = age > c.rule.max_age_s
+                # a comm alarm restored after a restart stays until the machine is heard from
+                cond = age > c.rule.max_age_s or (c.active and mkey not in self._last_seen)
                 if cond != c.cond:
                     # the link died when the last sample came, not when we noticed
                     c.cond, c.since = cond, (seen + int(c.rule.max_age_s * NS_PER_S)) if cond else now

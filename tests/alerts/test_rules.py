@@ -254,3 +254,11 @@ def test_while_state_gates_a_rule(config):
     for smp in [fstate(0, 2), billet(1, 25.0), fstate(2, 1), billet(3, 1000.0), fstate(4, 2), billet(5, 30.0)]:
         got += [((t.ts - T0) // S, t.action) for t in e.feed([smp])]
     assert got == [(3, "activate"), (5, "clear")]
+
+
+def test_a_restored_comm_alarm_stays_until_the_machine_is_heard_from(config):
+    e = ev(config, STALE)
+    aid = "comm:changwon-1/cnc-1/cnc-101/comm"
+    e.seed(aid, active=True, suppressed=False)  # what the lifecycle had before the restart
+    assert e.tick(T0) == [] and e.tick(T0 + 5 * S) == []
+    assert [(t.alarm_id, t.action) for t in e.feed([vib(6, 1.0)])] == [(aid, "clear")]
