@@ -325,3 +325,34 @@ def test_text_state_codes_are_states():
     run = eng.runs[("s1", "l1", "m1")]
     assert [(iv.state, iv.code) for iv in run.intervals] == [(MachineState.RUNNING, "3")]
     assert (run.tracker.state, run.tracker.code) == (MachineState.DOWN, "4")
+
+
+def test_night_shift_across_midnight(tmp_path):
+    """The demo calendar's night shift 22:00-06:00 (meal break 03:00-03:30), through midnight."""
+    import yaml as _yaml
+    from pathlib import Path
+
+    demo = _yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "shifts.yaml").read_text("utf-8"))
+    config = make_config(tmp_path, shifts=demo)
+    start = kst(2026, 11, 24, 22)
+    m1 = ("s1", "l1", "m1")
+    # 21:58 on: 2 min before, 90 min running (180 parts), 60 min down from 23:30 to 00:30,
+    # 150 min running (300), 30 min break (planned code), 150 min running (300), 2 min after
+    segs = [Segment(2 * MIN, RUN), Segment(90 * MIN, RUN, 180), Segment(60 * MIN, 4.0), Segment(150 * MIN, RUN, 300),
+            Segment(30 * MIN, PLANNED), Segment(150 * MIN, RUN, 300), Segment(2 * MIN, RUN)]
+    samples = scenario(m1, start - 2 * MIN * NS_PER_S, segs)
+    eng, events = live(config, samples)
+    got = {(e.machine, e.key): e.data for e in events if e.kind == "oee_shift"}
+    r = got[("m1", "2026-11-24/night")]
+    # planned = 480 - 30 = 450 min; run = 450 - 60 = 390 min: A = 390/450 = 0.8667
+    # P = 780 x 30 s / (390 x 60 s) = 23400 / 23400 = 1.0; OEE = 0.8667
+    assert (r["planned_s"], r["run_s"], r4(r["availability"]), r4(r["performance"]), r4(r["oee"])) == \
+        (450 * 60, 390 * 60, 0.8667, 1.0, 0.8667)
+    assert r["losses"]["breakdowns"]["minutes"] == 60.0
+    store = EmbeddedStore(":memory:")
+    try:
+        store.write_samples(samples)
+        hist = Engine(config, clock=None).recompute(store, "s1", "l1", "m1", kst(2026, 11, 25, 2))
+        assert {(e.machine, e.key): e.data for e in hist}[("m1", "2026-11-24/night")] == r
+    finally:
+        store.close()
