@@ -47,6 +47,11 @@ add_strings({
     "read_only": {"ko": "읽기 전용: 알람 서비스가 이 프로세스에 없습니다", "en": "Read-only: no alarm service in this process"},
     "not_allowed": {"ko": "권한이 없습니다", "en": "Not allowed for your role"},
     "search": {"ko": "검색", "en": "Search"},
+    "err.comment_missing": {"ko": "사유(코멘트)를 입력하세요", "en": "Give a reason (comment)"},
+    "err.user_missing": {"ko": "작업자 이름을 입력하세요", "en": "Enter the operator's name"},
+    "err.bad_shelve_duration": {"ko": "보류 시간은 1분~24시간", "en": "Shelve for 1 min to 24 h"},
+    "err.unknown_alarm": {"ko": "없는 알람입니다", "en": "No such alarm"},
+    "err.other": {"ko": "입력 오류: {reason}", "en": "Not accepted: {reason}"},
     "col.priority": {"ko": "우선순위", "en": "Priority"},
     "col.status": {"ko": "상태", "en": "State"},
     "col.message": {"ko": "내용", "en": "Message"},
@@ -304,8 +309,11 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
                 results.append(src.remove_from_service(aid, user, comment or ""))
             elif trigger == "alarm-ris":
                 results.append(src.return_to_service(aid, user, comment or ""))
-    except ValueError as e:  # the service's reason (user_missing, comment_missing, ...) shown as is
-        return f"✗ {e}", (done or 0) + 1
+    except ValueError as e:  # the service's reason (user_missing, comment_missing, ...), in words
+        reason = str(e)
+        key = f"err.{reason}"
+        text = t(key, lang) if key != t(key, lang) else t("err.other", lang, reason=reason)
+        return f"✗ {text}", (done or 0) + 1
     n = sum(1 for x in results if x is not None)
     return (t("done_n", lang, n=n) if n else t("nothing_to_do", lang)), (done or 0) + 1
 

@@ -142,9 +142,11 @@ def test_operator_actions_from_the_page(env):
     rows, _ = env.page.refresh_active(1, "none", 0, KO)
     r1, r2 = [r for r in rows if r["id"] == H1], [r for r in rows if r["id"] == H2]
     assert press(env, "alarm-ack", [], "kim")[0] == "알람을 먼저 선택하세요"
-    assert press(env, "alarm-shelve", r1, "kim")[0] == "✗ comment_missing"  # a shelf needs a reason
+    assert press(env, "alarm-shelve", r1, "kim")[0] == "✗ 사유(코멘트)를 입력하세요"  # a shelf needs a reason
+    assert press(env, "alarm-ack", r1, None)[0] == "✗ 작업자 이름을 입력하세요"
+    assert press(env, "alarm-ack", r1, "x" * 65, lang=EN)[0] == "✗ Not accepted: user_too_long"
     # what a hand-made request could send instead of the dropdown's value
-    assert press(env, "alarm-shelve", r1, "kim", "x", shelve_for=["1e9"])[0] == "✗ bad_shelve_duration"
+    assert press(env, "alarm-shelve", r1, "kim", "x", shelve_for=["1e9"])[0] == "✗ 보류 시간은 1분~24시간"
     assert press(env, "alarm-ack", [{"id": ["x"]}, "junk"], "kim")[0] == "알람을 먼저 선택하세요"
     assert press(env, "alarm-ack", r1, "kim", "베어링 점검")[0] == "1건 처리됨"
     assert env.svc.get(H1).status.value == "ack_active" and env.svc.get(H1).acked_by == "kim"
