@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.lifecycle import AlarmState
 from alerts.oncall import Rotation, who
@@ -343,5 +343,12 @@ class Notifier:
                 log.exception("could not record notification attempt")
 
 
-def load_notify(raw: Optional[dict[str, Any]]) -> NotifyConfig:
-    return NotifyConfig.model_validate(raw or {})
+def load_notify(raw: Optional[dict[str, Any]], fname: str = "notify.yaml") -> NotifyConfig:
+    """notify.yaml (as loaded) validated; ConfigError names the file, key path and problem."""
+    from alerts.rules import config_errors
+    from gwanje.config import ConfigError
+
+    try:
+        return NotifyConfig.model_validate(raw or {})
+    except ValidationError as e:
+        raise ConfigError(config_errors(fname, e)) from None

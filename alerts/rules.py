@@ -18,10 +18,10 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Annotated
 
-from gwanje.config import ID_PATTERN, Config, MachineSpec, Names
+from gwanje.config import ID_PATTERN, Config, ConfigError, MachineSpec, Names
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -181,11 +181,24 @@ class AlarmRules(_Strict):
                     raise ValueError(f"rule {r.id}: signal {sig!r} does not exist on {bad[:5]}")
 
 
+def config_errors(fname: str, err: ValidationError) -> str:
+    """pydantic's errors as `file: key.path: problem` lines, like gwanje.config reports them."""
+    return "\n".join(f"{fname}: {'.'.join(str(p) for p in e['loc']) or '(top level)'}: "
+                     f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
+
+
 def load_rules(config: Config, raw: Optional[dict[str, Any]] = None) -> AlarmRules:
-    """Rules from config/alarms.yaml (already read into config.raw_extra), checked against the plant."""
+    """Rules from config/alarms.yaml (already read into config.raw_extra), checked against the
+    plant. Raises ConfigError naming the file, the key path and the problem."""
     data = config.raw_extra.get("alarms", {}) if raw is None else raw
-    rules = AlarmRules.model_validate(data)
-    rules.check_against(config)
+    fname = str(config.directory / "alarms.yaml")
+    try:
+        rules = AlarmRules.model_validate(data)
+        rules.check_against(config)
+    except ValidationError as e:
+        raise ConfigError(config_errors(fname, e)) from None
+    except ValueError as e:
+        raise ConfigError(f"{fname}: {e}") from None
     return rules
 
 

@@ -98,7 +98,8 @@ class AlarmService:
             def sink(e: Event) -> None:
                 store.write_events([e])
 
-            notifier = Notifier(load_notify(raw), config.plant.timezone, sink=sink, env=env, clock=clock)
+            notifier = Notifier(load_notify(raw, str(config.directory / "notify.yaml")), config.plant.timezone,
+                                sink=sink, env=env, clock=clock)
         return cls(config, store, notifier=notifier, clock=clock, oee=oee, scheduled=scheduled)
 
     def close(self) -> None:
@@ -349,3 +350,19 @@ def shift_schedule(calendar: Any) -> Callable[[str, str, int], bool]:
         return calendar.shift_at(now_ns) is not None
 
     return scheduled
+
+
+def check_config(config: Config) -> list[str]:
+    """Problems in alarms.yaml and notify.yaml (for `app.py check-config`); [] when both are valid."""
+    from gwanje.config import ConfigError
+
+    problems = []
+    try:
+        load_rules(config)
+    except ConfigError as e:
+        problems.append(str(e))
+    try:
+        load_notify(config.raw_extra.get("notify"), str(config.directory / "notify.yaml"))
+    except ConfigError as e:
+        problems.append(str(e))
+    return problems

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from alerts.rules import AlarmRules, Evaluator, load_rules
+from gwanje.config import ConfigError
 from gwanje.model import Quality, Sample
 from tests.alerts.helpers import S
 
@@ -191,10 +192,19 @@ def test_bad_rules_are_rejected_with_a_reason(bad, why):
 
 
 def test_rule_on_a_signal_the_machines_lack_is_rejected(config):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ConfigError, match="alarms.yaml: rule vib: signal 'vibration' does not exist"):
         load_rules(config, {"rules": [{**VIB, "scope": {"class": ["press"]}}]})
-    with pytest.raises(ValueError, match="selects no machine"):
+    with pytest.raises(ConfigError, match="selects no machine"):
         load_rules(config, {"rules": [{**VIB, "scope": {"machine": ["nope"]}}]})
+    # a typo names the file and the key path
+    with pytest.raises(ConfigError, match=r"alarms.yaml: rules.0.analog.hh.limt: Extra inputs are not permitted"):
+        load_rules(config, {"rules": [{**VIB, "hh": {"limt": 9, "priority": "high"}}]})
+
+
+def test_shipped_config_has_no_problems(config):
+    from alerts.service import check_config
+
+    assert check_config(config) == []
 
 
 
