@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error:\n{e}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        from alerts.service import check_config as alarm_config_problems
+
+        bad = alarm_config_problems(config)
+        if bad:
+            print("configuration error:\n" + "\n".join(bad), file=sys.stderr)
+            return 2
         n = sum(1 for _ in config.machines())
         print(f"config OK: {config.directory} — {len(config.plant.sites)} sites, "
               f"{sum(len(s.lines) for s in config.plant.sites)} lines, {n} machines")
