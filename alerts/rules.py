@@ -497,15 +497,17 @@ class Evaluator:
             for (site, line), checks in self._oee_checks.items():
                 try:
                     v = oee(site, line)
-                except Exception:  # another engine's bug must not stop alarm ticks
-                    v = None
+                    if v is not None:
+                        v = float(v)
+                except Exception:  # the engine failing says nothing about the line: hold, don't crash
+                    continue
                 for c in checks:
-                    if v is None:
+                    if v is None or v != v:  # no shift (or no figure): no OEE alarm
                         self._step(c, False, now, out)
                         continue
-                    c.value = float(v)
-                    c.extra = {"oee": float(v), "target": c.rule.target}
-                    self._step(c, float(v) < c.rule.target, now, out)
+                    c.value = v
+                    c.extra = {"oee": v, "target": c.rule.target}
+                    self._step(c, v < c.rule.target, now, out)
         return out
 
     def _check_schedule(self, now: int, out: list[Transition]) -> None:
