@@ -170,3 +170,36 @@ def test_a_store_down_at_start_delays_nothing_and_loses_nothing(config, db):
     assert ack.data["state"] == "ack_active" and s.unwritten == 1
     s.tick(T0 + 3 * S)  # retries the restore; still down: no exception
     assert s.restored is False and s.unwritten == 1
+
+
+def test_oee_rule_with_the_real_engine(config, db):
+    # the OEE engine (gwanje.engine) fed by the plant model for 30 min of a day shift; the OEE
+    # alarm is raised exactly for the lines whose shift-so-far OEE is below the target (0.78:
+    # between the lines of the seeded plant, so some are below and some above)
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from alerts.service import engine_oee
+    from gwanje.engine import Engine
+    from simulator.machines import Plant
+
+    start = int(datetime(2026, 11, 24, 6, 0, tzinfo=ZoneInfo("Asia/Seoul")).timestamp()) * S
+    clock = Clock(start)
+    engine, plant = Engine(config, clock=clock), Plant(config, seed=7)
+    for now in range(start, start + 1800 * S, 20 * S):
+        clock.t = now
+        engine.on_samples([Sample(m.site, m.line, m.machine, k, v if isinstance(v, str) else float(v), now)
+                           for m, vals in plant.step(now) for k, v in vals.items()])
+    rules = AlarmRules.model_validate({"rules": [
+        {"id": "oee-low", "type": "oee", "target": 0.78, "priority": "low", "on_delay_s": 0,
+         "message": {"ko": "{line_name} {oee:.0%}", "en": "{line_name} {oee:.0%}"}}]})
+    oee = engine_oee(engine, clock=clock)
+    store = EmbeddedStore(db)
+    svc = AlarmService(config, store, clock=clock, rules=rules, oee=oee)
+    svc.tick(clock.t)
+    figures = {(s.id, ln.id): oee(s.id, ln.id) for s in config.plant.sites for ln in s.lines}
+    assert all(v is not None and 0 <= v <= 1 for v in figures.values())
+    low = {f"oee-low:{site}/{line}/oee" for (site, line), v in figures.items() if v < 0.78}
+    assert 0 < len(low) < len(figures), figures
+    assert {a.id for a in svc.active()} == low
+    store.close()
