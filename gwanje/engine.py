@@ -77,7 +77,8 @@ class MachineRun:
         self.intervals: list[StateInterval] = []
         # minute -> [total, good, reject, ideal_s, gap_total]
         self.minutes: dict[int, list[float]] = {}
-        self.emitted_minute = -1  # newest minute already written as a counts event
+        # minutes with parts not yet written as a counts event (again: a late delta re-dirties)
+        self.dirty: set[int] = set()
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -115,6 +116,7 @@ class MachineRun:
             gap = ctr.prev_ts is not None and s.ts - ctr.prev_ts > self.tracker.timeout_ns
             d = ctr.feed(s.ts, s.value)
             if d:
+                self.dirty.add(s.ts - s.ts % MINUTE_NS)
                 m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0])
                 name = self.counter_signals[s.signal]
                 if name == "total":
@@ -232,16 +234,26 @@ class Engine:
             prev = run.intervals[-1].state.value if run.intervals else None
             events.append(Event("state", t.since_ns, site, line, machine, "",
                                 {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
-        # a minute is complete once the machine has reported past it
-        last = t.last_seen_ns
-        if last is not None and last - MINUTE_NS >= run.emitted_minute:
-            for m in sorted(run.minutes):
-                if m + MINUTE_NS <= last and m > run.emitted_minute:
-                    c = run.minute_counts(m)
-                    events.append(Event("counts", m, site, line, machine, "",
-                                        {"total": c.total, "good": c.good, "reject": c.reject, "ideal_s": c.ideal_s,
-                                         "gap_total": c.gap_total}))
-                    run.emitted_minute = m
+        events.extend(self._flush_counts(run, self.watermark))
+        return events
+
+    def _flush_counts(self, run: MachineRun, watermark: Optional[int]) -> list[Event]:
+        """counts events for the minutes that are complete: the machine has reported past them,
+        or the plant clock is a comm timeout past them (a machine that fell silent)."""
+        if not run.dirty:
+            return []
+        last = run.tracker.last_seen_ns or 0
+        stale = (watermark or 0) - self.timeout_ns
+        done = sorted(m for m in run.dirty if m + MINUTE_NS <= max(last, stale))
+        site, line, machine = run.key
+        events = []
+        for m in done:
+            run.dirty.discard(m)
+            if m in run.minutes:
+                c = run.minute_counts(m)
+                events.append(Event("counts", m, site, line, machine, "",
+                                    {"total": c.total, "good": c.good, "reject": c.reject, "ideal_s": c.ideal_s,
+                                     "gap_total": c.gap_total}))
         return events
 
     def tick(self, now_ns: int) -> list[Event]:
@@ -263,10 +275,12 @@ class Engine:
             if prev < due <= now_ns and sh.key not in self.closed_shifts:
                 self.closed_shifts.add(sh.key)
                 events.extend(self.close_shift(sh, now_ns))
-        # pruning walks every machine's history: once a minute is plenty
+        # once a minute: the counts of machines that fell silent, and pruning (it walks every
+        # machine's history)
         if now_ns // MINUTE_NS != prev // MINUTE_NS:
             keep = now_ns - RETAIN_NS
             for run in self.runs.values():
+                events.extend(self._flush_counts(run, now_ns))
                 run.prune(keep)
         return events
 
@@ -435,7 +449,8 @@ class Engine:
         cycles = [(ts, run.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
         run.minutes = {m.minute_ns: [m.total, m.good, m.reject, m.ideal_s, m.gap_total]
                        for m in frame_minutes(parts, run, self.timeout_ns, cycles)}
-        run.emitted_minute = last - last % MINUTE_NS - MINUTE_NS  # complete minutes were written before
+        # complete minutes were written before the restart; the one in progress is not yet
+        run.dirty = {last - last % MINUTE_NS} & set(run.minutes)
         if self.track_lots and lots:
             run.set_lot(max(lots)[1])
 

@@ -356,3 +356,14 @@ def test_night_shift_across_midnight(tmp_path):
         assert {(e.machine, e.key): e.data for e in hist}[("m1", "2026-11-24/night")] == r
     finally:
         store.close()
+
+
+def test_counts_of_a_machine_that_falls_silent_are_written():
+    """m1 stops talking at 06:00:29 with 3 parts in its last minute; m2 keeps reporting. Once
+    the plant clock is a comm timeout past that minute, its counts record is written."""
+    config = make_config_once()
+    m1 = scenario(("s1", "l1", "m1"), SHIFT_START, [Segment(30, RUN, 3)])
+    m2 = scenario(("s1", "l1", "m2"), SHIFT_START, [Segment(3 * MIN, RUN)])
+    eng, events = live(config, m1 + m2, batch=40)
+    counts = [(e.machine, e.ts, e.data["total"]) for e in events if e.kind == "counts"]
+    assert counts == [("m1", SHIFT_START, 3)]
