@@ -81,7 +81,8 @@ class StoreAlarms:
 
     def notifications(self, limit: int = 200) -> list[dict]:
         now = self.clock()
-        evs = self.store.events("notification", now - 86_400 * 1_000_000_000, now + 1, limit=100_000)
+        # the store returns the oldest first within its limit: a short window keeps the newest in
+        evs = self.store.events("notification", now - 6 * 3600 * 1_000_000_000, now + 1, limit=50_000)
         return [{"ts": e.ts, **e.data} for e in evs[::-1][:limit]]
 
 

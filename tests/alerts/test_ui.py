@@ -190,3 +190,18 @@ def test_health_figures(env):
     txt = texts(lists)
     assert "No alarm flood" in txt and H1 in txt
     assert txt[txt.index("Top bad actors today"):][-2:] == [H1, "3"]
+
+
+def test_delivery_log_from_the_store_in_a_ui_only_process(env):
+    # what the notifier recorded (Event kind="notification"), read back by a UI without the service
+    from gwanje.model import Event
+
+    env.store.write_events([Event("notification", T0 - 60 * S, "changwon-1", "cnc-1", "cnc-101", H1,
+                                  {"alarm_id": H1, "channel": "ops-slack", "target": "ops-slack", "level": 0,
+                                   "attempt": 1, "outcome": "failed", "error": "delivery failed",
+                                   "message_ko": "가", "message_en": "MC1 vibration H"})])
+    context.set_context(env.cfg, DataLayer(env.cfg, env.store, ttl_s=0.0, clock=env.clock), None)
+    rows = env.page.notification_rows(1, EN)
+    # T0 - 60 s = 2026-09-21 14:12:20 UTC = 23:12:20 in Seoul
+    assert rows == [{"time": "2026-09-21 23:12:20", "outcome": "failed", "channel": "ops-slack", "target": "ops-slack",
+                     "level": 0, "attempt": 1, "message": "MC1 vibration H", "error": "delivery failed"}]
