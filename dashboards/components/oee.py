@@ -15,7 +15,7 @@ import dataclasses
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from zoneinfo import ZoneInfo
 
 from dash import dcc, html
@@ -319,13 +319,16 @@ def machine_rows(cfg: Config, scope: ScopeData, lang: str) -> list[dict[str, Any
     return rows
 
 
-def machine_table(cfg: Config, scope: ScopeData, lang: str) -> html.Table:
+def machine_table(cfg: Config, scope: ScopeData, lang: str,
+                  link: Optional[Callable[[dict[str, Any]], str]] = None) -> html.Table:
+    """One row per machine; link(row) -> href makes the machine's name a link."""
     head = ["machine", "oee_short", "availability", "performance", "quality", "planned_min", "run_min",
             "unknown_min", "total", "good", "reject", "flags"]
     body = []
     for row in machine_rows(cfg, scope, lang):
+        name = dcc.Link(row["name"], href=link(row)) if link else row["name"]
         body.append(html.Tr([
-            html.Td(row["name"]), html.Td(fmt_pct(row["oee"])), html.Td(fmt_pct(row["availability"])),
+            html.Td(name), html.Td(fmt_pct(row["oee"])), html.Td(fmt_pct(row["availability"])),
             html.Td(fmt_pct(row["performance"])), html.Td(fmt_pct(row["quality"])),
             html.Td(f"{row['planned_min']:.1f}"), html.Td(f"{row['run_min']:.1f}"),
             html.Td(f"{row['unknown_min']:.1f}"), html.Td(str(row["total"])), html.Td(str(row["good"])),

@@ -79,13 +79,17 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
     cfg, lang = v.config, v.lang
     tree = ReasonTree(engine_for(cfg).calendar.spec.reasons)
     line_id = scope.line.id if scope.line else None
+
+    def link(row: dict[str, Any]) -> str:
+        return v.href("/oee", site=row["site"], line=row["line"], machine=row["machine"], shift=scope.shift.key)
+
     return html.Div([
         scope_links(v, scope, "/oee"),
         html.H2(shift_title(scope.shift, cfg.plant.timezone, lang, scope.live), id="oee-shift-title"),
         kpi_tiles(scope.scope_result, lang, line_extra(cfg, scope, lang)),
         dcc.Link(tr("shift_report", lang), href=v.href("/shift-report", site=scope.site.id, line=line_id,
                                                        shift=scope.shift.key), className="gw-chip"),
-        html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang)], className="gw-panel"),
+        html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang, link)], className="gw-panel"),
         html.Div([
             html.Section([html.H3(tr("losses", lang)), graph(loss_figure(scope.scope_result, lang), "oee-losses")],
                          className="gw-panel"),

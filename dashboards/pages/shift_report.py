@@ -89,6 +89,10 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
     cfg, lang = v.config, v.lang
     tree = ReasonTree(engine_for(cfg).calendar.spec.reasons)
     scope_name = scope.line.name.get(lang) if scope.line else scope.site.name.get(lang)
+
+    def link(row: dict[str, Any]) -> str:
+        return v.href("/shift-report", site=row["site"], line=row["line"], machine=row["machine"], shift=scope.shift.key)
+
     return html.Div([
         html.H2([scope_name, " · ", shift_title(scope.shift, cfg.plant.timezone, lang, scope.live)],
                 id="shift-report-title"),
@@ -98,7 +102,7 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
         html.Span(id="shift-recompute-out", className="gw-note"),
         kpi_tiles(scope.scope_result, lang),
         lines_table(cfg, scope, lang),
-        html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang)], className="gw-panel"),
+        html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang, link)], className="gw-panel"),
         html.Section([html.H3(tr("losses", lang)), losses_table(scope, lang)], className="gw-panel"),
         html.Section([html.H3(tr("stops", lang)), stops_table(cfg, scope, tree, lang)], className="gw-panel"),
     ], className="gw-shift-report")

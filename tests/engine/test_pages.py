@@ -210,3 +210,10 @@ def test_shift_report_of_one_machine(app):
     out = module.export_csv({"site": "s1", "line": "l1", "machine": "m1", "shift": KEY}, "en")
     assert out["filename"] == "shift-report_s1_l1_m1_2026-11-24_day.csv"
     assert [r["machine"] for r in csv.DictReader(io.StringIO(out["content"].lstrip("\ufeff")))] == ["m1"]
+
+
+def test_machine_names_link_to_the_machine_view(app):
+    lay = page("oee")(site="s1", line="l1", shift=KEY, lang="en")
+    links = [c.href for r in by_class(lay, "gw-oee-row") for c in [r.children[0].children]]
+    assert links == [f"/oee?lang=en&site=s1&line=l1&machine=m1&shift={KEY.replace('/', '%2F')}",
+                     f"/oee?lang=en&site=s1&line=l1&machine=m2&shift={KEY.replace('/', '%2F')}"]
