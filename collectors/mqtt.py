@@ -88,6 +88,7 @@ class MqttCollector:
         self.connected = False
         self.detail = "not started"
         self._refused = ""
+        self._last_bug_log = -1e9
         self._lock = threading.Lock()
         self._client = self._make_client(secrets)
         self._started = False
@@ -183,7 +184,7 @@ class MqttCollector:
         try:
             samples, reasons = self.decoder.decode(topic, msg.payload)
         except Exception:  # a decoder bug: count it, keep the loop alive, keep the next message
-            log.exception("%s: decoding a message on %r failed", self.name, topic[:200])
+            self._log_bug("decoding a message on %r failed", topic[:200])
             samples, reasons = [], ["decoder_error"]
         for r in reasons:
             self.rejects.reject(r, topic)
@@ -199,11 +200,19 @@ class MqttCollector:
                 else:
                     self.sink.submit(samples)
             except Exception:  # the sink's contract is "never raises": a bug, so count it loudly
-                log.exception("%s: the sample sink failed; %d samples lost", self.name, len(samples))
+                self._log_bug("the sample sink failed; %d samples lost", len(samples))
                 self.rejects.reject("sink_error", topic)
                 self._ack(client, msg)
         else:
             self._ack(client, msg)
+
+    def _log_bug(self, msg: str, *args: Any) -> None:
+        """A traceback for a bug, at most one per interval: a broken sink or decoder fails on
+        every message, and must not flood the log (the count is in the rejects)."""
+        now = time.monotonic()
+        if now - self._last_bug_log >= self.rejects.log_interval_s:
+            self._last_bug_log = now
+            log.exception("%s: " + msg, self.name, *args)
 
     def _ack(self, client: paho.Client, msg: paho.MQTTMessage) -> None:
         """PUBACK a message whose samples the sink is done with (manual-ack mode only)."""

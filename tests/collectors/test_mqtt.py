@@ -282,3 +282,19 @@ def test_shared_subscription_splits_the_stream_between_collectors(mosquitto_modu
         assert sorted(got) == sorted(key(S("vibration", float(i), TS_MS + i)) for i in range(40))
         assert a.samples and b.samples, (len(a.samples), len(b.samples))
         assert ca.status().connected and cb.status().connected
+
+
+class BrokenSink(ListSink):
+    def submit(self, samples: Sequence[Sample]) -> None:
+        raise RuntimeError("sink bug")
+
+
+@pytest.mark.services
+def test_a_broken_sink_is_counted_and_logged_once_not_per_message(mosquitto_module, caplog):
+    with running(mosquitto_module, BrokenSink()) as c, publisher(mosquitto_module.port) as publish:
+        for i in range(20):
+            publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
+        assert wait_until(lambda: c.status().rejects.get("sink_error", 0) == 20), c.status()
+        assert c.status().connected  # the network loop survived every failure
+    tracebacks = [r for r in caplog.records if r.exc_info and "sample sink failed" in r.getMessage()]
+    assert len(tracebacks) == 1
