@@ -205,3 +205,21 @@ def test_delivery_log_from_the_store_in_a_ui_only_process(env):
     # T0 - 60 s = 2026-09-21 14:12:20 UTC = 23:12:20 in Seoul
     assert rows == [{"time": "2026-09-21 23:12:20", "outcome": "failed", "channel": "ops-slack", "target": "ops-slack",
                      "level": 0, "attempt": 1, "message": "MC1 vibration H", "error": "delivery failed"}]
+
+
+def test_outside_demo_mode_the_logged_in_user_acts_and_viewers_cannot(env):
+    import flask
+
+    prod = load_config(REPO / "config", env={"GWANJE_DEMO": "0"})
+    context.set_context(prod, DataLayer(prod, env.store, ttl_s=0.0, clock=env.clock), SimpleNamespace(alarms=env.svc))
+    feed(env, vib("cnc-101", 1, 7.5))
+    rows, _ = env.page.refresh_active(1, "none", 0, EN)
+    web = flask.Flask("t")
+    web.secret_key = "k" * 32
+    with web.test_request_context("/"):
+        flask.session["user"] = {"name": "viewer1", "role": "viewer"}
+        assert press(env, "alarm-ack", rows, "kim", lang=EN)[0] == "Not allowed for your role"
+        flask.session["user"] = {"name": "park", "role": "operator"}
+        # the name typed in the form does not count: the session's user acknowledges
+        assert press(env, "alarm-ack", rows, "kim", lang=EN)[0] == "1 done"
+    assert env.svc.get(H1).acked_by == "park"
