@@ -16,7 +16,7 @@ from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct,
                                        shift_title, tr)
 from dashboards.components.page import View, render, view
 from dashboards.components.views import not_found
-from gwanje.losses import LOSS_LABELS, six_big_losses
+from gwanje.losses import LOSS_LABELS, STOP_STATES, six_big_losses
 from gwanje.model import now_ns
 from gwanje.reasons import ReasonTree
 
@@ -25,6 +25,7 @@ dash.register_page(__name__, path="/shift-report", title="Gwanje", name="shift_r
 
 log = logging.getLogger("gwanje.ui.shift_report")
 REASON_TYPE = "gw-reason"
+STOP_STATE_NAMES = {st.value for st in STOP_STATES}
 SAVED_TYPE = "gw-reason-saved"
 
 
@@ -186,7 +187,12 @@ def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:
         start = int(ident.get("start", ""))
         tree = ReasonTree(engine_for(cfg).calendar.spec.reasons)
         event = tree.assign(site, line, machine, start, reason, user or "", now_ns=now)  # type: ignore[arg-type]
-        context.data().store.write_events([event])
+        store = context.data().store
+        # only a stop the engine recorded can get a reason: a forged id stores nothing
+        rec = store.events("state", start, start + 1, site, line, machine)
+        if not any(e.data.get("state") in STOP_STATE_NAMES for e in rec):
+            return "save_failed"
+        store.write_events([event])
     except Exception:  # bad input or store down: the tablet says "not saved", nothing crashes
         return "save_failed"
     context.data().cache.clear()  # the Pareto must show the new reason at once

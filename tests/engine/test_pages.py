@@ -96,6 +96,9 @@ def test_shift_report_reason_and_csv(app):
     assert module.save_reason(picks[0].id, "not-a-reason", "kim", now=SHIFT_END) == "save_failed"
     assert module.save_reason({**picks[0].id, "machine": "ghost"}, "material", "kim", now=SHIFT_END) == "save_failed"
     assert module.save_reason("garbage", "material", "kim", now=SHIFT_END) == "save_failed"
+    # a start time where no stop began (07:50: m2 running 07:45-08:00): nothing is stored
+    forged = {**picks[0].id, "start": str(kst(2026, 11, 24, 7, 50))}
+    assert module.save_reason(forged, "material", "kim", now=SHIFT_END) == "save_failed"
     lay = dash.page_registry["dashboards.pages.oee"]["layout"](site="s1", line="l1", shift=KEY, lang="ko")
     pareto = by_id(lay, "oee-pareto").figure["data"][0]
     assert (pareto["x"], pareto["y"]) == (["기계 › 주축"], [45.0])
