@@ -335,6 +335,10 @@ class Evaluator:
     def alarm_ids(self) -> list[str]:
         return list(self._by_id)
 
+    def oee_lines(self) -> list[tuple[str, str]]:
+        """The (site, line) pairs some OEE rule watches."""
+        return list(self._oee_checks)
+
     def info(self, alarm_id: str) -> Optional[dict[str, str]]:
         """Where an alarm point sits and its priority (for operator actions on a normal alarm)."""
         c = self._by_id.get(alarm_id)

@@ -213,8 +213,9 @@ class AlarmService:
                 flushed = not self._unwritten
             if flushed:
                 self._try_restore()
+        oee = self._oee_now()
         with self._lock:
-            events = self._run(self.evaluator.tick(now, self.oee))
+            events = self._run(self.evaluator.tick(now, oee))
             for s in list(self._states.values()):
                 if s.shelved and s.shelved_until is not None and s.shelved_until <= now:
                     ev = self._apply(s, Action.EXPIRE_SHELVE, now, user="system")
@@ -225,6 +226,27 @@ class AlarmService:
         if self.notifier is not None:
             self.notifier.escalate(unacked, now)
         return events
+
+    def _oee_now(self) -> Optional[Callable[[str, str], Optional[float]]]:
+        """The OEE figures read before taking the lock: the engine's snapshot takes tens of ms,
+        which must not hold up on_samples. A line whose figure failed raises again inside the
+        evaluator, which then holds that line's alarm as it is."""
+        if self.oee is None:
+            return None
+        got: dict[tuple[str, str], Any] = {}
+        for site, line in self.evaluator.oee_lines():
+            try:
+                got[(site, line)] = self.oee(site, line)
+            except Exception as e:
+                got[(site, line)] = e
+
+        def oee(site: str, line: str) -> Optional[float]:
+            v = got.get((site, line))
+            if isinstance(v, Exception):
+                raise v
+            return v
+
+        return oee
 
     # ------------------------------------------------------------------ operator actions
     def _operator(self, alarm_id: Any, action: Action, user: Any, comment: Any = "", *,

@@ -88,9 +88,10 @@ class Runtime:
         except ImportError as e:  # engine lands in its own module; the data path works without it
             log.warning("machine-state/OEE engine not available: %s", e)
         try:
-            from alerts.service import AlarmService
+            from alerts.service import AlarmService, engine_oee
 
-            self.alarms = AlarmService.from_config(self.config, store)
+            self.alarms = AlarmService.from_config(self.config, store,
+                                                   oee=engine_oee(self.engine) if self.engine else None)
             listeners.append(self.alarms.on_samples)
         except ImportError as e:
             log.warning("alarm service not available: %s", e)
