@@ -206,3 +206,24 @@ def test_oee_rule_with_the_real_engine(config, db):
     for a in svc.active():
         assert a.message_en == f"{config.line(a.site, a.line).name.en} {figures[(a.site, a.line)]:.0%}"
     store.close()
+
+
+def test_a_failing_oee_source_holds_the_oee_alarm(config, db):
+    rules = AlarmRules.model_validate({"rules": [
+        {"id": "oee-low", "type": "oee", "scope": {"line": ["cnc-1"]}, "target": 0.65, "priority": "low",
+         "on_delay_s": 0, "message": {"ko": "{oee:.0%}", "en": "{oee:.0%}"}}]})
+    figure = {"v": 0.5}
+
+    def oee(site, line):
+        if figure["v"] is None:
+            raise RuntimeError("engine busy")
+        return figure["v"]
+
+    store = EmbeddedStore(db)
+    s = AlarmService(config, store, clock=Clock(T0), rules=rules, oee=oee)
+    assert [e.data["event"] for e in s.tick(T0)] == ["raised"]
+    figure["v"] = None
+    assert s.tick(T0 + S) == [] and [a.id for a in s.active()] == ["oee-low:changwon-1/cnc-1/oee"]
+    figure["v"] = 0.7
+    assert [e.data["event"] for e in s.tick(T0 + 2 * S)] == ["returned"]
+    store.close()
