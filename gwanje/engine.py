@@ -291,7 +291,7 @@ class Engine:
 
     def _result(self, run: MachineRun, start: int, end: int, now_ns: int) -> OeeResult:
         return compute(start, end, run.all_intervals(now_ns), run.all_counts(),
-                       self.calendar.planned_stops(start, end), self.small_stop_s, self.startup_window_s)
+                       self.calendar.planned_stops(start, end, *run.key), self.small_stop_s, self.startup_window_s)
 
     # ------------------------------------------------------------------ read side
     def snapshot(self, now_ns: int, start_ns: Optional[int] = None) -> Snapshot:
@@ -360,12 +360,12 @@ class Engine:
             cnt.setdefault((e.site, e.line, e.machine), []).append(MinuteCounts(
                 e.ts, int(d.get("total", 0)), int(d.get("good", 0)), int(d.get("reject", 0)),
                 float(d.get("ideal_s", 0.0)), int(d.get("gap_total", 0))))
-        stops = self.calendar.planned_stops(start_ns, stop)
         machines = {}
         for key in self.runs:
             seen = (last_seen or {}).get(key)
             intervals = intervals_from_events(ivs.get(key, []), now_ns, seen, self.timeout_ns)
-            machines[key] = compute(start_ns, stop, intervals, cnt.get(key, []), stops, self.small_stop_s,
+            machines[key] = compute(start_ns, stop, intervals, cnt.get(key, []),
+                                    self.calendar.planned_stops(start_ns, stop, *key), self.small_stop_s,
                                     self.startup_window_s)
         lines, sites = self.aggregate(machines)
         return Snapshot(self.calendar.shift_at(start_ns), start_ns, stop, machines, lines, sites)
@@ -472,7 +472,7 @@ class Engine:
                                     spec.klass.state_codes.mapping(), self.timeout_ns, now)
         cycles = [(ts, live.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
         minutes = frame_minutes(parts, live, self.timeout_ns, cycles)
-        return [compute(a, b, intervals, minutes, self.calendar.planned_stops(a, b), self.small_stop_s,
+        return [compute(a, b, intervals, minutes, self.calendar.planned_stops(a, b, *spec.key), self.small_stop_s,
                         self.startup_window_s) for a, b in windows]
 
 

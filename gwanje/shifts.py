@@ -104,6 +104,31 @@ class ProductDef(_Strict):
         return v
 
 
+class PlannedStopDef(_Strict):
+    """A planned stop from the calendar: planned maintenance or no orders for the whole plant,
+    a site, a line or one machine. Times are plant wall-clock times ("2026-11-26 06:00")."""
+
+    start: datetime
+    end: datetime
+    site: Optional[Id] = None
+    line: Optional[Id] = None
+    machine: Optional[Id] = None
+    reason: Literal["maintenance", "no_orders", "other"] = "maintenance"
+    note: str = Field("", max_length=200)
+
+    @model_validator(mode="after")
+    def _order(self) -> "PlannedStopDef":
+        if self.end <= self.start:
+            raise ValueError(f"planned stop ends ({self.end}) before it starts ({self.start})")
+        if self.machine and not self.line or self.line and not self.site:
+            raise ValueError("a planned stop for a machine names its line, for a line its site")
+        return self
+
+    def applies(self, site: Optional[str], line: Optional[str], machine: Optional[str]) -> bool:
+        return all(mine is None or mine == theirs for mine, theirs in
+                   ((self.site, site), (self.line, line), (self.machine, machine)))
+
+
 class ShiftsDef(_Strict):
     """config/shifts.yaml: the shift calendar and the engine's loss thresholds."""
 
@@ -120,6 +145,7 @@ class ShiftsDef(_Strict):
     startup_window_s: float = Field(600.0, ge=0)
     reasons: list[ReasonDef] = []
     products: list[ProductDef] = []
+    planned_stops: list[PlannedStopDef] = []
 
     @field_validator("timezone")
     @classmethod
@@ -244,13 +270,23 @@ class ShiftCalendar:
             return None
         return next((s for s in self.shifts_on(d) if s.shift_id == sid), None)
 
+    def _local_ns(self, dt: datetime) -> int:
+        """A configured time as ns: naive means plant wall-clock time."""
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=self.tz)
+        return int(dt.astimezone(timezone.utc).timestamp()) * NS_PER_S + dt.microsecond * 1000
+
     def local_date(self, ts_ns: int) -> date:
         return datetime.fromtimestamp(ts_ns / NS_PER_S, tz=self.tz).date()
 
-    def planned_stops(self, start_ns: int, end_ns: int) -> list[tuple[int, int]]:
-        """Calendar planned-stop time within [start_ns, end_ns): breaks, non-working shifts and
-        any time outside every shift (nobody is scheduled then), merged and sorted."""
-        stops: list[tuple[int, int]] = []
+    def planned_stops(self, start_ns: int, end_ns: int, site: Optional[str] = None, line: Optional[str] = None,
+                      machine: Optional[str] = None) -> list[tuple[int, int]]:
+        """Calendar planned-stop time within [start_ns, end_ns): breaks, non-working shifts,
+        any time outside every shift (nobody is scheduled then) and the configured planned
+        stops that apply to the machine (or, without one, to the whole plant), merged, sorted."""
+        stops: list[tuple[int, int]] = [
+            (self._local_ns(p.start), self._local_ns(p.end)) for p in self.spec.planned_stops
+            if p.applies(site, line, machine)]
         cursor = start_ns
         for s in self.shifts_between(start_ns, end_ns):
             if s.start_ns > cursor:

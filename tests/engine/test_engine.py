@@ -367,3 +367,34 @@ def test_counts_of_a_machine_that_falls_silent_are_written():
     eng, events = live(config, m1 + m2, batch=40)
     counts = [(e.machine, e.ts, e.data["total"]) for e in events if e.kind == "counts"]
     assert counts == [("m1", SHIFT_START, 3)]
+
+
+def test_planned_maintenance_from_the_calendar(tmp_path):
+    """shifts.yaml declares 07:00-07:45 planned maintenance for m2 only: the issue's 45 min
+    breakdown becomes planned time for m2; m1 on the same line is not affected."""
+    shifts = {**make_config_once().raw_extra["shifts"], "planned_stops": [
+        {"start": "2026-11-24 07:00", "end": "2026-11-24 07:45", "site": "s1", "line": "l1", "machine": "m2",
+         "reason": "maintenance", "note": "spindle bearing"}]}
+    config = make_config(tmp_path, shifts=shifts)
+    _, events = live(config, plant_samples())
+    got = oee_events(events)
+    m2 = got[("s1", "l1", "m2")]
+    # planned = 480 - 30 break - 45 maintenance = 405 min = run time: A = 1.0;
+    # P = 720 x 30 s / 24300 s = 0.8889; OEE = 1 x 0.8889 x 0.975 = 0.8667
+    assert (m2["planned_s"], m2["planned_stop_s"], m2["breakdown_s"]) == (405 * 60, 75 * 60, 0.0)
+    assert (r4(m2["availability"]), r4(m2["performance"]), r4(m2["oee"])) == (1.0, 0.8889, 0.8667)
+    assert got[("s1", "l1", "m1")] == oee_events(live_once()[1])[("s1", "l1", "m1")]
+
+
+def test_planned_stop_config_errors(tmp_path):
+    from gwanje.config import ConfigError
+
+    base = make_config_once().raw_extra["shifts"]
+    for bad, message in [
+        ({"start": "2026-11-24 08:00", "end": "2026-11-24 07:00"}, "before it starts"),
+        ({"start": "2026-11-24 07:00", "end": "2026-11-24 08:00", "machine": "m2"}, "names its line"),
+        ({"start": "2026-11-24 07:00", "end": "2026-11-24 08:00", "reason": "lunch"}, "reason"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            make_config(tmp_path, shifts={**base, "planned_stops": [bad]})
+        assert "planned_stops.0" in str(e.value) and message in str(e.value)
