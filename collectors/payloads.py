@@ -97,7 +97,8 @@ class JsonDecoder:
         if kinds is None:
             return [], ["unknown_machine"]
         try:
-            doc = json.loads(payload.decode("utf-8"))
+            # utf-8-sig: a leading byte-order mark (some PLC gateways send one) is dropped
+            doc = json.loads(payload.decode("utf-8-sig"))
         except UnicodeDecodeError:
             return [], ["bad_utf8"]
         except (ValueError, RecursionError):  # JSONDecodeError, int too long, nesting

@@ -65,6 +65,11 @@ def test_single_sample_object(decoder):
     assert rejects == []
 
 
+def test_utf8_byte_order_mark_is_accepted(decoder):
+    assert decode(decoder, b'\xef\xbb\xbf{"values": {"lot": "\xeb\xa1\x9c\xed\x8a\xb8-1"}}') == (
+        [S("lot", "로트-1", NOW)], [])
+
+
 def test_empty_batch_is_nothing_and_not_an_error(decoder):
     assert decode(decoder, []) == ([], [])
 
