@@ -86,6 +86,8 @@ class MqttCollector:
         self.connects = 0
         self.last_data_ns: Optional[int] = None
         self.connected = False
+        self.subscribed = False  # the broker granted at least one subscription on this connection
+        self._session = ""
         self.detail = "not started"
         self._refused = ""
         self._last_bug_log = -1e9
@@ -112,6 +114,7 @@ class MqttCollector:
         c.max_inflight_messages_set(100)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         # a bug in a callback must be logged, never kill the network thread
         c.suppress_exceptions = True
@@ -160,14 +163,29 @@ class MqttCollector:
         with self._lock:
             self.connects += 1
             self.connected = True
-        self.detail = f"connected (session present: {bool(flags.session_present)})"
+        self.subscribed = False
+        self._session = f"connected (session present: {bool(flags.session_present)})"
+        self.detail = self._session
         qos = self.settings.qos
         client.subscribe([(topic, qos) for topic in self.settings.subscriptions])
         log.info("%s: %s", self.name, self.detail)
 
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reason_codes: list[Any],
+                      properties: Any) -> None:
+        # a broker's ACL may refuse a filter while accepting the connection: without this the
+        # status would say "connected" and no data would ever come
+        refused = [t for t, rc in zip(self.settings.subscriptions, reason_codes) if rc.is_failure]
+        if refused:
+            self.detail = f"{self._session}; the broker refused the subscription to {refused}"
+            log.error("%s: %s", self.name, self.detail)
+        else:
+            self.detail = f"{self._session}; subscribed to {len(reason_codes)} topic filter(s)"
+        self.subscribed = len(refused) < len(reason_codes)
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self.connected = False
+        self.subscribed = False
         if self._started:
             self.detail = self._refused or f"disconnected ({reason_code})"
             self.detail += "; reconnecting"

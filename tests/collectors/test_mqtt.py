@@ -118,6 +118,25 @@ def test_no_url_is_a_clear_error():
         MqttCollector(demo_config(), ListSink(), NO_SECRETS)
 
 
+def test_a_refused_subscription_shows_in_the_status():
+    # mosquitto 2.0 grants every v3.1.1 subscription and filters by ACL on delivery; brokers
+    # such as EMQX or HiveMQ answer 0x80 in the SUBACK: the paho callback, called as paho would
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    c = MqttCollector(demo_config(), ListSink(), NO_SECRETS, url="mqtt://127.0.0.1:1")
+    c._session = "connected (session present: False)"
+    granted, refused = ReasonCode(PacketTypes.SUBACK, identifier=1), ReasonCode(PacketTypes.SUBACK, identifier=0x80)
+    c._on_subscribe(None, None, 1, [granted, refused], None)
+    assert c.status().detail == ("connected (session present: False); "
+                                 "the broker refused the subscription to ['spBv1.0/#']")
+    assert c.subscribed  # gwanje/# still flows
+    c._on_subscribe(None, None, 2, [refused, refused], None)
+    assert not c.subscribed
+    c._on_subscribe(None, None, 3, [granted, granted], None)
+    assert c.subscribed and c.status().detail.endswith("; subscribed to 2 topic filter(s)")
+
+
 def test_secrets_never_appear_in_status_or_repr():
     secrets = Secrets.from_env({"GWANJE_MQTT_USERNAME": "op", "GWANJE_MQTT_PASSWORD": "s3cr3t-pw"})
     c = MqttCollector(demo_config(), ListSink(), secrets, url="mqtt://127.0.0.1:1")

@@ -119,6 +119,7 @@ def test_mqtts_with_client_certificate_and_password(tls_broker):
             return wait_until(lambda: bool(sink.samples), 0.5)
 
         assert wait_until(delivered, 10)
+        assert c.subscribed and "subscribed to 2 topic filter(s)" in c.status().detail
         assert set(sink.samples) == {Sample("changwon-2", "press-2", "press-204", "tonnage", 512.5, ts_ms * 1_000_000)}
     finally:
         pub.disconnect()
