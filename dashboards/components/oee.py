@@ -64,6 +64,7 @@ _STRINGS = {
     "whole_site": {"ko": "전체", "en": "All lines"},
     "whole_line": {"ko": "라인 전체", "en": "Whole line"},
     "stops": {"ko": "정지 내역", "en": "Stops"},
+    "no_stops": {"ko": "기록된 정지 없음", "en": "No stops recorded"},
     "reason": {"ko": "사유", "en": "Reason"},
     "start": {"ko": "시작", "en": "Start"},
     "duration_min": {"ko": "시간(분)", "en": "Duration (min)"},
@@ -363,6 +364,10 @@ def reason_label(tree: ReasonTree, reason: str, lang: str) -> str:
 
 
 def pareto_figure(pareto: list[tuple[str, float, int]], tree: ReasonTree, lang: str) -> dict[str, Any]:
+    if not pareto:  # say so instead of drawing empty axes
+        return {"data": [], "layout": {"height": 280, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                       "annotations": [{"text": tr("no_stops", lang), "showarrow": False,
+                                                        "font": {"size": 16}}]}}
     total = sum(m for _, m, _ in pareto) or 1.0
     cum, acc = [], 0.0
     for _, m, _ in pareto:

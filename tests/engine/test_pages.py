@@ -220,3 +220,9 @@ def test_machine_names_link_to_the_machine_view(app):
     links = [c.href for r in by_class(lay, "gw-oee-row") for c in [r.children[0].children]]
     assert links == [f"/oee?lang=en&site=s1&line=l1&machine=m1&shift={KEY.replace('/', '%2F')}",
                      f"/oee?lang=en&site=s1&line=l1&machine=m2&shift={KEY.replace('/', '%2F')}"]
+
+
+def test_pareto_without_stops_says_so(app):
+    lay = page("oee")(site="s1", line="p1", shift=KEY, lang="en")  # the press never stopped
+    fig = by_id(lay, "oee-pareto").figure
+    assert fig["data"] == [] and fig["layout"]["annotations"][0]["text"] == "No stops recorded"
