@@ -177,7 +177,10 @@ def load_scope(cfg: Config, layer: DataLayer, site: str, line: Optional[str], sh
     # the running shift refreshes with the cache TTL; a closed shift is the same every time
     bucket = now if sh.end_ns >= now else sh.end_ns
     key = ("oee-scope", sdef.id, ldef.id if ldef else "", sh.key, bucket)
-    return layer._query(key, lambda: _load(cfg, layer, eng, sdef, ldef, sh, now))
+    try:
+        return layer.cache.get(key, lambda: _load(cfg, layer, eng, sdef, ldef, sh, now))
+    except Exception as e:  # any store failure: the page says so, the server lives on
+        raise DataUnavailable(f"{type(e).__name__}: {e}") from e
 
 
 def focus_machine(scope: ScopeData, machine: Any) -> Optional[ScopeData]:
