@@ -47,6 +47,7 @@ _STRINGS = {
     "closed": {"ko": "마감", "en": "closed"},
     "not_worked": {"ko": "비가동일", "en": "not worked"},
     "machine": {"ko": "설비", "en": "Machine"},
+    "line": {"ko": "라인", "en": "Line"},
     "run_min": {"ko": "가동(분)", "en": "Run (min)"},
     "planned_min": {"ko": "계획(분)", "en": "Planned (min)"},
     "unknown_min": {"ko": "미확인(분)", "en": "Unknown (min)"},
@@ -341,6 +342,27 @@ def machine_table(cfg: Config, scope: ScopeData, lang: str,
         ], className="gw-oee-row"))
     return html.Table([html.Thead(html.Tr([html.Th(tr(h, lang)) for h in head])), html.Tbody(body)],
                       className="gw-table gw-oee-table")
+
+
+def lines_table(cfg: Config, scope: ScopeData, lang: str,
+                link: Optional[Callable[[str], str]] = None) -> Optional[html.Table]:
+    """For a site: each line's OEE (its output machine's) and its bottleneck; link(line id)."""
+    if scope.line is not None:
+        return None
+    rows = []
+    for ln in scope.site.lines:
+        lo = scope.lines.get((scope.site.id, ln.id))
+        r = lo.result if lo else None
+        neck = machine_name(cfg, (scope.site.id, ln.id, lo.bottleneck), lang) if lo and lo.bottleneck else "—"
+        name = dcc.Link(ln.name.get(lang), href=link(ln.id)) if link else ln.name.get(lang)
+        rows.append(html.Tr([html.Td(name), html.Td(fmt_pct(r.oee if r else None)),
+                             html.Td(fmt_pct(r.availability if r else None)),
+                             html.Td(fmt_pct(r.performance if r else None)),
+                             html.Td(fmt_pct(r.quality if r else None)), html.Td(neck)], className="gw-line-row"))
+    head = [tr("line", lang), "OEE", tr("availability", lang), tr("performance", lang), tr("quality", lang),
+            tr("bottleneck", lang)]
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                      className="gw-table gw-lines-table")
 
 
 def loss_figure(r: Optional[OeeResult], lang: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ROLLING, ScopeData, engine_for, graph, kpi_tiles,
+from dashboards.components.oee import (ROLLING, ScopeData, engine_for, graph, kpi_tiles, lines_table,
                                        loss_figure, machine_name, machine_table, neighbour_shift, pareto_data,
                                        pareto_figure, scope_from_params, shift_title, timeline_figure, tr)
 from dashboards.components.page import View, render, view
@@ -89,6 +89,7 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
         kpi_tiles(scope.scope_result, lang, line_extra(cfg, scope, lang)),
         dcc.Link(tr("shift_report", lang), href=v.href("/shift-report", site=scope.site.id, line=line_id,
                                                        shift=scope.shift.key), className="gw-chip"),
+        lines_table(cfg, scope, lang, lambda ln: v.href("/oee", site=scope.site.id, line=ln, shift=scope.shift.key)),
         html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang, link)], className="gw-panel"),
         html.Div([
             html.Section([html.H3(tr("losses", lang)), graph(loss_figure(scope.scope_result, lang), "oee-losses")],

@@ -11,8 +11,8 @@ import dash
 from dash import MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from dashboards import context
-from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, local_time,
-                                       machine_name, machine_rows, machine_table, scope_from_params,
+from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, lines_table,
+                                       local_time, machine_name, machine_rows, machine_table, scope_from_params,
                                        shift_title, tr)
 from dashboards.components.page import View, render, view
 from dashboards.components.views import not_found
@@ -31,23 +31,6 @@ SAVED_TYPE = "gw-reason-saved"
 
 def reason_id(site: str, line: str, machine: str, start_ns: int, typ: str = REASON_TYPE) -> dict[str, str]:
     return {"type": typ, "site": site, "line": line, "machine": machine, "start": str(start_ns)}
-
-
-def lines_table(cfg: Any, scope: ScopeData, lang: str) -> Optional[html.Table]:
-    if scope.line is not None:
-        return None
-    rows = []
-    for ln in scope.site.lines:
-        lo = scope.lines.get((scope.site.id, ln.id))
-        r = lo.result if lo else None
-        neck = machine_name(cfg, (scope.site.id, ln.id, lo.bottleneck), lang) if lo and lo.bottleneck else "—"
-        rows.append(html.Tr([html.Td(ln.name.get(lang)), html.Td(fmt_pct(r.oee if r else None)),
-                             html.Td(fmt_pct(r.availability if r else None)),
-                             html.Td(fmt_pct(r.performance if r else None)),
-                             html.Td(fmt_pct(r.quality if r else None)), html.Td(neck)]))
-    head = [tr("machine", lang), "OEE", tr("availability", lang), tr("performance", lang), tr("quality", lang),
-            tr("bottleneck", lang)]
-    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)], className="gw-table")
 
 
 def losses_table(scope: ScopeData, lang: str) -> html.Table:
@@ -102,7 +85,8 @@ def report_body(v: View, scope: ScopeData) -> html.Div:
         None if scope.live else html.Button(tr("recompute", lang), id="shift-recompute-btn", className="gw-button"),
         html.Span(id="shift-recompute-out", className="gw-note"),
         kpi_tiles(scope.scope_result, lang),
-        lines_table(cfg, scope, lang),
+        lines_table(cfg, scope, lang, lambda ln: v.href("/shift-report", site=scope.site.id, line=ln,
+                                                        shift=scope.shift.key)),
         html.Section([html.H3(tr("machine", lang)), machine_table(cfg, scope, lang, link)], className="gw-panel"),
         html.Section([html.H3(tr("losses", lang)), losses_table(scope, lang)], className="gw-panel"),
         html.Section([html.H3(tr("stops", lang)), stops_table(cfg, scope, tree, lang)], className="gw-panel"),

@@ -226,3 +226,12 @@ def test_pareto_without_stops_says_so(app):
     lay = page("oee")(site="s1", line="p1", shift=KEY, lang="en")  # the press never stopped
     fig = by_id(lay, "oee-pareto").figure
     assert fig["data"] == [] and fig["layout"]["annotations"][0]["text"] == "No stops recorded"
+
+
+def test_site_view_lists_every_line_with_its_bottleneck(app):
+    lay = page("oee")(site="s1", shift=KEY, lang="en")
+    rows = [[text(c) for c in r.children] for r in by_class(lay, "gw-line-row")]
+    # l1: output m2 (78.0 %), bottleneck m2; p1: the press alone (82.9 %)
+    assert rows == [["Line 1", "78.0 %", "90.0 %", "88.9 %", "97.5 %", "M2"],
+                    ["Press", "82.9 %", "100.0 %", "83.3 %", "99.5 %", "Press"]]
+    assert kpis(lay)["oee_short"] == "81.1 %"  # the site pools m2 and the press: 0.8114
