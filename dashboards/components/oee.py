@@ -66,6 +66,8 @@ _STRINGS = {
     "whole_line": {"ko": "라인 전체", "en": "Whole line"},
     "stops": {"ko": "정지 내역", "en": "Stops"},
     "no_stops": {"ko": "기록된 정지 없음", "en": "No stops recorded"},
+    "source_stored": {"ko": "교대 마감 기록 기준", "en": "From the shift's closing record"},
+    "source_records": {"ko": "상태·생산 기록으로 집계 (진행 중)", "en": "Summed from state and count records (so far)"},
     "reason": {"ko": "사유", "en": "Reason"},
     "start": {"ko": "시작", "en": "Start"},
     "duration_min": {"ko": "시간(분)", "en": "Duration (min)"},

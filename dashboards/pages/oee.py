@@ -86,6 +86,7 @@ def oee_body(v: View, scope: ScopeData) -> html.Div:
     return html.Div([
         scope_links(v, scope, "/oee"),
         html.H2(shift_title(scope.shift, cfg.plant.timezone, lang, scope.live), id="oee-shift-title"),
+        html.Div(tr(f"source_{scope.source}", lang), className="gw-note", id="oee-source"),
         kpi_tiles(scope.scope_result, lang, line_extra(cfg, scope, lang)),
         dcc.Link(tr("shift_report", lang), href=v.href("/shift-report", site=scope.site.id, line=line_id,
                                                        shift=scope.shift.key), className="gw-chip"),

@@ -52,6 +52,7 @@ def test_oee_page_of_a_closed_shift_shows_the_stored_figures(app):
     assert kpis(lay) == {"oee_short": "78.0 %", "availability": "90.0 %", "performance": "88.9 %",
                          "quality": "97.5 %"}
     assert "Line output machine: M2" in text(lay) and "Bottleneck: M2" in text(lay)
+    assert text(by_id(lay, "oee-source")) == "From the shift's closing record"
     rows = by_class(lay, "gw-oee-row")
     assert [text(r.children[0]) for r in rows] == ["M1", "M2"]
     assert text(rows[0].children[1]) == "88.6 %"  # m1: 22869 / 25799
