@@ -216,10 +216,20 @@ class ShiftCalendar:
         self.tz = ZoneInfo(spec.timezone or tz)
         self._off = set(spec.no_production_weekdays)
         self._holidays = set(spec.holidays)
+        # the calendar is immutable: a date's shifts are computed once (zoneinfo is not free)
+        self._days: dict[date, list[ShiftInstance]] = {}
 
     # ------------------------------------------------------------------ queries
     def shifts_on(self, d: date) -> list[ShiftInstance]:
         """The shifts that start on plant date d, in order."""
+        hit = self._days.get(d)
+        if hit is None:
+            if len(self._days) > 4096:  # a calendar asked about years of dates stays small
+                self._days.clear()
+            hit = self._days[d] = self._compute_day(d)
+        return list(hit)
+
+    def _compute_day(self, d: date) -> list[ShiftInstance]:
         out = []
         working = _WEEKDAYS[d.weekday()] not in self._off and d not in self._holidays
         for s in self.spec.shifts:
