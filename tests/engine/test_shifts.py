@@ -133,3 +133,30 @@ def test_load_config_rejects_a_bad_shifts_yaml(tmp_path):
     with pytest.raises(ConfigError) as e:
         make_config(tmp_path, shifts={**SHIFTS_8H, "comm_timeout": 30})
     assert "shifts.yaml: comm_timeout: Extra inputs are not permitted" in str(e.value)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+DEMO_SHIFTS = {"shifts": [
+    {"id": "day", "name": {"ko": "주간", "en": "Day"}, "start": "06:00", "end": "14:00"},
+    {"id": "afternoon", "name": {"ko": "오후", "en": "Afternoon"}, "start": "14:00", "end": "22:00"},
+    {"id": "night", "name": {"ko": "야간", "en": "Night"}, "start": "22:00", "end": "06:00"}]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(day=st.dates(min_value=date(2024, 1, 1), max_value=date(2030, 12, 30)),
+       tz=st.sampled_from(["Asia/Seoul", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                           "America/Santiago"]))
+def test_shifts_tile_every_day_in_every_time_zone(day, tz):
+    """Three shifts cover 06:00 to 06:00 the next day without gap or overlap, whatever the
+    zone's daylight-saving rules (Lord Howe shifts by 30 min); the day has 23, 24 or 25 h."""
+    cal = parse_shifts({**DEMO_SHIFTS, "timezone": tz}, "Asia/Seoul")
+    today = cal.shifts_on(day)
+    tomorrow = cal.shifts_on(date.fromordinal(day.toordinal() + 1))
+    edges = [today[0].start_ns] + [s.end_ns for s in today]
+    assert [s.start_ns for s in today] == edges[:-1]  # each starts where the previous ended
+    assert today[-1].end_ns == tomorrow[0].start_ns
+    length_h = (edges[-1] - edges[0]) / H
+    assert length_h in (23, 23.5, 24, 24.5, 25)
+    for s in today:
+        assert cal.shift_at(s.start_ns).key == s.key and cal.shift_at(s.end_ns - 1).key == s.key
