@@ -19,9 +19,13 @@ from gwanje.rejects import Rejects
 
 from dashboards import context
 from dashboards.components.figures import trend_patch
-from dashboards.components.tiles import line_summary_text, tile_children, tile_class
+from dashboards.components.oee import load_scope
+from dashboards.components.tiles import (PlantOee, apq_children, line_oee_children, line_summary_text, oee_badge,
+                                         tile_children, tile_class)
 from dashboards.components.views import SPARK_POINTS
-from dashboards.data import WINDOWS_S, DataUnavailable, PlantSnapshot, numeric_signals
+from dashboards.data import WINDOWS_S, DataLayer, DataUnavailable, PlantSnapshot, numeric_signals
+from gwanje.config import Config
+from gwanje.model import NS_PER_S
 from dashboards.i18n import normalize_lang, t
 
 TILE = {"type": "gw-tile", "site": ALL, "line": ALL, "machine": ALL}
@@ -29,12 +33,35 @@ LINE_SUMMARY = {"type": "gw-line-summary", "site": ALL, "line": ALL}
 TREND_KEYS = ("site", "line", "machine", "signal", "window", "points")
 TREND = {"type": "gw-trend", **{k: ALL for k in TREND_KEYS}}
 SPARK = {"type": "gw-spark", **{k: ALL for k in TREND_KEYS}}
+LINE_OEE = {"type": "gw-line-oee", "site": ALL, "line": ALL}
+MACHINE_OEE = {"type": "gw-machine-oee", "site": ALL, "line": ALL, "machine": ALL}
 
 
 def _lang(page_ctx: Optional[dict]) -> tuple[str, bool]:
     cfg = context.config()
     pc = page_ctx if isinstance(page_ctx, dict) else {}
     return normalize_lang(pc.get("lang"), cfg.system.ui.default_language), bool(pc.get("kiosk"))
+
+
+def plant_oee(cfg: Config, layer: DataLayer, now_ns: Optional[int] = None) -> PlantOee:
+    """The current shift's OEE of the whole plant: one load_scope per site, shared through the
+    data layer's TTL cache by every tile, line head and display refreshing within one TTL."""
+    now = layer.clock() if now_ns is None else now_ns
+    ttl_ns = max(1, int(layer.cache.ttl_s * NS_PER_S))
+
+    def load() -> PlantOee:
+        machines, lines = {}, {}
+        for s in cfg.plant.sites:
+            scope = load_scope(cfg, layer, s.id, None, None, now_ns=now)
+            if scope is not None:
+                machines.update(scope.machines)
+                lines.update(scope.lines)
+        return PlantOee(True, machines, lines)
+
+    try:
+        return layer.cache.get(("oee-plant", now // ttl_ns), load)
+    except DataUnavailable:
+        return PlantOee(False)
 
 
 def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_ids: list[dict]) -> tuple:
@@ -45,6 +72,7 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
         snap = context.data().plant_snapshot()
     except DataUnavailable:
         return dash.no_update, dash.no_update, dash.no_update
+    oee = plant_oee(cfg, context.data()) if tile_ids else PlantOee(False)
     classes, kids = [], []
     for i in tile_ids:
         key = (i.get("site"), i.get("line"), i.get("machine")) if isinstance(i, dict) else (None, None, None)
@@ -55,12 +83,27 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
             kids.append(dash.no_update)
             continue
         classes.append(tile_class(view))
-        kids.append(tile_children(view, spec, lang))
+        kids.append(tile_children(view, spec, lang, oee_badge(oee.machine(*key), oee.ok, lang)))
     summaries = []
     for i in line_ids:
         lv = snap.line(i.get("site"), i.get("line")) if isinstance(i, dict) else None
         summaries.append(line_summary_text(lv, lang) if lv else dash.no_update)
     return classes, kids, summaries
+
+
+def refresh_oee(n: Any, page_ctx: Optional[dict], line_ids: list[dict], machine_ids: list[dict]) -> tuple:
+    """Every line head's OEE · A · P · Q + bottleneck, and every machine page's A · P · Q."""
+    cfg = context.config()
+    lang, _ = _lang(page_ctx)
+    if not line_ids and not machine_ids:
+        return [], []
+    oee = plant_oee(cfg, context.data())
+    lines = [line_oee_children(cfg, i["site"], i["line"], oee, lang)
+             if isinstance(i, dict) and cfg.line(i.get("site"), i.get("line")) else dash.no_update
+             for i in line_ids]
+    machines = [apq_children(oee.machine(i.get("site"), i.get("line"), i.get("machine")), oee.ok, lang)
+                if isinstance(i, dict) else dash.no_update for i in machine_ids]
+    return lines, machines
 
 
 def clock_text(snap: Optional[PlantSnapshot], now_ns: int, timezone: str, lang: str) -> tuple[str, str, str]:
@@ -137,6 +180,11 @@ def register(app: dash.Dash) -> None:
         Input("refresh", "n_intervals"), ctx_state, State(TILE, "id"), State(LINE_SUMMARY, "id"),
         prevent_initial_call=True,
     )(refresh_tiles)
+    app.callback(
+        Output(LINE_OEE, "children"), Output(MACHINE_OEE, "children"),
+        Input("refresh", "n_intervals"), ctx_state, State(LINE_OEE, "id"), State(MACHINE_OEE, "id"),
+        prevent_initial_call=True,
+    )(refresh_oee)
     app.callback(
         Output("clock", "children"), Output("last-update", "children"), Output("last-update", "className"),
         Input("refresh", "n_intervals"), ctx_state,

@@ -2,18 +2,42 @@
 
 A tile's id is pattern-matching — {"type": "gw-tile", "site", "line", "machine"} — so one
 callback (components/callbacks.py) refreshes every tile on whatever page shows them.
+
+Current-shift OEE on tiles and line heads: `PlantOee` (what callbacks.plant_oee loaded, one
+load_scope per site) in, a small badge / an A·P·Q strip out. A value over 100 % is shown as
+computed with a warning mark, a ratio without a denominator as "–", a store that does not
+answer as "unavailable" — never as 0 %.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from gwanje.config import Config, MachineSpec
+from gwanje.engine import LineOee
 from gwanje.model import MachineState
+from gwanje.oee import OeeResult
 
 from dashboards.data import LineView, MachineView
-from dashboards.i18n import t
+from dashboards.i18n import add_strings, t
+
+add_strings({
+    "tiles:oee_unavailable": {"ko": "OEE 조회 불가", "en": "OEE unavailable"},
+    "tiles:oee_unavailable_long": {"ko": "저장소가 응답하지 않아 OEE를 계산할 수 없습니다",
+                                   "en": "Storage is not answering: OEE cannot be computed"},
+    "tiles:bottleneck": {"ko": "병목", "en": "Bottleneck"},
+    "tiles:shift_oee": {"ko": "현재 교대 설비종합효율", "en": "Current shift OEE"},
+    "tiles:over_100": {"ko": "100% 초과: 기준 사이클타임 또는 카운터 확인",
+                       "en": "Over 100 %: check the ideal cycle time or the counter"},
+    "tiles:line_oee_page": {"ko": "라인 OEE 보기", "en": "Line OEE"},
+    "tiles:assign_reasons": {"ko": "비가동 사유 입력", "en": "Assign downtime reasons"},
+    "tiles:availability": {"ko": "시간가동률", "en": "Availability"},
+    "tiles:performance": {"ko": "성능가동률", "en": "Performance"},
+    "tiles:quality": {"ko": "양품률", "en": "Quality"},
+})
 
 
 def tile_id(site: str, line: str, machine: str) -> dict[str, str]:
@@ -66,7 +90,8 @@ def tile_class(view: MachineView) -> str:
     return f"gw-tile gw-state-{state_key(view)}"
 
 
-def tile_children(view: MachineView, spec: MachineSpec, lang: str) -> list[Any]:
+def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None) -> list[Any]:
+    """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it."""
     detail = []
     if view.unmapped:
         code = view.code if not isinstance(view.code, float) or not view.code.is_integer() else int(view.code)
@@ -84,6 +109,7 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str) -> list[Any]:
         *detail,
         counts,
         lot,
+        *([badge] if badge is not None else []),
     ]
 
 
@@ -112,3 +138,114 @@ def machine_spec(config: Config, view: MachineView) -> MachineSpec:
     spec = config.machine(view.site, view.line, view.machine)
     assert spec is not None  # views are built from the config
     return spec
+
+
+# ------------------------------------------------------------------ current-shift OEE
+@dataclass(frozen=True)
+class PlantOee:
+    """The current shift's OEE of every machine and line (from load_scope, one per site);
+    ok=False: the store did not answer, so no figure is known."""
+
+    ok: bool
+    machines: dict[tuple[str, str, str], OeeResult] = field(default_factory=dict)
+    lines: dict[tuple[str, str], LineOee] = field(default_factory=dict)
+
+    def machine(self, site: Any, line: Any, machine: Any) -> Optional[OeeResult]:
+        return self.machines.get((site, line, machine))
+
+    def line(self, site: Any, line: Any) -> Optional[LineOee]:
+        return self.lines.get((site, line))
+
+
+def line_oee_id(site: str, line: str) -> dict[str, str]:
+    return {"type": "gw-line-oee", "site": site, "line": line}
+
+
+def machine_oee_id(site: str, line: str, machine: str) -> dict[str, str]:
+    return {"type": "gw-machine-oee", "site": site, "line": line, "machine": machine}
+
+
+def fmt_ratio(x: Optional[float]) -> str:
+    """78.0 %; over 100 % as computed with a warning mark (never clipped); no denominator: –."""
+    if x is None:
+        return "–"
+    return f"{x * 100:.1f} %" + (" ⚠" if x > 1.0 else "")
+
+
+def _over(x: Optional[float]) -> bool:
+    return x is not None and x > 1.0
+
+
+def oee_badge(r: Optional[OeeResult], ok: bool, lang: str) -> html.Div:
+    """The small "OEE 78.0 %" line of a machine tile."""
+    if not ok:
+        return html.Div(t("tiles:oee_unavailable", lang), title=t("tiles:oee_unavailable_long", lang),
+                        className="gw-tile-oee gw-oee-unavailable")
+    oee = r.oee if r else None
+    over = any(_over(v) for v in ((r.oee, r.availability, r.performance, r.quality) if r else ()))
+    return html.Div([html.Span("OEE", className="gw-k"), html.Span(fmt_ratio(oee), className="gw-v")],
+                    title=t("tiles:over_100", lang) if over else t("tiles:shift_oee", lang),
+                    className="gw-tile-oee" + (" gw-oee-over" if over else ""))
+
+
+def apq_children(r: Optional[OeeResult], ok: bool, lang: str) -> list[Any]:
+    """OEE · A · P · Q as separate unbreakable spans (a narrow card wraps between them)."""
+    if not ok:
+        return [html.Span(t("tiles:oee_unavailable", lang), title=t("tiles:oee_unavailable_long", lang),
+                          className="gw-oee-unavailable")]
+    parts = [("OEE", "tiles:shift_oee", r.oee if r else None),
+             ("A", "tiles:availability", r.availability if r else None),
+             ("P", "tiles:performance", r.performance if r else None),
+             ("Q", "tiles:quality", r.quality if r else None)]
+    return [html.Span([html.Span(short, className="gw-k"), html.Span(fmt_ratio(v), className="gw-v")],
+                      title=t("tiles:over_100", lang) if _over(v) else t(key, lang),
+                      className="gw-apq-part" + (" gw-oee-over" if _over(v) else "")
+                      + (" gw-apq-oee" if short == "OEE" else ""))
+            for short, key, v in parts]
+
+
+def line_oee_children(cfg: Config, site: str, line: str, oee: PlantOee, lang: str) -> list[Any]:
+    """The line's OEE with A / P / Q (its output machine's) and its bottleneck machine."""
+    lo = oee.line(site, line)
+    kids = apq_children(lo.result if lo else None, oee.ok, lang)
+    if oee.ok:
+        spec = cfg.machine(site, line, lo.bottleneck) if lo and lo.bottleneck else None
+        neck = spec.definition.name.get(lang) if spec else "–"
+        kids.append(html.Span([html.Span(t("tiles:bottleneck", lang), className="gw-k"),
+                               html.Span(neck, className="gw-v")], className="gw-apq-part gw-bottleneck"))
+    return kids
+
+
+def line_oee(cfg: Config, site: str, line: str, oee: PlantOee, lang: str) -> html.Div:
+    return html.Div(line_oee_children(cfg, site, line, oee, lang), id=line_oee_id(site, line),
+                    className="gw-line-oee")
+
+
+def machine_oee(site: str, line: str, machine: str, oee: PlantOee, lang: str) -> html.Div:
+    return html.Div(apq_children(oee.machine(site, line, machine), oee.ok, lang),
+                    id=machine_oee_id(site, line, machine), className="gw-line-oee gw-machine-oee")
+
+
+def add_oee(cfg: Config, layout: Any, oee: PlantOee, lang: str) -> Any:
+    """Put the OEE figures into a page built by components.views: a badge on every machine
+    tile, the A·P·Q strip under every line head. Done here, on the built tree, so the views
+    stay as they are; the refresh callback keeps both current."""
+    for c in list(_walk(layout)):
+        ident = getattr(c, "id", None)
+        if isinstance(ident, dict) and ident.get("type") == "gw-tile" and isinstance(c.children, list):
+            c.children.append(oee_badge(oee.machine(ident["site"], ident["line"], ident["machine"]), oee.ok, lang))
+        elif "gw-line-head" in (getattr(c, "className", None) or "").split() and isinstance(c.children, list):
+            summary = next((k for k in c.children if isinstance(getattr(k, "id", None), dict)
+                            and k.id.get("type") == "gw-line-summary"), None)
+            if summary is not None:
+                c.children.append(line_oee(cfg, summary.id["site"], summary.id["line"], oee, lang))
+    return layout
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, Component):
+        yield node
+        yield from _walk(getattr(node, "children", None))
+    elif isinstance(node, (list, tuple)):
+        for n in node:
+            yield from _walk(n)

@@ -1,10 +1,15 @@
-"""`/line/<site>/<line>` — the machines of one line with state, counts and sparklines."""
+"""`/line/<site>/<line>` — the machines of one line with state, counts, sparklines and their
+current-shift OEE; the line's OEE · A · P · Q and bottleneck on top, linking to its OEE page."""
 import dash
+from dash import dcc
 
 from dashboards import context
+from dashboards.components.callbacks import plant_oee
 from dashboards.components.page import render, snapshot, view
+from dashboards.components.tiles import add_oee
 from dashboards.components.views import SPARK_POINTS, line_body, not_found, primary_signal
 from dashboards.data import DataUnavailable
+from dashboards.i18n import t
 
 dash.register_page(__name__, path_template="/line/<site>/<line>", title="Gwanje", name="line")
 
@@ -31,5 +36,10 @@ def layout(site=None, line=None, lang=None, kiosk=None, **query):
         except DataUnavailable:
             ok = False
     crumbs = v.crumbs((sdef.name.get(v.lang), v.href(f"/site/{sdef.id}")), (ldef.name.get(v.lang), None))
-    return render(v, line_body(v.config, sdef, ldef, lv, sparks, v.lang, v.kiosk, window), path=path,
+    body = add_oee(v.config, line_body(v.config, sdef, ldef, lv, sparks, v.lang, v.kiosk, window),
+                   plant_oee(v.config, context.data()), v.lang)
+    link = dcc.Link(t("tiles:line_oee_page", v.lang), href=v.href("/oee", site=sdef.id, line=ldef.id),
+                    id="line-oee-link", className="gw-nav-link gw-oee-link")
+    body.children.insert(0, link)
+    return render(v, body, path=path,
                   crumbs=crumbs, title=ldef.name.get(v.lang), ok=ok)

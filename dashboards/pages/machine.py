@@ -1,11 +1,16 @@
 """`/machine/<site>/<line>/<machine>?window=15m|1h|8h|24h` — one machine: state, counts, LOT,
-live trends of every numeric signal (default window: ui.trend_window_s)."""
+live trends of every numeric signal (default window: ui.trend_window_s), the machine's
+current-shift OEE · A · P · Q and a link to assign its downtime reasons on the shift report."""
 import dash
+from dash import dcc, html
 
 from dashboards import context
+from dashboards.components.callbacks import plant_oee
 from dashboards.components.page import render, snapshot, view
+from dashboards.components.tiles import add_oee, machine_oee
 from dashboards.components.views import machine_body, not_found
 from dashboards.data import WINDOWS_S, DataUnavailable, Trend, numeric_signals
+from dashboards.i18n import t
 
 dash.register_page(__name__, path_template="/machine/<site>/<line>/<machine>", title="Gwanje", name="machine")
 
@@ -28,5 +33,12 @@ def layout(site=None, line=None, machine=None, lang=None, kiosk=None, window=Non
     crumbs = v.crumbs((sdef.name.get(v.lang), v.href(f"/site/{spec.site}")),
                       (ldef.name.get(v.lang), v.href(f"/line/{spec.site}/{spec.line}")),
                       (spec.definition.name.get(v.lang), None))
-    body = machine_body(v.config, spec, snap, trends, v.lang, v.kiosk, window_s, ui.trend_points)
+    oee = plant_oee(v.config, context.data())
+    body = add_oee(v.config, machine_body(v.config, spec, snap, trends, v.lang, v.kiosk, window_s, ui.trend_points),
+                   oee, v.lang)
+    body.children.insert(1, html.Div([
+        machine_oee(spec.site, spec.line, spec.machine, oee, v.lang),
+        dcc.Link(t("tiles:assign_reasons", v.lang), id="assign-reasons-link", className="gw-nav-link gw-oee-link",
+                 href=v.href("/shift-report", site=spec.site, line=spec.line, machine=spec.machine)),
+    ], className="gw-machine-oee-bar"))
     return render(v, body, path=path, crumbs=crumbs, title=f"{ldef.name.get(v.lang)} · {spec.definition.name.get(v.lang)}", ok=ok)
