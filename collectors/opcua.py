@@ -470,8 +470,7 @@ class OpcuaCollector:
         ok = 0
         for i in range(0, len(nodes), _CREATE_CHUNK):
             chunk = nodes[i:i + _CREATE_CHUNK]
-            results = await sub.subscribe_data_change(
-                chunk, queuesize=self.endpoint.queue_size, sampling_interval=self.endpoint.sampling_ms)
+            results = await self._subscribe_chunk(sub, chunk, ua)
             for node, res in zip(chunk, results):
                 if isinstance(res, ua.StatusCode):
                     reason = "unknown_node" if res.value in (
@@ -483,6 +482,16 @@ class OpcuaCollector:
                     ok += 1
                     self._unknown_nodes.discard(by_node[node.nodeid].node_id)
         return ok
+
+    async def _subscribe_chunk(self, sub: Any, chunk: list[Any], ua: Any) -> list[Any]:
+        """Monitored items with the endpoint's data change trigger. asyncua's public
+        subscribe_data_change takes no filter; its _subscribe does (fallback: no filter)."""
+        kwargs = dict(queuesize=self.endpoint.queue_size, sampling_interval=self.endpoint.sampling_ms)
+        if self.endpoint.data_change_trigger == "status_value_timestamp" and hasattr(sub, "_subscribe"):
+            flt = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+            res = await sub._subscribe(chunk, ua.AttributeIds.Value, mfilter=flt, **kwargs)
+            return res if isinstance(res, list) else [res]
+        return await sub.subscribe_data_change(chunk, **kwargs)
 
     async def _resolve(self, client: Any, ua: Any) -> list[tuple[MonitoredSignal, Any]]:
         """Each signal with its NodeId, or None when it has none (counted): node id strings are

@@ -243,6 +243,11 @@ class OpcuaEndpoint(Strict):
     sampling_ms: float = Field(500, ge=0)
     publishing_ms: float = Field(1000, gt=0)
     queue_size: int = Field(10, ge=1)  # per monitored item, on the server
+    # what the server reports: "status_value" = only changed values (OPC UA's default; an idle
+    # machine whose values do not change then sends nothing and looks silent), or
+    # "status_value_timestamp" = also a value rewritten with a new source timestamp (a PLC
+    # that refreshes its timestamps each scan keeps an idle machine visibly alive)
+    data_change_trigger: Literal["status_value", "status_value_timestamp"] = "status_value_timestamp"
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
 

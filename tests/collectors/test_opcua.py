@@ -380,3 +380,28 @@ def test_frozen_server_noticed_by_the_watchdog_then_resubscribed(tiny):
     finally:
         col.stop()
         server.stop()
+
+
+@pytest.mark.parametrize("trigger, delivered", [("status_value_timestamp", True), ("status_value", False)])
+def test_unchanged_value_with_new_source_time_keeps_an_idle_machine_alive(opcua_server, trigger, delivered):
+    """An idle machine's values do not change; a PLC that refreshes its timestamps each scan
+    is still heard with the default trigger, and only changes are heard with status_value."""
+    sink = ListSink()
+    ep = fast(opcua_server.endpoint, opcua_server.url, data_change_trigger=trigger)
+    col = OpcuaCollector(opcua_server.config, ep, sink, NO_SECRETS)
+    node = f"{NS}.forge-1.forge-103.stroke_rate"
+    t1 = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
+    t2 = datetime(2026, 11, 24, 10, 0, 1, tzinfo=UTC)
+    opcua_server.write(node, 0.0, source_ts=t1)
+    col.start()
+    try:
+        assert wait_for(lambda: sink.of("forge-103", "stroke_rate")), col.status()
+        opcua_server.write(node, 0.0, source_ts=t2)
+        # 2026-11-24T10:00:01Z = 1_795_512_600 s + 30 min + 1 s
+        t2_ns = 1_795_514_401_000_000_000
+        got = wait_for(lambda: [s for s in sink.of("forge-103", "stroke_rate") if s.ts == t2_ns], timeout=2.0)
+        assert bool(got) is delivered
+        if delivered:
+            assert got[0].value == 0.0
+    finally:
+        col.stop()
