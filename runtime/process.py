@@ -70,31 +70,20 @@ class Runtime:
         return self.store
 
     def start_collect(self) -> None:
+        from alerts.service import AlarmService, engine_oee
         from collectors import build_collectors
+        from gwanje.engine import Engine
         from gwanje.pipeline import Pipeline
         from storage.spool import open_spool
 
         store = self.open_store()
-        listeners = []
-        try:
-            from gwanje.engine import Engine
-
-            self.engine = Engine(self.config)
-            try:  # the running shift from stored samples, so a restart does not cut it short
-                self.engine.warm_start(store, now_ns())
-            except Exception:
-                log.exception("engine warm start failed; the shift so far counts from now")
-            listeners.append(self.engine.on_samples)
-        except ImportError as e:  # engine lands in its own module; the data path works without it
-            log.warning("machine-state/OEE engine not available: %s", e)
-        try:
-            from alerts.service import AlarmService, engine_oee
-
-            self.alarms = AlarmService.from_config(self.config, store,
-                                                   oee=engine_oee(self.engine) if self.engine else None)
-            listeners.append(self.alarms.on_samples)
-        except ImportError as e:
-            log.warning("alarm service not available: %s", e)
+        self.engine = Engine(self.config)
+        try:  # the running shift from stored samples, so a restart does not cut it short
+            self.engine.warm_start(store, now_ns())
+        except Exception:
+            log.exception("engine warm start failed; the shift so far counts from now")
+        self.alarms = AlarmService.from_config(self.config, store, oee=engine_oee(self.engine))
+        listeners = [self.engine.on_samples, self.alarms.on_samples]
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
@@ -103,19 +92,25 @@ class Runtime:
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:
             c.start()
-        if self.alarms is not None and hasattr(self.alarms, "tick"):
-            self._ticker = threading.Thread(target=self._tick_loop, name="gwanje-alarm-tick", daemon=True)
-            self._ticker.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="gwanje-tick", daemon=True)
+        self._ticker.start()
         log.info("collecting from %d sources into %s", len(self.collectors), getattr(store, "name", "store"))
 
     def _tick_loop(self) -> None:
+        """Wall-clock time for what data alone cannot drive: alarm delays, stale data, shelve
+        expiry and escalation (every second); shift closes when the whole plant is silent (the
+        engine, every 10 s)."""
+        n = 0
         while not self._stopping.wait(1.0):
+            n += 1
+            now = now_ns()
             try:
-                events = self.alarms.tick(now_ns())
-                if events and self.pipeline is not None:
-                    self.pipeline.write_events(events)
+                if self.alarms is not None:
+                    self.alarms.tick(now)  # writes its own events
+                if self.engine is not None and n % 10 == 0 and self.pipeline is not None:
+                    self.pipeline.write_events(self.engine.tick(now))
             except Exception:  # keep ticking; a store outage must not end alarm timing
-                log.exception("alarm tick failed")
+                log.exception("tick failed")
 
     def create_ui(self) -> Any:
         from dashboards import create_app
