@@ -150,11 +150,13 @@ class PlantOee:
     machines: dict[tuple[str, str, str], OeeResult] = field(default_factory=dict)
     lines: dict[tuple[str, str], LineOee] = field(default_factory=dict)
 
+    # names may come from a browser's callback ids: anything but strings names nothing
     def machine(self, site: Any, line: Any, machine: Any) -> Optional[OeeResult]:
-        return self.machines.get((site, line, machine))
+        key = (site, line, machine)
+        return self.machines.get(key) if all(isinstance(x, str) for x in key) else None
 
     def line(self, site: Any, line: Any) -> Optional[LineOee]:
-        return self.lines.get((site, line))
+        return self.lines.get((site, line)) if isinstance(site, str) and isinstance(line, str) else None
 
 
 def line_oee_id(site: str, line: str) -> dict[str, str]:
