@@ -87,6 +87,22 @@ def test_overview_line_card_and_tiles_show_the_current_shift(app):
     assert "gw-oee-over" in by_class(m1, "gw-tile-oee")[0].className
 
 
+@pytest.mark.services
+def test_browser_overview_shows_oee_on_the_line_card(app, browser, dash_server):
+    # before the dead-store test below: the pages read the context of the last app built
+    server = dash_server(app[0])
+    page = browser.new_page()
+    try:
+        page.goto(server.url + "/?lang=en")
+        page.wait_for_selector("#line-s1-l1 .gw-line-oee")
+        line_oee = page.inner_text("#line-s1-l1 .gw-line-oee")
+        assert " ".join(line_oee.split()) == "OEE 67.5 % A 90.0 % P 83.3 % Q 90.0 % Bottleneck M2"
+        tile = page.locator('a.gw-tile[href*="/machine/s1/l1/m1"] .gw-tile-oee')
+        assert " ".join(tile.inner_text().split()) == "OEE 108.3 % ⚠"
+    finally:
+        page.close()
+
+
 def test_one_plant_load_per_ttl_shared_by_every_caller(app):
     _, cfg, _, layer = app
     first = callbacks.plant_oee(cfg, layer)
