@@ -146,6 +146,8 @@ class Pipeline:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+        if self.spool is not None and not (self._thread and self._thread.is_alive()):
+            self.spool.close()  # file handles only; it reopens them if started again
 
     def _take_batch(self, wait: bool) -> tuple[list[Sample], list[OnDone]]:
         batch: list[Sample] = []
