@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Annotated
 
-from gwanje.config import ID_PATTERN, Config, ConfigError, MachineSpec, Names
+from gwanje.config import ID_PATTERN, Config, ConfigError, MachineSpec, Names, check_unique
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
 
 Priority = Literal["critical", "high", "medium", "low"]
@@ -161,9 +161,7 @@ class AlarmRules(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> "AlarmRules":
         ids = [r.id for r in self.rules]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate rule ids {sorted(dup)}")
+        check_unique(ids, "rule")
         return self
 
     def check_against(self, config: Config) -> None:

@@ -26,6 +26,24 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
+def check_unique(ids: list[str], what: str) -> None:
+    """Raise ValueError naming the ids that appear more than once (config validators)."""
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise ValueError(f"duplicate {what} ids {sorted(dup)}")
+
+
+def check_timezone(name: str) -> str:
+    """The name if zoneinfo knows it, else ValueError (config validators)."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except Exception:
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -95,9 +113,7 @@ class MachineClass(Strict):
     @model_validator(mode="after")
     def _refs(self) -> "MachineClass":
         ids = [s.id for s in self.signals]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate signal ids {sorted(dup)}")
+        check_unique(ids, "signal")
         for ref in ("state_signal", "total_signal", "good_signal", "reject_signal"):
             v = getattr(self, ref)
             if v is not None and v not in ids:
@@ -129,9 +145,7 @@ class LineDef(Strict):
     @model_validator(mode="after")
     def _refs(self) -> "LineDef":
         ids = [m.id for m in self.machines]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate machine ids {sorted(dup)}")
+        check_unique(ids, "machine")
         if self.output_machine is not None and self.output_machine not in ids:
             raise ValueError(f"output_machine {self.output_machine!r} is not a machine of the line {ids}")
         return self
@@ -151,9 +165,7 @@ class SiteDef(Strict):
     @model_validator(mode="after")
     def _refs(self) -> "SiteDef":
         ids = [ln.id for ln in self.lines]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate line ids {sorted(dup)}")
+        check_unique(ids, "line")
         return self
 
 
@@ -168,20 +180,12 @@ class PlantDef(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(v)
-        except Exception:
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+        return check_timezone(v)
 
     @model_validator(mode="after")
     def _refs(self) -> "PlantDef":
         ids = [s.id for s in self.sites]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate site ids {sorted(dup)}")
+        check_unique(ids, "site")
         for s in self.sites:
             for ln in s.lines:
                 for m in ln.machines:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gwanje.config import Config, ConfigError, Id, Names
+from gwanje.config import Config, ConfigError, Id, Names, check_timezone, check_unique
 
 NS_PER_S = 1_000_000_000
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -150,19 +150,12 @@ class ShiftsDef(_Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None:
-            try:
-                ZoneInfo(v)
-            except Exception:
-                raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+        return check_timezone(v) if v is not None else None
 
     @model_validator(mode="after")
     def _checks(self) -> "ShiftsDef":
         ids = [s.id for s in self.shifts]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate shift ids {sorted(dup)}")
+        check_unique(ids, "shift")
         # shifts must not overlap: one moment belongs to at most one shift
         spans = []
         for s in self.shifts:
