@@ -43,7 +43,7 @@ class Store(ABC):
     @abstractmethod
     def latest(self, site: Optional[str] = None, line: Optional[str] = None,
                machine: Optional[str] = None, since_ns: Optional[int] = None) -> list[Sample]:
-        """The newest sample of every series matching the filters (newer than since_ns)."""
+        """The newest sample of every series matching the filters (with ts >= since_ns)."""
 
     @abstractmethod
     def series(self, site: str, line: str, machine: str, signal: str, start_ns: int, end_ns: int,
