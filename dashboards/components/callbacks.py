@@ -76,8 +76,10 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
     classes, kids = [], []
     for i in tile_ids:
         key = (i.get("site"), i.get("line"), i.get("machine")) if isinstance(i, dict) else (None, None, None)
-        view = snap.machine(*key)
-        spec = cfg.machine(*key)
+        # ids come from the browser: names that are not strings name no machine
+        ok = all(isinstance(x, str) for x in key)
+        view = snap.machine(*key) if ok else None
+        spec = cfg.machine(*key) if ok else None
         if view is None or spec is None:
             classes.append(dash.no_update)
             kids.append(dash.no_update)

@@ -39,7 +39,7 @@ def layout(site=None, line=None, lang=None, kiosk=None, **query):
     body = add_oee(v.config, line_body(v.config, sdef, ldef, lv, sparks, v.lang, v.kiosk, window),
                    plant_oee(v.config, context.data()), v.lang)
     link = dcc.Link(t("tiles:line_oee_page", v.lang), href=v.href("/oee", site=sdef.id, line=ldef.id),
-                    id="line-oee-link", className="gw-nav-link gw-oee-link")
+                    id="line-oee-link", className="gw-oee-link")
     body.children.insert(0, link)
     return render(v, body, path=path,
                   crumbs=crumbs, title=ldef.name.get(v.lang), ok=ok)

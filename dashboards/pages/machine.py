@@ -38,7 +38,7 @@ def layout(site=None, line=None, machine=None, lang=None, kiosk=None, window=Non
                    oee, v.lang)
     body.children.insert(1, html.Div([
         machine_oee(spec.site, spec.line, spec.machine, oee, v.lang),
-        dcc.Link(t("tiles:assign_reasons", v.lang), id="assign-reasons-link", className="gw-nav-link gw-oee-link",
+        dcc.Link(t("tiles:assign_reasons", v.lang), id="assign-reasons-link", className="gw-oee-link",
                  href=v.href("/shift-report", site=spec.site, line=spec.line, machine=spec.machine)),
     ], className="gw-machine-oee-bar"))
     return render(v, body, path=path, crumbs=crumbs, title=f"{ldef.name.get(v.lang)} · {spec.definition.name.get(v.lang)}", ok=ok)

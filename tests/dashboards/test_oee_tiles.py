@@ -116,6 +116,8 @@ def test_refresh_callbacks_keep_the_oee(app):
     tiles = [{"type": "gw-tile", "site": "s1", "line": "l1", "machine": m} for m in ("m1", "m2")]
     classes, kids, _ = callbacks.refresh_tiles(1, CTX_EN, tiles, [])
     assert [text(by_class(k, "gw-tile-oee")) for k in kids] == ["OEE 108.3 % ⚠", "OEE 67.5 %"]
+    crafted_tile = [{"type": "gw-tile", "site": "s1", "line": "l1", "machine": ["m1"]}]
+    assert callbacks.refresh_tiles(1, CTX_EN, crafted_tile, [])[:2] == ([dash.no_update], [dash.no_update])
     lines = [{"type": "gw-line-oee", "site": "s1", "line": "l1"}, {"type": "gw-line-oee", "site": "x", "line": "y"}]
     machines = [{"type": "gw-machine-oee", "site": "s1", "line": "l1", "machine": "m1"}]
     out_lines, out_machines = callbacks.refresh_oee(1, {"lang": "ko"}, lines, machines)
