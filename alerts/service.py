@@ -4,7 +4,9 @@ Wiring: the pipeline calls `on_samples` (a pipeline listener: it returns the ala
 the pipeline writes them); a timer calls `tick` every second or so (delays, stale data, state
 durations, shelve expiry, escalation); the UI calls `acknowledge`, `shelve`, `comment`, ...
 which write their events at once. On start the service restores every alarm that is not
-normal from the newest stored event of each alarm (each event holds the full state).
+normal from the newest stored event of each alarm (each event holds the full state); while
+the store is down it evaluates from an empty state and tick() retries the restore, which then
+merges with what happened meanwhile (see restore()).
 
 Operator input is checked here (user names, comments, durations): bad input is a counted,
 rate-logged rejection and a ValueError with the reason for the UI, never a crash.
@@ -70,6 +72,7 @@ class AlarmService:
         self._last_ts: dict[str, int] = {}
         self._unwritten: list[Event] = []
         self.restored = False
+        self.restore_failures = 0
         self._try_restore()
 
     def _try_restore(self) -> None:
@@ -78,7 +81,13 @@ class AlarmService:
             self.restore()
             self.restored = True
         except Exception as e:
-            log.error("cannot restore alarm state from the store (%s); will retry", type(e).__name__)
+            # tick() retries every second: say it once per outage, not every second
+            if not self.restore_failures:
+                log.error("cannot restore alarm state from the store (%s); will retry", type(e).__name__)
+            self.restore_failures += 1
+            return
+        if self.restore_failures:
+            log.warning("alarm state restored from the store after %d failed attempts", self.restore_failures)
 
     @classmethod
     def from_config(cls, config: Config, store: Store, clock: Callable[[], int] = time.time_ns,
@@ -109,12 +118,21 @@ class AlarmService:
     # ------------------------------------------------------------------ restart
     def restore(self) -> int:
         """Rebuild the non-normal alarms from the store (and what the notifier already sent);
-        returns how many alarms are not normal."""
+        returns how many alarms are not normal.
+
+        Merge rule (the restore may run late, when the store was down at start and this
+        service has already raised, acknowledged or cleared alarms from live data whose events
+        may not be stored yet): per alarm, the newest event wins by time; on a tie the state
+        in memory wins (it is that same event). So the result is what a restore would give
+        after every pending event had been written — an alarm raised meanwhile is neither lost
+        (the restore does not overwrite it) nor raised twice (the evaluator keeps its live
+        condition for it), and an alarm only the store knows comes back."""
         events = self.store.latest_events(KIND)
         with self._lock:
-            self._states.clear()
             for e in events:
-                self._last_ts[e.key] = max(self._last_ts.get(e.key, 0), e.ts)
+                if self._last_ts.get(e.key, -1) >= e.ts:
+                    continue  # this process has seen the alarm since: memory is newer
+                self._last_ts[e.key] = e.ts
                 try:
                     s = from_event(e)
                 except (TypeError, ValueError, KeyError):
@@ -125,7 +143,9 @@ class AlarmService:
                     if not s.is_normal:
                         self.rejects.reject("stored_alarm_without_rule", s.id)
                     continue
-                if not s.is_normal:
+                if s.is_normal:
+                    self._states.pop(s.id, None)
+                else:
                     self._states[s.id] = s
                 self.evaluator.seed(s.id, s.active, s.suppressed)
             n = len(self._states)

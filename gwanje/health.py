@@ -41,6 +41,8 @@ def readiness(status: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
     p = status.get("pipeline") or {}
     # a full spool leaves the process ready (data still flows) but belongs in the details
     warnings = [f"spool full: policy {p.get('spool_policy')} is dropping data"] if p.get("spool_alarm") else []
+    if status.get("restore_pending"):  # runtime: engine warm start / alarm restore wait for the store
+        warnings.append("restore from the store pending: " + ", ".join(status["restore_pending"]))
     details = {
         "ready": not problems,
         "problems": problems,

@@ -7,6 +7,15 @@
 
 The embedded store (DuckDB) is one file that one process owns: with it, collect and serve run
 in the same process (the demo). Split deployments use InfluxDB.
+
+A store that is unreachable at start is no reason not to collect: samples go to the spool,
+and what needs the stored past — the engine's warm start (the running shift) and the alarm
+service's restore — is retried by the ticker until the store answers. Until then status()
+says which restores are pending (/readyz is not ready: the store is down). The engine's warm
+start waits until the spool and the pipeline's pending events are drained, so that the store
+holds every sample the engine has already seen; it then replaces the engine's live state by
+the one rebuilt from the whole shift (the newest counter reading becomes the baseline, so no
+production is lost or counted twice).
 """
 from __future__ import annotations
 
@@ -21,6 +30,8 @@ from gwanje.config import Config, Secrets
 from gwanje.model import now_ns
 
 log = logging.getLogger("gwanje")
+
+MAX_ENGINE_UNWRITTEN = 100_000  # engine records held while the store is down (~a day of minutes)
 
 
 class Runtime:
@@ -42,6 +53,8 @@ class Runtime:
         self.alarms = None
         self._ticker: Optional[threading.Thread] = None
         self._stopping = threading.Event()
+        self.warm_start_pending = False
+        self._engine_unwritten: list[Any] = []  # engine records the store refused; retried
 
     # ------------------------------------------------------------------ roles
     def start_broker_if_needed(self) -> None:
@@ -63,10 +76,18 @@ class Runtime:
 
     def open_store(self) -> Any:
         if self.store is None:
-            from storage import open_store
+            from storage import StoreUnavailable, open_store
 
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = open_store(self.config, self.data_dir, self.secrets)
+            try:
+                self.store = open_store(self.config, self.data_dir, self.secrets)
+            except StoreUnavailable as e:
+                # start anyway: the pipeline spools until the store answers (storage.spool)
+                from storage.spool import DeferredStore
+
+                log.warning("store not reachable at start (%s); spooling until it is", e)
+                self.store = DeferredStore(lambda: open_store(self.config, self.data_dir, self.secrets),
+                                           name=self.config.system.storage.kind)
         return self.store
 
     def start_collect(self) -> None:
@@ -78,10 +99,11 @@ class Runtime:
 
         store = self.open_store()
         self.engine = Engine(self.config)
-        try:  # the running shift from stored samples, so a restart does not cut it short
-            self.engine.warm_start(store, now_ns())
-        except Exception:
-            log.exception("engine warm start failed; the shift so far counts from now")
+        self.warm_start_pending = True
+        if self._store_ok():  # down: the ticker retries once the store answers
+            self._warm_start()
+        else:
+            log.warning("store unreachable at start: engine warm start and alarm restore wait for it")
         self.alarms = AlarmService.from_config(self.config, store, oee=engine_oee(self.engine))
         listeners = [self.engine.on_samples, self.alarms.on_samples]
         st = self.config.system.storage
@@ -105,12 +127,54 @@ class Runtime:
             n += 1
             now = now_ns()
             try:
+                if self.warm_start_pending and n % 2 == 0 and self._ready_for_warm_start():
+                    self._warm_start()
                 if self.alarms is not None:
-                    self.alarms.tick(now)  # writes its own events
+                    self.alarms.tick(now)  # writes its own events; retries its restore
                 if self.engine is not None and n % 10 == 0 and self.pipeline is not None:
-                    self.pipeline.write_events(self.engine.tick(now))
+                    self._write_engine_events(self.engine.tick(now))
             except Exception:  # keep ticking; a store outage must not end alarm timing
                 log.exception("tick failed")
+
+    def _store_ok(self) -> bool:
+        try:
+            return self.store is not None and bool(self.store.ping())
+        except Exception:
+            return False
+
+    def _ready_for_warm_start(self) -> bool:
+        """The store answers and holds every sample the engine has seen (nothing spooled or
+        pending), so rebuilding from it loses nothing the engine counted live."""
+        p = self.pipeline
+        if p is None or not self._store_ok():
+            return False
+        spooled = p.spool.batches if p.spool is not None else 0
+        return not spooled and not p.stats().get("events_pending") and not self._engine_unwritten
+
+    def _warm_start(self) -> None:
+        """The running shift from stored samples, so a restart does not cut it short."""
+        try:
+            self.engine.warm_start(self.store, now_ns())
+        except Exception as e:
+            # the store went away again between ping and read: the ticker tries again
+            log.warning("engine warm start failed (%s); will retry", type(e).__name__)
+            return
+        if self.warm_start_pending and self.pipeline is not None:
+            log.warning("engine warm start done after the store came back")
+        self.warm_start_pending = False
+
+    def _write_engine_events(self, events: list[Any]) -> None:
+        """Engine records (shift closes, minutes) wait in memory, bounded, while the store is
+        down, instead of being lost with a failed tick."""
+        batch = self._engine_unwritten + list(events)
+        if not batch:
+            return
+        try:
+            self.pipeline.write_events(batch)
+            self._engine_unwritten = []
+        except Exception as e:
+            self._engine_unwritten = batch[-MAX_ENGINE_UNWRITTEN:]
+            log.warning("could not store %d engine records (%s); will retry", len(batch), type(e).__name__)
 
     def create_ui(self) -> Any:
         from dashboards import create_app
@@ -129,8 +193,20 @@ class Runtime:
             "pipeline": self.pipeline.stats() if self.pipeline else {},
             "sources": [dataclasses.asdict(c.status()) for c in self.collectors],
             "store": {"name": getattr(self.store, "name", "none"), "ok": store_ok},
+            # what waits for the store to answer: the UI's status page and /readyz details
+            "restore_pending": self.restore_pending(),
             "started_ns": self.started_ns,
         }
+
+    def restore_pending(self) -> list[str]:
+        """Which start-up restores from the store have not happened yet: "engine" (warm start
+        of the running shift), "alarms" (alarm state); [] when both are done."""
+        out = []
+        if self.engine is not None and self.warm_start_pending:
+            out.append("engine")
+        if self.alarms is not None and not self.alarms.restored:
+            out.append("alarms")
+        return out
 
     def stop(self) -> None:
         self._stopping.set()

@@ -1,0 +1,114 @@
+"""`app.py collect` started while InfluxDB is down (as deployed: a subprocess, real mosquitto,
+real influxd started later on the port the collector was given): it collects into the spool,
+stores every sample exactly once when the server comes, and the alarm raised during the outage
+is stored once and not raised again after the alarm service's late restore."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from storage.influx import InfluxStore
+from tests.faults.harness import LINE, MACHINE, SITE, TOPIC, US, Publisher, check_values, stored, wait_for
+from tests.faults.test_collector_kill import ROOT, CollectProcess
+from tests.fixtures.common import find_binary
+from tests.fixtures.influxd import Influxd
+
+pytestmark = pytest.mark.services
+
+ALARM = f"vib.hh:{SITE}/{LINE}/{MACHINE}/vibration"
+# one rule that fires on the first value (no delay); without shifts.yaml no line is ever
+# "not scheduled", so the test does not depend on the hour it runs at
+ALARMS_YAML = """\
+rules:
+  - id: vib
+    type: analog
+    scope: {machine: [cnc-101]}
+    signal: vibration
+    hh: {limit: 9.0, priority: critical}
+    suppress_in_planned_stop: false
+    message: {ko: "진동 {value}", en: "vibration {value}"}
+"""
+
+
+class LateStoreCollect(CollectProcess):
+    """The collect role over a copy of the demo config with only the rule above."""
+
+    def __init__(self, tmp_path: Path, mqtt_url: str, influx_url: str, db: str) -> None:
+        super().__init__(tmp_path, mqtt_url, influx_url, db)
+        self.config = tmp_path / "config"
+        shutil.copytree(ROOT / "config", self.config)
+        (self.config / "shifts.yaml").unlink()
+        (self.config / "notify.yaml").unlink()
+        (self.config / "alarms.yaml").write_text(ALARMS_YAML)
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "app.py", "collect", "--config", str(self.config)],
+                                         cwd=ROOT, env=self.env, stdout=log, stderr=log)
+
+    def readyz(self) -> tuple[int, dict]:
+        try:
+            r = requests.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1)
+        except requests.RequestException:
+            return 0, {}
+        return r.status_code, r.json()
+
+
+def alarm_events(store: InfluxStore, since: int) -> list:
+    return store.events("alarm", since, time.time_ns() + 60 * 10**9, key=ALARM)
+
+
+def test_collect_starts_without_store_and_loses_nothing_when_it_comes(mosquitto, tmp_path):
+    influxd = Influxd(find_binary("influxd"), tmp_path / "influxd")  # its port is free: nobody answers
+    influxd.dir.mkdir()
+    db = "fault_start_without_store"
+    collect = LateStoreCollect(tmp_path, mosquitto.url, influxd.url, db)
+    collect.start()
+    pub = None
+    try:
+        assert wait_for(collect.mqtt_connected, timeout=20), collect.log.read_text()[-3000:]
+        code, ready = collect.readyz()
+        assert code == 503
+        assert "store influxdb unreachable" in ready["problems"]
+        assert "restore from the store pending: engine, alarms" in ready["warnings"]
+
+        pub = Publisher(mosquitto.port, "device-late-store")
+        t0 = time.time_ns() - 60 * 10**9  # a minute ago: inside any retention, before the alarm
+        n = 500
+        pub.publish(t0, 0, n)
+        t_alarm = time.time_ns() - 10 * 10**9
+        pub.client.publish(TOPIC, json.dumps([{"signal": "vibration", "value": 12.5, "ts": t_alarm}]), qos=1)
+        # everything is in the collector's spool before the server exists (500 counter + 1)
+        assert wait_for(lambda: (collect.readyz()[1].get("spool_samples") or 0) >= n + 1, timeout=15), \
+            collect.readyz()
+        assert collect.proc.poll() is None
+
+        influxd.start()
+        reader = InfluxStore(influxd.url, db)
+        assert wait_for(lambda: stored(reader, t0, n) == n, timeout=15), stored(reader, t0, n)
+        check_values(reader, t0, n)  # 500 distinct points, each with its own value: none twice
+        # the OPC UA sources point nowhere (not ready for that); the store part is settled
+        assert wait_for(lambda: collect.readyz()[1].get("warnings") == [], timeout=10), collect.readyz()
+        assert collect.readyz()[1]["store"] == {"name": "influxdb", "ok": True}
+
+        raised = alarm_events(reader, t_alarm - 1)
+        assert [(e.ts, e.data["status"]) for e in raised] == [(t_alarm, "unack_active")]
+        # after the restore, the condition still holds: the alarm stays raised, not raised again
+        pub.client.publish(TOPIC, json.dumps([{"signal": "vibration", "value": 13.0, "ts": t_alarm + 1},
+                                              {"signal": "part_count_total", "value": n, "ts": t0 + n * US}]),
+                           qos=1)
+        assert wait_for(lambda: stored(reader, t0, n + 1) == n + 1, timeout=10)
+        assert [e.ts for e in alarm_events(reader, t_alarm - 1)] == [t_alarm]
+        assert collect.proc.poll() is None, collect.log.read_text()[-3000:]
+    finally:
+        if pub is not None:
+            pub.close()
+        collect.stop()
+        influxd.stop()
