@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 import dash
 from dash import ALL, Input, Output, State
 
+from gwanje.config import Config
+from gwanje.model import NS_PER_S
 from gwanje.rejects import Rejects
 
 from dashboards import context
@@ -24,8 +26,6 @@ from dashboards.components.tiles import (PlantOee, apq_children, line_oee_childr
                                          tile_children, tile_class)
 from dashboards.components.views import SPARK_POINTS
 from dashboards.data import WINDOWS_S, DataLayer, DataUnavailable, PlantSnapshot, numeric_signals
-from gwanje.config import Config
-from gwanje.model import NS_PER_S
 from dashboards.i18n import normalize_lang, t
 
 TILE = {"type": "gw-tile", "site": ALL, "line": ALL, "machine": ALL}
@@ -60,7 +60,9 @@ def plant_oee(cfg: Config, layer: DataLayer, now_ns: Optional[int] = None) -> Pl
 
     try:
         return layer.cache.get(("oee-plant", now // ttl_ns), load)
-    except DataUnavailable:
+    except DataUnavailable as e:
+        # counted, and logged at most once per interval however many displays ask
+        layer.failures.reject("oee", str(e))
         return PlantOee(False)
 
 
