@@ -112,3 +112,56 @@ def test_collect_starts_without_store_and_loses_nothing_when_it_comes(mosquitto,
             pub.close()
         collect.stop()
         influxd.stop()
+
+
+# ---------------------------------------------------------------- the restore merge, in process
+def test_late_alarm_restore_merges_with_what_was_raised_meanwhile(tmp_path):
+    """The order the subprocess test cannot force: the restore reads the store before the
+    pipeline has written the alarm raised during the outage."""
+    from alerts.rules import AlarmRules
+    from alerts.service import AlarmService
+    from gwanje.config import load_config
+    from gwanje.model import Sample
+    from storage import StoreUnavailable
+    from storage.embedded import EmbeddedStore
+    from storage.spool import DeferredStore
+
+    cfg = load_config(ROOT / "config", env={})
+    rules = AlarmRules.model_validate({"rules": [
+        {"id": "vib", "type": "analog", "scope": {"line": ["cnc-1"]}, "signal": "vibration",
+         "hh": {"limit": 9.0, "priority": "critical"}, "message": {"ko": "{value}", "en": "{value}"}}]})
+    a101, a102 = "vib.hh:changwon-1/cnc-1/cnc-101/vibration", "vib.hh:changwon-1/cnc-1/cnc-102/vibration"
+
+    def vib(machine: str, value: float, ts: int) -> list[Sample]:
+        return [Sample(SITE, LINE, machine, "vibration", value, ts)]
+
+    real = EmbeddedStore(tmp_path / "s.duckdb")
+    t = time.time_ns() - 100 * 10**9
+    before = AlarmService(cfg, real, rules=rules)  # the previous run: cnc-102 raised and stored
+    real.write_events(before.on_samples(vib("cnc-102", 11.0, t)))
+
+    up = {"ok": False}
+
+    def opener():
+        if not up["ok"]:
+            raise StoreUnavailable("down")
+        return real
+
+    svc = AlarmService(cfg, DeferredStore(opener, name="embedded"), rules=rules)
+    assert not svc.restored and svc.active() == []
+    meanwhile = svc.on_samples(vib("cnc-101", 12.0, t + 10 * 10**9))  # held by the pipeline, unwritten
+    assert [(e.key, e.ts) for e in meanwhile] == [(a101, t + 10 * 10**9)]
+    svc.tick(t + 11 * 10**9)
+    assert not svc.restored  # still down
+
+    up["ok"] = True
+    svc.tick(t + 12 * 10**9)
+    assert svc.restored
+    # both: the one raised meanwhile (not yet in the store) and the one only the store knew
+    assert {s.id: s.raised_ts for s in svc.active()} == {a101: t + 10 * 10**9, a102: t}
+    # still high after the restore: neither is raised a second time
+    assert svc.on_samples(vib("cnc-101", 12.5, t + 13 * 10**9) + vib("cnc-102", 11.5, t + 13 * 10**9)) == []
+    # the restored one clears on its next normal value (the evaluator was seeded)
+    cleared = svc.on_samples(vib("cnc-102", 1.0, t + 14 * 10**9))
+    assert [(e.key, e.data["status"]) for e in cleared] == [(a102, "rtn_unack")]
+    real.close()
