@@ -165,3 +165,44 @@ def test_late_alarm_restore_merges_with_what_was_raised_meanwhile(tmp_path):
     cleared = svc.on_samples(vib("cnc-102", 1.0, t + 14 * 10**9))
     assert [(e.key, e.data["status"]) for e in cleared] == [(a102, "rtn_unack")]
     real.close()
+
+
+# ---------------------------------------------------------------- the late warm start, in process
+def test_late_engine_warm_start_counts_the_shift_like_an_uninterrupted_engine(tmp_path):
+    """What runtime.Runtime relies on when it warm-starts the engine only once the spool is
+    drained: an engine that saw only the outage live, then warm-started from a store holding
+    the earlier run and the outage, counts the shift as one that never restarted."""
+    from gwanje.config import load_config
+    from gwanje.engine import Engine
+    from gwanje.model import Sample
+    from storage.embedded import EmbeddedStore
+
+    conf = tmp_path / "config"
+    shutil.copytree(ROOT / "config", conf)
+    (conf / "shifts.yaml").unlink()  # the default calendar: one all-day shift, every day
+    cfg = load_config(conf, env={})
+    # half an hour into today's shift, whatever the hour the test runs at
+    now = Engine(cfg).calendar.shift_at(time.time_ns()).start_ns + 30 * 60 * 10**9
+    t = now - 20 * 60 * 10**9  # 40 readings 30 s apart, up to `now`
+
+    def readings(i0: int, i1: int) -> list[Sample]:
+        out = []
+        for i in range(i0, i1):
+            ts = t + i * 30 * 10**9
+            out += [Sample(SITE, LINE, MACHINE, "state", 3.0, ts),  # 3 = running for cnc
+                    Sample(SITE, LINE, MACHINE, "part_count_total", float(100 + i), ts),
+                    Sample(SITE, LINE, MACHINE, "part_count_good", float(90 + i), ts)]
+        return out
+
+    before, outage, after = readings(0, 20), readings(20, 35), readings(35, 40)
+    store = EmbeddedStore(tmp_path / "w.duckdb")
+    store.write_samples(before)  # the previous run
+    late = Engine(cfg)
+    late.on_samples(outage)  # live, while the store was down
+    store.write_samples(outage)  # the spool drained
+    late.warm_start(store, now)
+    late.on_samples(after)
+    r = late.snapshot(now).machines[(SITE, LINE, MACHINE)]
+    # the counters went 100 -> 139 and 90 -> 129: 39 parts, all good, none lost or counted twice
+    assert (r.total, r.good) == (39, 39)
+    store.close()
