@@ -38,6 +38,8 @@ _QUALITIES = {q.value: q for q in Quality}
 # 2000-01-01 and at most a day ahead: the batch fast path applies the same rule in one check
 _MS_MIN = max(10**11, 946_684_800_000)
 _MS_MAX = 10**14 - 1
+# ... and integers from 1e17 up as epoch nanoseconds (gateways stamping with time.time_ns())
+_NS_MIN = max(10**17, 946_684_800 * 1_000_000_000)
 _MAX_FUTURE_NS = 86_400 * 1_000_000_000
 
 _EXACT_INT = 2**53
@@ -174,6 +176,7 @@ class JsonDecoder:
         numeric = self._numeric[(site, line, machine)]
         # epoch milliseconds that parse_ts accepts, as one range check (the fast path below)
         ms_lo, ms_hi = _MS_MIN, min(_MS_MAX, (now + _MAX_FUTURE_NS) // 1_000_000)
+        ns_hi = now + _MAX_FUTURE_NS
         for item in items:
             if type(item) is not dict:
                 rejects.append("bad_shape")
@@ -189,10 +192,14 @@ class JsonDecoder:
             t = type(raw)
             # fast path (what nearly every element is): a finite number, or an int a float
             # holds exactly, for a numeric signal at an epoch-ms time parse_ts would accept
-            if (q is None and type(ts) is int and ms_lo <= ts <= ms_hi and signal in numeric
+            if (q is None and type(ts) is int and signal in numeric
                     and ((t is float and raw - raw == 0.0) or (t is int and -_EXACT_INT <= raw <= _EXACT_INT))):
-                samples.append(Sample(site, line, machine, signal, float(raw), ts * 1_000_000))
-                continue
+                if ms_lo <= ts <= ms_hi:
+                    samples.append(Sample(site, line, machine, signal, float(raw), ts * 1_000_000))
+                    continue
+                if _NS_MIN <= ts <= ns_hi:
+                    samples.append(Sample(site, line, machine, signal, float(raw), ts))
+                    continue
             try:
                 samples.append(sample(site, line, machine, signal, raw, ts,
                                       Quality.GOOD if q is None else _quality(q), now))
