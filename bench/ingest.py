@@ -39,6 +39,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -393,13 +394,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--listeners", choices=["on", "off"], default="on",
                     help="engine + alarm listeners on the writer thread, as in `app.py collect`")
+    ap.add_argument("--inflight", type=int, help="override the fixture's mosquitto max_inflight_messages")
     ap.add_argument("--variables", type=int, default=1000, help="OPC UA variables (--mode opcua)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from tests.fixtures.common import find_binary
     from tests.fixtures.influxd import Influxd
-    from tests.fixtures.mosquitto import BROKER_CONF, Mosquitto
+    from tests.fixtures import mosquitto as mosquitto_fixture
+    from tests.fixtures.mosquitto import Mosquitto
 
+    if a.inflight is not None:  # to measure what the inflight limit costs
+        mosquitto_fixture.BROKER_CONF = re.sub(r"(?m)^max_inflight_messages \d+$",
+                                               f"max_inflight_messages {a.inflight}", mosquitto_fixture.BROKER_CONF)
+    BROKER_CONF = mosquitto_fixture.BROKER_CONF
     print(machine_line())
     inflight = [ln for ln in BROKER_CONF.splitlines() if ln.startswith("max_inflight_messages")]
     print(f"broker: mosquitto, tests/fixtures/mosquitto config ({', '.join(inflight)}); listeners {a.listeners}; "
