@@ -7,7 +7,7 @@ samples reached the sink — and, when the sink's submit() takes `on_done` (gwan
 only once the sink is done with them (stored or spooled), so a crash loses nothing the broker
 would not redeliver (at-least-once; stores are idempotent). Brokers stop sending once a
 client holds their in-flight limit of unacknowledged messages (mosquitto max_inflight_messages,
-default 20; EMQX max_inflight): with ack after store, deployments should raise it (e.g. 1000)
+default 20; EMQX max_inflight): with ack after store, deployments should raise it (20000, docs/deploy.md)
 so a writer flush interval does not pace ingest. Subscriptions are made in on_connect, which runs on every reconnect; paho's loop
 thread reconnects by itself with exponential back-off (mqtt.reconnect_min_s .. reconnect_max_s).
 
