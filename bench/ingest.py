@@ -62,12 +62,11 @@ def machine_line() -> str:
 
 # ------------------------------------------------------------------ publisher process
 def mqtt_targets(mode: str) -> list[tuple[str, list[str]]]:
-    """(topic, signals) for the demo plant's MQTT machines: numeric signals only."""
-    from gwanje.config import load_config
+    """(topic, signals) for the demo plant's MQTT machines (numeric signals): machine topics
+    for batched messages, one signal topic per signal for single-sample messages."""
+    from bench.soak import mqtt_machines
 
-    cfg = load_config(REPO / "config", env={})
-    base = [(f"gwanje/{m.site}/{m.line}/{m.machine}", [s.id for s in m.signals if s.kind in ("analog", "counter")])
-            for m in cfg.machines() if m.definition.source == "mqtt"]
+    base = mqtt_machines()
     if mode == "batched":
         return base
     return [(f"{topic}/{sig}", [sig]) for topic, sigs in base for sig in sigs]
@@ -154,7 +153,7 @@ class LatencyStore:
 
 
 def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str, data_dir: str,
-                   listeners_on: bool) -> None:
+                   listeners_on: bool, client_id: str) -> None:
     """Collector process: build the collect path, then answer "stats" / "reset" / "stop"."""
     import logging
 
@@ -185,7 +184,7 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
     if kind == "mqtt":
         from collectors.mqtt import MqttCollector
 
-        collector = MqttCollector(config, pipeline, secrets, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
+        collector = MqttCollector(config, pipeline, secrets, client_id=client_id)
     else:
         from collectors.opcua import OpcuaCollector
 
@@ -214,11 +213,13 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
 
 class Collector:
     def __init__(self, kind: str, store_kind: str, env: dict, config_dir: Path, data_dir: Path,
-                 listeners_on: bool) -> None:
+                 listeners_on: bool, broker_port: int = 0) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
+        self.client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+        self.broker_port = broker_port
         self.proc = ctx.Process(target=collector_main, daemon=True, args=(
-            child, kind, store_kind, env, str(config_dir), str(data_dir), listeners_on))
+            child, kind, store_kind, env, str(config_dir), str(data_dir), listeners_on, self.client_id))
         self.proc.start()
 
     def ask(self, cmd: str = "stats") -> dict:
@@ -235,6 +236,22 @@ class Collector:
         self.proc.join(30)
         if self.proc.is_alive():
             self.proc.kill()
+        if self.broker_port:
+            drop_session(self.broker_port, self.client_id)
+
+
+def drop_session(port: int, client_id: str) -> None:
+    """A stopped collector's persistent session would make the broker queue (and persist)
+    every later message for it, slowing the next runs: end it with a clean connect."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    c.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 5
+    while not c.is_connected() and time.monotonic() < deadline:
+        c.loop(0.1)
+    c.disconnect()
 
 
 # ------------------------------------------------------------------ runs
@@ -273,10 +290,14 @@ def settle(coll: Collector, want: int, base: dict, pub_s: float) -> dict:
         elif time.monotonic() - last_change > 15:
             break
         time.sleep(0.2)
-    s = coll.ask("lat")
+    return figures(coll.ask("lat"), base, want, want / pub_s)
+
+
+def figures(s: dict, base: dict, offered: int, offered_per_s: float) -> dict:
     span = max(s["last"] - s["first"], 1e-9)
     lat = sorted(s["lat"] or [0])
-    return {"offered": want, "offered_per_s": want / pub_s, "stored": s["written"], "lost": want - s["written"],
+    return {"offered": offered, "offered_per_s": offered_per_s, "stored": s["written"],
+            "lost": offered - s["written"] if offered else 0,
             "per_s": s["written"] / span, "cpu_s": s["cpu"] - base["cpu"], "rss_mb": s["rss_mb"],
             "lat_med": lat[len(lat) // 2] / 1e9, "lat_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e9,
             "spooled": s["spooled"], "rejects": s["rejects"], "write_errors": s["write_errors"]}
@@ -289,14 +310,7 @@ def opcua_run(coll: Collector, server_rates: list, seconds: float) -> dict:
     base = coll.ask("reset")
     r0 = len(server_rates)
     time.sleep(seconds)
-    s = coll.ask("lat")
-    span = max(s["last"] - s["first"], 1e-9)
-    lat = sorted(s["lat"] or [0])
-    srv = server_rates[r0:] or [0.0]
-    return {"offered": 0, "offered_per_s": statistics.mean(srv), "stored": s["written"], "lost": 0,
-            "per_s": s["written"] / span, "cpu_s": s["cpu"] - base["cpu"], "rss_mb": s["rss_mb"],
-            "lat_med": lat[len(lat) // 2] / 1e9, "lat_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e9,
-            "spooled": s["spooled"], "rejects": s["rejects"], "write_errors": s["write_errors"]}
+    return figures(coll.ask("lat"), base, 0, statistics.mean(server_rates[r0:] or [0.0]))
 
 
 def show(label: str, r: dict, unit_per_msg: int) -> None:
@@ -328,7 +342,7 @@ def run_mqtt(store: str, mode: str, a, env: dict, tmp: Path) -> None:
     maxes, lats = [], []
     for i in range(a.runs):
         data = tmp / f"data-{store}-{mode}-{i}"
-        coll = Collector("mqtt", store, env, REPO / "config", data, a.listeners == "on")
+        coll = Collector("mqtt", store, env, REPO / "config", data, a.listeners == "on", a.port)
         try:
             wait_for(lambda: coll.ask()["connected"], 60, "the collector to connect")
             time.sleep(0.5)  # SUBACK
