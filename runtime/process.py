@@ -54,6 +54,7 @@ class Runtime:
         self._ticker: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self.warm_start_pending = False
+        self._warm_failures = 0
         self._engine_unwritten: list[Any] = []  # engine records the store refused; retried
 
     # ------------------------------------------------------------------ roles
@@ -155,12 +156,15 @@ class Runtime:
         """The running shift from stored samples, so a restart does not cut it short."""
         try:
             self.engine.warm_start(self.store, now_ns())
-        except Exception as e:
-            # the store went away again between ping and read: the ticker tries again
-            log.warning("engine warm start failed (%s); will retry", type(e).__name__)
+        except Exception:
+            # e.g. the store went away again between ping and read: the ticker tries again
+            # every 2 s, so the reason is logged once, not every time
+            if not self._warm_failures:
+                log.exception("engine warm start failed; will retry (the shift so far counts from now until then)")
+            self._warm_failures += 1
             return
-        if self.warm_start_pending and self.pipeline is not None:
-            log.warning("engine warm start done after the store came back")
+        if self.pipeline is not None:
+            log.warning("engine warm start done after the store came back (%d failed attempts)", self._warm_failures)
         self.warm_start_pending = False
 
     def _write_engine_events(self, events: list[Any]) -> None:
