@@ -206,3 +206,38 @@ def test_late_engine_warm_start_counts_the_shift_like_an_uninterrupted_engine(tm
     # the counters went 100 -> 139 and 90 -> 129: 39 parts, all good, none lost or counted twice
     assert (r.total, r.good) == (39, 39)
     store.close()
+
+
+# ---------------------------------------------------------------- engine records during the outage
+def test_engine_records_wait_for_the_store_and_gate_the_warm_start(tmp_path):
+    """An engine record (a shift close, a minute) made while the store is down is kept and
+    written once it answers, and the late warm start waits until then."""
+    from gwanje.config import load_config
+    from gwanje.model import Event
+    from gwanje.pipeline import Pipeline
+    from runtime.process import Runtime
+    from storage import StoreUnavailable
+    from storage.embedded import EmbeddedStore
+    from storage.spool import DeferredStore
+
+    real = EmbeddedStore(tmp_path / "e.duckdb")
+    up = {"ok": False}
+
+    def opener():
+        if not up["ok"]:
+            raise StoreUnavailable("down")
+        return real
+
+    rt = Runtime(load_config(ROOT / "config", env={}), tmp_path / "data")
+    rt.store = DeferredStore(opener, name="embedded")
+    rt.pipeline = Pipeline(rt.store)
+    t = time.time_ns()
+    record = Event(kind="shift_oee", ts=t, site=SITE, line=LINE, key="day", data={"oee": 0.5})
+    rt._write_engine_events([record])  # the store is down: kept, not lost
+    assert not rt._ready_for_warm_start()
+    up["ok"] = True
+    assert not rt._ready_for_warm_start()  # the store answers, but the record is not in it yet
+    rt._write_engine_events([])  # the next engine tick
+    assert real.events("shift_oee", t, t + 1) == [record]
+    assert rt._ready_for_warm_start()
+    real.close()
