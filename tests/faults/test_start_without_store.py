@@ -114,6 +114,20 @@ def test_collect_starts_without_store_and_loses_nothing_when_it_comes(mosquitto,
         influxd.stop()
 
 
+def late_store(real, up: dict):
+    """The store as the runtime holds one that was down at start (storage.spool.DeferredStore):
+    `real` answers once up["ok"] is set."""
+    from storage import StoreUnavailable
+    from storage.spool import DeferredStore
+
+    def opener():
+        if not up.get("ok"):
+            raise StoreUnavailable("down")
+        return real
+
+    return DeferredStore(opener, name="embedded")
+
+
 # ---------------------------------------------------------------- the restore merge, in process
 def test_late_alarm_restore_merges_with_what_was_raised_meanwhile(tmp_path):
     """The order the subprocess test cannot force: the restore reads the store before the
@@ -122,9 +136,7 @@ def test_late_alarm_restore_merges_with_what_was_raised_meanwhile(tmp_path):
     from alerts.service import AlarmService
     from gwanje.config import load_config
     from gwanje.model import Sample
-    from storage import StoreUnavailable
     from storage.embedded import EmbeddedStore
-    from storage.spool import DeferredStore
 
     cfg = load_config(ROOT / "config", env={})
     rules = AlarmRules.model_validate({"rules": [
@@ -140,21 +152,15 @@ def test_late_alarm_restore_merges_with_what_was_raised_meanwhile(tmp_path):
     before = AlarmService(cfg, real, rules=rules)  # the previous run: cnc-102 raised and stored
     real.write_events(before.on_samples(vib("cnc-102", 11.0, t)))
 
-    up = {"ok": False}
-
-    def opener():
-        if not up["ok"]:
-            raise StoreUnavailable("down")
-        return real
-
-    svc = AlarmService(cfg, DeferredStore(opener, name="embedded"), rules=rules)
+    up: dict = {}
+    svc = AlarmService(cfg, late_store(real, up), rules=rules)
     assert not svc.restored and svc.active() == []
     meanwhile = svc.on_samples(vib("cnc-101", 12.0, t + 10 * 10**9))  # held by the pipeline, unwritten
     assert [(e.key, e.ts) for e in meanwhile] == [(a101, t + 10 * 10**9)]
     svc.tick(t + 11 * 10**9)
     assert not svc.restored  # still down
 
-    up["ok"] = True
+    up["ok"] = True  # the store answers from now on
     svc.tick(t + 12 * 10**9)
     assert svc.restored
     # both: the one raised meanwhile (not yet in the store) and the one only the store knew
@@ -216,26 +222,18 @@ def test_engine_records_wait_for_the_store_and_gate_the_warm_start(tmp_path):
     from gwanje.model import Event
     from gwanje.pipeline import Pipeline
     from runtime.process import Runtime
-    from storage import StoreUnavailable
     from storage.embedded import EmbeddedStore
-    from storage.spool import DeferredStore
 
     real = EmbeddedStore(tmp_path / "e.duckdb")
-    up = {"ok": False}
-
-    def opener():
-        if not up["ok"]:
-            raise StoreUnavailable("down")
-        return real
-
+    up: dict = {}
     rt = Runtime(load_config(ROOT / "config", env={}), tmp_path / "data")
-    rt.store = DeferredStore(opener, name="embedded")
+    rt.store = late_store(real, up)
     rt.pipeline = Pipeline(rt.store)
     t = time.time_ns()
     record = Event(kind="shift_oee", ts=t, site=SITE, line=LINE, key="day", data={"oee": 0.5})
     rt._write_engine_events([record])  # the store is down: kept, not lost
     assert not rt._ready_for_warm_start()
-    up["ok"] = True
+    up["ok"] = True  # the store answers from now on
     assert not rt._ready_for_warm_start()  # the store answers, but the record is not in it yet
     rt._write_engine_events([])  # the next engine tick
     assert real.events("shift_oee", t, t + 1) == [record]
