@@ -27,7 +27,11 @@ Per store and mode:
            "write returned" is "queryable" (a poll loop would only add its own period).
            Median and p99 over every 10th sample.
 Also printed: the collector process's CPU seconds (user + system) and peak RSS, and samples
-lost (published - stored; must be 0). Median of --runs runs per figure.
+lost (published - stored; must be 0). Median of --runs runs per figure (default 1, the
+default run takes about 3 minutes; --runs 3 for the figures in docs/performance.md).
+--inflight N overrides the broker's max_inflight_messages, to measure what that limit costs.
+Each stopped collector's persistent session is ended (a clean connect with its client id):
+left behind, the broker would queue every later message for it and slow the next runs.
 OPC UA has no broker to queue for it: "max" there is the server writing as fast as it can
 and the rate the collector stores while it does (the field notes: the asyncua server is the
 bottleneck near 22k changes/s); "latency" paces the server at half that.
