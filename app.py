@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     rt = Runtime(config, Path(args.data_dir), secrets)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM ends the UI by raising SIGINT in the main thread; a shell that starts us in the
+    # background ignores SIGINT, so put Python's handler back explicitly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     health = None
     try:
         if args.command == "demo":
