@@ -170,3 +170,30 @@ def test_store_down_shows_unavailable_not_zero(plant_config):
 def test_plant_oee_lookup_of_unknown_names():
     oee = PlantOee(True)
     assert oee.machine("s1", "l1", {"evil": 1}) is None and oee.line(None, 3) is None
+
+
+def test_mid_minute_the_running_minute_does_not_drag_performance_down(tmp_path):
+    """At 07:00:40, with both machines still reporting, the stored minute counts end at 07:00
+    (the 07:00 minute is still open), so the figures are those of 07:00 — not run time to
+    07:00:40 against parts to 07:00 (m2's P would read 2700 / 3280 = 82.3 %)."""
+    from storage.embedded import EmbeddedStore
+
+    cfg = make_config(tmp_path)
+    pre = Segment(5 * MIN, RUN, 10)
+    tail = Segment(41, RUN)  # 07:00:00 .. 07:00:40, no part finished yet
+    m2 = scenario(("s1", "l1", "m2"), START, [pre, Segment(30 * MIN, RUN, 50), Segment(6 * MIN, DOWN),
+                                               Segment(24 * MIN, RUN, 40, 9), tail])
+    m1 = scenario(("s1", "l1", "m1"), START, [pre, Segment(60 * MIN, RUN, 130), tail])
+    samples = sorted(m1 + m2, key=lambda s: s.ts)
+    eng = Engine(cfg, clock=None)
+    events = eng.on_samples(samples)
+    store = EmbeddedStore()
+    try:
+        store.write_samples(samples)
+        store.write_events(events)
+        layer = DataLayer(cfg, store, ttl_s=0.0, clock=lambda: NOW + 40 * 10**9)
+        line = callbacks.plant_oee(cfg, layer).line("s1", "l1")
+        r = line.result
+        assert (round(r.availability, 4), round(r.performance, 4), round(r.quality, 4)) == (0.9, 0.8333, 0.9)
+    finally:
+        store.close()
