@@ -21,8 +21,10 @@ test: $(VENV)/.installed
 check-config: $(VENV)/.installed
 	$(PY) app.py check-config
 
+# one benchmark: make bench NAME=ingest (see bench/*.py and docs/performance.md)
+NAME ?= ingest
 bench: $(VENV)/.installed
-	$(PY) -m bench
+	$(PY) -m bench.$(NAME)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
