@@ -85,12 +85,6 @@ _STRINGS = {
     "flag_low_coverage": {"ko": "데이터 누락 5% 초과", "en": "Over 5 % of the time without data"},
     "flag_counts_without_run": {"ko": "가동 없이 생산 계수", "en": "Parts counted without running"},
     "flag_counts_inconsistent": {"ko": "양품+불량 ≠ 총생산", "en": "Good + rejects ≠ total"},
-    "state_running": {"ko": "가동", "en": "Running"},
-    "state_idle": {"ko": "대기", "en": "Idle"},
-    "state_down": {"ko": "고장", "en": "Down"},
-    "state_setup": {"ko": "준비", "en": "Setup"},
-    "state_planned_stop": {"ko": "계획정지", "en": "Planned stop"},
-    "state_unknown": {"ko": "미확인", "en": "Unknown"},
 }
 # prefixed so that a page elsewhere adding e.g. "machine" cannot change these labels
 add_strings({f"oee:{k}": v for k, v in _STRINGS.items()})
@@ -444,7 +438,7 @@ def timeline_figure(cfg: Config, scope: ScopeData, lang: str) -> dict[str, Any]:
                 text.append(f"{tr('state_' + st.value, lang)} {local_time(iv.start_ns, tz, '%H:%M:%S')} · "
                             f"{iv.duration_ns / NS_PER_S / 60:.1f} {tr('minutes', lang)}")
         traces.append({"type": "bar", "orientation": "h", "base": base, "x": x, "y": y,
-                       "name": tr("state_" + st.value, lang), "marker": {"color": STATE_COLORS[st.value]},
+                       "name": t("state." + st.value, lang), "marker": {"color": STATE_COLORS[st.value]},
                        "hovertext": text, "hoverinfo": "text"})
     start = local_time(scope.shift.start_ns, tz, "%Y-%m-%d %H:%M:%S")
     end = local_time(scope.shift.end_ns, tz, "%Y-%m-%d %H:%M:%S")

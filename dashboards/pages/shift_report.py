@@ -15,6 +15,7 @@ from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct,
                                        local_time, machine_name, machine_rows, machine_table, scope_from_params,
                                        shift_title, tr)
 from dashboards.components.page import View, render, view
+from dashboards.i18n import t
 from dashboards.components.views import not_found
 from gwanje.losses import LOSS_LABELS, STOP_STATES, six_big_losses
 from gwanje.model import now_ns
@@ -57,7 +58,7 @@ def stops_table(cfg: Any, scope: ScopeData, tree: ReasonTree, lang: str) -> html
             html.Td(machine_name(cfg, key, lang)),
             html.Td(local_time(s.start_ns, cfg.plant.timezone, "%H:%M:%S")),
             html.Td(f"{s.minutes:.1f}"),
-            html.Td(tr("state_" + s.state.value, lang), className=f"gw-state-{s.state.value}"),
+            html.Td(t("state." + s.state.value, lang), className=f"gw-state-{s.state.value}"),
             html.Td([dcc.Dropdown(id=reason_id(key[0], key[1], s.machine, s.start_ns), options=options,
                                   value=current.get((s.machine, s.start_ns)), clearable=False,
                                   placeholder=tr("unassigned", lang), className="gw-reason-pick"),
