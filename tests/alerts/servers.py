@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from tests.fixtures.common import free_port
 
@@ -104,12 +103,3 @@ class HungEndpoint:
         self.release.set()
         self.sock.close()
 
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll until cond() is truthy or the deadline passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.02)

@@ -18,7 +18,8 @@ from alerts.service import AlarmService
 from gwanje.model import Sample
 from storage.embedded import EmbeddedStore
 from tests.alerts.helpers import REPO, S, Clock
-from tests.alerts.servers import HungEndpoint, SmtpSink, WebhookSink, wait_for
+from tests.alerts.servers import HungEndpoint, SmtpSink, WebhookSink
+from tests.fixtures.common import wait_for
 from tests.fixtures.common import free_port, missing
 
 # Wednesday 2026-01-07 12:00 in Seoul (03:00 UTC): week 0 of a rotation that starts Monday

@@ -140,7 +140,7 @@ def test_shelve_and_operator_input_checks(config, db):
 
 def test_alarm_events_flow_through_the_real_pipeline(config, db):
     from gwanje.pipeline import Pipeline
-    from tests.alerts.servers import wait_for
+    from tests.fixtures.common import wait_for
 
     store = EmbeddedStore(db)
     svc = AlarmService(config, store, rules=RULES)

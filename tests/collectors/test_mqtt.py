@@ -19,6 +19,7 @@ from collectors.sparkplug import Metric, encode_payload
 from gwanje.config import Secrets
 from gwanje.model import Quality, Sample
 from tests.collectors import demo_config
+from tests.fixtures.common import wait_for
 
 NO_SECRETS = Secrets.from_env({})
 TS_MS = int(time.time() * 1000) - 60_000  # a minute ago: inside the accepted window whenever the test runs
@@ -42,14 +43,6 @@ class ListSink:
         with self._lock:
             return list(self._samples)
 
-
-def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def S(signal: str, value, ts_ms: int, machine: str = MACHINE, site: str = SITE, line: str = LINE,
@@ -87,11 +80,11 @@ def running(broker, sink: ListSink, client_id: str = "", **mqtt) -> Iterator[Mqt
                       client_id=client_id or f"gwanje-test-{uuid.uuid4().hex[:8]}")
     c.start()
     try:
-        assert wait_until(lambda: c.status().connected), c.status()
+        assert wait_for(lambda: c.status().connected), c.status()
         # subscribed once the SUBACK is back; a retained-free broker gives us no event for it,
         # so wait for our own probe message to come through
         with publisher(broker.port) as publish:
-            assert wait_until(lambda: _probe(c, publish)), c.status()
+            assert wait_for(lambda: _probe(c, publish)), c.status()
         yield c
     finally:
         c.stop()
@@ -100,7 +93,7 @@ def running(broker, sink: ListSink, client_id: str = "", **mqtt) -> Iterator[Mqt
 def _probe(c: MqttCollector, publish) -> bool:
     before = c.status().messages_in
     publish("gwanje/probe/x/y", b"{}")  # an unknown machine: counted as a message and a reject
-    return wait_until(lambda: c.status().messages_in > before, 0.5)
+    return wait_for(lambda: c.status().messages_in > before, 0.5)
 
 
 # ------------------------------------------------------------------------ pure helpers
@@ -167,7 +160,7 @@ def test_json_and_sparkplug_messages_arrive_as_samples(mosquitto_module):
             S("die_temp", 88.5, TS_MS + 4, "press-203", "changwon-2", "press-2"),
             S("tonnage", 415.5, TS_MS + 5, "press-203", "changwon-2", "press-2"),
         ]
-        assert wait_until(lambda: len(sink.samples) >= len(expected) + 1), sink.samples
+        assert wait_for(lambda: len(sink.samples) >= len(expected) + 1), sink.samples
         got = sink.samples
         scalar = [s for s in got if s.signal == "cycle_time"]
         assert [(s.value, s.machine) for s in scalar] == [(41.5, MACHINE)]
@@ -198,7 +191,7 @@ def test_bad_messages_between_good_ones(mosquitto_module):
         publish(TOPIC, good[4])
         publish(TOPIC, json.dumps([{"signal": "vibration", "value": float("nan"), "ts": TS_MS},
                                    {"signal": "vibration", "value": 5.0, "ts": TS_MS + 5}]).encode())
-        assert wait_until(lambda: c.status().messages_in - base.messages_in >= 11), c.status()
+        assert wait_for(lambda: c.status().messages_in - base.messages_in >= 11), c.status()
         assert sorted(sink.samples, key=key) == [S("vibration", float(i), TS_MS + i) for i in range(6)]
         rejects = c.status().rejects
         new = {r: n - base.rejects.get(r, 0) for r, n in rejects.items() if n != base.rejects.get(r, 0)}
@@ -215,14 +208,14 @@ def test_broker_restart_loses_nothing_published_while_we_were_away(mosquitto):
         with publisher(mosquitto.port) as publish:
             for i in range(20):
                 publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
-            assert wait_until(lambda: len({key(s) for s in sink.samples}) == 20), len(sink.samples)
+            assert wait_for(lambda: len({key(s) for s in sink.samples}) == 20), len(sink.samples)
         mosquitto.restart()
         with publisher(mosquitto.port) as publish:
             for i in range(20, 40):
                 publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
         away = c.status()
         assert not away.connected, "the collector reconnected before the second batch was published"
-        assert wait_until(lambda: len({key(s) for s in sink.samples}) == 40, 15), len(sink.samples)
+        assert wait_for(lambda: len({key(s) for s in sink.samples}) == 40, 15), len(sink.samples)
         # QoS 1 may redeliver; the set of samples is exactly the 40 published
         assert {key(s) for s in sink.samples} == {key(S("vibration", float(i), TS_MS + i)) for i in range(40)}
         st = c.status()
@@ -240,7 +233,7 @@ def test_start_before_the_broker_is_up_then_stop(mosquitto):
         time.sleep(0.3)  # let the first attempt fail: the state under test, not an assertion
         assert not c.status().connected
         mosquitto.start()
-        assert wait_until(lambda: c.status().connected), c.status()
+        assert wait_for(lambda: c.status().connected), c.status()
     finally:
         c.stop()
     assert not c.status().connected
@@ -271,18 +264,18 @@ def test_messages_are_acked_only_when_the_sink_is_done(mosquitto_module):
         with publisher(mosquitto_module.port) as publish:
             for i in range(5):
                 publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
-        assert wait_until(lambda: len(lost_with_the_process.samples) == 5)
+        assert wait_for(lambda: len(lost_with_the_process.samples) == 5)
     # the same session again: the broker redelivers the 5 messages nobody acknowledged
     stored = AckingSink(ack=True)
     want = {key(S("vibration", float(i), TS_MS + i)) for i in range(5)}
     with running(mosquitto_module, stored, client_id=client_id):
-        assert wait_until(lambda: {key(s) for s in stored.samples} >= want), stored.samples
+        assert wait_for(lambda: {key(s) for s in stored.samples} >= want), stored.samples
     # and once acknowledged they are gone: a third session gets only what is new
     again = AckingSink(ack=True)
     with running(mosquitto_module, again, client_id=client_id):
         with publisher(mosquitto_module.port) as publish:
             publish(TOPIC + "/vibration", json.dumps({"value": 99.0, "ts": TS_MS + 99}).encode())
-        assert wait_until(lambda: len(again.samples) >= 1)
+        assert wait_for(lambda: len(again.samples) >= 1)
         assert [key(s) for s in again.samples] == [key(S("vibration", 99.0, TS_MS + 99))]
 
 
@@ -296,7 +289,7 @@ def test_shared_subscription_splits_the_stream_between_collectors(mosquitto_modu
             publisher(mosquitto_module.port) as publish:
         for i in range(40):
             publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
-        assert wait_until(lambda: len(a.samples) + len(b.samples) >= 40)
+        assert wait_for(lambda: len(a.samples) + len(b.samples) >= 40)
         got = [key(s) for s in a.samples + b.samples]
         assert sorted(got) == sorted(key(S("vibration", float(i), TS_MS + i)) for i in range(40))
         assert a.samples and b.samples, (len(a.samples), len(b.samples))
@@ -313,7 +306,7 @@ def test_a_broken_sink_is_counted_and_logged_once_not_per_message(mosquitto_modu
     with running(mosquitto_module, BrokenSink()) as c, publisher(mosquitto_module.port) as publish:
         for i in range(20):
             publish(TOPIC + "/vibration", json.dumps({"value": float(i), "ts": TS_MS + i}).encode())
-        assert wait_until(lambda: c.status().rejects.get("sink_error", 0) == 20), c.status()
+        assert wait_for(lambda: c.status().rejects.get("sink_error", 0) == 20), c.status()
         assert c.status().connected  # the network loop survived every failure
     tracebacks = [r for r in caplog.records if r.exc_info and "sample sink failed" in r.getMessage()]
     assert len(tracebacks) == 1

@@ -21,8 +21,8 @@ from collectors.mqtt import MqttCollector
 from gwanje.config import Secrets, TlsConfig
 from gwanje.model import Sample
 from tests.collectors import demo_config
-from tests.collectors.test_mqtt import ListSink, wait_until
-from tests.fixtures.common import find_binary, free_port, stop_process, wait_port
+from tests.collectors.test_mqtt import ListSink
+from tests.fixtures.common import find_binary, free_port, stop_process, wait_for, wait_port
 
 USER, PASSWORD = "gwanje", "pw-7f3a-비밀"
 
@@ -108,7 +108,7 @@ def test_mqtts_with_client_certificate_and_password(tls_broker):
     pub.tls_set(ca_certs=f"{pki['ca']}.pem", certfile=f"{pki['client']}.pem", keyfile=f"{pki['client']}.key")
     pub.username_pw_set(USER, PASSWORD)
     try:
-        assert wait_until(lambda: c.status().connected), c.status()
+        assert wait_for(lambda: c.status().connected), c.status()
         pub.connect("127.0.0.1", port)
         pub.loop_start()
         ts_ms = int(time.time() * 1000) - 1000
@@ -116,9 +116,9 @@ def test_mqtts_with_client_certificate_and_password(tls_broker):
 
         def delivered() -> bool:  # republish until the subscription is in place
             pub.publish("gwanje/changwon-2/press-2/press-204", payload, qos=1).wait_for_publish(2)
-            return wait_until(lambda: bool(sink.samples), 0.5)
+            return wait_for(lambda: bool(sink.samples), 0.5)
 
-        assert wait_until(delivered, 10)
+        assert wait_for(delivered, 10)
         assert c.subscribed and "subscribed to 2 topic filter(s)" in c.status().detail
         assert set(sink.samples) == {Sample("changwon-2", "press-2", "press-204", "tonnage", 512.5, ts_ms * 1_000_000)}
     finally:
@@ -137,7 +137,7 @@ def test_wrong_password_is_refused_and_never_logged(tls_broker, caplog):
     caplog.set_level(logging.DEBUG)
     c.start()
     try:
-        assert wait_until(lambda: "refused" in c.status().detail, 10), c.status()
+        assert wait_for(lambda: "refused" in c.status().detail, 10), c.status()
         assert not c.status().connected
     finally:
         c.stop()

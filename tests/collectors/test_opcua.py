@@ -9,7 +9,6 @@ import math
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable
 
 import pytest
 from asyncua import ua
@@ -17,6 +16,7 @@ from asyncua import ua
 from collectors.opcua import OpcuaCollector, monitored_signals
 from gwanje.config import Secrets, load_config
 from gwanje.model import Quality, Sample
+from tests.fixtures.common import wait_for
 from tests.fixtures.opcua import MISSING_NODE, OpcuaTestServer, plant_variables
 
 pytestmark = pytest.mark.services
@@ -52,15 +52,6 @@ class ListSink:
     def of(self, machine: str, signal: str) -> list[Sample]:
         return [s for s in self.samples if s.machine == machine and s.signal == signal]
 
-
-def wait_for(what: Callable[[], object], timeout: float = 10.0) -> object:
-    """Poll until what() is truthy or the deadline passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = what()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(0.02)
 
 
 def fast(endpoint, url: str, **kw):

@@ -4,7 +4,6 @@ machine reach the store, and the control room in headless Chromium shows every c
 with live machine states."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -12,17 +11,10 @@ from gwanje.config import load_config
 from gwanje.model import NS_PER_S, now_ns
 from storage.influx import InfluxStore
 from tests.e2e.stack import Proc, make_config
+from tests.fixtures.common import wait_for
 
 LIVE_STATES = {"running", "idle", "down", "setup", "planned_stop"}
 
-
-def poll(fn, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 @pytest.mark.services
@@ -44,15 +36,15 @@ def test_simulated_sites_reach_influxdb_and_the_control_room(tmp_path, mosquitto
                 return None
             return next((s for s in got if s.signal == signal and s.ts >= t0 - 5 * NS_PER_S), None)
 
-        mqtt_sample = poll(lambda: fresh("changwon-1", "cnc-1", "cnc-101", "spindle_speed"), 45)
-        opcua_sample = poll(lambda: fresh("changwon-1", "forge-1", "forge-101", "forging_force"), 45)
+        mqtt_sample = wait_for(lambda: fresh("changwon-1", "cnc-1", "cnc-101", "spindle_speed"), 45, interval=0.5)
+        opcua_sample = wait_for(lambda: fresh("changwon-1", "forge-1", "forge-101", "forging_force"), 45, interval=0.5)
         logs = "\n".join(f"--- {p.proc.args[2]}\n{p.output()[-3000:]}" for p in procs)
         assert mqtt_sample is not None, logs
         assert opcua_sample is not None, logs
         assert config.machine("changwon-1", "cnc-1", "cnc-101").definition.source == "mqtt"
         assert config.machine("changwon-1", "forge-1", "forge-101").definition.source == "opcua"
         # every machine of both sites reports, through either protocol
-        assert poll(lambda: len({(s.site, s.line, s.machine) for s in store.latest(since_ns=t0)}) == 36, 30)
+        assert wait_for(lambda: len({(s.site, s.line, s.machine) for s in store.latest(since_ns=t0)}) == 36, 30, interval=0.5)
 
         page = browser.new_page()
         try:
@@ -68,7 +60,7 @@ def test_simulated_sites_reach_influxdb_and_the_control_room(tmp_path, mosquitto
                 states = {path: cls.split("gw-state-")[-1].split()[0] for path, cls in classes}
                 return states if len(states) == 36 and set(states.values()) <= LIVE_STATES else None
 
-            states = poll(live_classes, 30)
+            states = wait_for(live_classes, 30, interval=0.5)
             assert states, page.eval_on_selector_all(".gw-tile", "els => els.map(e => e.className)")
             lines_seen = {tuple(path.split("/")[2:4]) for path in states}
             assert lines_seen == {(s.id, ln.id) for s in config.plant.sites for ln in s.lines}

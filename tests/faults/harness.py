@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -21,14 +21,6 @@ SITE, LINE, MACHINE, SIGNAL = "changwon-1", "cnc-1", "cnc-101", "part_count_tota
 TOPIC = f"gwanje/{SITE}/{LINE}/{MACHINE}"
 US = 1000
 
-
-def wait_for(pred: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
 
 
 class Publisher:

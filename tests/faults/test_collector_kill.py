@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from storage.influx import InfluxStore
-from tests.faults.harness import Publisher, check_values, stored, wait_for
+from tests.faults.harness import Publisher, check_values, stored
+from tests.fixtures.common import wait_for
 from tests.fixtures.common import free_port
 
 pytestmark = pytest.mark.services

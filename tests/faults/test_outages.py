@@ -15,8 +15,8 @@ from gwanje.model import Sample
 from gwanje.pipeline import SPOOL_ALARM_KEY, Pipeline
 from storage.influx import InfluxStore
 from storage.spool import Spool
-from tests.faults.harness import (LINE, MACHINE, SITE, US, Publisher, RecordingInflux, check_values,
-                                  stored, wait_for)
+from tests.faults.harness import (LINE, MACHINE, SITE, US, Publisher, RecordingInflux, check_values, stored)
+from tests.fixtures.common import wait_for
 
 pytestmark = pytest.mark.services
 

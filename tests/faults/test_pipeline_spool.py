@@ -9,7 +9,7 @@ from gwanje.model import Sample
 from gwanje.pipeline import SPOOL_ALARM_KEY, Pipeline
 from storage.spool import Spool
 from tests.faults.flaky import FlakyStore
-from tests.faults.harness import wait_for
+from tests.fixtures.common import wait_for
 
 T0 = 1_732_400_000_000_000_000
 END = T0 + 10**15

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from storage.influx import InfluxStore
-from tests.faults.harness import LINE, MACHINE, SITE, TOPIC, US, Publisher, check_values, stored, wait_for
+from tests.faults.harness import LINE, MACHINE, SITE, TOPIC, US, Publisher, check_values, stored
+from tests.fixtures.common import wait_for
 from tests.faults.test_collector_kill import ROOT, CollectProcess
 from tests.fixtures.common import find_binary
 from tests.fixtures.influxd import Influxd

@@ -11,7 +11,7 @@ from gwanje.config import Secrets, load_config
 from gwanje.health import HealthServer, add_routes
 from gwanje.pipeline import Pipeline
 from tests.faults.flaky import FlakyStore
-from tests.faults.harness import wait_for
+from tests.fixtures.common import wait_for
 
 
 @pytest.mark.services
