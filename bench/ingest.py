@@ -39,7 +39,6 @@ bottleneck near 22k changes/s); "latency" paces the server at half that.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform

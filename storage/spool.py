@@ -260,7 +260,6 @@ class Spool:
 
     def _make_room(self, need: int) -> None:
         while self._segments and self.bytes + need > self.max_bytes:
-            seg = self._segments[0]
             if len(self._segments) == 1:
                 # the oldest is also the one being written: start a new one so it can go
                 self._close_write()
