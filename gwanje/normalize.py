@@ -63,9 +63,6 @@ class Normalizer:
             for s in m.signals:
                 self._kinds[(*m.key, s.id)] = s.kind
 
-    def knows_machine(self, site: str, line: str, machine: str) -> bool:
-        return (site, line, machine) in self._machines
-
     def sample(self, site: Any, line: Any, machine: Any, signal: Any, raw: Any,
                ts: Any = None, quality: Quality = Quality.GOOD, now: Optional[int] = None) -> Sample:
         """A validated Sample, or BadValue whose message is the rejection reason."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -236,11 +235,3 @@ def wait_forever(stop: threading.Event) -> None:
     except KeyboardInterrupt:
         pass
 
-
-def sleep_until(predicate, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
