@@ -343,6 +343,18 @@ class Engine:
                 events.append(Event("oee_shift", start_ns, s, "", "", key, _payload(r)))
         return events
 
+    def records_horizon(self, now_ns: int, last_seen: dict[tuple[str, str, str], Optional[int]]) -> int:
+        """Where the stored records of a running shift are complete. Counts are written per
+        finished minute, once a machine reports past it or, for a plant gone silent, once the
+        comm timeout has passed (_flush_counts); while data flows, a figure from records must
+        end at that minute boundary too, or the open minute's run time without its parts drags
+        performance down (to 0 % just after a start)."""
+        newest = max((t for t in last_seen.values() if t is not None), default=now_ns)
+        if now_ns - newest > self.timeout_ns:
+            return now_ns  # silent: every minute is flushed
+        horizon = min(now_ns, newest)
+        return horizon - horizon % MINUTE_NS
+
     def from_records(self, state_events: Sequence[Event], counts_events: Sequence[Event], start_ns: int,
                      end_ns: int, now_ns: int, last_seen: Optional[dict[tuple[str, str, str], Optional[int]]] = None
                      ) -> Snapshot:

@@ -24,7 +24,7 @@ from gwanje.config import Config, LineDef, Names, SiteDef
 from gwanje.engine import Engine, LineOee, intervals_from_events
 from gwanje.losses import LOSS_LABELS, UNASSIGNED, Stop, reason_pareto, six_big_losses, stops_of
 from gwanje.model import NS_PER_S, Event, MachineState
-from gwanje.oee import MINUTE_NS, OeeResult, combine
+from gwanje.oee import OeeResult, combine
 from gwanje.reasons import ReasonTree
 from gwanje.shifts import ShiftInstance
 from gwanje.state import StateInterval
@@ -208,19 +208,6 @@ def scope_from_params(cfg: Config, layer: DataLayer, site: Any, line: Any, shift
     return scope, True
 
 
-def records_horizon(now: int, last_seen: dict[tuple[str, str, str], Optional[int]], timeout_ns: int) -> int:
-    """Where the stored records of a running shift are complete. The engine writes counts per
-    finished minute, once a machine reports past it (or, for a plant gone silent, once the comm
-    timeout has passed), so while data flows run time must end at that same minute boundary:
-    the running minute's run time without its parts would drag performance down (to 0 % just
-    after a start)."""
-    newest = max((t for t in last_seen.values() if t is not None), default=now)
-    if now - newest > timeout_ns:
-        return now  # silent: every minute is flushed
-    horizon = min(now, newest)
-    return horizon - horizon % MINUTE_NS
-
-
 def _load(cfg: Config, layer: DataLayer, eng: Engine, sdef: SiteDef, ldef: Optional[LineDef],
           sh: ShiftInstance, now: int) -> ScopeData:
     store = layer.store
@@ -248,7 +235,7 @@ def _load(cfg: Config, layer: DataLayer, eng: Engine, sdef: SiteDef, ldef: Optio
         source = "stored"
     else:
         counts = store.events("counts", sh.start_ns, sh.end_ns, sdef.id, line_id, limit=200_000)
-        snap = eng.from_records(states, counts, sh.start_ns, sh.end_ns, records_horizon(now, snap_seen, eng.timeout_ns) if live
+        snap = eng.from_records(states, counts, sh.start_ns, sh.end_ns, eng.records_horizon(now, snap_seen) if live
                                 else now, snap_seen)
         machines = {k: snap.machines[k] for k in wanted}
         source = "records"
