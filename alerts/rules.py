@@ -455,7 +455,9 @@ class Evaluator:
 
     def _on_state(self, mkey: tuple[str, str, str], s: Sample, mapping: dict, out: list[Transition]) -> None:
         code = s.value
-        state = mapping.get(code, MachineState.UNKNOWN) if s.quality is Quality.GOOD else MachineState.UNKNOWN
+        # the same meaning as the engine and the tiles (gwanje.state.CodeMap): only a bad
+        # reading says nothing; an uncertain one still carries the PLC's code
+        state = mapping.state(code, s.quality is Quality.BAD)
         prev = self._mstate.get(mkey)
         if prev is not None and s.ts < prev[1]:
             return

@@ -102,9 +102,9 @@ class PlantSnapshot:
 
 def state_of(spec: MachineSpec, sample: Optional[Sample]) -> MachineState:
     """The state a state sample means for this machine's class; never a guess."""
-    if sample is None or sample.quality is Quality.BAD:
+    if sample is None:
         return MachineState.UNKNOWN
-    return spec.klass.state_codes.mapping().get(sample.value, MachineState.UNKNOWN)
+    return spec.klass.state_codes.mapping().state(sample.value, sample.quality is Quality.BAD)
 
 
 def lot_signal(spec: MachineSpec) -> Optional[str]:

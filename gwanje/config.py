@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from typing_extensions import Annotated
 
 from gwanje.model import MachineState
+from gwanje.state import CodeMap, canonical_code
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -84,15 +85,23 @@ class StateCodes(Strict):
     setup: list[int | float | str] = []
     planned_stop: list[int | float | str] = []
 
-    def mapping(self) -> dict[float | str, MachineState]:
-        out: dict[float | str, MachineState] = {}
-        for state in ("running", "idle", "down", "setup", "planned_stop"):
-            for code in getattr(self, state):
-                key = float(code) if isinstance(code, (int, float)) else code
-                if key in out:
-                    raise ValueError(f"state code {code!r} appears in both {out[key].value} and {state}")
-                out[key] = MachineState(state)
-        return out
+    _codes: Any = PrivateAttr(default=None)
+
+    def mapping(self) -> CodeMap:
+        """The one meaning of these codes (gwanje.state.CodeMap), used by the engine, the tiles
+        and the alarm rules alike: "3" and 3 are the same code."""
+        if self._codes is None:
+            seen: dict[object, str] = {}
+            for state in ("running", "idle", "down", "setup", "planned_stop"):
+                for code in getattr(self, state):
+                    key = canonical_code(code)
+                    if key is None:
+                        raise ValueError(f"state code {code!r} is not a number or text")
+                    if key in seen:
+                        raise ValueError(f"state code {code!r} appears in both {seen[key]} and {state}")
+                    seen[key] = state
+            self._codes = CodeMap({k: MachineState(v) for k, v in seen.items()})
+        return self._codes
 
     @model_validator(mode="after")
     def _unique(self) -> "StateCodes":

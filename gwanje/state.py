@@ -17,12 +17,66 @@ Rules (the same for the live path and for recomputation from storage):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 from gwanje.model import MachineState
 
 Code = Optional[float | str]
+
+
+def canonical_code(code: object) -> Code:
+    """The one form of a PLC state code, for config keys and reported values alike: a number
+    (bool, int, float, or text that reads as one: "3", " 3.0 ") is a float, other text is
+    stripped text, anything else (None, NaN, a list) is None. So a PLC that sends "3" and one
+    that sends 3 mean the same state, in the engine, the tiles and the alarm rules."""
+    if isinstance(code, bool):
+        return float(code)
+    if isinstance(code, (int, float)):
+        f = float(code)
+        return f if math.isfinite(f) else None
+    if isinstance(code, str):
+        text = code.strip()
+        try:
+            f = float(text)
+        except ValueError:
+            return text or None
+        return f if math.isfinite(f) else text
+    return None
+
+
+class CodeMap:
+    """A machine class's PLC codes -> states; the only place a code gets its meaning."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, mapping: dict) -> None:
+        self._map: dict[float | str, MachineState] = {}
+        for code, state in mapping.items():
+            key = canonical_code(code)
+            if key is None:
+                raise ValueError(f"state code {code!r} is not a number or text")
+            if key in self._map and self._map[key] != state:
+                raise ValueError(f"state code {code!r} appears in both {self._map[key].value} and {state.value}")
+            self._map[key] = state
+
+    def get(self, code: object) -> Optional[MachineState]:
+        """The state the code means, or None when the config does not map it."""
+        st = self._map.get(code)  # type: ignore[arg-type]  # the common case: a float as sent
+        if st is None and type(code) is not float:
+            key = canonical_code(code)
+            st = self._map.get(key) if key is not None else None
+        return st
+
+    def state(self, code: object, bad: bool = False) -> MachineState:
+        """The state of a state sample: a bad-quality sample or an unmapped code is UNKNOWN."""
+        if bad:
+            return MachineState.UNKNOWN
+        return self.get(code) or MachineState.UNKNOWN
+
+    def items(self):
+        return self._map.items()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +96,8 @@ class StateInterval:
 
 
 class StateTracker:
-    def __init__(self, mapping: dict[float | str, MachineState], timeout_ns: int) -> None:
-        self.mapping = mapping
+    def __init__(self, mapping: "CodeMap | dict", timeout_ns: int) -> None:
+        self.mapping = mapping if isinstance(mapping, CodeMap) else CodeMap(mapping)
         self.timeout_ns = timeout_ns
         self.state = MachineState.UNKNOWN
         self.code: Code = None
@@ -56,12 +110,6 @@ class StateTracker:
         if bad or code is None:
             return MachineState.UNKNOWN
         st = self.mapping.get(code)
-        if st is None and isinstance(code, str):
-            # PLCs that report numbers as text ("3") match numeric codes
-            try:
-                st = self.mapping.get(float(code))
-            except ValueError:
-                st = None
         if st is None:
             self.unmapped += 1
             return MachineState.UNKNOWN

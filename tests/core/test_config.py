@@ -36,7 +36,7 @@ def test_shipped_demo_plant():
     by_source = {src: sum(1 for m in machines if m.definition.source == src) for src in ("mqtt", "opcua")}
     assert by_source["mqtt"] >= 12 and by_source["opcua"] >= 12
     cnc = c.machine("changwon-1", "cnc-1", "cnc-101")
-    assert cnc.klass.state_codes.mapping()[3.0] is MachineState.RUNNING
+    assert cnc.klass.state_codes.mapping().get(3.0) is MachineState.RUNNING
     assert cnc.signal("spindle_speed").unit == "rpm"
     assert c.machine("changwon-1", "press-1", "press-101").definition.counter_bits == 16
 
