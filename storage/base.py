@@ -12,7 +12,7 @@ never accept.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import polars as pl
 
@@ -52,6 +52,13 @@ class Store(ABC):
         ts (Int64, ns) and value (Float64). When the window holds more than max_points raw
         points, it is downsampled to at most max_points buckets of equal width (mean per
         bucket, ts = bucket start)."""
+
+    @abstractmethod
+    def samples(self, site: str, line: str, machine: str, start_ns: int, end_ns: int,
+                page_size: int = 50_000) -> Iterator[list[Sample]]:
+        """Every stored sample of one machine in [start_ns, end_ns): all signals, numeric and
+        text, with quality, ascending by (ts, signal), in pages of about page_size. Never
+        downsampled, whatever the signal rate: the engine rebuilds state and counts from it."""
 
     @abstractmethod
     def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,

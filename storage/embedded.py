@@ -168,6 +168,25 @@ class EmbeddedStore(Store):
         # at most max_points rows: plain tuples cost nothing here
         return pl.DataFrame(rows, schema=_SERIES_SCHEMA, orient="row")
 
+    def samples(self, site: str, line: str, machine: str, start_ns: int, end_ns: int,
+                page_size: int = 50_000) -> Iterator[list[Sample]]:
+        w, args = _where({"site": site, "line": line, "machine": machine}, start_ns, end_ns)
+        page_size = max(1, int(page_size))
+        after: Optional[tuple[int, str]] = None
+        while True:
+            # keyset paging on the primary key's order: no page is read twice, none skipped
+            cond = "" if after is None else " AND (ts > $ats OR (ts = $ats AND signal > $asig))"
+            extra = {} if after is None else {"ats": after[0], "asig": after[1]}
+            rows = self._fetch(f"SELECT site, line, machine, signal, value, text, ts, quality FROM samples{w}{cond} "
+                               f"ORDER BY ts, signal LIMIT {page_size}", {**args, **extra})
+            if not rows:
+                return
+            yield [Sample(r[0], r[1], r[2], r[3], r[4] if r[5] is None else r[5], r[6], Quality.from_code(r[7]))
+                   for r in rows]
+            if len(rows) < page_size:
+                return
+            after = (rows[-1][6], rows[-1][3])
+
     def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
                line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,
                limit: int = 10_000) -> list[Event]:

@@ -20,7 +20,7 @@ import gzip as gzip_mod
 import json
 import logging
 import threading
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import polars as pl
 import requests
@@ -221,6 +221,37 @@ class InfluxStore(Store):
                 f"GROUP BY time({width}ns, {start_ns % width}ns) fill(none)")]
         return pl.DataFrame({"ts": [int(r["time"]) for r in rows],
                              "value": [float(r["value"]) for r in rows]}, schema=_SERIES_SCHEMA)
+
+    def samples(self, site: str, line: str, machine: str, start_ns: int, end_ns: int,
+                page_size: int = 50_000) -> Iterator[list[Sample]]:
+        # InfluxQL pages by LIMIT only, and the order of points of several series at one
+        # time is not defined: a full page's last timestamp is read again whole, by itself
+        tags = {"site": site, "line": line, "machine": machine}
+        page_size = max(1, int(page_size))
+        cursor = int(start_ns)
+        while cursor < end_ns:
+            rows = self._sample_rows(where(tags, cursor, end_ns) + f" ORDER BY time ASC LIMIT {page_size}")
+            if not rows:
+                return
+            if len(rows) < page_size:
+                yield self._to_samples(site, line, machine, rows)
+                return
+            last = int(rows[-1]["time"])
+            head = [r for r in rows if int(r["time"]) < last]
+            same = self._sample_rows(where(tags, last, last + 1))
+            yield self._to_samples(site, line, machine, head + same)
+            cursor = last + 1
+
+    def _sample_rows(self, clause: str) -> list[dict]:
+        return [r for _, r in self._rows(f'SELECT "signal", "value", "text", "q" FROM "sample"{clause}')]
+
+    @staticmethod
+    def _to_samples(site: str, line: str, machine: str, rows: list[dict]) -> list[Sample]:
+        out = [Sample(site, line, machine, r["signal"], float(r["value"]) if r.get("value") is not None else r["text"],
+                      int(r["time"]), Quality.from_code(r["q"]))
+               for r in rows if r.get("value") is not None or r.get("text") is not None]
+        out.sort(key=lambda s: (s.ts, s.signal))
+        return out
 
     def events(self, kind: str, start_ns: int, end_ns: int, site: Optional[str] = None,
                line: Optional[str] = None, machine: Optional[str] = None, key: Optional[str] = None,

@@ -468,6 +468,9 @@ class DeferredStore(Store):
     def series(self, *a, **kw):
         return self._get().series(*a, **kw)
 
+    def samples(self, *a, **kw):
+        return self._get().samples(*a, **kw)
+
     def events(self, *a, **kw):
         return self._get().events(*a, **kw)
 

@@ -277,3 +277,25 @@ def test_writer_and_readers_in_parallel_threads(store):
     assert errors == []
     assert store.count_samples(T0, T0 + 10_000 * S) == 10_000
     assert [e.data for e in store.latest_events("state")] == [{"b": 19}]
+
+
+def test_samples_pages_every_raw_sample_of_a_machine_at_any_rate(store):
+    """The engine rebuilds from this: all signals, text and quality included, ascending by
+    (ts, signal), never downsampled — here 100 samples per second, read in pages of 7 whose
+    boundaries fall inside timestamps shared by several signals."""
+    written = []
+    for i in range(300):  # 3 s at 100 Hz, two signals sharing every timestamp
+        ts = T0 + i * 10_000_000
+        written.append(smp("vibration", float(i), ts))
+        written.append(smp("state", 3.0, ts, quality=Quality.UNCERTAIN if i == 5 else Quality.GOOD))
+    written.append(smp("lot", "LOT-7", T0 + 15_000_000))
+    written.append(smp("vibration", 1.0, T0, machine="other"))  # another machine: not read
+    written.append(smp("vibration", 1.0, T0 + 3 * S))  # at the window end: not read
+    store.write_samples(written)
+    pages = list(store.samples("changwon", "cnc-1", "m1", T0, T0 + 3 * S, page_size=7))
+    got = [s for p in pages for s in p]
+    want = sorted((s for s in written if s.machine == "m1" and s.ts < T0 + 3 * S), key=lambda s: (s.ts, s.signal))
+    assert got == want
+    # bounded pages (a store may complete the last timestamp of a page: two signals here)
+    assert len(pages) > 40 and all(1 <= len(p) <= 7 + 2 for p in pages)
+    assert list(store.samples("changwon", "cnc-1", "m1", T0 + 5 * S, T0 + 6 * S)) == []
