@@ -9,7 +9,10 @@ How each moment of the window [start, end) is classified, in this order:
 3. UNKNOWN (no data / unmapped code)                 -> unknown: outside planned production
    time and shown on its own; we never know whether it was running or down
 4. SETUP                                             -> setup and adjustment
-5. IDLE or DOWN, the stop (clipped to the window) shorter than small_stop -> small stop
+5. IDLE or DOWN, the whole stop shorter than small_stop -> small stop. A stop is the run of
+   touching idle and down intervals, whatever their PLC codes, measured over its whole
+   length, also beyond the window: a stop cut by a shift boundary is classed the same in both
+   shifts, and each shift gets its share of the time
 6. DOWN otherwise                                    -> breakdown
 7. IDLE otherwise                                    -> other stop (waiting: no operator, no
    material); an availability loss that is not a breakdown
@@ -23,6 +26,8 @@ A performance above 1 is reported as computed, never clipped, and above 1.005 fl
 `performance_over_100` (the ideal cycle time in config is too long, or a counter is wrong).
 Parts revealed by a counter after a data gap are counted (total, quality) but kept out of the
 ideal time: the run time they were made in is unknown, and counting them would push P over 1.
+They are bounded by what the machine can make in the gap (gwanje.counters); a counter jump
+beyond that is refused and flagged `counter_fault`, so an impossible count is seen, not hidden.
 A ratio with a zero denominator is None (shown as "—"), never 0 or 1.
 """
 from __future__ import annotations
@@ -54,6 +59,8 @@ class MinuteCounts:
     # parts of `total` first seen after a silence longer than the comm timeout: made, so
     # counted in total and quality, but in time we cannot see, so left out of ideal_s
     gap_total: int = 0
+    # counter readings that jumped further forward than the machine can make (not counted)
+    faults: int = 0
 
 
 @dataclass
@@ -77,6 +84,7 @@ class OeeResult:
     ideal_startup_reject_s: float = 0.0
     small_stops: int = 0  # number of small stops
     stops: int = 0  # number of breakdown and other stops
+    counter_faults: int = 0  # counter jumps refused as implausible (see gwanje.counters)
     flags: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------- derived figures
@@ -118,6 +126,8 @@ class OeeResult:
             self.flags.append("counts_without_run")
         if self.good + self.reject != self.total:
             self.flags.append("counts_inconsistent")
+        if self.counter_faults:
+            self.flags.append("counter_fault")
         return self
 
     def to_dict(self) -> dict:
@@ -153,6 +163,43 @@ def _subtract(a: int, b: int, ranges: Sequence[tuple[int, int]]) -> tuple[list[t
     return outside, inside
 
 
+def merge_states(intervals: Iterable[StateInterval]) -> list[StateInterval]:
+    """Sorted intervals with touching pieces of the same state joined, whatever their PLC
+    codes: a machine idle for 20 minutes under two idle codes had one 20-minute stop."""
+    out: list[StateInterval] = []
+    for iv in sorted(intervals, key=lambda x: x.start_ns):
+        if out and out[-1].state == iv.state and out[-1].end_ns == iv.start_ns:
+            out[-1] = StateInterval(out[-1].start_ns, iv.end_ns, iv.state, out[-1].code)
+        else:
+            out.append(iv)
+    return out
+
+
+_STOP_STATES = (MachineState.IDLE, MachineState.DOWN)
+
+
+def _stop_lengths(merged: Sequence[StateInterval]) -> list[tuple[int, int]]:
+    """For each interval, the length and the start of the whole stop it belongs to: the run
+    of touching idle and down intervals around it ((0, -1) for other states). A stop is
+    classed by its whole length, so a stop cut by a shift boundary is the same stop in both
+    shifts, and it counts as one stop however many idle and down pieces it has."""
+    out = [(0, -1)] * len(merged)
+    i = 0
+    while i < len(merged):
+        if merged[i].state not in _STOP_STATES:
+            i += 1
+            continue
+        j = i
+        while (j + 1 < len(merged) and merged[j + 1].state in _STOP_STATES
+               and merged[j + 1].start_ns == merged[j].end_ns):
+            j += 1
+        length = merged[j].end_ns - merged[i].start_ns
+        for k in range(i, j + 1):
+            out[k] = (length, merged[i].start_ns)
+        i = j + 1
+    return out
+
+
 def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], counts: Iterable[MinuteCounts],
             planned_stops: Sequence[tuple[int, int]], small_stop_s: float, startup_window_s: float) -> OeeResult:
     """OEE of one machine over [start_ns, end_ns). `intervals` may reach beyond the window
@@ -165,9 +212,12 @@ def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], coun
     acc: dict[str, int] = dict.fromkeys(("running", "small", "breakdown", "other", "setup", "planned", "unknown"), 0)
     setup_ends: list[int] = []
     covered = []
-    for iv in sorted(intervals, key=lambda x: x.start_ns):
+    merged = merge_states(intervals)
+    for iv in merged:
         if iv.state == MachineState.SETUP:
             setup_ends.append(iv.end_ns)
+    counted: set[int] = set()  # stops already counted in this window (by their start)
+    for iv, (stop_ns, stop_id) in zip(merged, _stop_lengths(merged)):
         c = iv.clip(start_ns, end_ns)
         if c is None:
             continue
@@ -186,15 +236,17 @@ def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], coun
             acc["unknown"] += t
         elif c.state == MachineState.SETUP:
             acc["setup"] += t
-        elif c.duration_ns < small_ns:
+        elif stop_ns < small_ns:
+            # the whole stop (idle and down pieces together, also beyond the window) was short
             acc["small"] += t
-            r.small_stops += 1
-        elif c.state == MachineState.DOWN:
-            acc["breakdown"] += t
-            r.stops += 1
+            if stop_id not in counted:
+                counted.add(stop_id)
+                r.small_stops += 1
         else:
-            acc["other"] += t
-            r.stops += 1
+            acc["breakdown" if c.state == MachineState.DOWN else "other"] += t
+            if stop_id not in counted:
+                counted.add(stop_id)
+                r.stops += 1
     # time no interval covers: planned if the calendar says so, otherwise unknown
     for s, e in _subtract(start_ns, end_ns, merge_ranges(covered))[0]:
         outside, inside = _subtract(s, e, stops)
@@ -217,6 +269,7 @@ def compute(start_ns: int, end_ns: int, intervals: Iterable[StateInterval], coun
         r.reject += m.reject
         r.ideal_s += m.ideal_s
         r.gap_total += m.gap_total
+        r.counter_faults += m.faults
         seen = m.total - m.gap_total
         per_part = m.ideal_s / seen if seen > 0 else 0.0
         r.ideal_reject_s += m.reject * per_part
@@ -236,7 +289,7 @@ def combine(results: Sequence[OeeResult]) -> Optional[OeeResult]:
     out = OeeResult(min(r.start_ns for r in results), max(r.end_ns for r in results))
     for name in ("running_s", "small_stop_s", "breakdown_s", "other_stop_s", "setup_s", "planned_stop_s",
                  "unknown_s", "total", "good", "reject", "startup_reject", "ideal_s", "gap_total", "ideal_reject_s",
-                 "ideal_startup_reject_s", "small_stops", "stops"):
+                 "ideal_startup_reject_s", "small_stops", "stops", "counter_faults"):
         setattr(out, name, sum(getattr(r, name) for r in results))
     return out.finish()
 

@@ -85,6 +85,8 @@ _STRINGS = {
     "flag_low_coverage": {"ko": "데이터 누락 5% 초과", "en": "Over 5 % of the time without data"},
     "flag_counts_without_run": {"ko": "가동 없이 생산 계수", "en": "Parts counted without running"},
     "flag_counts_inconsistent": {"ko": "양품+불량 ≠ 총생산", "en": "Good + rejects ≠ total"},
+    "flag_counter_fault": {"ko": "계수기 이상: 불가능한 증가는 생산에서 제외",
+                           "en": "Counter fault: impossible jumps left out of production"},
 }
 # prefixed so that a page elsewhere adding e.g. "machine" cannot change these labels
 add_strings({f"oee:{k}": v for k, v in _STRINGS.items()})

@@ -175,11 +175,42 @@ def test_cases(name, intervals, counts, stops, expected):
             assert d[k] == v, k
 
 
-def test_stop_is_classified_by_its_length_inside_the_window():
-    # a 10 min stop of which only 3 min fall into the window is a 3 min (small) stop
+def test_a_stop_cut_by_the_window_is_classed_by_its_whole_length():
+    # a 10 min stop of which only 3 min fall into the window is a breakdown: 3 min of it
+    # here, 7 min in the shift before (issue 8: it was a 3 min small stop here, a 7 min
+    # breakdown there)
     iv = [StateInterval(T0 - 7 * MIN, T0 + 3 * MIN, S.DOWN), StateInterval(T0 + 3 * MIN, SHIFT_END, S.RUNNING)]
     r = compute(T0, SHIFT_END, iv, [], [], 300, 600)
-    assert (r.small_stop_s, r.breakdown_s, r.small_stops) == (180.0, 0.0, 1)
+    assert (r.small_stop_s, r.breakdown_s, r.small_stops, r.stops) == (0.0, 180.0, 0, 1)
+    before = compute(T0 - 480 * MIN, T0, [StateInterval(T0 - 480 * MIN, T0 - 7 * MIN, S.RUNNING)] + iv, [], [], 300, 600)
+    assert (before.small_stop_s, before.breakdown_s, before.stops) == (0.0, 420.0, 1)
+
+
+def test_a_short_stop_cut_by_the_window_is_small_in_both_shifts():
+    # 4 min down, 2 min before and 2 min after the boundary: one small stop, split in two shares
+    iv = [StateInterval(T0 - 480 * MIN, T0 - 2 * MIN, S.RUNNING), StateInterval(T0 - 2 * MIN, T0 + 2 * MIN, S.DOWN),
+          StateInterval(T0 + 2 * MIN, SHIFT_END, S.RUNNING)]
+    after = compute(T0, SHIFT_END, iv, [], [], 300, 600)
+    before = compute(T0 - 480 * MIN, T0, iv, [], [], 300, 600)
+    assert (after.small_stop_s, after.small_stops, before.small_stop_s, before.small_stops) == (120.0, 1, 120.0, 1)
+
+
+def test_idle_under_two_alternating_codes_is_one_stop():
+    # 20 min idle whose PLC code alternates between the two idle codes (1 and 2) every 30 s:
+    # one 20 min stop, not forty small ones. Window = those 20 min: A = 0 / 20 min = 0
+    # (issue 8: every 30 s piece was a small stop, A = 1.0)
+    end = T0 + 20 * MIN
+    iv = [StateInterval(T0 + i * 30 * NS_PER_S, T0 + (i + 1) * 30 * NS_PER_S, S.IDLE, 1.0 + i % 2) for i in range(40)]
+    r = compute(T0, end, iv, [], [], 300, 600)
+    assert (r.availability, r.other_stop_s, r.small_stop_s, r.stops, r.small_stops) == (0.0, 1200.0, 0.0, 1, 0)
+
+
+def test_idle_then_down_is_one_stop_classed_by_its_whole_length():
+    # 3 min idle then 3 min down: one 6 min stop (> 5 min), so 3 min other stop + 3 min
+    # breakdown, counted once
+    iv = ivs((10, S.RUNNING), (3, S.IDLE), (3, S.DOWN), (464, S.RUNNING))
+    r = compute(T0, SHIFT_END, iv, [], [], 300, 600)
+    assert (r.other_stop_s, r.breakdown_s, r.small_stop_s, r.stops) == (180.0, 180.0, 0.0, 1)
 
 
 def test_counts_outside_window_are_ignored():
