@@ -13,15 +13,19 @@ writes derived records so history pages never recompute a day from raw samples:
   kind="oee_shift" ts = shift start, key = shift key ("2026-11-24/day"); machine, line
                    (machine="") and site (line="", machine="") records with every figure.
 
-A shift closes when the newest sample time (or `tick(now)`) passes shift end + comm timeout:
-stragglers within the timeout still count, and a machine silent at the end of the shift is
-resolved to unknown exactly as the history path resolves it.
+Clocks are per machine. Each machine's shift closes when that machine's own clock passes
+shift end + the close delay (the larger of the comm timeout and the small-stop threshold:
+stragglers within the timeout still count, and a stop running over the shift end is known
+long enough to be classed). A machine's clock is its newest source time while it talks and,
+between samples, the wall clock (`tick(now)`) corrected by the offset last measured between
+the two — so a PLC running 4 minutes fast closes its own shift by its own time, never every
+other machine's, and a silent machine still closes (resolved to unknown) on time. The line
+and site records follow once every machine of the line / site has closed the shift.
 
-`recompute(store, ...)` reads a past shift's raw samples (plus a look-back for the state and
-counter baselines and a look-ahead of one timeout) and runs them through the same code, so the
-live and history paths give the same numbers. Known difference: the store's series() returns
-numeric values without quality, so the history path cannot see bad-quality state samples
-(the live path maps them to unknown) nor text state codes.
+`recompute(store, ...)` and `warm_start(store, now)` page a machine's raw samples
+(Store.samples: every signal, text and quality, never downsampled) through the very same
+MachineRun (StateTracker, CounterTracker) the live path uses: one implementation of the
+state and counter rules, so the live and history paths give the same numbers.
 
 The engine does no I/O itself: recompute() only calls the Store interface it is handed.
 """
@@ -32,8 +36,6 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
-
-import polars as pl
 
 from gwanje.config import Config, MachineSpec
 from gwanje.counters import CounterTracker
@@ -53,21 +55,28 @@ MAX_FUTURE_NS = 300 * NS_PER_S
 RETAIN_NS = 26 * 3600 * NS_PER_S
 # how far back recompute looks for the LOT in force at the start of a shift
 LOT_LOOKBACK_NS = 7 * 86400 * NS_PER_S
+# raw samples read per page when rebuilding from the store
+PAGE_SIZE = 50_000
 
 
 class MachineRun:
     """Everything the engine knows about one machine right now."""
 
     def __init__(self, spec: MachineSpec, timeout_ns: int, products: dict[str, float] | None = None,
-                 product_prefixes: Sequence[tuple[str, str]] = ()) -> None:
+                 product_prefixes: Sequence[tuple[str, str]] = (), counter_margin: float = 2.0) -> None:
         self.spec = spec
         k = spec.klass
         self.state_signal = k.state_signal
         self.tracker = StateTracker(k.state_codes.mapping(), timeout_ns)
         self.counter_signals = {s: name for s, name in ((k.total_signal, "total"), (k.good_signal, "good"),
                                                         (k.reject_signal, "reject")) if s}
-        self.counters = {s: CounterTracker(spec.definition.counter_bits, spec.definition.ideal_cycle_s)
+        self.counters = {s: CounterTracker(spec.definition.counter_bits, spec.definition.ideal_cycle_s, counter_margin)
                          for s in self.counter_signals}
+        # this machine's clock: newest source time (watermark) and, when the engine has a
+        # wall clock, source time - wall time when it was received (None: not measured yet)
+        self.watermark: Optional[int] = None
+        self.offset_ns: Optional[int] = None
+        self.next_due_ns: Optional[int] = None  # when the next shift of this machine closes
         self.default_cycle_s = spec.definition.ideal_cycle_s
         self.cycle_s = self.default_cycle_s
         self.products = products or {}  # product id -> ideal cycle of this machine
@@ -75,7 +84,7 @@ class MachineRun:
         self.lot: Optional[str] = None
         self.product: Optional[str] = None
         self.intervals: list[StateInterval] = []
-        # minute -> [total, good, reject, ideal_s, gap_total]
+        # minute -> [total, good, reject, ideal_s, gap_total, counter faults]
         self.minutes: dict[int, list[float]] = {}
         # minutes with parts not yet written as a counts event (again: a late delta re-dirties)
         self.dirty: set[int] = set()
@@ -114,10 +123,14 @@ class MachineRun:
         ctr = self.counters.get(s.signal)
         if ctr is not None and s.quality != Quality.BAD:
             gap = ctr.prev_ts is not None and s.ts - ctr.prev_ts > self.tracker.timeout_ns
+            faults = ctr.faults
             d = ctr.feed(s.ts, s.value)
+            if ctr.faults != faults:
+                self.dirty.add(s.ts - s.ts % MINUTE_NS)
+                self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0, 0])[5] += 1
             if d:
                 self.dirty.add(s.ts - s.ts % MINUTE_NS)
-                m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0])
+                m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0, 0])
                 name = self.counter_signals[s.signal]
                 if name == "total":
                     m[0] += d
@@ -130,6 +143,16 @@ class MachineRun:
                 else:
                     m[2] += d
         return closed, False
+
+    def feed_many(self, samples: Sequence[Sample], track_lots: bool = False) -> list[tuple[int, str]]:
+        """Feed samples in engine order (see _order); closed intervals are kept in
+        self.intervals. Returns the LOT changes as (ts, LOT)."""
+        lots = []
+        for s in sorted(samples, key=lambda s: _order(self, s)):
+            _, lot_changed = self.feed(s, track_lots)
+            if lot_changed:
+                lots.append((s.ts, self.lot))
+        return lots
 
     def minute_counts(self, m: int) -> MinuteCounts:
         return _minute_counts(m, self.minutes[m], set(self.counter_signals.values()), self.cycle_s)
@@ -177,18 +200,25 @@ class Engine:
         self.timeout_ns = int(spec.comm_timeout_s * NS_PER_S)
         self.small_stop_s = spec.small_stop_s
         self.startup_window_s = spec.startup_window_s
+        self.counter_margin = spec.counter_margin
+        # a shift closes this long after its end: stragglers within the comm timeout still
+        # count, and a stop running over the end is known long enough to be classed
+        self.close_delay_ns = max(self.timeout_ns, int(self.small_stop_s * NS_PER_S))
         self.clock = clock
         self.rejects = Rejects("engine")
-        prefixes = sorted(((p.lot_prefix, p.id) for p in spec.products), key=lambda x: -len(x[0]))
-        self.runs: dict[tuple[str, str, str], MachineRun] = {}
-        for m in config.machines():
-            per_product = {p.id: p.ideal_cycle_s[m.machine] for p in spec.products if m.machine in p.ideal_cycle_s}
-            self.runs[m.key] = MachineRun(m, self.timeout_ns, per_product, prefixes)
+        self._prefixes = sorted(((p.lot_prefix, p.id) for p in spec.products), key=lambda x: -len(x[0]))
+        self.runs: dict[tuple[str, str, str], MachineRun] = {m.key: self._new_run(m) for m in config.machines()}
         self.track_lots = bool(spec.products)
-        self.watermark: Optional[int] = None
-        self.closed_shifts: set[str] = set()
+        # per shift key: the machines' results so far, and which records were written
+        self._closing: dict[str, tuple[ShiftInstance, dict[tuple[str, str, str], OeeResult], set]] = {}
+        self.closed_shifts: set[str] = set()  # shifts every machine has closed
         # the pipeline thread feeds, UI/alarm threads read snapshots: one lock for both
         self._lock = threading.RLock()
+
+    def _new_run(self, m: MachineSpec) -> MachineRun:
+        per_product = {p.id: p.ideal_cycle_s[m.machine] for p in self.calendar.spec.products
+                       if m.machine in p.ideal_cycle_s}
+        return MachineRun(m, self.timeout_ns, per_product, self._prefixes, self.counter_margin)
 
     # ------------------------------------------------------------------ live path
     def on_samples(self, samples: Sequence[Sample]) -> list[Event]:
@@ -198,7 +228,8 @@ class Engine:
 
     def _on_samples(self, samples: Sequence[Sample]) -> list[Event]:
         events: list[Event] = []
-        limit = self.clock() + MAX_FUTURE_NS if self.clock else None
+        wall = self.clock() if self.clock else None
+        limit = wall + MAX_FUTURE_NS if wall is not None else None
         by_machine: dict[tuple[str, str, str], list[Sample]] = {}
         for s in samples:
             key = (s.site, s.line, s.machine)
@@ -206,24 +237,32 @@ class Engine:
                 self.rejects.reject("unknown_machine", "/".join(key))
                 continue
             if limit is not None and s.ts > limit:
-                self.rejects.reject("future_timestamp", "/".join(key))
+                self.rejects.reject("timestamp_in_future", "/".join(key))
                 continue
             by_machine.setdefault(key, []).append(s)
-        newest = self.watermark
         for key, batch in by_machine.items():
             run = self.runs[key]
             batch.sort(key=lambda s, run=run: _order(run, s))
+            before = run.tracker.last_seen_ns
             events.extend(self._feed_run(run, batch))
-            newest = batch[-1].ts if newest is None else max(newest, batch[-1].ts)
-        if newest is not None:
-            events.extend(self._advance(newest))
+            newest = run.tracker.last_seen_ns
+            if newest is not None and newest != before:
+                if wall is not None:
+                    run.offset_ns = newest - wall
+                events.extend(self._advance(run, newest))
         return events
 
     def _feed_run(self, run: MachineRun, batch: Sequence[Sample]) -> list[Event]:
         site, line, machine = run.key
         events: list[Event] = []
         state_before = (run.tracker.state, run.tracker.code, run.tracker.since_ns)
+        if run.watermark is None and batch:
+            events.extend(self._advance(run, batch[0].ts))
         for s in batch:
+            if s.ts >= run.next_due_ns:  # type: ignore[operator]  # set by _advance
+                # close before this sample: the shift is judged on what came before its close
+                # time, exactly as a rebuild from the store reads it
+                events.extend(self._advance(run, run.next_due_ns))  # type: ignore[arg-type]
             closed, lot_changed = run.feed(s, self.track_lots)
             if lot_changed:
                 events.append(Event("lot", s.ts, site, line, machine, "", {"lot": run.lot, "product": run.product}))
@@ -234,16 +273,16 @@ class Engine:
             prev = run.intervals[-1].state.value if run.intervals else None
             events.append(Event("state", t.since_ns, site, line, machine, "",
                                 {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
-        events.extend(self._flush_counts(run, self.watermark))
+        events.extend(self._flush_counts(run, run.watermark))
         return events
 
-    def _flush_counts(self, run: MachineRun, watermark: Optional[int]) -> list[Event]:
+    def _flush_counts(self, run: MachineRun, machine_now: Optional[int]) -> list[Event]:
         """counts events for the minutes that are complete: the machine has reported past them,
-        or the plant clock is a comm timeout past them (a machine that fell silent)."""
+        or its clock is a comm timeout past them (a machine that fell silent)."""
         if not run.dirty:
             return []
         last = run.tracker.last_seen_ns or 0
-        stale = (watermark or 0) - self.timeout_ns
+        stale = (machine_now or 0) - self.timeout_ns
         done = sorted(m for m in run.dirty if m + MINUTE_NS <= max(last, stale))
         site, line, machine = run.key
         events = []
@@ -253,39 +292,71 @@ class Engine:
                 c = run.minute_counts(m)
                 events.append(Event("counts", m, site, line, machine, "",
                                     {"total": c.total, "good": c.good, "reject": c.reject, "ideal_s": c.ideal_s,
-                                     "gap_total": c.gap_total}))
+                                     "gap_total": c.gap_total, "faults": c.faults}))
         return events
 
     def tick(self, now_ns: int) -> list[Event]:
-        """Close shifts by the wall clock when no data arrives (every machine offline)."""
+        """Advance every machine's clock by the wall clock (each corrected by its measured
+        offset): closes shifts and flushes counts of machines that send nothing."""
         with self._lock:
-            return self._advance(now_ns)
+            events: list[Event] = []
+            for run in self.runs.values():
+                events.extend(self._advance(run, now_ns + (run.offset_ns or 0)))
+            return events
 
-    def _advance(self, now_ns: int) -> list[Event]:
-        if self.watermark is not None and now_ns <= self.watermark:
+    def _advance(self, run: MachineRun, t: int) -> list[Event]:
+        """Move one machine's clock to t: close its shifts that are due; once a minute flush
+        the counts of a silent machine and prune its history."""
+        prev = run.watermark
+        if prev is not None and t <= prev:
             return []
-        prev = self.watermark
-        self.watermark = now_ns
+        run.watermark = t
         events: list[Event] = []
         if prev is None:
+            run.next_due_ns = self._next_due(t)
             return events
-        # every shift that ended (plus the timeout) since the previous watermark closes now
-        for sh in self.calendar.shifts_between(prev - self.timeout_ns - 1, now_ns - self.timeout_ns):
-            due = sh.end_ns + self.timeout_ns
-            if prev < due <= now_ns and sh.key not in self.closed_shifts:
-                self.closed_shifts.add(sh.key)
-                events.extend(self.close_shift(sh, now_ns))
-        # once a minute: the counts of machines that fell silent, and pruning (it walks every
-        # machine's history)
-        if now_ns // MINUTE_NS != prev // MINUTE_NS:
-            keep = now_ns - RETAIN_NS
-            for run in self.runs.values():
-                events.extend(self._flush_counts(run, now_ns))
-                run.prune(keep)
+        if run.next_due_ns is not None and t >= run.next_due_ns:
+            for sh in self.calendar.shifts_between(prev - self.close_delay_ns - 1, t - self.close_delay_ns):
+                due = sh.end_ns + self.close_delay_ns
+                if prev < due <= t:
+                    events.extend(self._close_machine_shift(run, sh))
+            run.next_due_ns = self._next_due(t)
+        if t // MINUTE_NS != prev // MINUTE_NS:
+            events.extend(self._flush_counts(run, t))
+            run.prune(t - RETAIN_NS)
         return events
 
+    def _next_due(self, t: int) -> int:
+        """The first shift close after machine time t (or a day on, to look again)."""
+        lo = t - self.close_delay_ns
+        for sh in self.calendar.shifts_between(lo, lo + 2 * 86400 * NS_PER_S):
+            if sh.end_ns + self.close_delay_ns > t:
+                return sh.end_ns + self.close_delay_ns
+        return t + 86400 * NS_PER_S
+
+    def _close_machine_shift(self, run: MachineRun, sh: ShiftInstance) -> list[Event]:
+        """This machine's record of the shift, and the line's and site's once all of their
+        machines have closed it."""
+        _, results, written = self._closing.setdefault(sh.key, (sh, {}, set()))
+        if run.key in results:
+            return []
+        # judged at its close time, whenever the machine's clock got past it: a rebuild reads
+        # the same samples (those before it) and evaluates at the same moment
+        results[run.key] = self._result(run, sh.start_ns, sh.end_ns, sh.end_ns + self.close_delay_ns)
+        out = []
+        for e in self.shift_events(sh.key, sh.start_ns, results):
+            ident = (e.site, e.line, e.machine)
+            if ident not in written:
+                written.add(ident)
+                out.append(e)
+        if len(results) == len(self.runs):
+            del self._closing[sh.key]
+            self.closed_shifts.add(sh.key)
+        return out
+
     def close_shift(self, sh: ShiftInstance, now_ns: int) -> list[Event]:
-        results = {key: self._result(run, sh.start_ns, sh.end_ns, max(now_ns, sh.end_ns + self.timeout_ns))
+        """Every machine's, line's and site's record of a shift, evaluated at now_ns."""
+        results = {key: self._result(run, sh.start_ns, sh.end_ns, max(now_ns, sh.end_ns + self.close_delay_ns))
                    for key, run in self.runs.items()}
         return self.shift_events(sh.key, sh.start_ns, results)
 
@@ -371,7 +442,7 @@ class Engine:
             d = e.data
             cnt.setdefault((e.site, e.line, e.machine), []).append(MinuteCounts(
                 e.ts, int(d.get("total", 0)), int(d.get("good", 0)), int(d.get("reject", 0)),
-                float(d.get("ideal_s", 0.0)), int(d.get("gap_total", 0))))
+                float(d.get("ideal_s", 0.0)), int(d.get("gap_total", 0)), int(d.get("faults", 0))))
         machines = {}
         for key in self.runs:
             seen = (last_seen or {}).get(key)
@@ -403,199 +474,59 @@ class Engine:
         results = {m.key: self.recompute_machine(store, m, shift_start, shift_end) for m in specs}
         return self.shift_events(key, shift_start, results)
 
-    def recompute_machine(self, store: Any, spec: MachineSpec, start_ns: int, end_ns: int) -> OeeResult:
-        """One machine's OEE over [start_ns, end_ns) from the store's raw numeric series."""
-        lookback = self.timeout_ns + int(self.startup_window_s * NS_PER_S)
-        frame, lots = self._read(store, spec, start_ns - lookback, end_ns + self.timeout_ns)
-        return self.frame_oee(spec, frame, lots, start_ns, end_ns)
+    @property
+    def lookback_ns(self) -> int:
+        """How far before a window a rebuild starts reading: the comm timeout (state and
+        counter baselines) plus the startup-reject window or a small stop, whichever is longer
+        (a setup or a stop that began before the window)."""
+        return self.timeout_ns + int(max(self.startup_window_s, self.small_stop_s) * NS_PER_S)
 
-    def _read(self, store: Any, spec: MachineSpec, a: int, b: int) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-        """Raw numeric samples of a machine in [a, b) as (signal, ts, value), and its LOT changes."""
-        max_points = int((b - a) // NS_PER_S) * 20 + 1000  # never downsampled: raw points
-        frames = []
-        for sig in spec.signals:
-            if sig.kind != "text":
-                df = store.series(spec.site, spec.line, spec.machine, sig.id, a, b, max_points=max_points)
-                frames.append(df.select(pl.lit(sig.id).alias("signal"), "ts", "value"))
-        lots: list[tuple[int, str]] = []
+    def recompute_machine(self, store: Any, spec: MachineSpec, start_ns: int, end_ns: int) -> OeeResult:
+        """One machine's OEE over [start_ns, end_ns) from the store's raw samples, through the
+        live path's own code, evaluated where the live path closes the shift."""
+        until = end_ns + self.close_delay_ns
+        run = self.replay(store, spec, start_ns - self.lookback_ns, until)
+        return self._result(run, start_ns, end_ns, until)
+
+    def replay(self, store: Any, spec: MachineSpec, a: int, b: int) -> MachineRun:
+        """A fresh MachineRun fed every raw sample of the machine in [a, b), page by page, in
+        the live path's order (a page may end inside a timestamp: that timestamp waits for
+        the next page)."""
+        run = self._new_run(spec)
         if self.track_lots:
-            lots = [(e.ts, str(e.data.get("lot", ""))) for e in
-                    store.events("lot", a - LOT_LOOKBACK_NS, b, spec.site, spec.line, spec.machine)]
-        return pl.concat(frames), lots
+            before = store.events("lot", a - LOT_LOOKBACK_NS, a, spec.site, spec.line, spec.machine)
+            if before:
+                run.set_lot(str(before[-1].data.get("lot", "")))
+        held: list[Sample] = []
+        for page in store.samples(spec.site, spec.line, spec.machine, a, b, page_size=PAGE_SIZE):
+            if not page:
+                continue
+            batch = held + page
+            last = batch[-1].ts
+            held = [x for x in batch if x.ts == last]
+            run.feed_many([x for x in batch if x.ts != last], self.track_lots)
+        run.feed_many(held, self.track_lots)
+        return run
 
     def warm_start(self, store: Any, now_ns: int) -> None:
         """After a restart: rebuild every machine's state, counter baselines, intervals and
-        minute counts of the running shift from the store's raw samples (vectorised), so the
-        shift closes with the whole shift, not only the part since the restart."""
+        minute counts of the running shift from the store's raw samples (the live path's own
+        code, fed page by page), so the shift closes with the whole shift, not only the part
+        since the restart."""
         sh = self.calendar.shift_at(now_ns)
         start = sh.start_ns if sh else now_ns - 8 * 3600 * NS_PER_S
-        a = start - self.timeout_ns - int(self.startup_window_s * NS_PER_S)
+        a = start - self.lookback_ns
         with self._lock:
             for spec in self.config.machines():
-                frame, lots = self._read(store, spec, a, now_ns + 1)
-                if frame.height:
-                    self._seed(self.runs[spec.key], frame, lots)
-            seen = [r.tracker.last_seen_ns for r in self.runs.values() if r.tracker.last_seen_ns is not None]
-            if seen:
-                self.watermark = max(seen)
-
-    def _seed(self, run: MachineRun, frame: pl.DataFrame, lots: Sequence[tuple[int, str]]) -> None:
-        spec = run.spec
-        last = int(frame["ts"].max())  # type: ignore[arg-type]
-        parts = {k[0]: v for k, v in frame.partition_by("signal", as_dict=True).items()}
-        # ending "now" 1 ns after the newest sample makes the last interval the open one
-        ivs = frame_intervals(frame.select("ts"), parts.get(spec.klass.state_signal),
-                              spec.klass.state_codes.mapping(), self.timeout_ns, last + 1)
-        t = run.tracker
-        run.intervals = ivs[:-1]
-        t.state, t.code, t.since_ns, t.last_seen_ns = ivs[-1].state, ivs[-1].code, ivs[-1].start_ns, last
-        for sig, ctr in run.counters.items():
-            c = parts.get(sig)
-            if c is None:
-                continue
-            c = c.filter(pl.col("value").is_finite() & (pl.col("value") >= 0)
-                         & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < float(ctr.modulus)))
-            if c.height:
-                row = c.sort("ts").row(-1, named=True)
-                ctr.prev, ctr.prev_ts = int(row["value"]), int(row["ts"])
-        cycles = [(ts, run.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
-        run.minutes = {m.minute_ns: [m.total, m.good, m.reject, m.ideal_s, m.gap_total]
-                       for m in frame_minutes(parts, run, self.timeout_ns, cycles)}
-        # complete minutes were written before the restart; the one in progress is not yet
-        run.dirty = {last - last % MINUTE_NS} & set(run.minutes)
-        if self.track_lots and lots:
-            run.set_lot(max(lots)[1])
-
-    def frame_oee(self, spec: MachineSpec, frame: pl.DataFrame, lots: Sequence[tuple[int, str]],
-                  start_ns: int, end_ns: int) -> OeeResult:
-        """The bulk history path: the same rules as StateTracker and CounterTracker, vectorised
-        with polars over a frame of (signal, ts, value) rows of one machine, which should start
-        a look-back (timeout + startup window) before start_ns and end one timeout after end_ns.
-        lots: (ts, LOT) changes, used when products are configured."""
-        return self.frame_windows(spec, frame, lots, [(start_ns, end_ns)])[0]
-
-    def frame_windows(self, spec: MachineSpec, frame: pl.DataFrame, lots: Sequence[tuple[int, str]],
-                      windows: Sequence[tuple[int, int]]) -> list[OeeResult]:
-        """frame_oee for several windows (the shifts of a day) in one pass over the frame."""
-        live = self.runs[spec.key]
-        now = max(e for _, e in windows) + self.timeout_ns
-        parts = {k[0]: v for k, v in frame.partition_by("signal", as_dict=True).items()}
-        intervals = frame_intervals(frame.select("ts"), parts.get(spec.klass.state_signal),
-                                    spec.klass.state_codes.mapping(), self.timeout_ns, now)
-        cycles = [(ts, live.product_of(lot)[1]) for ts, lot in sorted(lots)] if self.track_lots else []
-        minutes = frame_minutes(parts, live, self.timeout_ns, cycles)
-        return [compute(a, b, intervals, minutes, self.calendar.planned_stops(a, b, *spec.key), self.small_stop_s,
-                        self.startup_window_s) for a, b in windows]
-
-
-_STATES = list(MachineState)
-_STATE_INDEX = {st: i for i, st in enumerate(_STATES)}
-# a state code no PLC reports (the most negative float): "unknown since a gap"
-_GAP_MARK = -1.7976931348623157e308
-
-
-def frame_intervals(times: pl.DataFrame, states: Optional[pl.DataFrame], mapping: dict[float | str, MachineState],
-                    timeout_ns: int, now_ns: int) -> list[StateInterval]:
-    """StateTracker's intervals (closed and open at now_ns): `times` holds the ts of every
-    sample (liveness), `states` the (ts, value) rows of the state signal."""
-    if times.height == 0:
-        return []
-    # states as small ints inside polars (strings cost a third of the pass), names at the end
-    num = {float(k): _STATE_INDEX[v] for k, v in mapping.items() if not isinstance(k, str)}
-    unknown = _STATE_INDEX[MachineState.UNKNOWN]
-    if states is None:
-        states = pl.DataFrame(schema={"ts": pl.Int64, "value": pl.Float64})
-    codes = states.lazy().group_by("ts", maintain_order=True).agg(pl.col("value").last().alias("code"))
-    # sort then drop repeats: much cheaper than a hash unique on a day of 1 Hz samples
-    t = (times.lazy().select(pl.col("ts").sort()).filter(pl.col("ts").diff().fill_null(1) != 0)
-         .join(codes, on="ts", how="left", maintain_order="left")
-         .with_columns(gap=(pl.col("ts").diff() > timeout_ns).fill_null(False))
-         .with_columns(seg=pl.col("gap").cast(pl.Int64).cum_sum(),
-                       # a gap forgets the state: mark it so the forward fill stops there
-                       code=pl.when(pl.col("gap") & pl.col("code").is_null()).then(pl.lit(_GAP_MARK))
-                       .otherwise(pl.col("code")))
-         .with_columns(code=pl.col("code").forward_fill())
-         .with_columns(code=pl.when(pl.col("code") == _GAP_MARK).then(None).otherwise(pl.col("code")))
-         .with_columns(state=pl.when(pl.col("code").is_null()).then(pl.lit(unknown, dtype=pl.Int8))
-                       .otherwise(pl.col("code").replace_strict(num, default=unknown, return_dtype=pl.Int8))))
-    seg_lazy = t.group_by("seg").agg(pl.col("ts").max().alias("seg_last"), pl.col("ts").min().alias("seg_first"))
-    changed = ((pl.col("seg") != pl.col("seg").shift()) | (pl.col("state") != pl.col("state").shift())
-               | pl.col("code").ne_missing(pl.col("code").shift())).fill_null(True)
-    starts_lazy = (t.filter(changed).join(seg_lazy, on="seg", how="left", maintain_order="left")
-                   .with_columns(nxt=pl.col("ts").shift(-1), nseg=pl.col("seg").shift(-1))
-                   .with_columns(end=pl.when(pl.col("nseg") == pl.col("seg")).then(pl.col("nxt"))
-                                 .otherwise(pl.col("seg_last"))))
-    starts, seg_last = pl.collect_all([starts_lazy, seg_lazy])
-    out: list[StateInterval] = []
-    rows = starts.select("ts", "end", "state", "code", "seg").rows()
-    last_seg = rows[-1][4]
-    segs = seg_last.sort("seg").rows()
-    first_of = {sg: f for sg, _, f in segs}
-    last_of = {sg: la for sg, la, _ in segs}
-    prev_seg = None
-    for i, (a, e, st, code, sg) in enumerate(rows):
-        if prev_seg is not None and sg != prev_seg:
-            out.append(StateInterval(last_of[prev_seg], first_of[sg], MachineState.UNKNOWN, None))
-        prev_seg = sg
-        state = _STATES[st]
-        is_open = i == len(rows) - 1 and sg == last_seg
-        if is_open:
-            last = last_of[sg]
-            if now_ns - last > timeout_ns:
-                if last > a:
-                    out.append(StateInterval(a, last, state, code))
-                if now_ns > last:
-                    out.append(StateInterval(last, now_ns, MachineState.UNKNOWN, None))
-            elif max(now_ns, last) > a:
-                out.append(StateInterval(a, max(now_ns, last), state, code))
-        elif e > a:
-            out.append(StateInterval(a, e, state, code))
-    return out
-
-
-def frame_minutes(parts: dict[str, pl.DataFrame], run: MachineRun, timeout_ns: int,
-                  cycles: Sequence[tuple[int, float]]) -> list[MinuteCounts]:
-    """CounterTracker's per-minute counts from (ts, value) frames per signal; cycles: the
-    ideal cycle time in force from each ts on (LOT changes), else the machine's."""
-    acc: dict[int, list[float]] = {}
-    for sig, name in run.counter_signals.items():
-        ctr = run.counters[sig]
-        mod = float(ctr.modulus)
-        if sig not in parts:
-            continue
-        c = (parts[sig].filter(pl.col("value").is_finite() & (pl.col("value") >= 0)
-                               & (pl.col("value") == pl.col("value").floor()) & (pl.col("value") < mod))
-             .select("ts", "value").sort("ts"))
-        if c.height == 0:
-            continue
-        v, p = pl.col("value"), pl.col("value").shift()
-        dt = pl.col("ts") - pl.col("ts").shift()
-        plausible = (dt.clip(lower_bound=0) // ctr.min_cycle_ns + 1).cast(pl.Float64)
-        wrapped = v + mod - p
-        delta = (pl.when(p.is_null()).then(0.0).when(v >= p).then(v - p)
-                 .when(pl.lit(ctr.bits < 64) & (wrapped <= plausible)).then(wrapped)
-                 .when(v <= plausible).then(v).otherwise(0.0))
-        c = c.with_columns(delta=delta, gap=(dt > timeout_ns).fill_null(False),
-                           minute=pl.col("ts") - pl.col("ts") % MINUTE_NS)
-        if cycles:
-            cyc = pl.DataFrame({"ts": [x[0] for x in cycles], "cycle": [x[1] for x in cycles]},
-                               schema={"ts": pl.Int64, "cycle": pl.Float64})
-            c = c.join_asof(cyc, on="ts", strategy="backward").with_columns(
-                pl.col("cycle").fill_null(run.default_cycle_s))
-        else:
-            c = c.with_columns(cycle=pl.lit(run.default_cycle_s))
-        g = (c.filter(pl.col("delta") > 0).group_by("minute").agg(
-            pl.col("delta").sum().alias("d"),
-            (pl.col("delta") * pl.col("cycle")).filter(~pl.col("gap")).sum().alias("ideal"),
-            pl.col("delta").filter(pl.col("gap")).sum().alias("gapd")))
-        idx = {"total": 0, "good": 1, "reject": 2}[name]
-        for m, d, ideal, gapd in g.rows():
-            row = acc.setdefault(m, [0, 0, 0, 0.0, 0])
-            row[idx] += int(d)
-            if name == "total":
-                row[3] += float(ideal or 0.0)
-                row[4] += int(gapd or 0)
-    return [_minute_counts(m, acc[m], set(run.counter_signals.values()), run.default_cycle_s) for m in sorted(acc)]
+                run = self.replay(store, spec, a, now_ns + 1)
+                last = run.tracker.last_seen_ns
+                if last is None:
+                    continue
+                # complete minutes were written before the restart; the one in progress is not yet
+                run.dirty = {last - last % MINUTE_NS} & set(run.minutes)
+                run.watermark = last
+                run.next_due_ns = self._next_due(last)
+                self.runs[spec.key] = run
 
 
 def intervals_from_events(events: Sequence[Event], now_ns: int, last_seen: Optional[int],
@@ -624,7 +555,7 @@ def intervals_from_events(events: Sequence[Event], now_ns: int, last_seen: Optio
 
 def _minute_counts(m: int, row: list[float], has: set[str], cycle_s: float) -> MinuteCounts:
     """A minute's counts, filling in a counter the machine class does not have."""
-    t, g, r, ideal, gap = row
+    t, g, r, ideal, gap, faults = row
     if "total" not in has:
         t = g + r
         ideal = t * cycle_s
@@ -632,7 +563,7 @@ def _minute_counts(m: int, row: list[float], has: set[str], cycle_s: float) -> M
         g = t - r
     if "reject" not in has:
         r = t - g
-    return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap))
+    return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap), int(faults))
 
 
 def _state_event(run: MachineRun, iv: StateInterval, end_ns: Optional[int]) -> Event:

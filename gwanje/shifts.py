@@ -143,6 +143,9 @@ class ShiftsDef(_Strict):
     small_stop_s: float = Field(300.0, gt=0)
     # rejects made within this time after a setup ends are startup rejects
     startup_window_s: float = Field(600.0, ge=0)
+    # a part counter never counts more parts than the machine could make in the elapsed time
+    # running this many times faster than its ideal cycle (gwanje.counters): more is a fault
+    counter_margin: float = Field(2.0, ge=1.0, le=100.0)
     reasons: list[ReasonDef] = []
     products: list[ProductDef] = []
     planned_stops: list[PlannedStopDef] = []

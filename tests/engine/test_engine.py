@@ -23,20 +23,21 @@ KEY = "2026-11-24/day"
 
 @functools.lru_cache(maxsize=1)
 def plant_samples() -> tuple[Sample, ...]:
-    """05:55-14:02 for the three machines of the test plant (samples are immutable: built once)."""
-    # m2: 5 min running before the shift, the issue's shift, 2 min after
+    """05:55-14:06 for the three machines of the test plant (samples are immutable: built once):
+    past the shift end + the engine's close delay (the 5 min small-stop threshold)."""
+    # m2: 5 min running before the shift, the issue's shift, 6 min after
     m2 = scenario(("s1", "l1", "m2"), T_BEFORE,
-                  [Segment(5 * MIN, RUN, 10)] + issue_example() + [Segment(2 * MIN, RUN, 4)])
+                  [Segment(5 * MIN, RUN, 10)] + issue_example() + [Segment(6 * MIN, RUN, 12)])
     # m1: counters reset to zero at 06:00, a 20 min silence 09:00-09:20, slower than ideal
     m1 = scenario(("s1", "l1", "m1"), T_BEFORE,
                   [Segment(5 * MIN, RUN, 10), Segment(180 * MIN, RUN, 300), Segment(20 * MIN, RUN, 30, silent=True),
                    Segment(40 * MIN, RUN, 70), Segment(30 * MIN, PLANNED), Segment(210 * MIN, RUN, 400, 8),
-                   Segment(2 * MIN, RUN, 4)],
+                   Segment(6 * MIN, RUN, 12)],
                   Counters(5000, 4990, 10), resets_at=frozenset({5 * 60}))
     # press (16-bit counters starting near the top: they wrap during the shift)
     press = scenario(("s1", "p1", "press"), T_BEFORE,
                      [Segment(5 * MIN, RUN, 50), Segment(240 * MIN, RUN, 4000), Segment(30 * MIN, PLANNED),
-                      Segment(210 * MIN, RUN, 3500, 35), Segment(2 * MIN, RUN, 20)],
+                      Segment(210 * MIN, RUN, 3500, 35), Segment(6 * MIN, RUN, 60)],
                      Counters(65000, 64000, 1000), bits=16)
     return tuple(m1 + m2 + press)
 
@@ -199,11 +200,12 @@ def test_tick_closes_a_shift_when_every_machine_is_silent():
     samples = [s for s in plant_samples() if s.ts < kst(2026, 11, 24, 13)]
     eng, events = live(config, samples)
     assert not oee_events(events)
-    closed = oee_events(eng.tick(SHIFT_END + 31 * NS_PER_S))
+    assert not oee_events(eng.tick(SHIFT_END + 299 * NS_PER_S))  # closes 5 min (small stop) after the end
+    closed = oee_events(eng.tick(SHIFT_END + 301 * NS_PER_S))
     m2 = closed[("s1", "l1", "m2")]
     # silent from 12:59:59: unknown until 14:00 = 3601 s
     assert m2["unknown_s"] == 3601.0 and "low_coverage" in m2["flags"]
-    assert eng.tick(SHIFT_END + 60 * NS_PER_S) == []  # closed once
+    assert eng.tick(SHIFT_END + 600 * NS_PER_S) == []  # closed once
 
 
 def test_bad_input_is_counted_and_the_rest_kept():
@@ -215,7 +217,7 @@ def test_bad_input_is_counted_and_the_rest_kept():
            Sample("s1", "l1", "m1", "state", 3.0, now + 86400 * NS_PER_S),  # a clock a day ahead
            Sample("s1", "l1", "m1", "part_count_total", "not a number", now)]
     events = eng.on_samples(bad[:2] + good + bad[2:])
-    assert eng.rejects.counts() == {"unknown_machine": 1, "future_timestamp": 1}
+    assert eng.rejects.counts() == {"unknown_machine": 1, "timestamp_in_future": 1}
     assert [(e.kind, e.data["state"]) for e in events if e.kind == "state"] == [("state", "running"), ("state", "down")]
     assert eng.runs[("s1", "l1", "m1")].tracker.state == MachineState.DOWN
 
@@ -274,7 +276,7 @@ def test_ideal_cycle_per_product_from_the_lot(tmp_path):
     # 06:00-10:00 running, 400 parts of BA; 10:00-10:30 break; 10:30-14:00 running, 180 of BB
     samples = scenario(m2, SHIFT_START - 60 * NS_PER_S,
                        [Segment(60, RUN), Segment(240 * MIN, RUN, 400), Segment(30 * MIN, PLANNED),
-                        Segment(210 * MIN, RUN, 180), Segment(2 * MIN, RUN)])
+                        Segment(210 * MIN, RUN, 180), Segment(6 * MIN, RUN)])
     samples += [Sample(*m2, "lot", "BA-0001", SHIFT_START - 60 * NS_PER_S),
                 Sample(*m2, "lot", "BB-0002", kst(2026, 11, 24, 10, 30))]
     eng, events = live(config, samples)
@@ -337,9 +339,9 @@ def test_night_shift_across_midnight(tmp_path):
     start = kst(2026, 11, 24, 22)
     m1 = ("s1", "l1", "m1")
     # 21:58 on: 2 min before, 90 min running (180 parts), 60 min down from 23:30 to 00:30,
-    # 150 min running (300), 30 min break (planned code), 150 min running (300), 2 min after
+    # 150 min running (300), 30 min break (planned code), 150 min running (300), 6 min after
     segs = [Segment(2 * MIN, RUN), Segment(90 * MIN, RUN, 180), Segment(60 * MIN, 4.0), Segment(150 * MIN, RUN, 300),
-            Segment(30 * MIN, PLANNED), Segment(150 * MIN, RUN, 300), Segment(2 * MIN, RUN)]
+            Segment(30 * MIN, PLANNED), Segment(150 * MIN, RUN, 300), Segment(6 * MIN, RUN)]
     samples = scenario(m1, start - 2 * MIN * NS_PER_S, segs)
     eng, events = live(config, samples)
     got = {(e.machine, e.key): e.data for e in events if e.kind == "oee_shift"}
@@ -359,14 +361,50 @@ def test_night_shift_across_midnight(tmp_path):
 
 
 def test_counts_of_a_machine_that_falls_silent_are_written():
-    """m1 stops talking at 06:00:29 with 3 parts in its last minute; m2 keeps reporting. Once
-    the plant clock is a comm timeout past that minute, its counts record is written."""
+    """m1 stops talking at 06:00:29 with 3 parts in its last minute; m2 keeps reporting. m2's
+    clock is not m1's: once the wall clock is a comm timeout past that minute, its counts
+    record is written."""
     config = make_config_once()
     m1 = scenario(("s1", "l1", "m1"), SHIFT_START, [Segment(30, RUN, 3)])
     m2 = scenario(("s1", "l1", "m2"), SHIFT_START, [Segment(3 * MIN, RUN)])
     eng, events = live(config, m1 + m2, batch=40)
-    counts = [(e.machine, e.ts, e.data["total"]) for e in events if e.kind == "counts"]
+    assert [e for e in events if e.kind == "counts" and e.machine == "m1"] == []
+    ticked = eng.tick(SHIFT_START + 90 * NS_PER_S)
+    counts = [(e.machine, e.ts, e.data["total"]) for e in ticked if e.kind == "counts"]
     assert counts == [("m1", SHIFT_START, 3)]
+
+
+class WallClock:
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+
+def test_a_fast_plc_clock_closes_only_its_own_shift():
+    """Issue 8: m1's PLC runs 4 minutes fast. At 14:01:00 wall time its samples say 14:05:00,
+    the shift's close (end + 5 min): m1's record is written by its own clock, m2's and the
+    line's are not (the engine's watermark was the newest source time of any machine, which
+    closed every machine's shift 4 minutes early). At 14:05:00 wall time m2 closes too, the
+    line follows, and the press, which never spoke, closes by the wall clock (unknown
+    throughout), then the site."""
+    config = make_config_once()
+    wall = WallClock(SHIFT_START)
+    eng = Engine(config, clock=wall)
+    skew = 4 * MIN * NS_PER_S
+    closed_at = {}
+    for sec in range(0, 8 * 3600 + 6 * 60, 30):
+        wall.t = SHIFT_START + sec * NS_PER_S
+        batch = [Sample("s1", "l1", "m1", "state", RUN, wall.t + skew), Sample("s1", "l1", "m2", "state", RUN, wall.t)]
+        for key, data in {**oee_events(eng.on_samples(batch)), **oee_events(eng.tick(wall.t))}.items():
+            closed_at[key] = (wall.t, data)
+    when = {k: (t - SHIFT_END) // NS_PER_S for k, (t, _) in closed_at.items()}
+    assert when == {("s1", "l1", "m1"): 60, ("s1", "l1", "m2"): 300, ("s1", "l1", ""): 300,
+                    ("s1", "p1", "press"): 300, ("s1", "p1", ""): 300, ("s1", "", ""): 300}
+    assert closed_at[("s1", "p1", "press")][1]["unknown_s"] == 8 * 3600 - 30 * 60  # all but the break
+    # its samples start at 06:04 by its clock; running counts through the break (oee rule 1)
+    assert closed_at[("s1", "l1", "m1")][1]["running_s"] == 8 * 3600 - 4 * 60
 
 
 def test_planned_maintenance_from_the_calendar(tmp_path):
@@ -398,3 +436,27 @@ def test_planned_stop_config_errors(tmp_path):
         with pytest.raises(ConfigError) as e:
             make_config(tmp_path, shifts={**base, "planned_stops": [bad]})
         assert "planned_stops.0" in str(e.value) and message in str(e.value)
+
+
+def test_implausible_counters_add_no_parts_and_flag_the_shift():
+    """Issue 8 through the engine: m1's total jumps 100 -> 4,000,000 in 1 s (a register
+    rewritten) and the press's 16-bit counter reads 0 after an 8 h communication gap (reset,
+    not a wrap of 60,546 parts). Before: 3,999,900 and 60,546 invented parts."""
+    config = make_config_once()
+    m1 = ("s1", "l1", "m1")
+    press = ("s1", "p1", "press")
+    t0 = SHIFT_START
+    samples = []
+    for i in range(60):
+        ts = t0 + i * NS_PER_S
+        samples.append(Sample(*m1, "state", RUN, ts))
+        samples.append(Sample(*m1, "part_count_total", 100.0 if i < 30 else 4_000_000.0 + (i - 30) // 30, ts))
+    samples += [Sample(*press, "state", RUN, t0 - 8 * 3600 * NS_PER_S), Sample(*press, "part_count_total", 4990.0, t0 - 8 * 3600 * NS_PER_S),
+                Sample(*press, "state", RUN, t0), Sample(*press, "part_count_total", 0.0, t0),
+                Sample(*press, "state", RUN, t0 + 30 * NS_PER_S), Sample(*press, "part_count_total", 3.0, t0 + 30 * NS_PER_S)]
+    eng, _ = live(config, samples, batch=7)
+    snap = eng.snapshot(t0 + 60 * NS_PER_S)
+    assert (snap.machines[m1].total, snap.machines[m1].counter_faults) == (0, 1)
+    assert "counter_fault" in snap.machines[m1].flags
+    # 3 parts after the reset; only the total counter is sent here, hence counts_inconsistent
+    assert (snap.machines[press].total, snap.machines[press].flags) == (3, ["counts_inconsistent"])

@@ -150,14 +150,14 @@ def test_store_down_shows_the_store_error_not_a_traceback(app):
 def test_rolling_window(app):
     _, cfg, _ = app
     # the last 8 h at 16:00: 08:00-16:00; planned = 08:00-14:00 minus the 10:00-10:30 break
-    # = 330 min, plus m2 running after the shift until its last sample at 14:01:59 (119 s:
+    # = 330 min, plus m2 running after the shift until its last sample at 14:05:59 (359 s:
     # running is production even outside a shift); the silence after it, outside every
     # shift, is planned stop, not unknown
     scope = load_scope(cfg, context.data(), "s1", "l1", "last-8h", now_ns=NOW)
     assert scope.live and scope.source == "records"
     m2 = scope.machines[("s1", "l1", "m2")]
-    assert (m2.planned_s, m2.unknown_s) == (330 * 60 + 119, 0.0)
-    # data ended 14:01:59; m2's 45 min breakdown (07:00-07:45) is before the window
+    assert (m2.planned_s, m2.unknown_s) == (330 * 60 + 359, 0.0)
+    # data ended 14:05:59; m2's 45 min breakdown (07:00-07:45) is before the window
     assert m2.breakdown_s == 0.0 and m2.small_stop_s == 24 * 60
     lay = page("oee")(site="s1", line="l1", shift="last-8h", lang="en")
     assert text(by_id(lay, "oee-shift-title")).startswith("Last 8 h")
