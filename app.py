@@ -4,7 +4,7 @@
   python app.py                 the embedded demo: broker, simulated sites, collectors, engine,
                                 alarms, DuckDB under ./data and the control room on :8050
   python app.py check-config    validate config/*.yaml and exit (0 ok, 2 invalid)
-  python app.py simulate        the simulated sites only, against mqtt.url
+  python app.py simulate        the machines plant.yaml marks simulated, against mqtt.url
   python app.py collect         collectors -> storage (InfluxDB or DuckDB), with engine and alarms
   python app.py serve           the control room over the configured store
 
@@ -73,9 +73,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         n = sum(1 for _ in config.machines())
         print(f"config OK: {config.directory} — {len(config.plant.sites)} sites, "
-              f"{sum(len(s.lines) for s in config.plant.sites)} lines, {n} machines")
+              f"{sum(len(s.lines) for s in config.plant.sites)} lines, {n} machines "
+              f"({len(config.simulated_machines())} simulated)")
         return 0
 
+    if args.command == "simulate":
+        from simulator.runner import nothing_to_simulate
+
+        idle = nothing_to_simulate(config)
+        if idle:  # a simulate process that plays nothing would look healthy and do nothing
+            print(f"refusing to simulate: {idle}", file=sys.stderr)
+            return 2
     secrets = Secrets.from_env()
     roles = {"demo": ("simulate", "collect", "serve")}.get(args.command, (args.command,))
     problems = security_problems(config, secrets, roles)

@@ -5,7 +5,7 @@ key path and what is wrong, never a silently ignored option. Secrets (passwords,
 never read from YAML: they come from the environment only (see `Secrets`).
 
 Files (in the config directory, `--config DIR` or GWANJE_CONFIG_DIR, default ./config):
-  plant.yaml   sites, lines, machines, machine classes (signals, PLC state codes)
+  plant.yaml   sites, lines, machines (real, or `simulated`), machine classes (signals, PLC state codes)
   system.yaml  MQTT broker, OPC UA endpoints, storage, spool, UI, simulator
   shifts.yaml, alarms.yaml, notify.yaml  optional, owned by the engine and alert modules
 """
@@ -140,6 +140,9 @@ class MachineDef(Strict):
     source: Literal["mqtt", "opcua"]
     ideal_cycle_s: float = Field(gt=0, description="ideal cycle time per part, seconds")
     counter_bits: Literal[16, 32, 64] = 32
+    # true: a made-up machine the simulator plays; unset: the line's (then the site's) value,
+    # else false. Real unless marked, so a device added by hand is never mixed with made-up data.
+    simulated: Optional[bool] = None
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -149,6 +152,7 @@ class LineDef(Strict):
     process: ProcessType
     # the machine whose output is the line's output (line OEE); default: the last machine
     output_machine: Optional[Id] = None
+    simulated: Optional[bool] = None  # default for the line's machines (see MachineDef.simulated)
     machines: list[MachineDef] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -169,6 +173,7 @@ class SiteDef(Strict):
     name: Names
     # name of the OPC UA endpoint (system.yaml opcua.endpoints) serving this site's OPC UA machines
     opcua_endpoint: Optional[str] = None
+    simulated: Optional[bool] = None  # default for the site's lines (see MachineDef.simulated)
     lines: list[LineDef] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -176,6 +181,14 @@ class SiteDef(Strict):
         ids = [ln.id for ln in self.lines]
         check_unique(ids, "line")
         return self
+
+
+def is_simulated(site: SiteDef, line: LineDef, machine: MachineDef) -> bool:
+    """The machine's own `simulated`, else its line's, else its site's, else False (real)."""
+    for v in (machine.simulated, line.simulated, site.simulated):
+        if v is not None:
+            return v
+    return False
 
 
 class PlantDef(Strict):
@@ -208,6 +221,26 @@ class PlantDef(Strict):
                             f"sites[{s.id}]: machine {m.id} has source opcua but the site has no opcua_endpoint"
                         )
         return self
+
+    def endpoint_conflict(self) -> Optional[tuple[str, str]]:
+        """(site id, problem) when an OPC UA endpoint would serve simulated and real machines.
+        An address is either the simulator's server or a real one: the simulator serving it
+        would hold the real server's port (or find it taken and serve none of its simulated
+        machines), and the collector reads one server per endpoint."""
+        kinds: dict[str, tuple[str, dict[bool, list[str]]]] = {}
+        for s in self.sites:
+            for ln in s.lines:
+                for m in ln.machines:
+                    if m.source == "opcua" and s.opcua_endpoint:
+                        site, by = kinds.setdefault(s.opcua_endpoint, (s.id, {}))
+                        by.setdefault(is_simulated(s, ln, m), []).append(f"{s.id}/{ln.id}/{m.id}")
+        for ep, (site, by) in kinds.items():
+            if len(by) > 1:
+                return site, (f"endpoint {ep!r} would serve simulated machines {by[True]} and real machines "
+                              f"{by[False]}; an OPC UA endpoint is either the simulator's or a real server's: "
+                              f"mark all of its machines simulated or none (real and simulated OPC UA machines "
+                              f"belong to sites with different endpoints)")
+        return None
 
 
 # --------------------------------------------------------------------------- system.yaml
@@ -307,7 +340,8 @@ class UiConfig(Strict):
 class SimulatorConfig(Strict):
     seed: int = 7
     period_s: float = Field(1.0, gt=0)  # one sample of every signal per machine per period
-    # OPC UA servers of the simulated sites listen on these endpoints (names as in opcua.endpoints)
+    # false: the demo (`python app.py`) runs without the simulator and `python app.py simulate`
+    # refuses to start. Which machines it plays is plant.yaml's `simulated`.
     enabled: bool = True
 
 
@@ -334,6 +368,7 @@ class MachineSpec:
     definition: MachineDef
     klass: MachineClass
     opcua_endpoint: Optional[str]
+    simulated: bool = False  # played by the simulator, not a real device (is_simulated)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -367,8 +402,11 @@ class Config:
                 for m in ln.machines:
                     yield MachineSpec(
                         s.id, ln.id, m.id, m, self.plant.machine_classes[m.klass],
-                        s.opcua_endpoint if m.source == "opcua" else None,
+                        s.opcua_endpoint if m.source == "opcua" else None, is_simulated(s, ln, m),
                     )
+
+    def simulated_machines(self) -> list[MachineSpec]:
+        return [m for m in self.machines() if m.simulated]
 
     def machine(self, site: str, line: str, machine: str) -> Optional[MachineSpec]:
         return self._index().get((site, line, machine))
@@ -485,6 +523,9 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
                 f"{plant_path}: sites.{s.id}.opcua_endpoint: {s.opcua_endpoint!r} is not an endpoint "
                 f"in {system_path} opcua.endpoints {sorted(endpoint_names)}"
             )
+    conflict = plant.endpoint_conflict()
+    if conflict:
+        raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")
     extra = {}
     for name in ("shifts", "alarms", "notify"):
         p = d / f"{name}.yaml"

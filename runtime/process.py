@@ -1,7 +1,8 @@
 """One process of Gwanje, assembled from roles.
 
   demo      = embedded broker (unless mqtt.url is set) + simulator + collect + serve, one process
-  simulate  = the simulated sites only (MQTT publisher + OPC UA servers)
+  simulate  = the simulated machines only (MQTT publisher + OPC UA servers); real devices are
+              never simulated, and simulator.enabled false leaves the demo without it
   collect   = collectors -> pipeline -> store, with engine and alarm listeners; /healthz /readyz /metrics
   serve     = the Dash control room over the store
 
@@ -65,8 +66,14 @@ class Runtime:
             self.mqtt_url = self.broker.url
 
     def start_simulator(self) -> None:
-        from simulator.runner import Simulator
+        """The simulated machines (plant.yaml `simulated`), unless there are none or
+        simulator.enabled is false: then the process runs on real devices only (said once)."""
+        from simulator.runner import Simulator, nothing_to_simulate
 
+        idle = nothing_to_simulate(self.config)
+        if idle:
+            log.info("running without the simulator: %s; every machine's data comes from a real device", idle)
+            return
         if not self.mqtt_url:
             raise SystemExit("simulate needs an MQTT broker: set mqtt.url in system.yaml or GWANJE_MQTT_URL")
         sim = self.config.system.simulator
@@ -199,7 +206,16 @@ class Runtime:
             # what waits for the store to answer: the UI's status page and /readyz details
             "restore_pending": self.restore_pending(),
             "started_ns": self.started_ns,
+            "simulator": self.simulator_status(),
         }
+
+    def simulator_status(self) -> dict[str, Any]:
+        """Which machines this process makes up (none without a simulator): fake from real."""
+        sim = self.simulator
+        if sim is None:
+            return {"running": False, "machines": [], "unserved_endpoints": {}}
+        return {"running": True, "machines": ["/".join(m.key) for m in sim.playing()],
+                "unserved_endpoints": dict(sim.unserved)}
 
     def restore_pending(self) -> list[str]:
         """Which start-up restores from the store have not happened yet: "engine" (warm start

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from gwanje.config import ConfigError, load_config
-from simulator.runner import Simulator
+from simulator.runner import Simulator, nothing_to_simulate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+    idle = nothing_to_simulate(config)
+    if idle:  # a simulator process with nothing to play would look healthy and do nothing
+        print(f"nothing to simulate: {idle}", file=sys.stderr)
+        return 2
     url = args.mqtt_url or config.system.mqtt.url
     if not url:
         logging.warning("no MQTT broker given (--mqtt-url, mqtt.url): serving the OPC UA machines only")
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     sim.start()
-    logging.info("simulating %d machines (seed %d, every %.3g s)", len(sim.plant.models), sim.seed, sim.period_s)
+    logging.info("seed %d, a step every %.3g s", sim.seed, sim.period_s)
     done.wait()
     sim.stop()
     return 0

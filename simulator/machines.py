@@ -31,7 +31,7 @@ import bisect
 import math
 import random
 from datetime import datetime
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 from zoneinfo import ZoneInfo
 
 from gwanje.config import Config, MachineSpec, SignalDef
@@ -462,16 +462,17 @@ PROCESS: dict[str, Callable[[MachineModel, bool, float], float]] = {
 
 
 class Plant:
-    """Every configured machine, stepped together."""
+    """The given machines (default: every configured one), stepped together."""
 
-    def __init__(self, config: Config, seed: Optional[int] = None, work_days_off: bool = False) -> None:
+    def __init__(self, config: Config, seed: Optional[int] = None, work_days_off: bool = False,
+                 machines: Optional[Iterable[MachineSpec]] = None) -> None:
         self.config = config
         self.seed = config.system.simulator.seed if seed is None else seed
         self.timetable = Timetable(load_shifts(config), work_days_off)
         tz = ZoneInfo(config.plant.timezone)
         self.models: list[MachineModel] = []
         n16 = 0
-        for spec in config.machines():
+        for spec in (config.machines() if machines is None else machines):
             near = False
             if spec.definition.counter_bits == 16:
                 near, n16 = n16 % 2 == 0, n16 + 1  # every other 16-bit machine shows a wrap soon

@@ -1,5 +1,8 @@
-"""The OPC UA servers of the simulated sites: one asyncua Server per site, serving its OPC UA
-machines the way the site's PLC gateway would.
+"""The OPC UA servers of the simulated sites: one asyncua Server per endpoint, serving its
+simulated OPC UA machines the way the site's PLC gateway would. An endpoint of real machines
+is never served (it is their real server's address); an address that cannot be listened on
+raises EndpointUnavailable before anything is built, so the caller can leave it to whatever
+server holds it.
 
 Node ids follow what the collector expects (docs/payloads.md): a signal's `node` in
 plant.yaml, else the endpoint's node_template (`ns=2;s={site}.{line}.{machine}.{signal}`).
@@ -72,6 +75,11 @@ class _Var:
     vtype: ua.VariantType
 
 
+class EndpointUnavailable(RuntimeError):
+    """The endpoint's address cannot be listened on here: taken (by a real server, or anything
+    else), or not an address of this host."""
+
+
 class SiteServer:
     """One site's OPC UA server. All methods run on the asyncio loop that started it."""
 
@@ -106,9 +114,9 @@ class SiteServer:
         log.info("OPC UA server %s listening on %s (%d variables)", self.endpoint.name, self.endpoint.url,
                  len(self.vars))
 
-    def _cannot_listen(self, e: OSError) -> RuntimeError:
+    def _cannot_listen(self, e: OSError) -> EndpointUnavailable:
         env = "GWANJE_OPCUA_URL_" + self.endpoint.name.upper().replace("-", "_")
-        return RuntimeError(f"OPC UA endpoint {self.endpoint.name}: cannot listen on {self.endpoint.url}: {e} "
+        return EndpointUnavailable(f"OPC UA endpoint {self.endpoint.name}: cannot listen on {self.endpoint.url}: {e} "
                             f"(set {env} to another port)")
 
     def _check_port(self) -> None:
@@ -208,9 +216,11 @@ class SiteServer:
             self.server = None
 
 
-def site_servers(config: Config, cert_dir: Optional[Path] = None) -> list[SiteServer]:
-    """A server for every endpoint that serves at least one configured OPC UA machine."""
-    machines = [m for m in config.machines() if m.opcua_endpoint]
+def site_servers(config: Config, machines: Optional[Iterable[MachineSpec]] = None,
+                 cert_dir: Optional[Path] = None) -> list[SiteServer]:
+    """A server for every endpoint with at least one of the machines on it (default: the
+    simulated ones): an endpoint of real machines is their real server's address."""
+    machines = [m for m in (config.simulated_machines() if machines is None else machines) if m.opcua_endpoint]
     out = []
     for ep in config.system.opcua.endpoints:
         if any(m.opcua_endpoint == ep.name for m in machines):

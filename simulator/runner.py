@@ -1,6 +1,11 @@
 """Runs the simulated sites: steps the Plant on the wall clock every period and hands the
 values to the MQTT publisher (MQTT machines) and the sites' OPC UA servers (OPC UA machines).
 
+Only machines marked `simulated` in plant.yaml are played; every other one is a real device
+whose topic is never published and whose OPC UA endpoint is never served. An endpoint address
+already taken (a real server listening there) is not served either: a warning says so and
+the collector reads whatever server holds it, instead of the whole process exiting.
+
 Threads: one asyncio loop thread owns the OPC UA servers; one stepping thread owns the Plant
 and the publisher. The stepping thread never waits on OPC UA writes: if the previous write is
 still running when the next step is due, that step's OPC UA values are skipped (and counted)
@@ -18,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from gwanje.config import Config, Secrets
+from gwanje.config import Config, MachineSpec, Secrets
 from simulator.machines import Plant
 from simulator.mqtt_publisher import MqttPublisher
-from simulator.opcua_server import SiteServer, site_servers
+from simulator.opcua_server import EndpointUnavailable, SiteServer, site_servers
 from simulator.sparkplug_publisher import SparkplugEdgeNode
 
 log = logging.getLogger("gwanje.simulator")
@@ -50,17 +55,28 @@ class Simulator:
         self.mqtt_url = mqtt_url
         self.seed = config.system.simulator.seed if seed is None else seed
         self.period_s = config.system.simulator.period_s if period_s is None else period_s
-        self.plant = Plant(config, self.seed, work_days_off=work_days_off)
+        self.machines = config.simulated_machines()
+        self.plant = Plant(config, self.seed, work_days_off=work_days_off, machines=self.machines)
         data_dir = Path(data_dir) if data_dir is not None else Path(os.environ.get("GWANJE_DATA_DIR", "data"))
-        self.servers: list[SiteServer] = site_servers(config, cert_dir=data_dir / "opcua")
+        self.servers: list[SiteServer] = site_servers(config, self.machines, cert_dir=data_dir / "opcua")
+        self.unserved: dict[str, str] = {}  # endpoint name -> why the simulator does not serve it
+        has_mqtt = any(m.definition.source == "mqtt" for m in self.machines)
         self.publisher = (MqttPublisher(mqtt_url, config.system.mqtt, secrets, client_id="gwanje-simulator")
-                          if mqtt_url else None)
+                          if mqtt_url and has_mqtt else None)
         chosen = set(sparkplug_lines)
-        mqtt_lines = {(m.site, m.line) for m in config.machines() if m.definition.source == "mqtt"}
+        mqtt_lines = {(m.site, m.line) for m in self.machines if m.definition.source == "mqtt"}
         unknown = chosen - {x for site, line in mqtt_lines for x in (line, f"{site}/{line}")}
         if unknown:  # a typo must not silently leave a line on JSON
-            raise ValueError(f"sparkplug lines {sorted(unknown)} have no MQTT machines "
-                             f"(lines with MQTT machines: {sorted(f'{s}/{ln}' for s, ln in mqtt_lines)})")
+            raise ValueError(f"sparkplug lines {sorted(unknown)} have no simulated MQTT machines "
+                             f"(lines with simulated MQTT machines: {sorted(f'{s}/{ln}' for s, ln in mqtt_lines)})")
+        for site, line in sorted(mqtt_lines):
+            real = [m.machine for m in config.machines() if (m.site, m.line) == (site, line)
+                    and m.definition.source == "mqtt" and not m.simulated]
+            if real and (line in chosen or f"{site}/{line}" in chosen):
+                # the line's real gateway may itself be the Sparkplug edge node {site}/{line}: a
+                # second one with the same id would scramble its births, deaths and sequence
+                raise ValueError(f"sparkplug line {site}/{line} has real MQTT machines {real}: the simulator "
+                                 f"plays a Sparkplug edge node only for a line whose MQTT machines are all simulated")
         self.edge_nodes: dict[tuple[str, str], SparkplugEdgeNode] = {
             (site, line): SparkplugEdgeNode(mqtt_url, site, line, config.system.mqtt, secrets)
             for site, line in sorted(mqtt_lines)
@@ -92,12 +108,24 @@ class Simulator:
         self._stop.clear()
         self._step_thread = threading.Thread(target=self._run, name="sim-step", daemon=True)
         self._step_thread.start()
+        log.info("simulating %s", describe(self.config, {m.key for m in self.playing()}))
 
     async def _start_servers(self) -> None:
+        started = []
         for s in self.servers:
-            await s.start()
+            try:
+                await s.start()
+            except EndpointUnavailable as e:
+                held = sorted(f"{m.site}/{m.line}/{m.machine}" for m in s.machines)
+                log.warning("%s: the simulator does not serve it; the collector reads whatever server listens "
+                            "there, also for the machines marked simulated on it (%d: %s)",
+                            e, len(held), ", ".join(held))
+                self.unserved[s.endpoint.name] = str(e)
+                continue
+            started.append(s)
+        self.servers = started
         with self._lock:
-            self._status.opcua_servers = len(self.servers)
+            self._status.opcua_servers = len(started)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -177,6 +205,18 @@ class Simulator:
         with self._lock:
             self._status.opcua_writes += n
 
+    def playing(self) -> list[MachineSpec]:
+        """The machines whose data this simulator makes up: the simulated ones, less those on
+        an endpoint it could not serve (a real server holds it) or without a broker."""
+        served = {srv.endpoint.name for srv in self.servers}
+
+        def played(m: MachineSpec) -> bool:
+            if m.opcua_endpoint:
+                return m.opcua_endpoint in served
+            return self.publisher is not None or (m.site, m.line) in self.edge_nodes
+
+        return [m for m in self.machines if played(m)]
+
     def status(self) -> SimulatorStatus:
         with self._lock:
             st = SimulatorStatus(**self._status.__dict__)
@@ -186,6 +226,40 @@ class Simulator:
             st.mqtt_published = sum(p.published for p in pubs)
             st.mqtt_dropped = sum(p.dropped for p in pubs)
         return st
+
+
+def nothing_to_simulate(config: Config) -> Optional[str]:
+    """Why the simulator has nothing to do with this config, or None when it has."""
+    if not config.system.simulator.enabled:
+        return "simulator.enabled is false in system.yaml"
+    if not config.simulated_machines():
+        return "no machine in plant.yaml is marked simulated (simulated: true on a machine, line or site)"
+    return None
+
+
+def describe(config: Config, playing: set[tuple[str, str, str]]) -> str:
+    """Which machines are made up and which are real, by line, for the log: a user must be
+    able to tell fake data from real."""
+    by_line: dict[tuple[str, str], list[MachineSpec]] = {}
+    for m in config.machines():
+        by_line.setdefault((m.site, m.line), []).append(m)
+
+    def part(pick) -> str:
+        out = []
+        for (site, line), ms in by_line.items():
+            chosen = [m.machine for m in ms if pick(m)]
+            if chosen:
+                out.append(f"{site}/{line} (all {len(ms)})" if len(chosen) == len(ms)
+                           else f"{site}/{line}: {', '.join(chosen)}")
+        return "; ".join(out) or "none"
+
+    total = sum(len(ms) for ms in by_line.values())
+    text = (f"{len(playing)} of {total} machines: {part(lambda m: m.key in playing)}. "
+            f"Real devices (never simulated): {part(lambda m: not m.simulated)}")
+    unplayed = part(lambda m: m.simulated and m.key not in playing)
+    if unplayed != "none":
+        text += f". Marked simulated but not played (see the warnings): {unplayed}"
+    return text
 
 
 def _log_failure(fut: Future) -> None:

@@ -37,6 +37,9 @@ add_strings({
     "tiles:availability": {"ko": "시간가동률", "en": "Availability"},
     "tiles:performance": {"ko": "성능가동률", "en": "Performance"},
     "tiles:quality": {"ko": "양품률", "en": "Quality"},
+    "tiles:sim": {"ko": "모의", "en": "SIM"},
+    "tiles:sim_long": {"ko": "시뮬레이터가 만든 가상 데이터 (실제 설비 아님, plant.yaml simulated)",
+                       "en": "Made-up data from the simulator, not a real device (plant.yaml simulated)"},
 })
 
 
@@ -104,7 +107,8 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = 
     lot = html.Div([html.Span(t("lot", lang), className="gw-k"), html.Span(view.lot or "–", className="gw-v")],
                    className="gw-tile-lot")
     return [
-        html.Div(spec.definition.name.get(lang), className="gw-tile-name"),
+        html.Div(([html.Span(t("tiles:sim", lang), className="gw-sim", title=t("tiles:sim_long", lang)), " "]
+                  if spec.simulated else []) + [spec.definition.name.get(lang)], className="gw-tile-name"),
         html.Div(_state_children(view, lang), className="gw-tile-state"),
         *detail,
         counts,

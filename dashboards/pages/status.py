@@ -1,5 +1,6 @@
 """`/status` — the system status page: every source's connection state and data rate, the
-store, the in-memory queue and the disk spool (with the spool-full alarm).
+store, the in-memory queue and the disk spool (with the spool-full alarm), and which machines
+this process's simulator makes up (everything else is a real device).
 
 Reads the runtime's status (`context.runtime_status()`, the dict runtime.Runtime.status()
 returns, also behind /readyz and /metrics). A data rate needs two readings: the previous
@@ -47,6 +48,10 @@ add_strings({
     "st.spool_full": {"ko": "스풀 가득 참: {policy} 정책으로 데이터 손실 중", "en": "Spool full: policy {policy} is dropping data"},
     "st.dropped": {"ko": "손실 샘플", "en": "Samples lost"},
     "st.latency": {"ko": "최근 쓰기 시간", "en": "Last write time"},
+    "st.simulated": {"ko": "모의 설비 (가상 데이터)", "en": "Simulated machines (made-up data)"},
+    "st.simulated_none": {"ko": "없음 — 모든 데이터는 실제 설비", "en": "none — all data from real devices"},
+    "st.unserved": {"ko": "시뮬레이터가 OPC UA 엔드포인트 {name}을(를) 제공하지 않음: {why}",
+                    "en": "The simulator does not serve OPC UA endpoint {name}: {why}"},
 })
 
 
@@ -113,12 +118,18 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
          "gw-bad" if (p.get("samples_dropped") or p.get("spool_dropped_samples")) else ""),
         (t("st.latency", lang), f"{(p.get('last_write_latency_s') or 0) * 1000:,.0f} ms", ""),
     ]
+    sim = status.get("simulator") or {}
+    played = list(sim.get("machines") or [])
+    facts.append((t("st.simulated", lang), ", ".join(played) if played else t("st.simulated_none", lang),
+                  "gw-status-simulated"))
     summary = html.Dl([part for label, value, cls in facts
                        for part in (html.Dt(label), html.Dd(value, className=cls))], className="gw-status-facts")
     out: list[Any] = []
     if p.get("spool_alarm"):
         out.append(html.Div(t("st.spool_full", lang, policy=p.get("spool_policy", "")),
                             className="gw-alarm gw-bad", role="alert"))
+    out += [html.Div(t("st.unserved", lang, name=name, why=why), className="gw-note gw-bad")
+            for name, why in sorted((sim.get("unserved_endpoints") or {}).items())]
     out += [html.H2(t("st.sources", lang)), sources, summary]
     return out
 

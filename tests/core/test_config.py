@@ -116,9 +116,48 @@ def test_check_config_cli(cfgdir):
     ok = subprocess.run([sys.executable, str(ROOT / "app.py"), "check-config", "--config", str(cfgdir)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert "2 sites, 8 lines, 36 machines" in ok.stdout
+    assert "2 sites, 8 lines, 36 machines (36 simulated)" in ok.stdout
     edit(cfgdir / "plant.yaml", lambda d: d["sites"][0].pop("lines"))
     bad = subprocess.run([sys.executable, str(ROOT / "app.py"), "check-config"], capture_output=True, text=True,
                          timeout=60, env={"GWANJE_CONFIG_DIR": str(cfgdir), "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2
     assert "plant.yaml: sites.0.lines: Field required" in bad.stderr
+
+
+def test_simulated_is_the_nearest_flag_and_real_by_default(cfgdir):
+    def mark(d):
+        site1, site2 = d["sites"]
+        site1["simulated"] = True
+        site1["lines"][0]["simulated"] = False              # cnc-1: real ...
+        site1["lines"][0]["machines"][0]["simulated"] = True  # ... but cnc-101
+        site2.pop("simulated")                              # changwon-2: nothing said
+        site2["lines"][0]["simulated"] = True               # ... but injection-1
+    edit(cfgdir / "plant.yaml", mark)
+    c = load_config(cfgdir, env={})
+    simulated = {m.machine for m in c.simulated_machines()}
+    assert {"cnc-101", "cnc-201", "forge-101"} <= simulated and "cnc-102" not in simulated
+    assert {m.machine for m in c.machines() if m.site == "changwon-2" and m.simulated} == {
+        f"imm-10{i}" for i in range(1, 7)}
+    assert c.machine("changwon-1", "cnc-1", "cnc-106").simulated is False
+
+
+def test_simulated_must_be_a_boolean_at_its_key_path(cfgdir):
+    edit(cfgdir / "plant.yaml", lambda d: d["sites"][0]["lines"][2]["machines"][1].update(simulated="maybe"))
+    with pytest.raises(ConfigError, match=r"plant.yaml: sites.0.lines.2.machines.1.simulated: Input should be a "
+                                          r"valid boolean"):
+        load_config(cfgdir, env={})
+
+
+def test_an_opcua_endpoint_of_real_and_simulated_machines_is_refused(cfgdir):
+    # the simulator would hold the real server's address (or could not serve its machines)
+    edit(cfgdir / "plant.yaml", lambda d: d["sites"][1]["lines"][1]["machines"][3].update(simulated=False))
+    with pytest.raises(ConfigError) as e:
+        load_config(cfgdir, env={})
+    msg = str(e.value)
+    assert "plant.yaml: sites.changwon-2.opcua_endpoint: endpoint 'changwon-2' would serve simulated" in msg
+    assert "real machines ['changwon-2/assembly-1/asm-104']" in msg
+    assert "either the simulator's or a real server's" in msg
+    # real and simulated MQTT machines share a broker: nothing to refuse
+    edit(cfgdir / "plant.yaml", lambda d: (d["sites"][1]["lines"][1]["machines"][3].pop("simulated"),
+                                          d["sites"][1]["lines"][0]["machines"][0].update(simulated=False)))
+    assert not load_config(cfgdir, env={}).machine("changwon-2", "injection-1", "imm-101").simulated

@@ -1,6 +1,8 @@
 """Page layouts and the live callbacks, called directly on an app over a real EmbeddedStore."""
 from __future__ import annotations
 
+import dataclasses
+
 import dash
 import pytest
 
@@ -217,3 +219,17 @@ def test_last_update_turns_to_a_warning_when_the_whole_plant_is_silent(app, plan
     assert "gw-warn" not in callbacks.clock_text(fresh, T0 + 10 * NS_PER_S, "Asia/Seoul", "en")[2]
     empty = build_snapshot(plant_config, [], T0)
     assert callbacks.clock_text(empty, T0, "Asia/Seoul", "ko")[1] == "최종 수신: 데이터 없음"
+
+
+def test_a_simulated_machine_says_so_on_its_tile_a_real_one_does_not(plant_config):
+    from dashboards.components.tiles import tile_children
+    from dashboards.data import MachineView
+
+    spec = plant_config.machine(*CNC1)
+    assert spec.simulated  # the shipped demo plant is simulated
+    view = MachineView(*CNC1, state=MachineState.RUNNING, code=3.0, stale=False, age_s=1.0, total=None, good=None,
+                       reject=None, lot=None, last_ts=T0)
+    assert text(by_class(tile_children(view, spec, "en"), "gw-sim")) == "SIM"
+    real = dataclasses.replace(spec, simulated=False)
+    assert by_class(tile_children(view, real, "ko"), "gw-sim") == []
+    assert text(by_class(tile_children(view, real, "ko"), "gw-tile-name")) == "MC 1호기"

@@ -97,3 +97,15 @@ def test_page_renders_in_the_app_and_survives_a_failing_runtime(app):
     assert "No collectors in this process" in text(page.layout(lang="en"))
     body, prev = page.refresh(2, prev, {"lang": "en"})
     assert prev is None and "No collectors in this process" in text(body)
+
+
+def test_the_machines_the_simulator_makes_up_are_named_and_an_unserved_endpoint_is_said(app):
+    status_body = app[0].status_body
+
+    sim = {"running": True, "machines": ["changwon-2/press-2/press-201", "changwon-2/press-2/press-202"],
+           "unserved_endpoints": {"changwon-1": "OPC UA endpoint changwon-1: cannot listen on ...: in use"}}
+    body = status_body({**status(1, 1, 1), "simulator": sim}, None, T, "en")
+    assert text(by_class(body, "gw-status-simulated")) == "changwon-2/press-2/press-201, changwon-2/press-2/press-202"
+    assert text(by_class(body, "gw-bad")[0]).startswith("The simulator does not serve OPC UA endpoint changwon-1:")
+    real_only = status_body({**status(1, 1, 1), "simulator": {"running": False, "machines": []}}, None, T, "ko")
+    assert text(by_class(real_only, "gw-status-simulated")) == "없음 — 모든 데이터는 실제 설비"

@@ -44,3 +44,34 @@ def test_the_json_message_is_the_documented_one_time_many_signals_shape():
     # docs/payloads.md: {"ts": <epoch ms>, "values": {...}}; ns are cut to ms, text stays UTF-8
     assert payload_for(1_732_400_000_123_456_789, {"state": 3, "spindle_speed": 1200.5, "lot": "L2611-0042"}) == (
         b'{"ts":1732400000123,"values":{"state":3,"spindle_speed":1200.5,"lot":"L2611-0042"}}')
+
+
+def test_a_sparkplug_line_with_a_real_mqtt_machine_is_refused(tmp_path):
+    """Its real gateway may be the Sparkplug edge node of the line: a second one would
+    scramble its births and deaths."""
+    import shutil
+
+    import yaml
+
+    from simulator.runner import Simulator
+
+    d = tmp_path / "config"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", d)
+    plant = yaml.safe_load((d / "plant.yaml").read_text(encoding="utf-8"))
+    plant["sites"][1]["lines"][2]["machines"][3]["simulated"] = False  # press-204
+    (d / "plant.yaml").write_text(yaml.safe_dump(plant, allow_unicode=True), encoding="utf-8")
+    cfg = load_config(d, env={})
+    with pytest.raises(ValueError, match=r"changwon-2/press-2 has real MQTT machines \['press-204'\]"):
+        Simulator(cfg, "mqtt://127.0.0.1:1", sparkplug_lines=["press-2"])
+    sim = Simulator(cfg, "mqtt://127.0.0.1:1")  # JSON: the real one is simply not published
+    assert "press-204" not in {m.machine for m in sim.machines} and len(sim.machines) == 35
+
+
+def test_the_log_tells_made_up_machines_from_real_ones():
+    from simulator.runner import describe
+
+    playing = {m.key for m in CONFIG.machines() if m.line != "forge-2"}
+    text = describe(CONFIG, playing)
+    assert text.startswith("33 of 36 machines: changwon-1/cnc-1 (all 6); ")
+    assert "Real devices (never simulated): none" in text
+    assert text.endswith("Marked simulated but not played (see the warnings): changwon-2/forge-2 (all 3)")
