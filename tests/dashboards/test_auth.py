@@ -359,3 +359,17 @@ def test_recompute_of_a_shift_needs_a_supervisor(client, site):
     login(client, "alice")
     assert recompute(client).startswith("Recomputed")
     assert stored() != []
+
+
+def test_serve_with_an_unknown_role_refuses_to_start_with_a_clear_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GWANJE_DEMO": "0", "GWANJE_SECRET_KEY": "k" * 32, "GWANJE_DATA_DIR": str(tmp_path),
+           "GWANJE_USERS": f"a:admin:{HASH},b:Supervisor:{HASH}", "GWANJE_PORT": "1"}
+    r = subprocess.run([sys.executable, str(REPO / "app.py"), "serve"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "GWANJE_USERS entry 2: unknown role (one of viewer < operator < supervisor < engineer < admin)" in r.stderr
+    assert HASH not in r.stderr and "Traceback" not in r.stderr
