@@ -83,7 +83,7 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
                 html.Form([
                     dcc.Input(type="hidden", name="csrf", value=logout_token or "", id="gw-logout-token"),
                     html.Button(t("logout", lang), type="submit", className="gw-lang-link gw-logout", id="gw-logout"),
-                ], method="post", action="/logout", className="gw-logout-form", id="gw-logout-form"),
+                ], method="post", action=f"/logout?lang={lang}", className="gw-logout-form", id="gw-logout-form"),
             ], className="gw-user"))
     parts.append(html.Div([
         html.Span(id="clock", className="gw-clock-time"),

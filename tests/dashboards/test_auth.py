@@ -104,7 +104,7 @@ def test_login_opens_the_pages_and_the_header_names_the_user(client):
         lay = dash.page_registry["dashboards.pages.overview"]["layout"](lang="en")
     assert "alice" in text(lay)
     form = by_id(lay, "gw-logout-form")  # a form posting to /logout, with the session's token
-    assert (form.method, form.action) == ("post", "/logout")
+    assert (form.method, form.action) == ("post", "/logout?lang=en")
     assert by_id(form, "gw-logout-token").value == "t0ken" and by_id(form, "gw-logout").type == "submit"
 
 
