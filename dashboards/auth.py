@@ -39,6 +39,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from gwanje.rejects import Rejects
 
+from dashboards import context
 from dashboards.i18n import normalize_lang, t
 
 # lowest first: each role may do everything the roles before it may
@@ -133,9 +134,8 @@ def authorize(action: str) -> Optional[str]:
     """Who does `action`: the logged-in user's name, or None in demo mode (no login; the page's
     own name field or the demo user stands in). Raises NotAllowed when the session's role is
     below ACTIONS[action] or, outside demo mode, there is no session at all."""
-    from dashboards import context
-
-    ACTIONS[action]  # an action missing from the table is a bug: fail loudly, before any mode
+    if action not in ACTIONS:  # a bug in the calling page: fail loudly, in demo mode too
+        raise KeyError(f"no minimum role for action {action!r} in dashboards.auth.ACTIONS")
     if context.config().system.demo:
         return None
     u = current_user() or {}
@@ -146,7 +146,6 @@ def authorize(action: str) -> Optional[str]:
     rejects = flask.current_app.extensions.get(_EXT) if flask.has_app_context() else None
     (rejects or _stray_rejects).reject("not_allowed", f"user={name} role={role} action={action}")
     raise NotAllowed(action)
-
 
 
 def _safe_next(target: Optional[str]) -> str:
@@ -170,7 +169,8 @@ class LoginThrottle:
 
     def __init__(self, limit: int = 5, window_s: float = 300.0, lockout_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
-        self.limit, self.window_s, self.lockout_s, self.clock, self.max_keys = limit, window_s, lockout_s, clock, max_keys
+        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
+        self.clock, self.max_keys = clock, max_keys
         self._failures: dict[tuple[str, str], deque[float]] = {}
         self._locked: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -266,7 +266,8 @@ def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko
             return None
         known = users.get(u.get("name"))  # type: ignore[arg-type]
         login_at = flask.session.get("login_at")
-        if known is None or not isinstance(login_at, (int, float)) or not 0 <= time.time() - login_at < lifetime_s:
+        # (a little clock skew between servers must not end a fresh session: only age counts)
+        if known is None or not isinstance(login_at, (int, float)) or time.time() - login_at >= lifetime_s:
             flask.session.clear()
             return None
         if u.get("role") != known.role:

@@ -63,7 +63,8 @@ def dash_call(client: Any, output: str, values: dict[str, Any], changed: list[st
         return {k: (match or {}).get(k, v) if isinstance(v, list) else v for k, v in pattern.items()}
 
     def key(ident: Any, prop: str) -> str:
-        return f"{json.dumps(ident, sort_keys=True, separators=(',', ':')) if isinstance(ident, dict) else ident}.{prop}"
+        text = json.dumps(ident, sort_keys=True, separators=(",", ":")) if isinstance(ident, dict) else ident
+        return f"{text}.{prop}"
 
     def items(specs: list[dict]) -> list[dict]:
         out = []
