@@ -114,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
 
             health = HealthServer(rt.status, host=config.system.ui.host, port=args.health_port).start()
         if args.command in ("demo", "serve"):
-            ui = rt.create_ui()
+            from dashboards.auth import AuthConfigError
+
+            try:
+                ui = rt.create_ui()
+            except AuthConfigError as e:  # GWANJE_USERS / GWANJE_SECRET_KEY: the message names no secret
+                print(f"refusing to start outside demo mode:\n  {e}", file=sys.stderr)
+                return 3
             from gwanje.health import add_routes
 
             add_routes(ui.server, rt.status)  # /healthz /readyz /metrics of this process

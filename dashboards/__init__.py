@@ -4,7 +4,7 @@ Layout of this package (how to find the room for a change):
   context.py      how pages reach config / data / runtime (and how to add a page)
   data.py         the one data-access layer: view models + shared short-TTL cache over the Store
   i18n.py         every label in Korean and English
-  auth.py         login outside demo mode
+  auth.py         login outside demo mode; roles and what each may change (ACTIONS)
   components/     shell (header, alarm-banner slot, breadcrumbs, kiosk), tiles, figures,
                   page bodies (views), shared live-refresh callbacks
   pages/          one module per URL: overview `/`, `/site/..`, `/line/..`, `/machine/..`, `/signal/..`
@@ -59,10 +59,14 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
         dash.page_container,
     ])
     callbacks.register(app)
+    # what this server refuses, counted: gwanje.health.add_routes puts them in its /metrics
+    rejects = [layer.failures]
     if not config.system.demo:
         from dashboards import auth
 
-        auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language)
+        rejects += auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language,
+                                config.system.ui.session_hours)
+    app.server.extensions["gwanje_rejects"] = rejects
     return app
 
 

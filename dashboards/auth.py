@@ -1,24 +1,37 @@
-"""Login for the dashboard outside demo mode: a minimal but real gate in front of every page
-and every Dash request.
+"""Login and roles for the dashboard outside demo mode: a gate in front of every page and
+every Dash request, and the one table of which role may change what.
 
 Users come from the environment only (never from YAML, never logged):
     GWANJE_USERS="alice:supervisor:<hash>,bob:operator:<hash>"
 where <hash> is a werkzeug password hash (`python -m dashboards.auth hash` prints one;
 e.g. "scrypt:32768:8:1$salt$hex" or "pbkdf2:sha256:600000$salt$hex" — colons inside the hash
-are fine, the entry is split on the first two). The Flask session is signed with
-GWANJE_SECRET_KEY, which must be set: without it sessions would not survive a restart nor be
-shared by gunicorn workers, so the app refuses to start instead.
+are fine, the entry is split on the first two). The role is one of ROLES; anything else
+refuses the start. The Flask session is signed with GWANJE_SECRET_KEY, which must be set:
+without it sessions would not survive a restart nor be shared by gunicorn workers, so the
+app refuses to start instead.
 
-The role is stored in the session (`current_user()`) for pages that later restrict actions
-(e.g. alarm acknowledgement); this module only decides logged-in or not.
+A session lasts `ui.session_hours` from the login (absolute, however active the user is);
+its cookie is Secure, HttpOnly and SameSite=Lax, so the dashboard must be served over HTTPS
+outside demo mode. Logout is a POST carrying the session's token. Failed logins are
+throttled per user and client address (LoginThrottle).
+
+Every callback that changes state calls `authorize(action)` on the server, so a request
+crafted by hand is judged like a button press. In demo mode (no login) every action is
+allowed, as before.
 """
 from __future__ import annotations
 
 import hmac
+import secrets
 import sys
+import threading
+import time
+import unicodedata
+from collections import deque
 from dataclasses import dataclass
-from typing import Mapping, Optional
-from urllib.parse import quote
+from datetime import timedelta
+from typing import Callable, Mapping, Optional
+from urllib.parse import quote, urlsplit
 
 import flask
 from markupsafe import escape
@@ -26,15 +39,39 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from gwanje.rejects import Rejects
 
+from dashboards import context
 from dashboards.i18n import normalize_lang, t
 
+# lowest first: each role may do everything the roles before it may
+ROLES = ("viewer", "operator", "supervisor", "engineer", "admin")
+
+# The minimum role of every state-changing action of the control room. A callback that writes
+# names its action here and calls authorize() with it; nothing else decides.
+ACTIONS: dict[str, str] = {
+    "alarm.acknowledge": "operator",      # one alarm or a whole line
+    "alarm.comment": "operator",
+    "alarm.shelve": "supervisor",         # and unshelve: hiding an annunciated alarm is a supervisor's call
+    "alarm.out_of_service": "supervisor", # and back in service
+    "shift.downtime_reason": "operator",
+    # rewrites the stored OEE records of a closed shift, which reports and the Pareto read:
+    # the supervisor who signs the shift off (engineers and admins rank above)
+    "shift.recompute": "supervisor",
+}
+
+DEFAULT_SESSION_HOURS = 12.0
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon", "/favicon")
 # a hash that never matches, checked for unknown users so timing does not reveal names
 _DUMMY_HASH = generate_password_hash("gwanje-unused-dummy", method="pbkdf2:sha256:1000")
+_EXT = "gwanje_action_rejects"  # where install() keeps the server's counter of refused actions
+_stray_rejects = Rejects("dashboard-actions")
 
 
 class AuthConfigError(Exception):
     pass
+
+
+class NotAllowed(Exception):
+    """The session's role may not do the action (already counted and logged)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +85,8 @@ class User:
 
 
 def parse_users(text: str) -> dict[str, User]:
-    """GWANJE_USERS -> users; a malformed entry is an error naming its position, not its content."""
+    """GWANJE_USERS -> users; a bad entry is an error naming its position, never its content
+    (a password pasted in the wrong place must not reach a log)."""
     users: dict[str, User] = {}
     for i, entry in enumerate(p.strip() for p in (text or "").split(",")):
         if not entry:
@@ -57,6 +95,10 @@ def parse_users(text: str) -> dict[str, User]:
         if len(parts) != 3 or not all(parts):
             raise AuthConfigError(f"GWANJE_USERS entry {i + 1}: expected user:role:hash")
         name, role, pw_hash = parts
+        if role not in ROLES:
+            raise AuthConfigError(f"GWANJE_USERS entry {i + 1}: unknown role (one of {' < '.join(ROLES)})")
+        if name in users:
+            raise AuthConfigError(f"GWANJE_USERS entry {i + 1}: user named twice")
         users[name] = User(name, role, pw_hash)
     return users
 
@@ -67,6 +109,11 @@ def check(users: Mapping[str, User], name: str, password: str) -> Optional[User]
     return u if (u is not None and ok) else None
 
 
+def role_allows(role: object, action: str) -> bool:
+    need = ACTIONS[action]
+    return role in ROLES and ROLES.index(role) >= ROLES.index(need)  # type: ignore[arg-type]
+
+
 def current_user() -> Optional[dict]:
     """{"name", "role"} of the logged-in user, or None (demo mode, or outside a request)."""
     if not flask.has_request_context():
@@ -75,69 +122,211 @@ def current_user() -> Optional[dict]:
     return u if isinstance(u, dict) else None
 
 
+def csrf_token() -> Optional[str]:
+    """The session's token for forms that post to the server (logout)."""
+    if not flask.has_request_context():
+        return None
+    tok = flask.session.get("csrf")
+    return tok if isinstance(tok, str) else None
+
+
+def authorize(action: str) -> Optional[str]:
+    """Who does `action`: the logged-in user's name, or None in demo mode (no login; the page's
+    own name field or the demo user stands in). Raises NotAllowed when the session's role is
+    below ACTIONS[action] or, outside demo mode, there is no session at all."""
+    if action not in ACTIONS:  # a bug in the calling page: fail loudly, in demo mode too
+        raise KeyError(f"no minimum role for action {action!r} in dashboards.auth.ACTIONS")
+    if context.config().system.demo:
+        return None
+    u = current_user() or {}
+    name, role = u.get("name"), u.get("role")
+    if isinstance(name, str) and name and role_allows(role, action):
+        return name
+    # counted per server (its /metrics); a request outside one (a bare test request) still counts here
+    rejects = flask.current_app.extensions.get(_EXT) if flask.has_app_context() else None
+    (rejects or _stray_rejects).reject("not_allowed", f"user={name} role={role} action={action}")
+    raise NotAllowed(action)
+
+
 def _safe_next(target: Optional[str]) -> str:
-    # only same-site paths: "//evil.example" or "https://..." would be an open redirect
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path of this site. Browsers drop tabs and newlines inside a URL and read "\\" as
+    "/", so "/\\t/evil" or "/\\evil" would become "//evil", another site: any control character,
+    whitespace or backslash, and anything with a scheme or host, gives "/"."""
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if any(c.isspace() or c == "\\" or unicodedata.category(c)[0] in "CZ" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 
 
-def _login_page(lang: str, next_url: str, failed: bool) -> str:
-    err = f'<p class="gw-login-error">{escape(t("login_failed", lang))}</p>' if failed else ""
+class LoginThrottle:
+    """After `limit` failed logins of one (user, client address) within `window_s`, that pair is
+    refused for `lockout_s`, right password or not. Kept per process (each gunicorn worker counts
+    its own) and bounded, so a flood of invented names cannot grow it without end."""
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0, lockout_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+        self.limit, self.window_s, self.lockout_s = limit, window_s, lockout_s
+        self.clock, self.max_keys = clock, max_keys
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._locked: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def locked_for(self, key: tuple[str, str]) -> float:
+        """Seconds this pair must still wait (0: it may try)."""
+        with self._lock:
+            until = self._locked.get(key)
+            if until is None:
+                return 0
+            left = until - self.clock()
+            if left <= 0:
+                del self._locked[key]
+                return 0
+            return left
+
+    def failed(self, key: tuple[str, str]) -> bool:
+        """Count a failure; True when it locks the pair."""
+        now = self.clock()
+        with self._lock:
+            q = self._failures.pop(key, None) or deque()
+            while q and now - q[0] >= self.window_s:
+                q.popleft()
+            q.append(now)
+            if len(q) >= self.limit:
+                self._locked[key] = now + self.lockout_s
+                self._trim(self._locked)
+                return True
+            self._failures[key] = q  # re-inserted: the dict's order is the order of use
+            self._trim(self._failures)
+            return False
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def _trim(self, d: dict) -> None:
+        while len(d) > self.max_keys:
+            d.pop(next(iter(d)))
+
+
+def _page(lang: str, title: str, body: str) -> str:
     return f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(t("app_title", lang))} — {escape(t("login", lang))}</title>
+<title>{escape(t("app_title", lang))} — {escape(title)}</title>
 <link rel="stylesheet" href="/assets/gwanje.css"></head>
-<body class="gw-login-body"><form class="gw-login" method="post" action="/login?lang={lang}">
+<body class="gw-login-body">{body}</body></html>"""
+
+
+def _login_page(lang: str, next_url: str, error: Optional[str] = None) -> str:
+    err = f'<p class="gw-login-error">{escape(t(error, lang))}</p>' if error else ""
+    return _page(lang, t("login", lang), f"""<form class="gw-login" method="post" action="/login?lang={lang}">
 <h1>{escape(t("app_title", lang))}</h1>{err}
 <label>{escape(t("username", lang))}<input name="username" autocomplete="username" required autofocus></label>
 <label>{escape(t("password", lang))}<input name="password" type="password" autocomplete="current-password" required></label>
 <input type="hidden" name="next" value="{escape(next_url)}">
-<button type="submit">{escape(t("login", lang))}</button></form></body></html>"""
+<button type="submit">{escape(t("login", lang))}</button></form>""")
 
 
-def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko") -> None:
-    """Put the login gate in front of the Flask server Dash runs on."""
+def _logout_page(lang: str, name: str, token: str) -> str:
+    # GET /logout changes nothing (an <img> on another site could request it): it offers the button
+    return _page(lang, t("logout", lang), f"""<form class="gw-login" method="post" action="/logout?lang={lang}">
+<h1>{escape(t("app_title", lang))}</h1><p>{escape(name)}</p>
+<input type="hidden" name="csrf" value="{escape(token)}">
+<button type="submit">{escape(t("logout", lang))}</button></form>""")
+
+
+def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko",
+            session_hours: float = DEFAULT_SESSION_HOURS) -> list[Rejects]:
+    """Put the login gate in front of the Flask server Dash runs on. Returns the counters of
+    what it refuses (for /metrics)."""
     secret = env.get("GWANJE_SECRET_KEY")
     if not secret or len(secret) < 16:
         raise AuthConfigError("outside demo mode GWANJE_SECRET_KEY must be set (16+ characters)")
     users = parse_users(env.get("GWANJE_USERS", ""))
     if not users:
         raise AuthConfigError("outside demo mode GWANJE_USERS must name at least one user")
+    lifetime_s = session_hours * 3600
     server.secret_key = secret
-    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    server.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                         PERMANENT_SESSION_LIFETIME=timedelta(seconds=lifetime_s),
+                         # the cookie is not re-sent on every request: its expiry stays that of the login
+                         SESSION_REFRESH_EACH_REQUEST=False)
     rejects = Rejects("dashboard-login")
+    server.extensions[_EXT] = action_rejects = Rejects("dashboard-actions")
+    throttle = LoginThrottle()
+
+    def session_user() -> Optional[dict]:
+        """The session's user, checked against the user list of this start: a user removed since
+        is logged out, a changed role applies at once, a session past its lifetime ends."""
+        u = current_user()
+        if u is None:
+            return None
+        known = users.get(u.get("name"))  # type: ignore[arg-type]
+        login_at = flask.session.get("login_at")
+        # (a little clock skew between servers must not end a fresh session: only age counts)
+        if known is None or not isinstance(login_at, (int, float)) or time.time() - login_at >= lifetime_s:
+            flask.session.clear()
+            return None
+        if u.get("role") != known.role:
+            flask.session["user"] = {"name": known.name, "role": known.role}
+        return flask.session["user"]
+
+    def lang_of() -> str:
+        return normalize_lang(flask.request.args.get("lang"), default_lang)
 
     @server.before_request
     def _gate():  # type: ignore[no-untyped-def]
         path = flask.request.path
-        if current_user() is not None or path.startswith(PUBLIC_PREFIXES):
+        if session_user() is not None or path.startswith(PUBLIC_PREFIXES):
             return None
         if path.startswith("/_dash-") or path.startswith("/_reload"):
             return flask.Response("login required", status=401)
-        lang = normalize_lang(flask.request.args.get("lang"), default_lang)
-        return flask.redirect(f"/login?lang={lang}&next=" + quote(flask.request.full_path.rstrip("?"), safe=""))
+        return flask.redirect(f"/login?lang={lang_of()}&next=" + quote(flask.request.full_path.rstrip("?"), safe=""))
 
     @server.route("/login", methods=["GET", "POST"])
     def _login():  # type: ignore[no-untyped-def]
-        lang = normalize_lang(flask.request.args.get("lang"), default_lang)
+        lang = lang_of()
         if flask.request.method == "GET":
-            return _login_page(lang, _safe_next(flask.request.args.get("next")), False)
+            return _login_page(lang, _safe_next(flask.request.args.get("next")))
         form = flask.request.form
         name, password = form.get("username", "")[:128], form.get("password", "")[:1024]
-        user = check(users, name, password)
         nxt = _safe_next(form.get("next"))
+        key = (name, flask.request.remote_addr or "")
+        wait = throttle.locked_for(key)
+        if wait:
+            rejects.reject("throttled", f"{name} from {key[1]}")
+            return _login_page(lang, nxt, "login_throttled"), 429, {"Retry-After": str(int(wait) + 1)}
+        user = check(users, name, password)
         if user is None:
             rejects.reject("bad_credentials", name)
-            return _login_page(lang, nxt, True), 401
+            throttle.failed(key)
+            return _login_page(lang, nxt, "login_failed"), 401
+        throttle.succeeded(key)
         flask.session.clear()
-        flask.session["user"] = {"name": user.name, "role": user.role}
+        flask.session.permanent = True  # the cookie expires with the session, not "when the browser closes"
+        flask.session.update({"user": {"name": user.name, "role": user.role}, "login_at": int(time.time()),
+                              "csrf": secrets.token_urlsafe(32)})
         return flask.redirect(nxt)
 
-    @server.route("/logout")
+    @server.route("/logout", methods=["GET", "POST"])
     def _logout():  # type: ignore[no-untyped-def]
+        lang = lang_of()
+        u, token = session_user(), csrf_token()
+        if u is None or token is None:
+            flask.session.clear()
+            return flask.redirect(f"/login?lang={lang}")
+        if flask.request.method == "GET":
+            return _logout_page(lang, str(u.get("name", "")), token)
+        if not hmac.compare_digest(flask.request.form.get("csrf", ""), token):
+            rejects.reject("logout_without_token", str(u.get("name", "")))
+            return flask.Response("forbidden", status=403)
         flask.session.clear()
-        return flask.redirect("/login")
+        return flask.redirect(f"/login?lang={lang}")
+
+    return [rejects, action_rejects]
 
 
 def _main(argv: list[str]) -> int:

@@ -59,6 +59,9 @@ STRINGS: dict[str, dict[str, str]] = {
     "username": {"ko": "사용자", "en": "User"},
     "password": {"ko": "비밀번호", "en": "Password"},
     "login_failed": {"ko": "사용자 또는 비밀번호가 틀립니다", "en": "Wrong user or password"},
+    "login_throttled": {"ko": "로그인 실패가 너무 많습니다. 잠시 후 다시 시도하세요",
+                        "en": "Too many failed attempts: try again in a few minutes"},
+    "not_allowed": {"ko": "권한이 없습니다", "en": "Not allowed for your role"},
     "store_error": {"ko": "저장소 응답 없음", "en": "Storage not answering"},
 }
 

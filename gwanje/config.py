@@ -335,6 +335,8 @@ class UiConfig(Strict):
     default_language: Literal["ko", "en"] = "ko"
     trend_window_s: int = Field(900, gt=0)
     trend_points: int = Field(600, gt=10)
+    # outside demo mode: a login lasts this long (absolute, from the login), then sign in again
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
 
 
 class SimulatorConfig(Strict):

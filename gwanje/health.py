@@ -122,12 +122,24 @@ class HealthServer:
 
 
 def add_routes(flask_server: Any, status_provider: StatusProvider) -> None:
-    """Mount /healthz /readyz /metrics on a Flask app (the Dash `serve` process)."""
+    """Mount /healthz /readyz /metrics on a Flask app (the Dash `serve` process). What the
+    server itself refuses (logins, actions: the Rejects in its extensions["gwanje_rejects"])
+    is counted in /metrics beside the runtime's figures."""
     from flask import Response
+
+    def with_server_rejects() -> Mapping[str, Any]:
+        status = status_provider()
+        own = flask_server.extensions.get("gwanje_rejects") or []
+        if not own:
+            return status
+        merged = dict(status.get("rejects") or {})
+        for r in own:
+            merged[r.source] = {**merged.get(r.source, {}), **r.counts()}
+        return {**status, "rejects": merged}
 
     def make(path: str):
         def view() -> Response:
-            code, ctype, body = respond(path, status_provider)
+            code, ctype, body = respond(path, with_server_rejects)
             return Response(body, status=code, content_type=ctype, headers={"Cache-Control": "no-store"})
 
         view.__name__ = "gwanje_" + path.strip("/")

@@ -3,7 +3,8 @@ library: the numbers already live in Pipeline.stats() and the collectors' Source
 this module only renders the runtime status dict (runtime.Runtime.status()):
 
     {"pipeline": Pipeline.stats(), "sources": [asdict(SourceStatus), ...],
-     "store": {"name": str, "ok": bool}, "started_ns": int}
+     "store": {"name": str, "ok": bool}, "started_ns": int,
+     "rejects": {source: {reason: count}}}   # other counted rejections of the process (the UI's)
 
 Pure: no I/O except reading this process's RSS from /proc (optional, Linux only).
 Label values are escaped as the format requires, so a hostile source name or rejection
@@ -118,6 +119,7 @@ def render(status: Mapping[str, Any], rss_bytes: Optional[int] = None) -> str:
     # one family, all its samples together (the format wants a family's lines contiguous)
     rejects = [("spool", r, n) for r, n in (pipeline.get("spool_rejects") or {}).items()]
     rejects += [(s.get("name", ""), r, n) for s in sources for r, n in (s.get("rejects") or {}).items()]
+    rejects += [(src, r, n) for src, counts in (status.get("rejects") or {}).items() for r, n in counts.items()]
     if rejects:
         d.family("gwanje_rejects_total", "counter", "Rejected inputs and records, by source and reason.")
         for src, reason, n in sorted(rejects):

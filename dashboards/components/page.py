@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 from gwanje.config import Config
 
 from dashboards import context
-from dashboards.auth import current_user
+from dashboards.auth import csrf_token, current_user
 from dashboards.components.shell import href, page_shell, view_params
 from dashboards.components.views import store_error
 from dashboards.data import DataUnavailable, PlantSnapshot, build_snapshot
@@ -52,4 +52,5 @@ def render(v: View, body: Any, *, path: str, crumbs: Sequence[tuple[str, Optiona
     if not ok:
         body = [store_error(v.lang), body]
     return page_shell(body, lang=v.lang, kiosk=v.kiosk, plant_name=v.config.plant.name.get(v.lang),
-                      path=path, crumbs=crumbs, query={**v.query}, title=title, user=current_user())
+                      path=path, crumbs=crumbs, query={**v.query}, title=title, user=current_user(),
+                      logout_token=csrf_token())

@@ -53,8 +53,9 @@ def breadcrumbs(crumbs: Sequence[tuple[str, Optional[str]]]) -> html.Nav:
 
 
 def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[str, Any],
-           user: Optional[Mapping[str, Any]] = None) -> html.Header:
-    """Brand + nav + language toggle (left out in kiosk mode) + clock; ids fed by callbacks."""
+           user: Optional[Mapping[str, Any]] = None, logout_token: Optional[str] = None) -> html.Header:
+    """Brand + nav + language toggle (left out in kiosk mode) + clock; ids fed by callbacks.
+    With a user: their name and the sign-out button (a form posting the session's token)."""
     parts: list[Any] = [
         html.Div([
             dcc.Link(t("app_title", lang), href=href("/", lang, kiosk), className="gw-brand-mark"),
@@ -77,8 +78,12 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
         if user:
             parts.append(html.Div([
                 html.Span(str(user.get("name", "")), className="gw-user-name"),
-                # a server route, not a Dash page: a plain link so the browser really leaves
-                html.A(t("logout", lang), href="/logout", className="gw-lang-link", id="gw-logout"),
+                # a POST to the server route, never a link: a GET changes nothing (an <img> on
+                # another site could send one); the browser really leaves the Dash app
+                html.Form([
+                    dcc.Input(type="hidden", name="csrf", value=logout_token or "", id="gw-logout-token"),
+                    html.Button(t("logout", lang), type="submit", className="gw-lang-link gw-logout", id="gw-logout"),
+                ], method="post", action=f"/logout?lang={lang}", className="gw-logout-form", id="gw-logout-form"),
             ], className="gw-user"))
     parts.append(html.Div([
         html.Span(id="clock", className="gw-clock-time"),
@@ -89,11 +94,12 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
 
 def page_shell(body: Any, *, lang: str, kiosk: bool, plant_name: str, path: str,
                crumbs: Sequence[tuple[str, Optional[str]]] = (), query: Optional[Mapping[str, Any]] = None,
-               title: Optional[str] = None, user: Optional[Mapping[str, Any]] = None) -> html.Div:
+               title: Optional[str] = None, user: Optional[Mapping[str, Any]] = None,
+               logout_token: Optional[str] = None) -> html.Div:
     """The full page: every page returns this from its layout so every page has the header,
     the alarm banner slot and the breadcrumbs. `page-ctx` tells callbacks the view's lang/kiosk."""
     children: list[Any] = [
-        header(lang, kiosk, plant_name, path, query or {}, user),
+        header(lang, kiosk, plant_name, path, query or {}, user, logout_token),
         html.Div(id="alarm-banner", className="gw-alarm-banner"),
     ]
     if crumbs and not kiosk:

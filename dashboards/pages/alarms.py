@@ -19,6 +19,7 @@ from dash import Input, Output, State, callback, dcc, html
 from alerts.lifecycle import AlarmState
 from dashboards import alarm_banner, context
 from dashboards.alarm_banner import active_alarms, alarm_source, can_act, message
+from dashboards.auth import NotAllowed, authorize
 from dashboards.components.page import render, view
 from dashboards.i18n import add_strings, normalize_lang, t
 
@@ -45,7 +46,6 @@ add_strings({
     "done_n": {"ko": "{n}건 처리됨", "en": "{n} done"},
     "nothing_to_do": {"ko": "변경 없음 (이미 처리된 상태)", "en": "Nothing changed (already in that state)"},
     "read_only": {"ko": "읽기 전용: 알람 서비스가 이 프로세스에 없습니다", "en": "Read-only: no alarm service in this process"},
-    "not_allowed": {"ko": "권한이 없습니다", "en": "Not allowed for your role"},
     "search": {"ko": "검색", "en": "Search"},
     "err.comment_missing": {"ko": "사유(코멘트)를 입력하세요", "en": "Give a reason (comment)"},
     "err.user_missing": {"ko": "작업자 이름을 입력하세요", "en": "Enter the operator's name"},
@@ -255,15 +255,12 @@ def refresh_active(n: Any, group: Any, done: Any, page_ctx: Any):
     return alarm_rows(states, lang, group), _columns(lang, group)
 
 
-def _session_user() -> Optional[dict]:
-    if context.config().system.demo:
-        return None
-    try:
-        from dashboards.auth import current_user
-
-        return current_user()
-    except Exception:  # outside a request (tests) there is no session
-        return None
+# which entry of dashboards.auth.ACTIONS each button is
+BUTTON_ACTIONS = {
+    "alarm-ack": "alarm.acknowledge", "alarm-ack-line": "alarm.acknowledge", "alarm-add-comment": "alarm.comment",
+    "alarm-shelve": "alarm.shelve", "alarm-unshelve": "alarm.shelve",
+    "alarm-oos": "alarm.out_of_service", "alarm-ris": "alarm.out_of_service",
+}
 
 
 @callback(Output("alarm-feedback", "children"), Output("alarm-action-done", "data"),
@@ -282,11 +279,14 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
     src = alarm_source()
     if not can_act(src):
         return t("read_only", lang), dash.no_update
-    su = _session_user()
-    if su is not None:
-        if su.get("role") == "viewer":
-            return t("not_allowed", lang), dash.no_update
-        user = su.get("name")
+    action = BUTTON_ACTIONS.get(trigger) if isinstance(trigger, str) else None
+    if action is None:
+        return t("nothing_to_do", lang), dash.no_update
+    try:
+        # outside demo mode the session's user acts, whatever name the form holds
+        user = authorize(action) or user
+    except NotAllowed:
+        return t("not_allowed", lang), dash.no_update
     rows = [r for r in (selected or []) if isinstance(r, dict) and isinstance(r.get("id"), str)]
     if not rows:
         return t("select_first", lang), dash.no_update

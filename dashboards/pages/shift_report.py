@@ -11,6 +11,7 @@ import dash
 from dash import MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from dashboards import context
+from dashboards.auth import NotAllowed, authorize
 from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, lines_table,
                                        local_time, machine_name, machine_rows, machine_table, scope_from_params,
                                        shift_title, tr)
@@ -28,6 +29,7 @@ log = logging.getLogger("gwanje.ui.shift_report")
 REASON_TYPE = "gw-reason"
 STOP_STATE_NAMES = {st.value for st in STOP_STATES}
 SAVED_TYPE = "gw-reason-saved"
+DEMO_USER = "demo"  # who records a reason or a recompute in demo mode (no login)
 
 
 def reason_id(site: str, line: str, machine: str, start_ns: int, typ: str = REASON_TYPE) -> dict[str, str]:
@@ -156,7 +158,11 @@ def recompute(params: Any, user: Optional[str]) -> tuple[str, int]:
           State("shift-params", "data"), State("page-ctx", "data"), prevent_initial_call=True)
 def on_recompute(n: Any, params: Any, page_ctx: Any) -> str:
     lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
-    key, count = recompute(params, _user())
+    try:
+        user = authorize("shift.recompute") or DEMO_USER
+    except NotAllowed:
+        return t("not_allowed", lang)
+    key, count = recompute(params, user)
     return f"{tr(key, lang)} ({count})" if count else tr(key, lang)
 
 
@@ -184,26 +190,15 @@ def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:
     return "saved"
 
 
-def _user() -> Optional[str]:
-    from dashboards.auth import current_user
-
-    try:
-        u = current_user()
-    except RuntimeError:  # outside a request (direct calls in tests)
-        u = None
-    if u:
-        return str(u.get("name"))
-    return "demo" if context.config().system.demo else None
-
-
 @callback(Output({"type": SAVED_TYPE, "site": MATCH, "line": MATCH, "machine": MATCH, "start": MATCH}, "children"),
           Input({"type": REASON_TYPE, "site": MATCH, "line": MATCH, "machine": MATCH, "start": MATCH}, "value"),
           State("page-ctx", "data"), prevent_initial_call=True)
 def on_reason(value: Any, page_ctx: Any) -> str:
     lang = (page_ctx or {}).get("lang", "ko") if isinstance(page_ctx, dict) else "ko"
-    user = _user()
-    if user is None:
-        return tr("save_failed", lang)
+    try:
+        user = authorize("shift.downtime_reason") or DEMO_USER
+    except NotAllowed:
+        return t("not_allowed", lang)
     return tr(save_reason(ctx.triggered_id, value, user, now_ns()), lang)
 
 

@@ -42,3 +42,41 @@ def by_type(node: Any, typ: str) -> list[Component]:
 
 def by_class(node: Any, cls: str) -> list[Component]:
     return [c for c in walk(node) if cls in (getattr(c, "className", None) or "").split()]
+
+
+def dash_call(client: Any, output: str, values: dict[str, Any], changed: list[str],
+              match: dict[str, str] | None = None) -> Any:
+    """What the browser posts to /_dash-update-component when `changed` ("id.prop") fire the
+    callback whose output key contains `output`, read from /_dash-dependencies like the
+    renderer does. values: "id.prop" -> value for its inputs and states (absent: None);
+    match: the concrete values of a pattern-matching (MATCH) id. Returns the response
+    (200 with {"response": {...}}, 204 when nothing changes, 401/403 when refused)."""
+    import json
+
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = next(d for d in deps if output in d["output"])
+
+    def concrete(ident: str) -> Any:
+        if not ident.startswith("{"):
+            return ident
+        pattern = json.loads(ident)
+        return {k: (match or {}).get(k, v) if isinstance(v, list) else v for k, v in pattern.items()}
+
+    def key(ident: Any, prop: str) -> str:
+        text = json.dumps(ident, sort_keys=True, separators=(",", ":")) if isinstance(ident, dict) else ident
+        return f"{text}.{prop}"
+
+    def items(specs: list[dict]) -> list[dict]:
+        out = []
+        for s in specs:
+            ident = concrete(s["id"])
+            out.append({"id": ident, "property": s["property"], "value": values.get(key(ident, s["property"]))})
+        return out
+
+    outs = []
+    for part in dep["output"].strip(".").split("..."):
+        ident, prop = part.rsplit(".", 1)
+        outs.append({"id": concrete(ident), "property": prop})
+    body = {"output": dep["output"], "outputs": outs if dep["output"].startswith("..") else outs[0],
+            "inputs": items(dep["inputs"]), "state": items(dep["state"]), "changedPropIds": changed}
+    return client.post("/_dash-update-component", json=body)
