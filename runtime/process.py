@@ -95,6 +95,7 @@ class Runtime:
         from collectors import build_collectors
         from gwanje.engine import Engine
         from gwanje.pipeline import Pipeline
+        from storage.deadletter import open_deadletter
         from storage.spool import open_spool
 
         store = self.open_store()
@@ -109,7 +110,9 @@ class Runtime:
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
-                                 spool=open_spool(self.config.system.spool, self.data_dir))
+                                 spool=open_spool(self.config.system.spool, self.data_dir),
+                                 deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
+                                                            store=st.kind))
         self.pipeline.start()
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:
