@@ -97,3 +97,20 @@ def test_page_renders_in_the_app_and_survives_a_failing_runtime(app):
     assert "No collectors in this process" in text(page.layout(lang="en"))
     body, prev = page.refresh(2, prev, {"lang": "en"})
     assert prev is None and "No collectors in this process" in text(body)
+
+
+def test_refused_data_and_failing_writes_are_shown_with_the_dead_letter_file(app):
+    status_body = app[0].status_body
+
+    body = status_body(status(10, 0, 0, store_up=False, last_write_error="StoreUnavailable: 500",
+                              samples_refused=3, events_refused=1, refused_alarm=True,
+                              refused={"sample": {"timestamp_too_old": 2, "field_type_conflict": 1},
+                                       "event": {"timestamp_too_old": 1}},
+                              deadletter_path="/var/lib/gwanje/deadletter/deadletter.jsonl",
+                              deadletter_bytes=2048), None, T, "en")
+    alert = text(by_class(body, "gw-alarm"))
+    assert "refused data for good" in alert and "/var/lib/gwanje/deadletter/deadletter.jsonl" in alert
+    facts = text(by_class(body, "gw-status-facts"))
+    assert "influxdb: Answering — writes failing (StoreUnavailable: 500)" in facts
+    assert "Refused (dead-letter file) 4" in facts
+    assert "field_type_conflict 1, timestamp_too_old 3" in facts
