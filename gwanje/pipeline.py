@@ -183,10 +183,17 @@ class Pipeline:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write (or spool) what is queued, then stop; a spool backlog stays for the next run."""
+        """Write (or spool) what is queued, then stop; a spool backlog stays for the next run.
+        Returns after timeout even when the writer is still waiting on the store (a hung
+        server holds a request until its HTTP timeout): nothing it holds was acknowledged
+        (on_done is called only once samples are stored or spooled), so the sources deliver
+        it again, and the process may exit."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("writer still waiting on the store after %.1f s: leaving %d unacknowledged "
+                            "samples to be redelivered", timeout, self.queue_depth)
         if self.spool is not None and not (self._thread and self._thread.is_alive()):
             self.spool.close()  # file handles only; it reopens them if started again
 
@@ -222,7 +229,10 @@ class Pipeline:
                 wait=not stopping and (not backlog or self._store_presumed_down()))
             if batch:
                 self._notify(batch)
-                rest = batch if self._store_presumed_down() else self._write(batch)
+                # stopping: a store that just failed is not probed again (a hung one would
+                # hold each batch for its timeout); the spool keeps the rest
+                down = self._store_presumed_down() or (stopping and not self.store_up)
+                rest = batch if down else self._write(batch)
                 if not rest:
                     pass
                 elif self.spool.append(rest, notified=True):

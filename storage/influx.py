@@ -44,6 +44,7 @@ log = logging.getLogger("gwanje.storage.influx")
 _SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
 # a spool replay can hand over a large batch; InfluxDB answers best to bodies of a few MB
 MAX_POINTS_PER_REQUEST = 10_000
+PING_TIMEOUT_S = 2.0
 
 
 def quote_ident(name: str) -> str:
@@ -140,8 +141,10 @@ class InfluxStore(Store):
         self._local = threading.local()
 
     def ping(self) -> bool:
+        # /readyz and /metrics ask on every scrape: a hung server must not hold them for the
+        # whole write timeout
         try:
-            self._request("GET", "/ping")
+            self._request("GET", "/ping", timeout=min(self.timeout_s, PING_TIMEOUT_S))
         except StoreUnavailable:
             return False
         return True
@@ -358,8 +361,9 @@ class InfluxStore(Store):
         return session
 
     def _request(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", self.timeout_s)
         try:
-            r = self._http().request(method, self.url + path, timeout=self.timeout_s, **kw)
+            r = self._http().request(method, self.url + path, **kw)
         except requests.RequestException as e:
             # the exception text can hold the URL; the type says enough and leaks nothing
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}") from None

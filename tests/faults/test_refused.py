@@ -132,7 +132,8 @@ def test_influxdb_partial_writes_are_isolated_by_their_answer_and_the_rest_is_st
             qos=1)
         assert wait_for(lambda: stored(reader, t0, n) == n, timeout=10), stored(reader, t0, n)
         check_values(reader, t0, n)
-        letters = wait_for(lambda: [d for d in dead_letters(tmp_path) if d["kind"] == "sample"])
+        letters = wait_for(lambda: [d for d in dead_letters(tmp_path) if d["kind"] == "sample"][1:] and
+                           [d for d in dead_letters(tmp_path) if d["kind"] == "sample"])
         assert sorted((d["reason"], d["record"]["signal"], d["record"]["ts"]) for d in letters) == [
             ("beyond_retention", SIGNAL, PLC_RESET_NS), ("field_type_conflict", "lot", t0 + 5 * US)]
         assert "already exists as type float" in next(d["detail"] for d in letters if d["record"]["signal"] == "lot")
