@@ -16,7 +16,7 @@ older ones shift to .2 … .<files-1>, the oldest is deleted), so the directory 
 more than about max_bytes. Records deleted that way are counted (lost_records), as are
 records a disk error kept from being written.
 
-Inspect and replay (docs/operations.md):
+Inspect and replay (docs/deploy.md, "Refused data"):
     python -m storage.deadletter summary data/deadletter
     python -m storage.deadletter replay data/deadletter --config config --data-dir data
 """
