@@ -328,6 +328,12 @@ class SpoolConfig(Strict):
     policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
 
 
+class DeadLetterConfig(Strict):
+    dir: str = "deadletter"  # under the data dir; records the store will never accept
+    max_bytes: int = Field(64 * 1024 * 1024, ge=16 * 1024)  # all files together; the oldest rotates out
+    files: int = Field(4, ge=2, le=100)
+
+
 class UiConfig(Strict):
     host: str = "127.0.0.1"  # GWANJE_HOST
     port: int = Field(8050, ge=1, le=65535)  # GWANJE_PORT
@@ -355,6 +361,7 @@ class SystemDef(Strict):
     opcua: OpcuaConfig = OpcuaConfig()
     storage: StorageConfig = StorageConfig()
     spool: SpoolConfig = SpoolConfig()
+    deadletter: DeadLetterConfig = DeadLetterConfig()
     ui: UiConfig = UiConfig()
     simulator: SimulatorConfig = SimulatorConfig()
 

@@ -24,23 +24,28 @@ JSON = "application/json; charset=utf-8"
 
 
 def readiness(status: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """(ready, details). Ready: the store (if this process has one) answers and every source
-    is connected. A down store is not-ready even though samples are safe in the spool: an
-    operator must see it."""
+    """(ready, details). Ready: the store (if this process has one) answers, its last write
+    did not fail (a store can answer its ping and still refuse every write: a missing
+    retention policy, a read-only user), and every source is connected. A down store is
+    not-ready even though samples are safe in the spool: an operator must see it."""
     problems: list[str] = []
     store = status.get("store") or {}
+    p = status.get("pipeline") or {}
     has_store = bool(store) and store.get("name", "none") != "none"
     if has_store and not store.get("ok"):
         problems.append(f"store {store.get('name')} unreachable")
+    elif has_store and p.get("store_up") is False:
+        problems.append(f"store {store.get('name')}: writes failing ({p.get('last_write_error') or 'unknown error'})")
     sources = []
     for s in status.get("sources") or []:
         sources.append({"name": s.get("name"), "kind": s.get("kind"), "connected": bool(s.get("connected")),
                         "detail": s.get("detail", "")})
         if not s.get("connected"):
             problems.append(f"{s.get('kind')} source {s.get('name')} not connected")
-    p = status.get("pipeline") or {}
     # a full spool leaves the process ready (data still flows) but belongs in the details
     warnings = [f"spool full: policy {p.get('spool_policy')} is dropping data"] if p.get("spool_alarm") else []
+    if p.get("refused_alarm"):
+        warnings.append("the store refused data for good: see the dead-letter file")
     if status.get("restore_pending"):  # runtime: engine warm start / alarm restore wait for the store
         warnings.append("restore from the store pending: " + ", ".join(status["restore_pending"]))
     details = {

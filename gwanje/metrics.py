@@ -95,6 +95,19 @@ _PIPELINE = (
      "Batches dropped by the spool's size policy or unreadable records."),
     ("spool_full", "gwanje_spool_full", "gauge", "1 while the spool is full and its policy applies."),
     ("spool_alarm", "gwanje_spool_alarm", "gauge", "1 while the system:spool_full alarm is active."),
+    ("samples_refused", "gwanje_pipeline_samples_refused_total", "counter",
+     "Samples the store will never accept (or older than its retention), put in the dead-letter file."),
+    ("events_refused", "gwanje_pipeline_events_refused_total", "counter",
+     "Events the store will never accept (or older than its retention), put in the dead-letter file."),
+    ("refused_alarm", "gwanje_refused_alarm", "gauge", "1 while the system:data_refused alarm is active."),
+    ("retention_s", "gwanje_store_retention_seconds", "gauge",
+     "The store's retention as last read (absent: forever or unknown)."),
+    ("deadletter_records", "gwanje_deadletter_records_total", "counter",
+     "Records written to the dead-letter file by this process."),
+    ("deadletter_lost_records", "gwanje_deadletter_lost_records_total", "counter",
+     "Dead-letter records deleted by rotation or not written (disk error)."),
+    ("deadletter_bytes", "gwanje_deadletter_bytes", "gauge", "Bytes in the dead-letter files."),
+    ("deadletter_max_bytes", "gwanje_deadletter_max_bytes", "gauge", "Size bound of the dead-letter files."),
 )
 
 
@@ -120,6 +133,11 @@ def render(status: Mapping[str, Any], rss_bytes: Optional[int] = None) -> str:
     rejects = [("spool", r, n) for r, n in (pipeline.get("spool_rejects") or {}).items()]
     rejects += [(s.get("name", ""), r, n) for s in sources for r, n in (s.get("rejects") or {}).items()]
     rejects += [(src, r, n) for src, counts in (status.get("rejects") or {}).items() for r, n in counts.items()]
+    store_rejects: dict[str, int] = {}
+    for counts in (pipeline.get("refused") or {}).values():
+        for r, n in counts.items():
+            store_rejects[r] = store_rejects.get(r, 0) + n
+    rejects += [("store", r, n) for r, n in store_rejects.items()]
     if rejects:
         d.family("gwanje_rejects_total", "counter", "Rejected inputs and records, by source and reason.")
         for src, reason, n in sorted(rejects):
@@ -131,6 +149,13 @@ def _pipeline(d: _Doc, p: Mapping[str, Any]) -> None:
     for key, name, kind, help_text in _PIPELINE:
         if key in p:
             d.one(name, kind, help_text, p[key])
+    refused = p.get("refused") or {}
+    if refused:
+        name = "gwanje_store_refused_total"
+        d.family(name, "counter", "Records the store will never accept, dead-lettered, by kind and reason.")
+        for kind, counts in sorted(refused.items()):
+            for reason, n in sorted(counts.items()):
+                d.sample(name, n, {"kind": kind, "reason": reason})
     by_site = p.get("samples_written_by_site") or {}
     if by_site:
         d.family("gwanje_samples_written_total", "counter", "Samples written to the store, per site.")

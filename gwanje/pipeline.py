@@ -5,8 +5,21 @@ when a Spool is given — store-and-forward through the disk spool while the sto
 Collectors call submit() from their network threads; it never blocks. The writer batches up
 to batch_size samples or flush_interval, whichever comes first (never one write per message).
 
+Refused data (storage.base.Refused: the store will never accept those records) is not an
+outage: the refused records are isolated — the store names them (an InfluxDB partial write),
+else the batch is split in halves until they are found (writes are idempotent, rewriting is
+harmless; at most MAX_SPLITS writes per batch, what is still undecided then is dead-lettered
+whole) — written to the dead-letter file (storage.deadletter) with their reason, counted per
+reason, and the rest is written. The first refusal raises the alarm
+Event(kind="alarm", key="system:data_refused"); it returns after refused_quiet_s without one.
+The same holds for events (write_events, the listeners' events) and for spool replays, so
+neither the pending events nor the replay ever stick on a bad record. When the store knows its
+retention (Store.retention_ns, read at start and every retention_refresh_s), samples and events
+older than it (plus RETENTION_MARGIN_NS) are dead-lettered as timestamp_too_old before the
+write: a PLC whose clock reset to 2001 never even costs a refused request.
+
 Store-and-forward (spool given):
-- a batch the store refuses (StoreUnavailable or any error) goes to the spool; for
+- a batch the store cannot take (StoreUnavailable or any error but Refused) goes to the spool; for
   retry_interval_s after a failure fresh batches go straight to the spool instead of waiting
   on a dead store, then the next batch probes it again;
 - a full in-memory queue (store slower than the sources) spills the submitted samples to the
@@ -38,7 +51,8 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from gwanje.model import Event, Sample, now_ns
-from storage.base import Store, StoreUnavailable
+from gwanje.rejects import Rejects
+from storage.base import Refused, Store, StoreUnavailable
 
 log = logging.getLogger("gwanje.pipeline")
 
@@ -48,20 +62,33 @@ OnDone = Callable[[], None]
 # write latency histogram bounds (seconds), Prometheus-style cumulative buckets
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SPOOL_ALARM_KEY = "system:spool_full"
+REFUSED_ALARM_KEY = "system:data_refused"
 MAX_PENDING_EVENTS = 50_000
+# isolating refused records: bisection costs ~2 log2(n) writes per refused record, so this
+# finds a handful exactly in a 5,000-sample batch; beyond it the undecided parts go whole
+MAX_SPLITS = 256
+# samples older than the store's retention by more than this are dead-lettered unwritten
+# (InfluxDB 1.x still accepts points of a shard group it has not deleted yet: inside the
+# margin the store decides)
+RETENTION_MARGIN_NS = 3600 * 10**9
 _site = operator.attrgetter("site")
+_ts = operator.attrgetter("ts")
 
 
 class Pipeline:
     def __init__(self, store: Store, batch_size: int = 5000, flush_interval_s: float = 0.2,
                  queue_size: int = 200_000, listeners: Sequence[Listener] = (),
-                 retry_interval_s: float = 1.0, spool: Any = None) -> None:
+                 retry_interval_s: float = 1.0, spool: Any = None, deadletter: Any = None,
+                 retention_refresh_s: float = 300.0, refused_quiet_s: float = 600.0) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retry_interval_s = retry_interval_s
         self.listeners = list(listeners)
         self.spool = spool  # storage.spool.Spool or None
+        self.deadletter = deadletter  # storage.deadletter.DeadLetter or None (refusals only counted)
+        self.retention_refresh_s = retention_refresh_s
+        self.refused_quiet_s = refused_quiet_s
         self.queue_size = queue_size
         # the queue holds (samples, on_done) per submit, to keep per-message overhead low;
         # its bound is in samples (queue_size), checked in submit()
@@ -91,6 +118,15 @@ class Pipeline:
         self.store_up = True
         self._spool_alarm = False
         self._notified_tokens: set[tuple[int, int, int]] = set()  # replayed, seen, not yet stored
+        self.samples_refused = 0  # dead-lettered: refused by the store or older than its retention
+        self.events_refused = 0
+        self._refused = {"sample": Rejects("store (samples)"), "event": Rejects("store (events)")}
+        self._last_refusal = 0.0  # monotonic time of the newest refusal
+        self._refused_seen = 0  # refusals the alarm has accounted for
+        self._refused_alarm = False
+        self._retention: Optional[int] = None  # the store's, ns; None: forever or unknown
+        self._retention_at = 0.0  # monotonic time of the next retention read
+        self.last_write_error = ""
 
     # ----------------------------------------------------------- collector side
     def submit(self, samples: Sequence[Sample], on_done: Optional[OnDone] = None) -> None:
@@ -125,11 +161,14 @@ class Pipeline:
 
     def write_events(self, events: Sequence[Event]) -> None:
         """Derived records from the engine or operators; written synchronously (raises when
-        the store is down: an operator action must know it was not recorded)."""
+        the store is down: an operator action must know it was not recorded). Events the
+        store refuses go to the dead-letter file; the others are written."""
         if events:
-            self.store.write_events(events)
+            rest, err, refused = self._put("event", events)
+            if err is not None:
+                raise err
             with self._lock:
-                self.events_written += len(events)
+                self.events_written += len(events) - len(refused)
 
     @property
     def queue_depth(self) -> int:
@@ -144,10 +183,17 @@ class Pipeline:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write (or spool) what is queued, then stop; a spool backlog stays for the next run."""
+        """Write (or spool) what is queued, then stop; a spool backlog stays for the next run.
+        Returns after timeout even when the writer is still waiting on the store (a hung
+        server holds a request until its HTTP timeout): nothing it holds was acknowledged
+        (on_done is called only once samples are stored or spooled), so the sources deliver
+        it again, and the process may exit."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("writer still waiting on the store after %.1f s: leaving %d unacknowledged "
+                            "samples to be redelivered", timeout, self.queue_depth)
         if self.spool is not None and not (self._thread and self._thread.is_alive()):
             self.spool.close()  # file handles only; it reopens them if started again
 
@@ -172,6 +218,7 @@ class Pipeline:
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
+            self._refresh_retention()
             if self.spool is None:
                 if self._run_once_memory(stopping):
                     return
@@ -182,17 +229,22 @@ class Pipeline:
                 wait=not stopping and (not backlog or self._store_presumed_down()))
             if batch:
                 self._notify(batch)
-                if not self._store_presumed_down() and self._write(batch):
+                # stopping: a store that just failed is not probed again (a hung one would
+                # hold each batch for its timeout); the spool keeps the rest
+                down = self._store_presumed_down() or (stopping and not self.store_up)
+                rest = batch if down else self._write(batch)
+                if not rest:
                     pass
-                elif self.spool.append(batch, notified=True):
+                elif self.spool.append(rest, notified=True):
                     with self._lock:
-                        self.samples_spooled += len(batch)
+                        self.samples_spooled += len(rest)
                 else:
                     with self._lock:
-                        self.samples_dropped += len(batch)
+                        self.samples_dropped += len(rest)
                 for cb in callbacks:
                     _call(cb)
             self._watch_spool()
+            self._watch_refusals()
             self._flush_pending_events()
             if stopping:
                 if self._q.empty():
@@ -215,8 +267,9 @@ class Pipeline:
         if batch:
             if fresh:
                 self._notify(batch)
-            if not self._write(batch):
-                self._pending, self._pending_callbacks = batch, callbacks
+            rest = self._write(batch)
+            if rest:
+                self._pending, self._pending_callbacks = rest, callbacks
                 if stopping:
                     log.error("stopping with %d unwritten samples", len(batch))
                     return True
@@ -225,6 +278,7 @@ class Pipeline:
             for cb in callbacks:
                 _call(cb)
             self._flush_pending_events()
+        self._watch_refusals()
         return stopping and self._q.empty()
 
     def _drain(self, budget_s: float) -> None:
@@ -242,8 +296,8 @@ class Pipeline:
                     self._notify(b.samples)
                     self._notified_tokens.add(b.token)
             samples = [s for b in group for s in b.samples]
-            if not self._write(samples):
-                return
+            if self._write(samples):  # the store failed: the group stays, refusals found so far
+                return  # are found again on the next try
             for b in group:
                 self.spool.ack(b.token, len(b.samples))
                 self._notified_tokens.discard(b.token)
@@ -280,7 +334,7 @@ class Pipeline:
             return
         events = list(self._pending_events)
         try:
-            self.write_events(events)
+            self.write_events(events)  # refused events are dead-lettered: they never block the rest
         except Exception as e:
             self._store_failed(e, "events")
             return
@@ -318,6 +372,7 @@ class Pipeline:
     def _store_failed(self, e: Exception, what: str) -> None:
         with self._lock:
             self.write_errors += 1
+            self.last_write_error = f"{type(e).__name__}: {e}"[:300]
         was_up, self.store_up = self.store_up, False
         self._retry_at = time.monotonic() + self.retry_interval_s
         if was_up:
@@ -327,14 +382,18 @@ class Pipeline:
             else:
                 log.error("store write of %s failed: %r", what, e)
 
-    def _write(self, batch: Sequence[Sample]) -> bool:
+    def _write(self, batch: Sequence[Sample]) -> list[Sample]:
+        """Write the batch (refused samples to the dead-letter file); what is returned is
+        still unwritten because the store failed — [] when everything is done."""
         t0 = time.perf_counter()
-        try:
-            self.store.write_samples(batch)
-        except Exception as e:  # StoreUnavailable or a store bug: keep the data, retry later
-            self._store_failed(e, f"{len(batch)} samples")
-            return False
+        rest, err, refused = self._put("sample", batch)
+        if err is not None:  # StoreUnavailable or a store bug: keep the data, retry later
+            self._store_failed(err, f"{len(rest)} samples")
+            return rest
         dt = time.perf_counter() - t0
+        if refused:
+            out = {id(s) for s in refused}
+            batch = [s for s in batch if id(s) not in out]
         by_site = collections.Counter(map(_site, batch))  # C-level: this runs per sample
         with self._lock:
             self.samples_written += len(batch)
@@ -347,7 +406,126 @@ class Pipeline:
             self.store_up = True
             log.warning("store answers again%s", "; replaying the spool" if self.spool is not None and
                         self.spool.batches else "")
-        return True
+        return []
+
+    # ----------------------------------------------------------- refused data
+    def _put(self, kind: str, records: Sequence[Any]) -> tuple[list[Any], Optional[Exception], list[Any]]:
+        """Write samples or events, isolating what the store refuses (module docstring).
+        (still unwritten, the store's failure or None, dead-lettered): on an outage the first
+        two say what is left and why; refused records found before it stay dead-lettered."""
+        write = self.store.write_samples if kind == "sample" else self.store.write_events
+        refused: list[Any] = []
+        records = self._too_old(kind, records, refused)
+        todo = [records] if records else []
+        splits = 0
+        while todo:
+            part = todo.pop()
+            try:
+                write(part)
+            except Refused as e:
+                if e.records:
+                    named = {id(r) for r in e.records}
+                    hit = [r for r in part if id(r) in named]
+                    if hit:
+                        self._dead_letter(kind, hit, e.reason, e.detail)
+                        refused += hit
+                        rest = [r for r in part if id(r) not in named]
+                        splits += 1
+                        # written again: InfluxDB names one reason only (a point beyond the
+                        # retention in the same request is dropped silently)
+                        if rest and splits < MAX_SPLITS:
+                            todo.append(rest)
+                        continue
+                if len(part) == 1 or splits >= MAX_SPLITS:
+                    self._dead_letter(kind, part, e.reason, e.detail)
+                    refused += part
+                    continue
+                splits += 1
+                mid = len(part) // 2
+                todo += [part[mid:], part[:mid]]  # the first half is written first
+            except Exception as e:
+                return list(part) + [r for p in reversed(todo) for r in p], e, refused
+        return [], None, refused
+
+    def _too_old(self, kind: str, records: Sequence[Any], refused: list[Any]) -> Sequence[Any]:
+        """records without those older than the store's retention (dead-lettered)."""
+        keep = self._retention
+        if keep is None or not records:
+            return records
+        horizon = time.time_ns() - keep - RETENTION_MARGIN_NS
+        try:
+            if min(map(_ts, records)) >= horizon:  # C-level: the common case costs one pass
+                return records
+            old = [r for r in records if r.ts < horizon]
+        except TypeError:  # a garbage time: the store refuses that record itself
+            return records
+        self._dead_letter(kind, old, "timestamp_too_old",
+                          f"older than the store's retention ({keep / 3.6e12:g} h) by more than "
+                          f"{RETENTION_MARGIN_NS / 3.6e12:g} h")
+        refused += old
+        out = {id(r) for r in old}
+        return [r for r in records if id(r) not in out]
+
+    def _dead_letter(self, kind: str, records: Sequence[Any], reason: str, detail: str) -> None:
+        n = len(records)
+        with self._lock:
+            if kind == "sample":
+                self.samples_refused += n
+            else:
+                self.events_refused += n
+            self._last_refusal = time.monotonic()
+        self._refused[kind].reject(reason, detail, n)
+        if self.deadletter is not None:
+            self.deadletter.write(kind, records, reason, detail)
+
+    def _refresh_retention(self) -> None:
+        if time.monotonic() < self._retention_at or self._store_presumed_down():
+            return
+        try:
+            keep = self.store.retention_ns()
+        except Exception as e:  # down, or no right to read it: the store decides meanwhile
+            self._retention_at = time.monotonic() + min(30.0, self.retention_refresh_s)
+            log.debug("store retention not readable: %r", e)
+            return
+        self._retention_at = time.monotonic() + self.retention_refresh_s
+        if keep != self._retention:
+            log.info("store retention: %s", f"{keep / 3.6e12:g} h" if keep else "forever (or unknown)")
+            self._retention = keep
+
+    def _watch_refusals(self) -> None:
+        """Raise the data-refused alarm on the first refusal (not per record); return it after
+        refused_quiet_s without one."""
+        with self._lock:
+            total = self.samples_refused + self.events_refused
+            last = self._last_refusal
+        if not self._refused_alarm and total > self._refused_seen:
+            self._refused_alarm = True
+            counts = self._refused_counts()
+            where = f" in {self.deadletter.path}" if self.deadletter is not None else ""
+            msg = (f"the store refused data for good ({', '.join(f'{k} {r}: {n}' for k, c in counts.items() for r, n in c.items())}); "
+                   f"kept{where}")
+            log.error("ALARM %s: %s", REFUSED_ALARM_KEY, msg)
+            self._refused_event(True, msg, counts)
+        elif self._refused_alarm and time.monotonic() - last > self.refused_quiet_s:
+            self._refused_alarm = False
+            msg = f"no refused data for {self.refused_quiet_s:g} s"
+            log.warning("ALARM %s cleared: %s", REFUSED_ALARM_KEY, msg)
+            self._refused_event(False, msg, self._refused_counts())
+        self._refused_seen = total
+
+    def _refused_event(self, active: bool, msg: str, counts: dict[str, dict[str, int]]) -> None:
+        status = "unack_active" if active else "rtn_unack"  # alerts.lifecycle's shape, as _watch_spool
+        self._emit([Event(kind="alarm", ts=now_ns(), site="", key=REFUSED_ALARM_KEY, data={
+            "id": REFUSED_ALARM_KEY, "rule": "system", "event": "raised" if active else "returned",
+            "status": status, "state": status, "active": active, "priority": "medium",
+            "message_en": msg,
+            "message_ko": "저장소가 데이터를 거부함: 거부된 데이터는 데드레터 파일에 보관" if active else "거부된 데이터 없음",
+            "extra": {"refused": counts,
+                      "deadletter": str(self.deadletter.path) if self.deadletter is not None else ""},
+        })])
+
+    def _refused_counts(self) -> dict[str, dict[str, int]]:
+        return {k: c for k, r in self._refused.items() if (c := r.counts())}
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -365,7 +543,10 @@ class Pipeline:
                 "samples_written_by_site": dict(self._written_by_site),
                 "events_written": self.events_written,
                 "events_pending": self.events_pending,
+                "samples_refused": self.samples_refused,
+                "events_refused": self.events_refused,
                 "write_errors": self.write_errors,
+                "last_write_error": self.last_write_error,
                 "batches_written": self.batches_written,
                 "queue_depth": self._queued,
                 "queue_capacity": self.queue_size,
@@ -378,6 +559,11 @@ class Pipeline:
         if self.spool is not None:
             out.update(self.spool.stats())
         out["spool_alarm"] = self._spool_alarm
+        out["refused"] = self._refused_counts()
+        out["refused_alarm"] = self._refused_alarm
+        out["retention_s"] = self._retention / 1e9 if self._retention else None
+        if self.deadletter is not None:
+            out.update(self.deadletter.stats())
         return out
 
 

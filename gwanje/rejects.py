@@ -19,18 +19,20 @@ class Rejects:
         self._last_log: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def reject(self, reason: str, detail: str = "") -> None:
-        """Count one rejection; log it unless this reason was logged within the interval."""
+    def reject(self, reason: str, detail: str = "", n: int = 1) -> None:
+        """Count n rejections; log them unless this reason was logged within the interval."""
         now = time.monotonic()
         with self._lock:
-            self._counts[reason] += 1
+            self._counts[reason] += n
             last = self._last_log.get(reason)
             if last is not None and now - last < self.log_interval_s:
-                self._unlogged[reason] += 1
+                self._unlogged[reason] += n
                 return
             self._last_log[reason] = now
             suppressed = self._unlogged.pop(reason, 0)
         more = f" (+{suppressed} more since last report)" if suppressed else ""
+        if n > 1:
+            more = f" (x{n})" + more
         # detail is truncated and repr()'d: hostile input must not forge log lines
         log.warning("%s rejected input: %s %s%s", self.source, reason, repr(detail[:200]) if detail else "", more)
 

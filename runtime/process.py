@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,6 +33,9 @@ from gwanje.model import now_ns
 log = logging.getLogger("gwanje")
 
 MAX_ENGINE_UNWRITTEN = 100_000  # engine records held while the store is down (~a day of minutes)
+# SIGTERM to exit, whatever the state (store hung, spool replaying, broker down): inside the
+# usual 5 s a supervisor grants before SIGKILL
+STOP_GRACE_S = 3.0
 
 
 class Runtime:
@@ -102,6 +106,7 @@ class Runtime:
         from collectors import build_collectors
         from gwanje.engine import Engine
         from gwanje.pipeline import Pipeline
+        from storage.deadletter import open_deadletter
         from storage.spool import open_spool
 
         store = self.open_store()
@@ -116,7 +121,9 @@ class Runtime:
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
-                                 spool=open_spool(self.config.system.spool, self.data_dir))
+                                 spool=open_spool(self.config.system.spool, self.data_dir),
+                                 deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
+                                                            store=st.kind))
         self.pipeline.start()
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:
@@ -227,15 +234,28 @@ class Runtime:
             out.append("alarms")
         return out
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every piece within grace_s: collectors in parallel (each waits on its own
+        server), then the pipeline with what is left of the time. What is not done by then
+        was never acknowledged to its source, which delivers it again."""
+        deadline = time.monotonic() + grace_s
         self._stopping.set()
-        for c in self.collectors:
+        budget = grace_s / 2
+
+        def stop_one(c: Any) -> None:
             try:
-                c.stop()
+                c.stop(timeout=budget)
             except Exception:
                 log.exception("stopping %s", getattr(c, "name", c))
+
+        stoppers = [threading.Thread(target=stop_one, args=(c,), name="gwanje-stop", daemon=True)
+                    for c in self.collectors]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(max(0.0, deadline - budget / 2 - time.monotonic()))
         if self.pipeline:
-            self.pipeline.stop()
+            self.pipeline.stop(timeout=max(0.5, deadline - time.monotonic()))
         if self.simulator:
             self.simulator.stop()
         if self.store:

@@ -6,13 +6,14 @@ Numeric sample values and text sample values are kept apart (InfluxDB fixes a fi
 quality is kept with every sample.
 
 Raise StoreUnavailable when the store cannot be reached or refuses for a transient reason
-(the pipeline then spools the batch and retries); raise ValueError for a batch the store will
-never accept.
+(the pipeline then spools the batch and retries); raise Refused (a ValueError) for records the
+store will never accept — the pipeline isolates them into the dead-letter file and writes the
+rest (gwanje.pipeline).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import polars as pl
 
@@ -27,6 +28,25 @@ def bucket_width(start_ns: int, end_ns: int, max_points: int) -> int:
 
 class StoreUnavailable(Exception):
     """The store is down, unreachable or too slow: try again later (spool the batch)."""
+
+
+class Refused(ValueError):
+    """The store will never accept some records of this write: a refusal of the data (InfluxDB
+    400/413/422, a partial write, a DuckDB constraint or conversion error), not an outage.
+
+    reason: a short code for counting (beyond_retention, field_type_conflict, unparsable,
+    too_large, constraint, conversion, refused); detail: the store's own words.
+    records: the records the store says it refused, every other record of the write being
+    stored — or None when it cannot say which (then nothing or only part of the write may be
+    stored; the caller splits the write to find them, rewriting is harmless: writes are
+    idempotent)."""
+
+    def __init__(self, reason: str, detail: str = "",
+                 records: Optional[Sequence[Union[Sample, Event]]] = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.records = records
 
 
 class Store(ABC):
@@ -79,6 +99,11 @@ class Store(ABC):
     def ping(self) -> bool:
         """True when the store answers."""
         return True
+
+    def retention_ns(self) -> Optional[int]:
+        """How long the store keeps data (ns), None when unknown or forever: the pipeline
+        rejects samples older than that before writing them. May raise StoreUnavailable."""
+        return None
 
     def close(self) -> None:
         pass

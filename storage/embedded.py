@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
-from storage.base import Store, StoreUnavailable, bucket_width
+from storage.base import Refused, Store, StoreUnavailable, bucket_width
 from storage.checks import event_json, sample_problem, series_problem
 
 _SCHEMA = """
@@ -71,7 +71,9 @@ class EmbeddedStore(Store):
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of its own for this call. I/O errors (disk full, file gone) and a closed
-        store are "try again later" for the pipeline, like an unreachable server."""
+        store are "try again later" for the pipeline, like an unreachable server; a constraint
+        or conversion error (a table an operator gave a CHECK, an older file's column types)
+        refuses the data: the statement wrote nothing, the pipeline splits the batch."""
         try:
             cur = self._con.cursor()
         except duckdb.OperationalError as e:
@@ -80,6 +82,10 @@ class EmbeddedStore(Store):
             yield cur
         except duckdb.OperationalError as e:
             raise StoreUnavailable(f"embedded store: {e}") from None
+        except duckdb.IntegrityError as e:
+            raise Refused("constraint", str(e)[:1000]) from None
+        except duckdb.DataError as e:
+            raise Refused("conversion", str(e)[:1000]) from None
         finally:
             cur.close()
 

@@ -10,16 +10,25 @@ InfluxQL over POST /query with epoch=ns: the one query language all three versio
 Every name reaching a query is quoted (identifiers "…", literals '…' with backslash escapes),
 so a hostile machine or signal name is data, never InfluxQL. Failures map to the Store
 contract: a refusal of the data itself (400 unparsable or partial write, 413, 422) raises
-ValueError with the server's message (the batch will never be accepted); everything else
-(unreachable, timeout, 5xx, 429, and 401/403/404, which an operator can fix) raises
-StoreUnavailable, so the pipeline spools the batch instead of losing it.
+storage.base.Refused with the server's message (those records will never be accepted);
+everything else (unreachable, timeout, 5xx, 429, and 401/403/404, which an operator can fix)
+raises StoreUnavailable, so the pipeline spools the batch instead of losing it.
+
+A partial write stores every point but the dropped ones, and the answer says why and how many
+(1.x: `partial write: points beyond retention policy dropped=2`, `partial write: field type
+conflict: input field "value" on measurement "sample" is type string, already exists as type
+float dropped=1`; 2.x answers the same text with 422). Refused.records then names the points
+that reason selects (older than the retention; the points carrying that field with that
+type) when their number is the number dropped, else None and the pipeline splits the batch.
 """
 from __future__ import annotations
 
 import gzip as gzip_mod
 import json
 import logging
+import re
 import threading
+import time
 from typing import Any, Iterator, Optional, Sequence
 
 import polars as pl
@@ -27,7 +36,7 @@ import requests
 
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
-from storage.base import Store, StoreUnavailable, bucket_width
+from storage.base import Refused, Store, StoreUnavailable, bucket_width
 from storage.lineprotocol import Encoded, encode_events, encode_samples
 
 log = logging.getLogger("gwanje.storage.influx")
@@ -35,6 +44,7 @@ log = logging.getLogger("gwanje.storage.influx")
 _SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
 # a spool replay can hand over a large batch; InfluxDB answers best to bodies of a few MB
 MAX_POINTS_PER_REQUEST = 10_000
+PING_TIMEOUT_S = 2.0
 
 
 def quote_ident(name: str) -> str:
@@ -131,31 +141,99 @@ class InfluxStore(Store):
         self._local = threading.local()
 
     def ping(self) -> bool:
+        # /readyz and /metrics ask on every scrape: a hung server must not hold them for the
+        # whole write timeout
         try:
-            self._request("GET", "/ping")
+            self._request("GET", "/ping", timeout=min(self.timeout_s, PING_TIMEOUT_S))
         except StoreUnavailable:
             return False
         return True
 
     # ------------------------------------------------------------------ writes
     def write_samples(self, samples: Sequence[Sample]) -> None:
-        self._write(encode_samples(samples))
+        self._write(encode_samples(samples), samples)
 
     def write_events(self, events: Sequence[Event]) -> None:
-        self._write(encode_events(events))
+        self._write(encode_events(events), events)
 
-    def _write(self, enc: Encoded) -> None:
+    def _write(self, enc: Encoded, records: Sequence[Any]) -> None:
         for record, reason in enc.rejected:
             self.rejects.reject(reason, repr(record))
         if enc.lines and self.version is None:
             self.start()
         # a failure part-way leaves the earlier bodies written; the retry rewrites them, which
         # is harmless because a point with the same identity overwrites itself
-        for body in enc.bodies(MAX_POINTS_PER_REQUEST):
-            if self.uses_v2:
-                self._write_v2(body)
-            else:
-                self._write_v1(body)
+        named: list[Any] = []
+        last: Optional[Refused] = None
+        writable: Optional[list[Any]] = None
+        for i, body in enumerate(enc.bodies(MAX_POINTS_PER_REQUEST)):
+            try:
+                if self.uses_v2:
+                    self._write_v2(body)
+                else:
+                    self._write_v1(body)
+            except Refused as e:
+                if writable is None:  # points[k] is the k-th record the encoder did not reject
+                    out = {id(r) for r, _ in enc.rejected}
+                    writable = [r for r in records if id(r) not in out] if out else list(records)
+                part = writable[i * MAX_POINTS_PER_REQUEST:(i + 1) * MAX_POINTS_PER_REQUEST]
+                these = self._named(e, part)
+                if these is None:
+                    raise
+                named += these
+                last = e
+        if last is not None:
+            raise Refused(last.reason, last.detail, named)
+
+    def _named(self, e: Refused, part: Sequence[Any]) -> Optional[list[Any]]:
+        """The records of one refused request its answer names (see module docstring)."""
+        m = _DROPPED.search(e.detail)
+        if not e.detail.startswith("partial write") or not m:
+            return None
+        if e.reason == "beyond_retention":
+            try:
+                keep = self.retention_ns()
+            except StoreUnavailable:
+                return None
+            if not keep:
+                return None
+            cutoff = time.time_ns() - keep
+            these = [r for r in part if r.ts < cutoff]
+        elif e.reason == "field_type_conflict":
+            c = _CONFLICT.search(e.detail)
+            if not c:
+                return None
+            carries = _FIELD_TEST.get((c.group(2), c.group(1), c.group(3)))
+            if carries is None:
+                return None
+            these = [r for r in part if carries(r)]
+        else:
+            return None
+        return these if these and len(these) == int(m.group(1)) else None
+
+    def retention_ns(self) -> Optional[int]:
+        """1.x: the duration of the configured (else the default) retention policy; 2.x: the
+        bucket's retention rule when the token may read it. None: forever or unknown."""
+        if self.version is None:
+            self.start()
+        if self.uses_v2:
+            return self._retention_v2()
+        for res in self._query(f"SHOW RETENTION POLICIES ON {quote_ident(self.database)}").get("results", []):
+            for series in res.get("series", []) or []:
+                cols = series["columns"]
+                for values in series.get("values", []):
+                    rp = dict(zip(cols, values))
+                    if (rp.get("name") == self.retention_policy if self.retention_policy else rp.get("default")):
+                        return parse_duration_ns(str(rp.get("duration", ""))) or None
+        return None
+
+    def _retention_v2(self) -> Optional[int]:
+        try:
+            bucket = self._v2_client.buckets_api().find_bucket_by_name(self.database)
+            rules = [r.every_seconds for r in (bucket.retention_rules or []) if r.every_seconds] if bucket else []
+        except Exception:  # no right to read buckets, or a 3.x server without the API: unknown
+            return None
+        return min(rules) * 10**9 if rules else None
 
     def _write_v1(self, body: bytes) -> None:
         params = {"db": self.database, "precision": "ns"}
@@ -314,8 +392,9 @@ class InfluxStore(Store):
         return session
 
     def _request(self, method: str, path: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", self.timeout_s)
         try:
-            r = self._http().request(method, self.url + path, timeout=self.timeout_s, **kw)
+            r = self._http().request(method, self.url + path, **kw)
         except requests.RequestException as e:
             # the exception text can hold the URL; the type says enough and leaks nothing
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {type(e).__name__}") from None
@@ -328,6 +407,31 @@ class InfluxStore(Store):
 # same batch will never be accepted. Every other status (401/403 wrong credentials, 404 a
 # database dropped, 429, 5xx) is a state an operator can fix, so the batch is kept for later.
 _REFUSES_DATA = (400, 413, 422)
+_DROPPED = re.compile(r"dropped=(\d+)")
+_CONFLICT = re.compile(r'input field "((?:[^"\\]|\\.)*)" on measurement "((?:[^"\\]|\\.)*)" is type (\w+)')
+# (measurement, field, type InfluxDB names): does a record's point carry that field with that
+# type (storage.lineprotocol's layout)
+_FIELD_TEST = {
+    ("sample", "value", "float"): lambda r: type(r.value) is float,
+    ("sample", "text", "string"): lambda r: type(r.value) is str,
+    ("sample", "q", "integer"): lambda r: True,
+    ("event", "data", "string"): lambda r: True,
+}
+_REASONS = (  # the server's words -> the counted reason
+    ("points beyond retention policy", "beyond_retention"),
+    ("field type conflict", "field_type_conflict"),
+    ("unable to parse", "unparsable"),
+    ("max-values-per-tag limit exceeded", "limit_exceeded"),
+    ("max series per database exceeded", "limit_exceeded"),
+)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|h|m|s|d|w)")
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+            "h": 3600 * 10**9, "d": 86_400 * 10**9, "w": 7 * 86_400 * 10**9}
+
+
+def parse_duration_ns(text: str) -> int:
+    """InfluxDB's duration text ("48h0m0s", "168h0m0s", "0s" = forever) in ns."""
+    return int(sum(float(n) * _UNIT_NS[u] for n, u in _DURATION.findall(text)))
 
 
 def _is_v2(version: str, token: Optional[str]) -> bool:
@@ -346,7 +450,10 @@ class _NotFound(StoreUnavailable):
 
 def _raise_for_status(status: int, message: str) -> None:
     if status in _REFUSES_DATA:
-        raise ValueError(f"InfluxDB refused the request ({status}): {message[:1000]}")
+        reason = "too_large" if status == 413 else next((r for words, r in _REASONS if words in message), "refused")
+        # 2.x prefixes "failure writing points to database: "; keep the message from "partial write"
+        at = message.find("partial write")
+        raise Refused(reason, (message[at:] if at > 0 else message)[:1000])
     raise (_NotFound if status == 404 else StoreUnavailable)(f"InfluxDB answered {status}: {message[:300]}")
 
 

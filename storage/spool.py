@@ -486,6 +486,9 @@ class DeferredStore(Store):
         except StoreUnavailable:
             return False
 
+    def retention_ns(self):
+        return self._get().retention_ns()
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

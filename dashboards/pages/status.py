@@ -1,6 +1,7 @@
 """`/status` — the system status page: every source's connection state and data rate, the
-store, the in-memory queue and the disk spool (with the spool-full alarm), and which machines
-this process's simulator makes up (everything else is a real device).
+store (and whether its writes fail), the in-memory queue, the disk spool (with the spool-full
+alarm), the data the store refused for good (dead-letter file, with its alarm), and which
+machines this process's simulator makes up (everything else is a real device).
 
 Reads the runtime's status (`context.runtime_status()`, the dict runtime.Runtime.status()
 returns, also behind /readyz and /metrics). A data rate needs two readings: the previous
@@ -52,6 +53,10 @@ add_strings({
     "st.simulated_none": {"ko": "없음 — 모든 데이터는 실제 설비", "en": "none — all data from real devices"},
     "st.unserved": {"ko": "시뮬레이터가 OPC UA 엔드포인트 {name}을(를) 제공하지 않음: {why}",
                     "en": "The simulator does not serve OPC UA endpoint {name}: {why}"},
+    "st.writes_failing": {"ko": "쓰기 실패 중", "en": "writes failing"},
+    "st.refused": {"ko": "거부된 데이터 (데드레터 파일)", "en": "Refused (dead-letter file)"},
+    "st.refused_alarm": {"ko": "저장소가 데이터를 영구 거부함: {path} 에 보관",
+                         "en": "The store refused data for good: kept in {path}"},
 })
 
 
@@ -107,9 +112,17 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
     store = status.get("store") or {}
     written_rate = _rate(p.get("samples_written"), prev.get("written"), dt)
     store_ok = bool(store.get("ok"))
+    store_text = f"{store.get('name', '—')}: " + t("st.store_ok" if store_ok else "st.store_down", lang)
+    writes_failing = store_ok and p.get("store_up") is False
+    if writes_failing:  # answers its ping, refuses writes (a missing retention policy, a read-only user)
+        store_text += f" — {t('st.writes_failing', lang)} ({p.get('last_write_error') or '?'})"
+    by_reason: dict[str, int] = {}
+    for counts in (p.get("refused") or {}).values():
+        for reason, n in counts.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    refused = (p.get("samples_refused") or 0) + (p.get("events_refused") or 0)
     facts = [
-        (t("st.store", lang), f"{store.get('name', '—')}: " + t("st.store_ok" if store_ok else "st.store_down", lang),
-         "gw-ok" if store_ok else "gw-bad"),
+        (t("st.store", lang), store_text, "gw-ok" if store_ok and not writes_failing else "gw-bad"),
         (t("st.written", lang), "—" if written_rate is None else f"{written_rate:,.1f}", ""),
         (t("st.queue", lang), f"{_fmt_int(p.get('queue_depth'))} / {_fmt_int(p.get('queue_capacity'))}", ""),
         (t("st.spool", lang), f"{_fmt_int(p.get('spool_samples'))} ({(p.get('spool_bytes') or 0) / 1e6:,.1f} MB"
@@ -117,6 +130,9 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
         (t("st.dropped", lang), _fmt_int((p.get("samples_dropped") or 0) + (p.get("spool_dropped_samples") or 0)),
          "gw-bad" if (p.get("samples_dropped") or p.get("spool_dropped_samples")) else ""),
         (t("st.latency", lang), f"{(p.get('last_write_latency_s') or 0) * 1000:,.0f} ms", ""),
+        (t("st.refused", lang), _fmt_int(refused) + (
+            " (" + ", ".join(f"{r} {n:,}" for r, n in sorted(by_reason.items())) + ")" if by_reason else ""),
+         "gw-bad" if refused else ""),
     ]
     sim = status.get("simulator") or {}
     played = list(sim.get("machines") or [])
@@ -130,6 +146,9 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
                             className="gw-alarm gw-bad", role="alert"))
     out += [html.Div(t("st.unserved", lang, name=name, why=why), className="gw-note gw-bad")
             for name, why in sorted((sim.get("unserved_endpoints") or {}).items())]
+    if p.get("refused_alarm"):
+        out.append(html.Div(t("st.refused_alarm", lang, path=p.get("deadletter_path") or "—"),
+                            className="gw-alarm gw-bad", role="alert"))
     out += [html.H2(t("st.sources", lang)), sources, summary]
     return out
 

@@ -87,3 +87,34 @@ def test_add_routes_mounts_the_same_endpoints_on_flask():
     r = client.get("/readyz")
     assert r.status_code == 503 and json.loads(r.data)["problems"] == ["store embedded unreachable"]
     assert b"gwanje_pipeline_queue_depth_samples 3" in client.get("/metrics").data
+
+
+@pytest.mark.services
+def test_readyz_is_not_ready_while_writes_fail_even_though_the_store_answers_its_ping(influxd, tmp_path):
+    """A retention policy named in system.yaml that the server does not have: /ping answers,
+    every write gets 500 and goes to the spool. That is not ready."""
+    from gwanje.model import Sample
+    from runtime.process import Runtime
+    from storage.influx import InfluxStore
+
+    rt = Runtime(load_config("config", env={}), tmp_path / "data")
+    rt.store = InfluxStore(influxd.url, "ready_writes", retention_policy="no_such_rp")
+    rt.pipeline = Pipeline(rt.store, flush_interval_s=0.02, retry_interval_s=0.1)
+    server = HealthServer(rt.status).start()
+    rt.pipeline.start()
+    try:
+        assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
+        rt.pipeline.submit([Sample("changwon-1", "cnc-1", "cnc-101", "spindle_speed", 1.0, 1_800_000_000 * 10**9)])
+        assert wait_for(lambda: rt.pipeline.stats()["write_errors"] > 0)
+        r = requests.get(server.url + "/readyz", timeout=5)
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["store"]["ok"] is True  # the ping alone says all is well
+        assert any(p.startswith("store influxdb: writes failing") and "no_such_rp" in p for p in body["problems"])
+
+        requests.post(influxd.url + "/query", data={
+            "q": 'CREATE RETENTION POLICY "no_such_rp" ON "ready_writes" DURATION 1d REPLICATION 1'})
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=5).status_code == 200)
+    finally:
+        rt.pipeline.stop()
+        server.stop()

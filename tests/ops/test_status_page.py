@@ -109,3 +109,20 @@ def test_the_machines_the_simulator_makes_up_are_named_and_an_unserved_endpoint_
     assert text(by_class(body, "gw-bad")[0]).startswith("The simulator does not serve OPC UA endpoint changwon-1:")
     real_only = status_body({**status(1, 1, 1), "simulator": {"running": False, "machines": []}}, None, T, "ko")
     assert text(by_class(real_only, "gw-status-simulated")) == "없음 — 모든 데이터는 실제 설비"
+
+
+def test_refused_data_and_failing_writes_are_shown_with_the_dead_letter_file(app):
+    status_body = app[0].status_body
+
+    body = status_body(status(10, 0, 0, store_up=False, last_write_error="StoreUnavailable: 500",
+                              samples_refused=3, events_refused=1, refused_alarm=True,
+                              refused={"sample": {"timestamp_too_old": 2, "field_type_conflict": 1},
+                                       "event": {"timestamp_too_old": 1}},
+                              deadletter_path="/var/lib/gwanje/deadletter/deadletter.jsonl",
+                              deadletter_bytes=2048), None, T, "en")
+    alert = text(by_class(body, "gw-alarm"))
+    assert "refused data for good" in alert and "/var/lib/gwanje/deadletter/deadletter.jsonl" in alert
+    facts = text(by_class(body, "gw-status-facts"))
+    assert "influxdb: Answering — writes failing (StoreUnavailable: 500)" in facts
+    assert "Refused (dead-letter file) 4" in facts
+    assert "field_type_conflict 1, timestamp_too_old 3" in facts
