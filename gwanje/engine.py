@@ -230,6 +230,9 @@ class Engine:
         events: list[Event] = []
         wall = self.clock() if self.clock else None
         limit = wall + MAX_FUTURE_NS if wall is not None else None
+        # older than the engine keeps anything (a PLC whose clock reset to 2001): it would
+        # set the machine's clock decades back and change nothing that is still shown
+        oldest = wall - RETAIN_NS if wall is not None else None
         by_machine: dict[tuple[str, str, str], list[Sample]] = {}
         for s in samples:
             key = (s.site, s.line, s.machine)
@@ -238,6 +241,9 @@ class Engine:
                 continue
             if limit is not None and s.ts > limit:
                 self.rejects.reject("timestamp_in_future", "/".join(key))
+                continue
+            if oldest is not None and s.ts < oldest:
+                self.rejects.reject("timestamp_too_old", "/".join(key))
                 continue
             by_machine.setdefault(key, []).append(s)
         for key, batch in by_machine.items():
@@ -316,9 +322,12 @@ class Engine:
             run.next_due_ns = self._next_due(t)
             return events
         if run.next_due_ns is not None and t >= run.next_due_ns:
-            for sh in self.calendar.shifts_between(prev - self.close_delay_ns - 1, t - self.close_delay_ns):
+            # a clock that jumps by years closes only the shifts the engine still holds data
+            # for, not every shift in between
+            since = max(prev, t - RETAIN_NS)
+            for sh in self.calendar.shifts_between(since - self.close_delay_ns - 1, t - self.close_delay_ns):
                 due = sh.end_ns + self.close_delay_ns
-                if prev < due <= t:
+                if since < due <= t:
                     events.extend(self._close_machine_shift(run, sh))
             run.next_due_ns = self._next_due(t)
         if t // MINUTE_NS != prev // MINUTE_NS:

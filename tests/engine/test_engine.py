@@ -460,3 +460,22 @@ def test_implausible_counters_add_no_parts_and_flag_the_shift():
     assert "counter_fault" in snap.machines[m1].flags
     # 3 parts after the reset; only the total counter is sent here, hence counts_inconsistent
     assert (snap.machines[press].total, snap.machines[press].flags) == (3, ["counts_inconsistent"])
+
+
+def test_a_plc_clock_reset_to_2001_closes_no_shift_storm():
+    """A PLC whose clock battery died says 2001, then the right time again. With a wall clock
+    the 2001 sample is refused (older than anything the engine keeps); without one (a replay)
+    the machine's clock jumps 25 years and closes only the shifts it still holds data for —
+    not the ~27,000 shifts in between, each a record for every machine."""
+    config = make_config_once()
+    m1 = ("s1", "l1", "m1")
+    reset = 978_307_200 * NS_PER_S
+    now = SHIFT_START + 3600 * NS_PER_S
+    eng = Engine(config, clock=lambda: now)
+    eng.on_samples([Sample(*m1, "state", RUN, reset)])
+    assert eng.rejects.counts() == {"timestamp_too_old": 1}
+    assert [e for e in eng.on_samples([Sample(*m1, "state", RUN, now)]) if e.kind == "oee_shift"] == []
+    replay = Engine(config, clock=None)
+    replay.on_samples([Sample(*m1, "state", RUN, reset)])
+    closed = [e for e in replay.on_samples([Sample(*m1, "state", RUN, now)]) if e.kind == "oee_shift"]
+    assert len({e.key for e in closed}) <= 2
