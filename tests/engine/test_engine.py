@@ -479,3 +479,29 @@ def test_a_plc_clock_reset_to_2001_closes_no_shift_storm():
     replay.on_samples([Sample(*m1, "state", RUN, reset)])
     closed = [e for e in replay.on_samples([Sample(*m1, "state", RUN, now)]) if e.kind == "oee_shift"]
     assert len({e.key for e in closed}) <= 2
+
+
+def test_recompute_reads_every_sample_at_any_rate():
+    """Issue 8: the rebuild read each signal through series() with a point budget of 20
+    samples/s over the window and silently downsampled above it (means of state codes), so a
+    recompute could overwrite a correct record with a wrong one. A PLC sending its state at
+    50 Hz, 10 s running and 10 s down in turn, recomputed over those 10 minutes."""
+    config = make_config_once()
+    m1 = ("s1", "l1", "m1")
+    t0 = SHIFT_START + 3600 * NS_PER_S
+    samples = [Sample(*m1, "state", RUN, t0 - 60 * NS_PER_S + i * NS_PER_S) for i in range(60)]
+    for i in range(10 * 60 * 50):
+        samples.append(Sample(*m1, "state", RUN if (i // 500) % 2 == 0 else 4.0, t0 + i * 20_000_000))
+    samples += [Sample(*m1, "state", RUN, t0 + (600 + i) * NS_PER_S) for i in range(0, 400, 20)]
+    eng, _ = live(config, samples)
+    a, b = t0, t0 + 600 * NS_PER_S
+    got = eng._result(eng.runs[m1], a, b, b + 300 * NS_PER_S).to_dict()
+    store = EmbeddedStore(":memory:")
+    try:
+        store.write_samples(samples)
+        hist = Engine(config, clock=None).recompute_machine(store, config.machine(*m1), a, b).to_dict()
+    finally:
+        store.close()
+    assert hist == got
+    # 30 stops of 10 s down: small stops, 300 s in all; 300 s running
+    assert (got["small_stop_s"], got["small_stops"], got["running_s"]) == (300.0, 30, 300.0)
