@@ -20,19 +20,23 @@ from __future__ import annotations
 import threading
 from collections import deque
 from statistics import median
+from typing import Union
 
 from gwanje.model import NS_PER_S
 
 WINDOW = 15
 
+# an endpoint name, or (site, line, machine): joined with "/" only when status() asks
+Origin = Union[str, tuple[str, ...]]
+
 
 class ClockOffsets:
     def __init__(self, window: int = WINDOW) -> None:
         self.window = window
-        self._recent: dict[str, deque[int]] = {}
+        self._recent: dict[Origin, deque[int]] = {}
         self._lock = threading.Lock()
 
-    def observe(self, origin: str, source_ns: int, receive_ns: int) -> None:
+    def observe(self, origin: Origin, source_ns: int, receive_ns: int) -> None:
         with self._lock:
             recent = self._recent.get(origin)
             if recent is None:
@@ -40,7 +44,8 @@ class ClockOffsets:
             recent.append(source_ns - receive_ns)
 
     def offsets(self) -> dict[str, float]:
-        """origin -> recent clock offset in seconds (positive: the source's clock is ahead)."""
+        """origin ("site/line/machine" or endpoint) -> recent clock offset in seconds (positive:
+        the source's clock is ahead)."""
         with self._lock:
-            items = [(origin, list(recent)) for origin, recent in self._recent.items()]
+            items = [("/".join(o) if isinstance(o, tuple) else o, list(recent)) for o, recent in self._recent.items()]
         return {origin: median(values) / NS_PER_S for origin, values in sorted(items) if values}

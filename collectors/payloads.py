@@ -132,9 +132,11 @@ class JsonDecoder:
         else:
             return [], ["bad_shape"]
         # the last sample's time: batches come in time order, a values message has one time
-        newest = max(out[0][-1].ts if out[0] else 0, self._ahead_ts)
+        newest = out[0][-1].ts if out[0] else 0
+        if self._ahead_ts > newest:
+            newest = self._ahead_ts
         if newest:
-            self.clock.observe(f"{site}/{line}/{machine}", newest, now)
+            self.clock.observe((site, line, machine), newest, now)
         return out
 
     def _reason(self, e: BadValue) -> str:

@@ -375,7 +375,7 @@ class SparkplugDecoder:
         # the source times Normalizer accepts (after 2000-01-01, at most the clock tolerance
         # ahead), for the fast path
         ts_max = now + self.normalizer.future_tolerance_ns
-        newest = 0  # of the message, rejected-as-future included: the clock observation
+        ahead_ts = 0  # the newest time rejected as too far ahead: the clock observation needs it
         for m in p.metrics:
             name = m.name if m.name is not None else dev.names.get(m.alias) if m.alias is not None else None
             if name is None:
@@ -396,21 +396,17 @@ class SparkplugDecoder:
                     and ((type(value) is float and value - value == 0.0)
                          or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT))):
                 samples.append(Sample(site, line, machine, name, float(value), ts))  # type: ignore[arg-type]
-                if ts > newest:
-                    newest = ts
                 continue
             try:
-                s = sample(site, line, machine, name, value, ts, Quality.GOOD, now)
+                samples.append(sample(site, line, machine, name, value, ts, Quality.GOOD, now))
             except BadValue as e:
                 rejects.append(str(e))
-                if type(e) is FutureTimestamp and e.ts > newest:
-                    newest = e.ts
-                continue
-            samples.append(s)
-            if s.ts > newest:
-                newest = s.ts
+                if type(e) is FutureTimestamp and e.ts > ahead_ts:
+                    ahead_ts = e.ts
+        # the last metric's time (a payload is in time order), as the JSON decoder does
+        newest = max(samples[-1].ts if samples else 0, ahead_ts)
         if newest:
-            self.clock.observe(f"{site}/{line}/{machine}", newest, now)
+            self.clock.observe(key, newest, now)
         return samples, rejects
 
     def _forget(self, site: str, line: str) -> None:
