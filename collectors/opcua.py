@@ -35,6 +35,7 @@ reconnects = successful connections after the first; rejects by reason (unknown_
 duplicate_node, monitor_failed, no_value, nan, text_for_numeric_signal, ...); detail.
 server_queue_overflow is counted with the rejects but its sample is kept: the server discarded
 older values of that item between two publishes (raise queue_size or publish faster).
+clock_offsets_s: {endpoint name: recent clock offset, s} (collectors.clock).
 """
 from __future__ import annotations
 

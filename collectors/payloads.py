@@ -83,7 +83,8 @@ class TopicTemplate:
 
 
 class JsonDecoder:
-    """JSON payloads on the configured topic templates (first matching template wins)."""
+    """JSON payloads on the configured topic templates (first matching template wins). Not
+    thread-safe (it keeps the message being decoded's clock reading): one per network loop."""
 
     def __init__(self, templates: Sequence[str], normalizer: Normalizer,
                  clock: Optional[ClockOffsets] = None) -> None:
