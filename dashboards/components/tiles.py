@@ -77,7 +77,7 @@ def state_label(view: MachineView, lang: str) -> str:
 
 def _stale_words(view: MachineView, lang: str) -> tuple[str, str]:
     # silence says more than a wrong clock: a silent machine is STALE whatever its stamps
-    if not view.silent and view.ahead_s is not None:
+    if not view.silent and view.clock_ahead:
         return t("tiles:clock_ahead", lang), t("age", lang, n=fmt_age(view.ahead_s))
     return t("stale", lang), _age_text(view, lang)
 
@@ -103,7 +103,7 @@ def tile_class(view: MachineView) -> str:
 def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None) -> list[Any]:
     """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it."""
     detail = []
-    if view.silent and view.ahead_s is not None:
+    if view.silent and view.clock_ahead:
         detail.append(html.Div(t("tiles:clock_ahead_note", lang, n=fmt_age(view.ahead_s)), className="gw-tile-note"))
     if view.unmapped:
         code = view.code if not isinstance(view.code, float) or not view.code.is_integer() else int(view.code)
