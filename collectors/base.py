@@ -25,6 +25,9 @@ class SourceStatus:
     last_data_ns: Optional[int] = None
     rejects: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    # recent clock offset (source time - receive time, s) per origin: a machine for MQTT, the
+    # endpoint for OPC UA (collectors.clock)
+    clock_offsets_s: dict[str, float] = field(default_factory=dict)
 
 
 class Collector(Protocol):

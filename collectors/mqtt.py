@@ -151,7 +151,8 @@ class MqttCollector:
             return SourceStatus(
                 name=self.name, kind=self.kind, connected=self.connected, samples_in=self.samples_in,
                 messages_in=self.messages_in, reconnects=max(0, self.connects - 1),
-                last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail)
+                last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail,
+                clock_offsets_s=self.decoder.clock.offsets())
 
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,

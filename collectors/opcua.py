@@ -9,7 +9,9 @@ back-off (reconnect_min_s .. reconnect_max_s), connects again and recreates the 
 Data changes arrive at a handler object (not asyncua's iterator-style subscription, whose
 1,000-item queue silently drops values when the consumer lags). The handler only converts:
 source timestamp -> Sample.ts, status code severity -> Quality, value -> float or str through
-gwanje.normalize.Normalizer; the samples of one publish response go to the sink in one submit.
+gwanje.normalize.Normalizer; the samples of one publish response go to the sink in one submit,
+and the newest source time of each publish response (rejected-as-future included) against its
+receive time is one observation of the endpoint's clock offset (collectors.clock).
 
 During an outage nothing is emitted (never invented values): status().connected is False and
 the engine treats the silence as unknown. A Bad status is forwarded with quality BAD only when
@@ -33,6 +35,7 @@ reconnects = successful connections after the first; rejects by reason (unknown_
 duplicate_node, monitor_failed, no_value, nan, text_for_numeric_signal, ...); detail.
 server_queue_overflow is counted with the rejects but its sample is kept: the server discarded
 older values of that item between two publishes (raise queue_size or publish faster).
+clock_offsets_s: {endpoint name: recent clock offset, s} (collectors.clock).
 """
 from __future__ import annotations
 
@@ -47,9 +50,10 @@ from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from collectors.base import SampleSink, SourceStatus
+from collectors.clock import ClockOffsets
 from gwanje.config import Config, OpcuaEndpoint, Secrets
 from gwanje.model import BadValue, Quality, Sample, now_ns
-from gwanje.normalize import Normalizer
+from gwanje.normalize import FutureTimestamp, Normalizer
 from gwanje.rejects import Rejects
 
 log = logging.getLogger("gwanje.collectors.opcua")
@@ -198,6 +202,7 @@ class _DataChangeHandler:
         self._loop = loop
         self._lost = lost
         self._batch: list[Sample] = []
+        self._newest = 0  # newest source time of this publish, rejected-as-future included
         self._flush_scheduled = False
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
@@ -212,12 +217,19 @@ class _DataChangeHandler:
         except BadValue as e:
             st = data.monitored_item.Value.StatusCode
             owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+            if type(e) is FutureTimestamp:
+                self._saw(e.ts)
             return
         st = data.monitored_item.Value.StatusCode
         if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
             # the value is good; older ones of this item were discarded on the server
             owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
         self._batch.append(sample)
+        self._saw(sample.ts)
+
+    def _saw(self, ts: int) -> None:
+        if ts > self._newest:
+            self._newest = ts
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -232,6 +244,9 @@ class _DataChangeHandler:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._batch = self._batch, []
+        newest, self._newest = self._newest, 0
+        if newest:
+            self._owner.clock.observe(self._owner.endpoint.name, newest, now_ns())
         if batch:
             self._owner._deliver(batch)
 
@@ -279,6 +294,7 @@ class OpcuaCollector:
         self.name = f"opcua:{endpoint.name}"
         self.normalizer = Normalizer(config)
         self.rejects = Rejects(self.name)
+        self.clock = ClockOffsets()
         self.signals = monitored_signals(config, endpoint)
         _check_security(endpoint)
         self._unknown_nodes: set[str] = set()  # counted once each, retried on every connect
@@ -326,7 +342,7 @@ class OpcuaCollector:
             return SourceStatus(
                 name=self.name, kind=self.kind, connected=self._connected, samples_in=self._samples,
                 messages_in=self._changes, reconnects=self._reconnects, last_data_ns=self._last_data_ns,
-                rejects=self.rejects.counts(), detail=self._detail,
+                rejects=self.rejects.counts(), detail=self._detail, clock_offsets_s=self.clock.offsets(),
             )
 
     # ------------------------------------------------------------ loop thread

@@ -8,6 +8,9 @@ element of a batch rejects only that element. Message-level problems (too large,
 unknown topic or machine, wrong shape, a bad shared "ts"/"quality") give one reason for the
 message; element-level problems give one reason per element.
 
+Each decoded message of a machine is also one clock observation (collectors.clock): its last
+sample's time, or the time of an element rejected as too far ahead, against `now`.
+
 JSON objects must not carry keys other than the documented ones ("ts", "values", "quality",
 "signal", "value"): a typo such as "qualty" would otherwise silently turn bad data good, so
 it is a `bad_shape` rejection instead.
@@ -23,10 +26,11 @@ import json
 import re
 from typing import Any, Optional, Sequence
 
+from collectors.clock import ClockOffsets
 from collectors.sparkplug import SparkplugDecoder
 from gwanje.config import Config
 from gwanje.model import BadValue, Quality, Sample, now_ns
-from gwanje.normalize import Normalizer, parse_ts
+from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer, parse_ts
 
 Decoded = tuple[list[Sample], list[str]]
 
@@ -35,12 +39,12 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _QUALITIES = {q.value: q for q in Quality}
 
 # parse_ts reads integers in [1e11, 1e14) as epoch milliseconds and accepts times after
-# 2000-01-01 and at most a day ahead: the batch fast path applies the same rule in one check
-_MS_MIN = max(10**11, 946_684_800_000)
+# 2000-01-01 and at most the clock tolerance ahead: the batch fast path applies the same rule
+# in one check
+_MS_MIN = max(10**11, MIN_TS // 1_000_000)
 _MS_MAX = 10**14 - 1
 # ... and integers from 1e17 up as epoch nanoseconds (gateways stamping with time.time_ns())
-_NS_MIN = max(10**17, 946_684_800 * 1_000_000_000)
-_MAX_FUTURE_NS = 86_400 * 1_000_000_000
+_NS_MIN = max(10**17, MIN_TS)
 
 _EXACT_INT = 2**53
 
@@ -79,11 +83,15 @@ class TopicTemplate:
 
 
 class JsonDecoder:
-    """JSON payloads on the configured topic templates (first matching template wins)."""
+    """JSON payloads on the configured topic templates (first matching template wins). Not
+    thread-safe (it keeps the message being decoded's clock reading): one per network loop."""
 
-    def __init__(self, templates: Sequence[str], normalizer: Normalizer) -> None:
+    def __init__(self, templates: Sequence[str], normalizer: Normalizer,
+                 clock: Optional[ClockOffsets] = None) -> None:
         self.templates = [TopicTemplate(t) for t in templates]
         self.normalizer = normalizer
+        self.clock = clock if clock is not None else ClockOffsets()
+        self._ahead_ts = 0  # newest time rejected as too far ahead in the message being decoded
         # machine -> {signal: kind}: the fast path's one lookup per sample
         self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
             m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
@@ -111,17 +119,31 @@ class JsonDecoder:
             return [], ["bad_json"]
         now = now_ns() if now is None else now
         signal = names.get("signal")
+        self._ahead_ts = 0
         if signal is not None:
-            return self._signal_topic(site, line, machine, signal, doc, now)
-        if isinstance(doc, list):
-            return self._batch(site, line, machine, kinds, doc, now)
-        if not isinstance(doc, dict):
+            out = self._signal_topic(site, line, machine, signal, doc, now)
+        elif isinstance(doc, list):
+            out = self._batch(site, line, machine, kinds, doc, now)
+        elif not isinstance(doc, dict):
             return [], ["bad_shape"]
-        if "values" in doc:
-            return self._values(site, line, machine, kinds, doc, now)
-        if "signal" in doc:
-            return self._batch(site, line, machine, kinds, [doc], now)
-        return [], ["bad_shape"]
+        elif "values" in doc:
+            out = self._values(site, line, machine, kinds, doc, now)
+        elif "signal" in doc:
+            out = self._batch(site, line, machine, kinds, [doc], now)
+        else:
+            return [], ["bad_shape"]
+        # the last sample's time: batches come in time order, a values message has one time
+        newest = out[0][-1].ts if out[0] else 0
+        if self._ahead_ts > newest:
+            newest = self._ahead_ts
+        if newest:
+            self.clock.observe((site, line, machine), newest, now)
+        return out
+
+    def _reason(self, e: BadValue) -> str:
+        if type(e) is FutureTimestamp and e.ts > self._ahead_ts:
+            self._ahead_ts = e.ts
+        return str(e)
 
     def _signal_topic(self, site: str, line: str, machine: str, signal: str, doc: Any, now: int) -> Decoded:
         norm = self.normalizer
@@ -136,7 +158,7 @@ class JsonDecoder:
             else:
                 s = norm.sample(site, line, machine, signal, doc, None, Quality.GOOD, now)
         except BadValue as e:
-            return [], [str(e)]
+            return [], [self._reason(e)]
         return [s], []
 
     def _values(self, site: str, line: str, machine: str, kinds: dict[str, str], doc: dict[str, Any],
@@ -148,9 +170,9 @@ class JsonDecoder:
         try:
             quality = _quality(doc.get("quality"))
             # parsed once; a bad shared time rejects the message once, not once per value
-            ts = parse_ts(doc.get("ts"), now)
+            ts = parse_ts(doc.get("ts"), now, self.normalizer.future_tolerance_ns)
         except BadValue as e:
-            return [], [str(e)]
+            return [], [self._reason(e)]
         samples: list[Sample] = []
         rejects: list[str] = []
         sample = self.normalizer.sample
@@ -164,7 +186,7 @@ class JsonDecoder:
             try:
                 samples.append(sample(site, line, machine, signal, raw, ts, quality, now))
             except BadValue as e:
-                rejects.append(str(e))
+                rejects.append(self._reason(e))
         return samples, rejects
 
     def _batch(self, site: str, line: str, machine: str, kinds: dict[str, str], items: list[Any],
@@ -175,8 +197,8 @@ class JsonDecoder:
         sample = self.normalizer.sample
         numeric = self._numeric[(site, line, machine)]
         # epoch milliseconds that parse_ts accepts, as one range check (the fast path below)
-        ms_lo, ms_hi = _MS_MIN, min(_MS_MAX, (now + _MAX_FUTURE_NS) // 1_000_000)
-        ns_hi = now + _MAX_FUTURE_NS
+        ns_hi = now + self.normalizer.future_tolerance_ns
+        ms_lo, ms_hi = _MS_MIN, min(_MS_MAX, ns_hi // 1_000_000)
         for item in items:
             if type(item) is not dict:
                 rejects.append("bad_shape")
@@ -204,7 +226,7 @@ class JsonDecoder:
                 samples.append(sample(site, line, machine, signal, raw, ts,
                                       Quality.GOOD if q is None else _quality(q), now))
             except BadValue as e:
-                rejects.append(str(e))
+                rejects.append(self._reason(e))
         return samples, rejects
 
 
@@ -232,8 +254,10 @@ class MessageDecoder:
         mqtt = config.system.mqtt
         self.normalizer = normalizer or Normalizer(config)
         self.max_payload_bytes = mqtt.max_payload_bytes
-        self.json = JsonDecoder(mqtt.topic_templates, self.normalizer)
-        self.sparkplug = SparkplugDecoder(self.normalizer) if mqtt.sparkplug else None
+        # one clock figure per machine, whichever format its messages come in
+        self.clock = ClockOffsets()
+        self.json = JsonDecoder(mqtt.topic_templates, self.normalizer, self.clock)
+        self.sparkplug = SparkplugDecoder(self.normalizer, self.clock) if mqtt.sparkplug else None
 
     def decode(self, topic: str, payload: bytes, now: Optional[int] = None) -> Decoded:
         """(samples, rejection reasons) for one message; never raises for bad input."""

@@ -8,7 +8,8 @@ skipped by its wire type. Anything that does not parse raises SparkplugError, ne
 IndexError or a crash: payloads come from the network.
 
 Topic mapping: spBv1.0/{group}/{type}/{edge node}/{device} -> site / line / machine.
-No I/O here; the decoder's only state is the alias table learned from DBIRTH.
+No I/O here; the decoder's state is the alias table learned from DBIRTH (and the clock
+offsets it observes, one per DBIRTH/DDATA message: collectors.clock).
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from collectors.clock import ClockOffsets
 from gwanje.model import BadValue, Quality, Sample, now_ns
-from gwanje.normalize import Normalizer
+from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer
 
 NAMESPACE = "spBv1.0"
 
@@ -29,9 +31,6 @@ _SIGNED_32 = frozenset((INT8, INT16, INT32))
 _TEXT_TYPES = frozenset((STRING, TEXT, UUID))
 _INT32_TYPES = frozenset((INT8, INT16, INT32, UINT8, UINT16, UINT32))
 
-# the source times Normalizer accepts (after 2000-01-01, at most a day ahead), for the fast path
-_MIN_TS = 946_684_800 * 1_000_000_000
-_MAX_FUTURE_NS = 86_400 * 1_000_000_000
 _EXACT_INT = 2**53
 
 # protobuf wire types
@@ -312,8 +311,9 @@ class SparkplugDecoder:
     """Turns Sparkplug B messages into Samples; remembers each device's aliases and datatypes
     from its DBIRTH. Not thread-safe: one decoder per MQTT network loop."""
 
-    def __init__(self, normalizer: Normalizer) -> None:
+    def __init__(self, normalizer: Normalizer, clock: Optional[ClockOffsets] = None) -> None:
         self.normalizer = normalizer
+        self.clock = clock if clock is not None else ClockOffsets()
         # machine -> {signal: kind}, for the fast path of plain numbers (see decode)
         self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
             m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
@@ -372,7 +372,10 @@ class SparkplugDecoder:
         samples: list[Sample] = []
         rejects: list[str] = []
         sample = self.normalizer.sample
-        ts_max = now + _MAX_FUTURE_NS
+        # the source times Normalizer accepts (after 2000-01-01, at most the clock tolerance
+        # ahead), for the fast path
+        ts_max = now + self.normalizer.future_tolerance_ns
+        ahead_ts = 0  # the newest time rejected as too far ahead: the clock observation needs it
         for m in p.metrics:
             name = m.name if m.name is not None else dev.names.get(m.alias) if m.alias is not None else None
             if name is None:
@@ -389,7 +392,7 @@ class SparkplugDecoder:
             signal_kind = kinds.get(name)
             # fast path, the same rules as Normalizer.sample for a plain finite number of a
             # numeric signal at an in-range source time; everything else goes through it
-            if (signal_kind is not None and signal_kind != "text" and ts is not None and _MIN_TS <= ts <= ts_max
+            if (signal_kind is not None and signal_kind != "text" and ts is not None and MIN_TS <= ts <= ts_max
                     and ((type(value) is float and value - value == 0.0)
                          or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT))):
                 samples.append(Sample(site, line, machine, name, float(value), ts))  # type: ignore[arg-type]
@@ -398,6 +401,12 @@ class SparkplugDecoder:
                 samples.append(sample(site, line, machine, name, value, ts, Quality.GOOD, now))
             except BadValue as e:
                 rejects.append(str(e))
+                if type(e) is FutureTimestamp and e.ts > ahead_ts:
+                    ahead_ts = e.ts
+        # the last metric's time (a payload is in time order), as the JSON decoder does
+        newest = max(samples[-1].ts if samples else 0, ahead_ts)
+        if newest:
+            self.clock.observe(key, newest, now)
         return samples, rejects
 
     def _forget(self, site: str, line: str) -> None:

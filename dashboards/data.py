@@ -4,6 +4,11 @@ Two halves:
 - pure view models (`build_snapshot`, `state_of`): from config + newest samples + a clock to
   what a tile shows (state, stale flag, data age, counts, LOT). No I/O; tested with
   hand-picked timestamps.
+  Data age runs on this process's clock: a machine was last heard at its newest sample's
+  source time, or at the moment this process first saw that sample if that was earlier (a
+  source clock running ahead), so a machine stamping the future still goes stale when it goes
+  silent. A newest sample stamped more than clock.future_tolerance_s ahead is "clock ahead":
+  stale too, never shown as the machine's state.
 - `DataLayer`: the Store behind a short-TTL cache shared by every callback of the process,
   so ten wall displays refreshing every 2 s cost the store one query per TTL, not ten.
   Concurrent misses for the same key wait for one query (single flight) instead of racing.
@@ -16,16 +21,18 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import polars as pl
 
-from gwanje.config import Config, MachineSpec
+from gwanje.config import ClockConfig, Config, MachineSpec
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Store
 
 # ----------------------------------------------------------------------------- view models
+
+Series = tuple[str, str, str, str]  # (site, line, machine, signal)
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,8 @@ class MachineView:
     machine: str
     state: MachineState  # UNKNOWN when stale, without data, or the code is not mapped
     code: Optional[float | str]  # the raw PLC state code last seen (None: none seen)
-    stale: bool  # data older than stale_after_s, or no data at all
-    age_s: Optional[float]  # now - newest sample of the machine; None: no sample ever
+    stale: bool  # silent, or its clock too far ahead: its last values may not be its state now
+    age_s: Optional[float]  # now - when the machine was last heard (heard_ts); None: no sample ever
     total: Optional[float]
     good: Optional[float]
     reject: Optional[float]
@@ -44,10 +51,21 @@ class MachineView:
     last_ts: Optional[int]
     # no sample within the horizon the data was read over: silent at least this long
     silent_over_s: Optional[float] = None
+    silent: bool = False  # not heard for longer than stale_after_s, or no data at all
+    # the newest source time is this far ahead of now, beyond clock.future_tolerance_s: the
+    # source's clock is fast (None: it is not)
+    ahead_s: Optional[float] = None
+    # when the machine was last heard: its newest source time, or when this process first saw
+    # that sample if that was earlier (never later than now)
+    heard_ts: Optional[int] = None
 
     @property
     def key(self) -> str:
         return f"{self.site}/{self.line}/{self.machine}"
+
+    @property
+    def clock_ahead(self) -> bool:
+        return self.ahead_s is not None
 
     @property
     def unmapped(self) -> bool:
@@ -80,7 +98,7 @@ class SiteView:
 class PlantSnapshot:
     now_ns: int
     sites: tuple[SiteView, ...]
-    newest_ts: Optional[int]  # newest sample of the whole plant
+    newest_ts: Optional[int]  # when the plant was last heard: the newest heard_ts of its machines
     machines: dict[str, MachineView] = field(default_factory=dict)  # by "site/line/machine"
 
     @property
@@ -120,12 +138,20 @@ def _num(sample: Optional[Sample]) -> Optional[float]:
 
 
 def machine_view(spec: MachineSpec, latest: dict[str, Sample], now_ns: int, stale_after_s: float,
-                 horizon_s: Optional[float] = None) -> MachineView:
-    """One tile's content from the newest sample of each of the machine's signals."""
+                 horizon_s: Optional[float] = None, seen_ns: Optional[Mapping[Series, int]] = None,
+                 future_tolerance_s: float = ClockConfig().future_tolerance_s) -> MachineView:
+    """One tile's content from the newest sample of each of the machine's signals.
+    seen_ns: when this process first saw each series' newest sample (its clock); a sample not
+    in it was seen now."""
     k = spec.klass
+    seen = seen_ns or {}
     last_ts = max((s.ts for s in latest.values()), default=None)
-    age_s = None if last_ts is None else max(0.0, (now_ns - last_ts) / NS_PER_S)
-    stale = age_s is None or age_s > stale_after_s
+    heard = max((min(s.ts, seen.get(s.series, now_ns), now_ns) for s in latest.values()), default=None)
+    age_s = None if heard is None else (now_ns - heard) / NS_PER_S
+    silent = age_s is None or age_s > stale_after_s
+    ahead = last_ts - now_ns if last_ts is not None else 0
+    ahead_s = ahead / NS_PER_S if ahead > future_tolerance_s * NS_PER_S else None
+    stale = silent or ahead_s is not None
     state_sample = latest.get(k.state_signal)
     # a stale machine may have changed state since: showing the last state would be a lie
     state = MachineState.UNKNOWN if stale else state_of(spec, state_sample)
@@ -141,14 +167,16 @@ def machine_view(spec: MachineSpec, latest: dict[str, Sample], now_ns: int, stal
         lot=lot_sample.value if lot_sample is not None and isinstance(lot_sample.value, str) else None,
         last_ts=last_ts,
         silent_over_s=horizon_s if last_ts is None else None,
+        silent=silent, ahead_s=ahead_s, heard_ts=heard,
     )
 
 
 def build_snapshot(config: Config, samples: Iterable[Sample], now_ns: int,
-                   horizon_s: Optional[float] = None) -> PlantSnapshot:
+                   horizon_s: Optional[float] = None, seen_ns: Optional[Mapping[Series, int]] = None) -> PlantSnapshot:
     """The whole plant as the overview shows it. Samples of machines the config does not know
     are ignored here (the collectors count those); machines without samples are stale.
-    horizon_s: how far back `samples` reach; a machine without any was silent at least that long."""
+    horizon_s: how far back `samples` reach; a machine without any was silent at least that long.
+    seen_ns: when this process first saw each series' newest sample (see machine_view)."""
     by_machine: dict[tuple[str, str, str], dict[str, Sample]] = {}
     for s in samples:
         sigs = by_machine.setdefault((s.site, s.line, s.machine), {})
@@ -156,6 +184,7 @@ def build_snapshot(config: Config, samples: Iterable[Sample], now_ns: int,
         if old is None or s.ts > old.ts:
             sigs[s.signal] = s
     stale_after = config.plant.stale_after_s
+    tolerance = config.system.clock.future_tolerance_s
     index: dict[str, MachineView] = {}
     sites = []
     for site in config.plant.sites:
@@ -165,12 +194,13 @@ def build_snapshot(config: Config, samples: Iterable[Sample], now_ns: int,
             for m in ln.machines:
                 spec = config.machine(site.id, ln.id, m.id)
                 assert spec is not None
-                v = machine_view(spec, by_machine.get(spec.key, {}), now_ns, stale_after, horizon_s)
+                v = machine_view(spec, by_machine.get(spec.key, {}), now_ns, stale_after, horizon_s, seen_ns,
+                                 tolerance)
                 index[v.key] = v
                 views.append(v)
             lines.append(LineView(site.id, ln.id, tuple(views)))
         sites.append(SiteView(site.id, tuple(lines)))
-    newest = max((v.last_ts for v in index.values() if v.last_ts is not None), default=None)
+    newest = max((v.heard_ts for v in index.values() if v.heard_ts is not None), default=None)
     return PlantSnapshot(now_ns=now_ns, sites=tuple(sites), newest_ts=newest, machines=index)
 
 
@@ -308,7 +338,10 @@ class DataLayer:
         self.cache = TTLCache(ttl_s)
         self.recent_s = max(recent_s, config.plant.stale_after_s * 2)
         self._known = {m.key for m in config.machines()}
-        self._seen: dict[tuple[str, str, str, str], Sample] = {}
+        self._seen: dict[Series, Sample] = {}
+        # when this process first saw each series' newest sample, on its own clock: the data
+        # age of a source whose clock runs ahead (machine_view)
+        self._seen_at: dict[Series, int] = {}
         self._seen_lock = threading.Lock()
         self.failures = Rejects("dashboard-store")
 
@@ -331,9 +364,10 @@ class DataLayer:
         since = now - int(self.recent_s * NS_PER_S)
         return self._query(("latest", self.recent_s), lambda: self.store.latest(since_ns=since))
 
-    def _remember(self, samples: Sequence[Sample]) -> list[Sample]:
+    def _remember(self, samples: Sequence[Sample], now: int) -> tuple[list[Sample], dict[Series, int]]:
         """Merge into the newest sample seen per series of a configured machine (bounded by
-        the config: names the config does not know are not kept) and return them all."""
+        the config: names the config does not know are not kept); return them all, with when
+        each was first seen."""
         with self._seen_lock:
             for smp in samples:
                 key = smp.series
@@ -341,15 +375,17 @@ class DataLayer:
                     continue
                 old = self._seen.get(key)
                 if old is None or smp.ts >= old.ts:
+                    if old is None or smp.ts > old.ts:
+                        self._seen_at[key] = now
                     self._seen[key] = smp
-            return list(self._seen.values())
+            return list(self._seen.values()), dict(self._seen_at)
 
     def plant_snapshot(self, now_ns: Optional[int] = None) -> PlantSnapshot:
         """The plant now. A machine silent for longer than recent_s keeps the last values this
         process saw (state hidden: stale); one never seen since start shows "silent > recent_s"."""
         now = self.clock() if now_ns is None else now_ns
-        merged = self._remember(self.latest(now))
-        return build_snapshot(self.config, merged, now, horizon_s=self.recent_s)
+        merged, seen = self._remember(self.latest(now), now)
+        return build_snapshot(self.config, merged, now, horizon_s=self.recent_s, seen_ns=seen)
 
     def signal_trend(self, site: str, line: str, machine: str, signal: str, window_s: float,
                      max_points: Optional[int] = None, now_ns: Optional[int] = None) -> Trend:

@@ -6,7 +6,7 @@ never read from YAML: they come from the environment only (see `Secrets`).
 
 Files (in the config directory, `--config DIR` or GWANJE_CONFIG_DIR, default ./config):
   plant.yaml   sites, lines, machines (real, or `simulated`), machine classes (signals, PLC state codes)
-  system.yaml  MQTT broker, OPC UA endpoints, storage, spool, UI, simulator
+  system.yaml  MQTT broker, OPC UA endpoints, storage, spool, UI, simulator, clock tolerance
   shifts.yaml, alarms.yaml, notify.yaml  optional, owned by the engine and alert modules
 """
 from __future__ import annotations
@@ -353,6 +353,19 @@ class SimulatorConfig(Strict):
     enabled: bool = True
 
 
+class ClockConfig(Strict):
+    # A source time more than this ahead of the collector's clock is rejected as
+    # timestamp_in_future: a sample stamped ahead would be the newest value of its machine
+    # until real time catches up, so a fast clock could hold a dead machine "live" and put
+    # counts into a shift that has not begun. 30 s is well above what a machine's clock may
+    # be ahead and still be right: NTP-synchronised PLCs and gateways are within
+    # milliseconds, an unsynchronised quartz clock drifts 1-2 s a day, network and broker add
+    # nothing forward. A clock further ahead is a clock to fix: /status shows each source's
+    # offset (warning beyond this tolerance) and the rejections are counted. Times behind the
+    # clock are not limited here (store-and-forward gateways send hours-old data).
+    future_tolerance_s: float = Field(30.0, gt=0, le=3600)
+
+
 class SystemDef(Strict):
     # demo mode: no login on the dashboard, plain MQTT/OPC UA allowed. Outside demo mode
     # (GWANJE_DEMO=0) the dashboard needs a login and brokers need credentials.
@@ -364,6 +377,7 @@ class SystemDef(Strict):
     deadletter: DeadLetterConfig = DeadLetterConfig()
     ui: UiConfig = UiConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    clock: ClockConfig = ClockConfig()
 
 
 # ------------------------------------------------------------------------ resolved model

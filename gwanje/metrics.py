@@ -191,6 +191,13 @@ def _sources(d: _Doc, sources: list[Mapping[str, Any]]) -> None:
         d.family(name, "gauge", "Receive time of the newest sample, Unix seconds.")
         for s in with_data:
             d.sample(name, s["last_data_ns"] / 1e9, {"source": s.get("name", ""), "kind": s.get("kind", "")})
+    offsets = [(s, origin, v) for s in sources for origin, v in sorted((s.get("clock_offsets_s") or {}).items())]
+    if offsets:
+        name = "gwanje_source_clock_offset_seconds"
+        d.family(name, "gauge", "Recent clock offset of a source, its time minus receive time (positive: ahead), "
+                                "per origin: machine (mqtt) or endpoint (opcua).")
+        for s, origin, v in offsets:
+            d.sample(name, v, {"source": s.get("name", ""), "kind": s.get("kind", ""), "origin": origin})
 
 
 def read_rss_bytes() -> Optional[int]:

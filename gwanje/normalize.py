@@ -1,7 +1,8 @@
 """Turn what a source says (names, raw value, raw time, quality) into a validated Sample.
 
 Both collectors go through here, so MQTT and OPC UA reject the same things for the same
-reasons: unknown machine or signal, wrong type for the signal's kind, NaN/inf, absurd time.
+reasons: unknown machine or signal, wrong type for the signal's kind, NaN/inf, absurd time,
+a time further ahead of the collector's clock than system.yaml clock.future_tolerance_s.
 """
 from __future__ import annotations
 
@@ -9,15 +10,26 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from gwanje.config import Config
+from gwanje.config import ClockConfig, Config
 from gwanje.model import MAX_TEXT_LEN, NS_PER_S, BadValue, Quality, Sample, coerce_value, now_ns
 
-# accepted source times: after 2000-01-01 and not more than a day in the future
-_MIN_TS = 946_684_800 * NS_PER_S
-_MAX_FUTURE_NS = 86_400 * NS_PER_S
+# accepted source times: after 2000-01-01 and at most the tolerance ahead of receive time
+MIN_TS = 946_684_800 * NS_PER_S
+DEFAULT_FUTURE_TOLERANCE_NS = int(ClockConfig().future_tolerance_s * NS_PER_S)
 
 
-def parse_ts(raw: Any, now: Optional[int] = None) -> int:
+class FutureTimestamp(BadValue):
+    """A source time further ahead of the receive time than the tolerance: the source's clock
+    is fast. Carries the times, so a collector can still tell how far ahead the clock is."""
+
+    def __init__(self, ts: int, now: int) -> None:
+        super().__init__("timestamp_in_future")
+        self.ts = ts
+        self.now = now
+
+
+def parse_ts(raw: Any, now: Optional[int] = None,
+             future_tolerance_ns: int = DEFAULT_FUTURE_TOLERANCE_NS) -> int:
     """Source time to ns since epoch. Numbers: seconds, ms, µs or ns by magnitude; strings:
     ISO 8601 (a missing offset means UTC). None -> now (receive time)."""
     now = now_ns() if now is None else now
@@ -47,14 +59,17 @@ def parse_ts(raw: Any, now: Optional[int] = None) -> int:
         ts = int(dt.timestamp()) * NS_PER_S + dt.microsecond * 1000
     else:
         raise BadValue("bad_timestamp")
-    if ts < _MIN_TS or ts > now + _MAX_FUTURE_NS:
+    if ts < MIN_TS:
         raise BadValue("timestamp_out_of_range")
+    if ts > now + future_tolerance_ns:
+        raise FutureTimestamp(ts, now)
     return ts
 
 
 class Normalizer:
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.future_tolerance_ns = int(config.system.clock.future_tolerance_s * NS_PER_S)
         # (site, line, machine, signal) -> signal kind; built once, looked up per sample
         self._kinds: dict[tuple[str, str, str, str], str] = {}
         self._machines: set[tuple[str, str, str]] = set()
@@ -82,7 +97,7 @@ class Normalizer:
             # state codes may be strings on some PLCs
             if kind != "state":
                 raise BadValue("text_for_numeric_signal")
-        return Sample(site, line, machine, signal, value, parse_ts(ts, now), quality)
+        return Sample(site, line, machine, signal, value, parse_ts(ts, now, self.future_tolerance_ns), quality)
 
 
 def _num_text(v: float) -> str:

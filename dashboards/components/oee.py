@@ -170,6 +170,11 @@ def load_scope(cfg: Config, layer: DataLayer, site: str, line: Optional[str], sh
         return None
     eng = engine_for(cfg)
     now = layer.clock() if now_ns is None else now_ns
+    # every display asking within one cache TTL shares one load: the running shift is computed
+    # as of the start of the TTL the clock is in (the trends round their window ends alike),
+    # so the key and the figures are the same for all of them
+    ttl_ns = max(1, int(layer.cache.ttl_s * NS_PER_S))
+    now -= now % ttl_ns
     sh = resolve_shift(eng, shift_key, now)
     if sh is None:
         return None

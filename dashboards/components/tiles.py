@@ -40,6 +40,8 @@ add_strings({
     "tiles:sim": {"ko": "모의", "en": "SIM"},
     "tiles:sim_long": {"ko": "시뮬레이터가 만든 가상 데이터 (실제 설비 아님, plant.yaml simulated)",
                        "en": "Made-up data from the simulator, not a real device (plant.yaml simulated)"},
+    "tiles:clock_ahead": {"ko": "시계 앞섬", "en": "CLOCK AHEAD"},
+    "tiles:clock_ahead_note": {"ko": "설비 시계가 {n}초 빠름", "en": "source clock {n} s ahead"},
 })
 
 
@@ -67,12 +69,20 @@ def state_key(view: MachineView) -> str:
 
 
 def state_label(view: MachineView, lang: str) -> str:
-    """"STALE 12 s" / "통신 끊김 12초" for a silent machine, never its last state."""
+    """"STALE 12 s" / "통신 끊김 12초" for a silent machine, "CLOCK AHEAD 600 s" for one whose
+    newest sample is stamped beyond the clock tolerance ahead: never its last state."""
     if view.last_ts is None and view.silent_over_s is None:
         return t("no_data", lang)
     if view.stale:
-        return f'{t("stale", lang)} {_age_text(view, lang)}'
+        return " ".join(_stale_words(view, lang))
     return t(f"state.{view.state.value}", lang)
+
+
+def _stale_words(view: MachineView, lang: str) -> tuple[str, str]:
+    # silence says more than a wrong clock: a silent machine is STALE whatever its stamps
+    if not view.silent and view.clock_ahead:
+        return t("tiles:clock_ahead", lang), t("age", lang, n=fmt_age(view.ahead_s))
+    return t("stale", lang), _age_text(view, lang)
 
 
 def _age_text(view: MachineView, lang: str) -> str:
@@ -84,8 +94,8 @@ def _age_text(view: MachineView, lang: str) -> str:
 def _state_children(view: MachineView, lang: str) -> Any:
     # the age is its own unbreakable span: a narrow tile wraps between words, not in "12 s"
     if view.stale and (view.last_ts is not None or view.silent_over_s is not None):
-        return [html.Span(t("stale", lang), className="gw-nowrap"), " ",
-                html.Span(_age_text(view, lang), className="gw-nowrap gw-age")]
+        word, age = _stale_words(view, lang)
+        return [html.Span(word, className="gw-nowrap"), " ", html.Span(age, className="gw-nowrap gw-age")]
     return state_label(view, lang)
 
 
@@ -96,6 +106,8 @@ def tile_class(view: MachineView) -> str:
 def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None) -> list[Any]:
     """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it."""
     detail = []
+    if view.silent and view.clock_ahead:
+        detail.append(html.Div(t("tiles:clock_ahead_note", lang, n=fmt_age(view.ahead_s)), className="gw-tile-note"))
     if view.unmapped:
         code = view.code if not isinstance(view.code, float) or not view.code.is_integer() else int(view.code)
         detail.append(html.Div(t("unknown_code", lang, code=code), className="gw-tile-note"))

@@ -1,7 +1,7 @@
-"""`/status` — the system status page: every source's connection state and data rate, the
-store (and whether its writes fail), the in-memory queue, the disk spool (with the spool-full
-alarm), the data the store refused for good (dead-letter file, with its alarm), and which
-machines this process's simulator makes up (everything else is a real device).
+"""`/status` — the system status page: every source's connection state, data rate and clock
+offset, the store (and whether its writes fail), the in-memory queue, the disk spool (with the
+spool-full alarm), the data the store refused for good (dead-letter file, with its alarm), and
+which machines this process's simulator makes up (everything else is a real device).
 
 Reads the runtime's status (`context.runtime_status()`, the dict runtime.Runtime.status()
 returns, also behind /readyz and /metrics). A data rate needs two readings: the previous
@@ -18,6 +18,7 @@ from dash import Input, Output, State, callback, dcc, html
 from dashboards import context
 from dashboards.components.page import render, view
 from dashboards.i18n import add_strings, normalize_lang, t
+from gwanje.config import ClockConfig
 from gwanje.model import now_ns
 
 dash.register_page(__name__, path="/status", title="Gwanje", name="status", nav={"key": "status", "order": 90})
@@ -35,6 +36,10 @@ add_strings({
     "st.reconnects": {"ko": "재연결", "en": "Reconnects"},
     "st.last_data": {"ko": "마지막 수신", "en": "Last data"},
     "st.rejects": {"ko": "거부", "en": "Rejected"},
+    "st.clock": {"ko": "시계 차이", "en": "Clock offset"},
+    "st.clock_title": {"ko": "소스 시각 − 수신 시각 (+: 소스 시계가 빠름), 허용 ±{tol}초",
+                       "en": "source time − receive time (+: the source's clock is ahead), tolerance ±{tol} s"},
+    "st.clock_beyond": {"ko": "{n}곳 허용 초과", "en": "{n} beyond tolerance"},
     "st.detail": {"ko": "상세", "en": "Detail"},
     "st.ago": {"ko": "{s}초 전", "en": "{s} s ago"},
     "st.never": {"ko": "없음", "en": "never"},
@@ -77,8 +82,30 @@ def counters(status: Mapping[str, Any], at_ns: int) -> dict[str, Any]:
             "written": (status.get("pipeline") or {}).get("samples_written")}
 
 
-def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at_ns: int, lang: str) -> list[Any]:
-    """The page content for one status reading; prev = counters() of the previous reading."""
+def clock_cell(offsets: Any, tolerance_s: float, lang: str) -> html.Td:
+    """The source's clock offset: the origin (machine or endpoint) furthest off, named when
+    the source has several, in warning style beyond the tolerance (either way: a slow clock
+    distorts durations as much as a fast one); every origin in the title."""
+    offsets = {k: v for k, v in offsets.items() if isinstance(v, (int, float))} if isinstance(offsets, Mapping) else {}
+    if not offsets:
+        return html.Td("—", className="gw-num")
+    ranked = sorted(offsets.items(), key=lambda kv: -abs(kv[1]))
+    origin, worst = ranked[0]
+    beyond = sum(1 for _, v in ranked if abs(v) > tolerance_s)
+    shown = f"{worst:+,.1f} s"
+    if len(ranked) > 1:
+        shown += f" ({str(origin).rsplit('/', 1)[-1]})"
+    if beyond > 1:
+        shown += " · " + t("st.clock_beyond", lang, n=beyond)
+    title = "\n".join([t("st.clock_title", lang, tol=f"{tolerance_s:g}")] + [f"{k}: {v:+,.1f} s" for k, v in ranked[:30]])
+    return html.Td(shown, title=title, className="gw-num gw-clock-offset" + (" gw-bad" if beyond else ""),
+                   **{"data-clock": "skewed" if beyond else "ok"})
+
+
+def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at_ns: int, lang: str,
+                tolerance_s: float = ClockConfig().future_tolerance_s) -> list[Any]:
+    """The page content for one status reading; prev = counters() of the previous reading;
+    tolerance_s: system.yaml clock.future_tolerance_s (clock offsets beyond it are warnings)."""
     if not status:
         return [html.P(t("st.no_runtime", lang), className="gw-note")]
     prev = prev if isinstance(prev, Mapping) else {}
@@ -99,12 +126,13 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
             html.Td(_fmt_int(s.get("samples_in")), className="gw-num"),
             html.Td(_fmt_int(s.get("reconnects")), className="gw-num"),
             html.Td(age),
+            clock_cell(s.get("clock_offsets_s"), tolerance_s, lang),
             html.Td(_fmt_int(sum((s.get("rejects") or {}).values())), className="gw-num",
                     title=", ".join(f"{k}: {v}" for k, v in sorted((s.get("rejects") or {}).items()))),
             html.Td(s.get("detail", ""), className="gw-detail"),
         ]))
     heads = ["st.source", "st.kind", "st.state", "st.rate", "st.samples", "st.reconnects", "st.last_data",
-             "st.rejects", "st.detail"]
+             "st.clock", "st.rejects", "st.detail"]
     sources = html.Table([html.Thead(html.Tr([html.Th(t(h, lang)) for h in heads])), html.Tbody(rows)],
                          className="gw-table gw-status-sources")
 
@@ -158,7 +186,7 @@ def layout(lang: Any = None, kiosk: Any = None, **query: Any) -> Any:
     status = context.runtime_status()
     at = now_ns()
     body = html.Div([
-        html.Div(status_body(status, None, at, v.lang), id="status-body"),
+        html.Div(status_body(status, None, at, v.lang, v.config.system.clock.future_tolerance_s), id="status-body"),
         dcc.Store(id="status-prev", data=counters(status, at) if status else None),
     ])
     return render(v, body, path="/status", crumbs=v.crumbs((t("status", v.lang), None)), title=t("status", v.lang))
@@ -172,5 +200,6 @@ def refresh(n: Any, prev: Any, page_ctx: Any) -> tuple[Any, Any]:
     lang = normalize_lang(pc.get("lang"), cfg.system.ui.default_language)
     status = context.runtime_status()
     at = now_ns()
-    return status_body(status, prev, at, lang), (counters(status, at) if status else None)
+    return (status_body(status, prev, at, lang, cfg.system.clock.future_tolerance_s),
+            counters(status, at) if status else None)
 

@@ -24,13 +24,13 @@ def demo_config(**mqtt: Any) -> Config:
 def assert_valid(config: Config, samples: list[Sample], reasons: list[str], now: int) -> None:
     """What every decoder output must be: reasons are words; every sample belongs to a
     configured signal, has a finite number (or bounded text for text/state signals), a
-    quality, and a source time after 2000 and at most a day after `now`."""
+    quality, and a source time after 2000 and at most the clock tolerance after `now`."""
     kinds = {(*m.key, s.id): s.kind for m in config.machines() for s in m.signals}
     assert all(isinstance(r, str) and r for r in reasons)
     for s in samples:
         kind = kinds[s.series]
         assert isinstance(s.quality, Quality)
-        assert 946_684_800 * 10**9 <= s.ts <= now + 86_400 * 10**9
+        assert 946_684_800 * 10**9 <= s.ts <= now + int(config.system.clock.future_tolerance_s * 10**9)
         if isinstance(s.value, float):
             assert math.isfinite(s.value) and kind != "text"
         else:

@@ -310,3 +310,31 @@ def test_a_broken_sink_is_counted_and_logged_once_not_per_message(mosquitto_modu
         assert c.status().connected  # the network loop survived every failure
     tracebacks = [r for r in caplog.records if r.exc_info and "sample sink failed" in r.getMessage()]
     assert len(tracebacks) == 1
+
+
+@pytest.mark.services
+def test_a_fast_machine_clock_is_rejected_counted_and_measured(mosquitto_module, caplog):
+    """cnc-203's PLC clock runs 10 min ahead, press-203's (Sparkplug) is right: cnc-203's
+    samples are refused as timestamp_in_future, counted and logged; press-203's all arrive;
+    the status tells each machine's clock offset."""
+    sp_topic = "spBv1.0/changwon-2/{}/press-2/press-203"
+    sink = ListSink()
+    with running(mosquitto_module, sink) as c, publisher(mosquitto_module.port) as publish:
+        base = c.status().rejects.get("timestamp_in_future", 0)
+        publish(sp_topic.format("DBIRTH"), encode_payload([Metric(name="tonnage", alias=1, value=400.0)],
+                                                          timestamp=int(time.time() * 1000), seq=0))
+        for i in range(5):
+            fast = int(time.time() * 1000) + 600_000
+            publish(TOPIC, json.dumps({"ts": fast, "values": {"vibration": 1.0 + i}}).encode())
+            publish(sp_topic.format("DDATA"), encode_payload(
+                [Metric(alias=1, value=410.0 + i, timestamp=int(time.time() * 1000))], seq=i + 1))
+        assert wait_for(lambda: len(sink.samples) >= 6), sink.samples
+        assert [s.value for s in sink.samples if s.machine == "press-203"] == [400.0, 410.0, 411.0, 412.0, 413.0, 414.0]
+        assert not [s for s in sink.samples if s.machine == MACHINE]
+        st = c.status()
+        assert st.rejects.get("timestamp_in_future", 0) - base == 5
+        fast_clock = st.clock_offsets_s[f"{SITE}/{LINE}/{MACHINE}"]
+        right_clock = st.clock_offsets_s["changwon-2/press-2/press-203"]
+        # 600 s ahead less the transit of a loopback message; the right clock is behind by transit only
+        assert 570 < fast_clock <= 600 and -30 < right_clock <= 0, st.clock_offsets_s
+    assert any("timestamp_in_future" in r.getMessage() for r in caplog.records)

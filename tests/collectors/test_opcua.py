@@ -396,3 +396,28 @@ def test_unchanged_value_with_new_source_time_keeps_an_idle_machine_alive(opcua_
             assert got[0].value == 0.0
     finally:
         col.stop()
+
+
+def test_a_fast_server_clock_is_rejected_counted_and_measured(opcua_server):
+    """The PLC behind changwon-1 stamps its values 10 min ahead: each one is refused as
+    timestamp_in_future (counted), the values stamped right still arrive, and the status
+    gives the endpoint's clock offset from the source times against receive time."""
+    from datetime import timedelta
+
+    sink = ListSink()
+    col = OpcuaCollector(opcua_server.config, fast(opcua_server.endpoint, opcua_server.url), sink, NO_SECRETS)
+    col.start()
+    try:
+        assert wait_for(lambda: len(sink.samples) >= 63), col.status()
+        for i in range(12):
+            opcua_server.write(FORCE, 3000.0 + i, source_ts=datetime.now(UTC) + timedelta(minutes=10))
+            # one publish each: the next write waits until this one was refused
+            assert wait_for(lambda: col.status().rejects.get("timestamp_in_future", 0) == i + 1), col.status()
+        assert not [s for s in sink.of("forge-101", "forging_force") if s.value >= 3000.0]
+        offset = col.status().clock_offsets_s["changwon-1"]
+        assert 570 < offset <= 600, col.status().clock_offsets_s  # 600 s ahead less the transit
+        opcua_server.write(TEMP, 1111.0)  # stamped right: kept
+        assert wait_for(lambda: [s for s in sink.of("forge-101", "billet_temp") if s.value == 1111.0])
+    finally:
+        col.stop()
+        opcua_server.write(FORCE, 0.0)  # the other tests of the module see a right clock again

@@ -72,10 +72,15 @@ def test_values_that_cannot_become_samples(normalizer, value, reason):
         to_sample(normalizer, SIG, value, dv)
 
 
-def test_source_time_far_in_the_future_rejected(normalizer):
-    future = datetime.now(UTC) + timedelta(days=3)
+@pytest.mark.parametrize("ahead", [timedelta(days=3), timedelta(minutes=10), timedelta(seconds=31)])
+def test_source_time_ahead_of_the_clock_beyond_the_tolerance_rejected(normalizer, ahead):
+    future = datetime.now(UTC) + ahead  # the shipped tolerance is 30 s
     dv = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double), SourceTimestamp=future)
-    with pytest.raises(BadValue, match="timestamp_out_of_range"):
+    with pytest.raises(BadValue, match="^timestamp_in_future$"):
+        to_sample(normalizer, SIG, 1.0, dv)
+    # the server's clock stands in for a missing source time, under the same rule
+    dv = ua.DataValue(ua.Variant(1.0, ua.VariantType.Double), ServerTimestamp=future)
+    with pytest.raises(BadValue, match="^timestamp_in_future$"):
         to_sample(normalizer, SIG, 1.0, dv)
 
 

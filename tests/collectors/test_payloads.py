@@ -147,7 +147,7 @@ def test_bad_values_in_values_format_reject_only_themselves(decoder):
 def test_bad_shared_time_or_quality_rejects_the_message_once(decoder):
     assert decode(decoder, {"ts": "soon", "values": {"vibration": 1.5, "feed_rate": 2}}) == ([], ["bad_timestamp"])
     assert decode(decoder, {"ts": 4_102_444_800_000, "values": {"vibration": 1.5}}) == (
-        [], ["timestamp_out_of_range"])  # 2100-01-01: more than a day ahead of NOW
+        [], ["timestamp_in_future"])  # 2100-01-01: far ahead of NOW
     assert decode(decoder, {"quality": 0, "values": {"vibration": 1.5}}) == ([], ["bad_quality"])
 
 
@@ -238,3 +238,36 @@ def test_first_matching_template_wins():
     assert d.decode(f"x/{SITE}/{LINE}/{MACHINE}/vibration", b"1.5", now=NOW) == ([S("vibration", 1.5, NOW)], [])
     # the second template would read this as machine "vibration": the first one wins
     assert d.decode(f"x/{SITE}/{LINE}/vibration/{MACHINE}", b"1.5", now=NOW) == ([], ["unknown_machine"])
+
+
+# ------------------------------------------------------------ a source clock running ahead
+AHEAD_NS = NOW + 600 * 10**9  # a PLC whose clock is 10 min fast
+EDGE_NS = NOW + 30 * 10**9  # the shipped tolerance (system.yaml clock.future_tolerance_s: 30)
+
+
+@pytest.mark.parametrize("ahead", [AHEAD_NS // 10**6, AHEAD_NS, AHEAD_NS / 1e9, "2025-11-24T16:10:00Z"],
+                         ids=["ms", "ns", "s", "iso"])
+def test_a_time_too_far_ahead_is_rejected_in_every_json_shape(config, ahead):
+    decoder = MessageDecoder(config)
+    edge = EDGE_NS // 10**6
+    # a batch (the fast path for ms and ns integers): the element ahead rejected, the rest kept
+    assert decode(decoder, [{"signal": "vibration", "value": 1.0, "ts": edge},
+                            {"signal": "vibration", "value": 2.0, "ts": ahead},
+                            {"signal": "vibration", "value": 3.0, "ts": edge - 1}]) == (
+        [S("vibration", 1.0, EDGE_NS), S("vibration", 3.0, EDGE_NS - 10**6)], ["timestamp_in_future"])
+    # one shared time: the message, once
+    assert decode(decoder, {"ts": ahead, "values": {"vibration": 1.5, "state": 3}}) == ([], ["timestamp_in_future"])
+    assert decode(decoder, {"ts": edge, "values": {"vibration": 1.5}}) == ([S("vibration", 1.5, EDGE_NS)], [])
+    # a signal topic
+    assert decode(decoder, {"value": 1.5, "ts": ahead}, TOPIC + "/vibration") == ([], ["timestamp_in_future"])
+
+
+def test_the_decoder_measures_each_machines_clock_including_rejected_times(config):
+    decoder = MessageDecoder(config)
+    for i in range(5):  # cnc-101's clock 10 min fast: every message rejected, still measured
+        decode(decoder, {"ts": AHEAD_NS // 10**6 + i, "values": {"vibration": 1.5}})
+    for i in range(5):  # cnc-102 a second behind (transit), in every shape
+        decode(decoder, [{"signal": "vibration", "value": 1.0, "ts": (NOW - 10**9) // 10**6}],
+               f"gwanje/{SITE}/{LINE}/cnc-102")
+    decode(decoder, {"ts": 1, "values": {"vibration": 1.5}}, f"gwanje/{SITE}/{LINE}/cnc-102")  # 1970: no figure
+    assert decoder.clock.offsets() == {f"{SITE}/{LINE}/{MACHINE}": 600.002, f"{SITE}/{LINE}/cnc-102": -1.0}

@@ -16,6 +16,7 @@ CONFIG = demo_config()
 DECODER = MessageDecoder(CONFIG)
 NORMALIZER = Normalizer(CONFIG)
 NOW = 1_764_000_000_000_000_000
+TOLERANCE_NS = NORMALIZER.future_tolerance_ns  # the fast path's upper bound, at its edge
 KINDS = {(*m.key, s.id): s.kind for m in CONFIG.machines() for s in m.signals}
 MACHINE = ("changwon-2", "injection-1", "imm-103")
 SIGNALS = sorted(s for (a, b, c, s) in KINDS if (a, b, c) == MACHINE)
@@ -55,8 +56,9 @@ element = st.fixed_dictionaries(
     optional={"ts": st.one_of(st.integers(min_value=-10**19, max_value=10**19),
                               st.integers(min_value=10**11 - 5, max_value=10**14 + 5),
                               st.just(946_684_800_000), st.just(946_684_799_999),
-                              st.just((NOW + 86_400 * 10**9) // 10**6),
-                              st.just((NOW + 86_400 * 10**9) // 10**6 + 1),
+                              st.just((NOW + TOLERANCE_NS) // 10**6),
+                              st.just((NOW + TOLERANCE_NS) // 10**6 + 1),
+                              st.just(NOW + TOLERANCE_NS), st.just(NOW + TOLERANCE_NS + 1),
                               st.floats(allow_nan=True), st.text(max_size=5)),
               "quality": st.sampled_from(["good", "uncertain", "bad", "fine"])},
 )

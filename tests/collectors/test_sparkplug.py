@@ -161,6 +161,20 @@ def test_unknown_alias_and_ddeath_forgets_aliases(dec):
     assert dec.decode(topic("DDATA"), data, NOW) == ([], ["unknown_alias", "unknown_alias"])
 
 
+def test_a_metric_stamped_too_far_ahead_is_rejected_and_the_clock_measured(dec):
+    ahead_ms = NOW // 10**6 + 600_000  # the edge node's clock 10 min fast
+    edge_ms = NOW // 10**6 + 30_000  # the shipped tolerance: still accepted
+    p = encode_payload([Metric(name="tonnage", value=1.0, timestamp=edge_ms),
+                        Metric(name="tonnage", value=2.0, timestamp=ahead_ms),  # the fast path's range
+                        Metric(name="lot", value="L-1", timestamp=ahead_ms)], timestamp=None)  # the Normalizer's
+    assert dec.decode(topic("DDATA"), p, NOW) == ([S("tonnage", 1.0, edge_ms)],
+                                                   ["timestamp_in_future", "timestamp_in_future"])
+    # a payload time ahead stands for metrics without their own
+    assert dec.decode(topic("DDATA"), encode_payload([Metric(name="tonnage", value=3.0)], timestamp=ahead_ms), NOW) == (
+        [], ["timestamp_in_future"])
+    assert dec.clock.offsets() == {f"{SITE}/{LINE}/{MACHINE}": 600.0}
+
+
 def test_nbirth_forgets_aliases_of_the_edge_nodes_devices(dec):
     dec.decode(topic("DBIRTH"), encode_payload([Metric(name="tonnage", alias=7, value=1.0)]), NOW)
     assert dec.decode(f"spBv1.0/{SITE}/NBIRTH/{LINE}", encode_payload([Metric(name="bdSeq", value=1)]), NOW) == ([], [])
@@ -260,7 +274,7 @@ def test_arbitrary_sparkplug_messages_give_valid_samples(messages):
     Metric,
     name=st.sampled_from(["tonnage", "die_temp", "lot", "state", "nope"]),
     timestamp=st.none() | st.integers(0, 2**64 - 1) | st.integers(946_684_799_990, 946_684_800_010)
-    | st.integers((NOW + 86_400 * 10**9) // 10**6 - 5, (NOW + 86_400 * 10**9) // 10**6 + 5),
+    | st.integers((NOW + NORM.future_tolerance_ns) // 10**6 - 5, (NOW + NORM.future_tolerance_ns) // 10**6 + 5),
     datatype=st.sampled_from([sp.INT32, sp.INT64, sp.UINT64, sp.FLOAT, sp.DOUBLE, sp.BOOLEAN, sp.STRING]),
     value=st.integers(-(2**31), 2**31 - 1),
 ), max_size=10), st.none() | st.integers(TS_MS - 10, TS_MS + 10), st.data())

@@ -57,6 +57,17 @@ def test_wrong_type_and_range(cfgdir):
         load_config(cfgdir, env={})
 
 
+@pytest.mark.parametrize("clock, message", [
+    ({"future_tolerance_s": 0}, "clock.future_tolerance_s: Input should be greater than 0"),
+    ({"future_tolerance_s": "soon"}, "clock.future_tolerance_s: Input should be a valid number"),
+    ({"future_tolerence_s": 5}, "clock.future_tolerence_s: Extra inputs are not permitted"),
+])
+def test_clock_tolerance_is_validated(cfgdir, clock, message):
+    edit(cfgdir / "system.yaml", lambda d: d.update(clock=clock))
+    with pytest.raises(ConfigError, match=f"system.yaml: {message}"):
+        load_config(cfgdir, env={})
+
+
 def test_undefined_machine_class(cfgdir):
     edit(cfgdir / "plant.yaml", lambda d: d["sites"][0]["lines"][0]["machines"][0].update({"class": "lathe"}))
     with pytest.raises(ConfigError, match=r"class 'lathe' is not defined in machine_classes"):

@@ -1,11 +1,12 @@
 """Every source is validated the same way: unknown names, wrong types, NaN, absurd times."""
+import shutil
 from pathlib import Path
 
 import pytest
 
 from gwanje.config import load_config
 from gwanje.model import NS_PER_S, BadValue, Quality
-from gwanje.normalize import Normalizer, parse_ts
+from gwanje.normalize import FutureTimestamp, Normalizer, parse_ts
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_795_000_000 * NS_PER_S  # 2026-11-19
@@ -59,8 +60,35 @@ def test_timestamps(raw, expected):
 
 @pytest.mark.parametrize("raw, reason", [
     ("yesterday", "bad_timestamp"), (True, "bad_timestamp"), (float("nan"), "bad_timestamp"),
-    (12, "timestamp_out_of_range"), ((NOW + 2 * 86_400 * NS_PER_S), "timestamp_out_of_range"), ([1], "bad_timestamp"),
+    (12, "timestamp_out_of_range"), ((NOW + 2 * 86_400 * NS_PER_S), "timestamp_in_future"), ([1], "bad_timestamp"),
 ])
 def test_bad_timestamps(raw, reason):
     with pytest.raises(BadValue, match=reason):
         parse_ts(raw, now=NOW)
+
+
+# --------------------------------------------------------------- the clock tolerance
+def test_a_source_time_ahead_of_the_clock_by_more_than_the_tolerance_is_rejected(norm):
+    # shipped config: clock.future_tolerance_s 30; the collector's clock says NOW
+    assert norm.config.system.clock.future_tolerance_s == 30.0
+    ms = NOW // 1_000_000
+    ok = norm.sample("changwon-1", "cnc-1", "cnc-101", "spindle_speed", 1, ms + 30_000, now=NOW)
+    assert ok.ts == NOW + 30 * NS_PER_S  # exactly the tolerance: still accepted
+    with pytest.raises(FutureTimestamp, match="^timestamp_in_future$") as e:
+        norm.sample("changwon-1", "cnc-1", "cnc-101", "spindle_speed", 1, ms + 30_001, now=NOW)
+    assert e.value.ts == NOW + 30_001_000_000 and e.value.now == NOW  # what the offset figure needs
+    with pytest.raises(BadValue, match="^timestamp_in_future$"):  # 10 min ahead: the fast PLC clock
+        norm.sample("changwon-1", "cnc-1", "cnc-101", "state", 3, ms + 600_000, now=NOW)
+    # behind the clock is not limited (store-and-forward gateways send old data)
+    assert norm.sample("changwon-1", "cnc-1", "cnc-101", "state", 3, ms - 3_600_000, now=NOW).ts == NOW - 3600 * NS_PER_S
+
+
+def test_the_tolerance_comes_from_system_yaml(tmp_path):
+    d = tmp_path / "config"
+    shutil.copytree(ROOT / "config", d)
+    with (d / "system.yaml").open("a", encoding="utf-8") as f:
+        f.write("\nclock:\n  future_tolerance_s: 5\n")
+    n = Normalizer(load_config(d, env={}))
+    assert n.sample("changwon-1", "cnc-1", "cnc-101", "state", 3, NOW + 5 * NS_PER_S, now=NOW).ts == NOW + 5 * NS_PER_S
+    with pytest.raises(BadValue, match="^timestamp_in_future$"):
+        n.sample("changwon-1", "cnc-1", "cnc-101", "state", 3, NOW + 6 * NS_PER_S, now=NOW)

@@ -158,3 +158,19 @@ def test_tiles_follow_the_store_live(site, browser, plant_config):
         assert "gw-state-down" in cls
         assert page.inner_text(f"{sel} .gw-tile-state") == "Down"
         assert page.inner_text("#line-changwon-1-cnc-1 .gw-line-summary") == "1/6 running"
+
+
+def test_a_machine_whose_clock_runs_ahead_is_shown_clock_ahead_not_live(site, browser, screenshot_dir):
+    server, store = site
+    key = ("changwon-2", "injection-1", "imm-102")
+    sel = f'a.gw-tile[href^="/machine/{"/".join(key)}"]'
+    with open_page(browser, server.url + "/?lang=en") as page:
+        assert "gw-state-running" in page.get_attribute(sel, "class")
+        # its PLC clock jumps 10 min ahead: the newest sample (running) is stamped T0 + 600 s
+        store.write_samples([Sample(*key, "state", 10.0, T0 + 600 * NS_PER_S)])
+        deadline = time.monotonic() + 15  # refresh_ms is 2 s; generous for a loaded CI machine
+        while time.monotonic() < deadline and "gw-state-stale" not in page.get_attribute(sel, "class"):
+            time.sleep(0.2)
+        assert "gw-state-stale" in page.get_attribute(sel, "class")  # hatched, not green
+        assert page.inner_text(f"{sel} .gw-tile-state") == "CLOCK AHEAD 597 s"  # the app's clock: T0 + 3 s
+        page.locator(sel).screenshot(path=str(screenshot_dir / "tile-clock-ahead.png"))

@@ -23,6 +23,7 @@ from dashboards.components import callbacks
 from dashboards.components.tiles import PlantOee, fmt_ratio
 from dashboards.data import DataLayer
 from gwanje.engine import Engine
+from gwanje.model import NS_PER_S as NS
 from tests.dashboards.helpers import by_class, by_id, by_type, text
 from tests.engine.conftest import DOWN, MIN, PLANNED, RUN, Segment, kst, make_config, scenario
 
@@ -110,6 +111,38 @@ def test_one_plant_load_per_ttl_shared_by_every_caller(app):
     assert callbacks.plant_oee(cfg, layer) is first
     assert page("line")(site="s1", line="l1", lang="en") is not None
     assert callbacks.plant_oee(cfg, layer) is first
+
+
+def test_the_running_shifts_oee_is_loaded_once_per_ttl_for_every_display(app, monkeypatch):
+    """Displays refreshing the /oee page (and the tiles' plant OEE) on a moving clock share one
+    load of the running shift per TTL: the store is asked once, not once per display."""
+    from dashboards.components.oee import scope_from_params
+
+    _, cfg, store, _ = app
+    loads = []
+    real = store.events
+
+    def counting(kind, *a, **kw):  # the real store, counted: each load reads the state records once
+        loads.append(kind) if kind == "state" else None
+        return real(kind, *a, **kw)
+
+    monkeypatch.setattr(store, "events", counting)
+    clock = [NOW]
+    layer = DataLayer(cfg, store, ttl_s=2.0, clock=lambda: clock[0])
+    scopes = []
+    for dt_ms in (0, 700, 1999):  # three displays within one TTL
+        clock[0] = NOW + dt_ms * 1_000_000
+        scopes.append(scope_from_params(cfg, layer, "s1", "l1", None)[0])
+    assert len(loads) == 1 and scopes[0] is scopes[1] is scopes[2]
+    assert scopes[0].now_ns == NOW  # computed for the start of the TTL, the same for every display
+    assert fmt_ratio(scopes[0].scope_result.oee) == "67.5 %"
+    clock[0] = NOW + 2 * NS  # one TTL later: loaded again
+    assert scope_from_params(cfg, layer, "s1", "l1", None)[0].now_ns == NOW + 2 * NS and len(loads) == 2
+    # the tiles' plant OEE loads the whole site once, and the /oee page of the site shares it
+    callbacks.plant_oee(cfg, layer)
+    clock[0] = NOW + 3 * NS
+    assert scope_from_params(cfg, layer, "s1", None, None)[0] is not None
+    assert len(loads) == 3
 
 
 def test_refresh_callbacks_keep_the_oee(app):

@@ -117,4 +117,66 @@ def test_readyz_is_not_ready_while_writes_fail_even_though_the_store_answers_its
         assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=5).status_code == 200)
     finally:
         rt.pipeline.stop()
+
+
+def test_a_fast_source_clock_shows_in_metrics_and_on_the_status_page(mosquitto):
+    """A machine whose clock runs 10 min ahead publishes through a real broker: /metrics over
+    HTTP carries its clock offset and the timestamp_in_future rejections, and the /status
+    page body built from the same status shows the offset in warning style."""
+    import time
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from collectors.mqtt import MqttCollector
+    from dashboards import create_app
+    from storage.embedded import EmbeddedStore
+    from tests.dashboards.helpers import by_class, text
+
+    config = load_config("config", env={})
+    store = FlakyStore()
+    pipeline = Pipeline(store, flush_interval_s=0.05)
+    collector = MqttCollector(config, pipeline, Secrets.from_env({}), url=mosquitto.url, client_id="clock-test")
+
+    def status():
+        return {"pipeline": pipeline.stats(), "sources": [dataclasses.asdict(collector.status())],
+                "store": {"name": store.name, "ok": store.ping()}, "started_ns": 1}
+
+    server = HealthServer(status).start()
+    pipeline.start()
+    collector.start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="clock-test-pub", protocol=paho.MQTTv311)
+    try:
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        topic = "gwanje/changwon-1/cnc-2/cnc-203"
+
+        def published() -> bool:  # until the subscription is live: the collector counts the rejection
+            ahead_ms = int(time.time() * 1000) + 600_000
+            pub.publish(topic, json.dumps({"ts": ahead_ms, "values": {"vibration": 1.0}}), qos=1).wait_for_publish(5)
+            return wait_for(lambda: collector.status().rejects.get("timestamp_in_future", 0) > 0, 0.5)
+
+        assert wait_for(published), collector.status()
+        m = requests.get(server.url + "/metrics", timeout=2).text
+        labels = f'source="{collector.name}",kind="mqtt"'
+        line = next(x for x in m.splitlines() if x.startswith(
+            f'gwanje_source_clock_offset_seconds{{{labels},origin="changwon-1/cnc-2/cnc-203"}} '))
+        assert 570 < float(line.rsplit(" ", 1)[1]) <= 600  # 10 min ahead less the transit
+        assert f'gwanje_rejects_total{{source="{collector.name}",reason="timestamp_in_future"}}' in m
+        page_store = EmbeddedStore()
+        try:
+            create_app(config, page_store, None)  # pages import only once an app exists
+            from dashboards.pages.status import status_body
+
+            cell = by_class(status_body(status(), None, time.time_ns(), "en",
+                                        config.system.clock.future_tolerance_s), "gw-clock-offset")[0]
+            assert 570 < float(text(cell).split()[0]) <= 600 and "gw-bad" in cell.className, text(cell)
+        finally:
+            page_store.close()
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        collector.stop()
+        pipeline.stop()
         server.stop()

@@ -21,7 +21,8 @@ STATUS = {
     "sources": [
         {"name": "mqtt 127.0.0.1:1883", "kind": "mqtt", "connected": True, "samples_in": 900,
          "messages_in": 120, "reconnects": 2, "last_data_ns": 1_732_400_100_000_000_000,
-         "rejects": {"bad_json": 5, "unknown_machine": 1}, "detail": ""},
+         "rejects": {"bad_json": 5, "unknown_machine": 1}, "detail": "",
+         "clock_offsets_s": {"changwon-1/cnc-2/cnc-203": 600.25, "changwon-1/cnc-2/cnc-201": -0.5}},
         {"name": 'opc "evil"\nline', "kind": "opcua", "connected": False, "samples_in": 400,
          "messages_in": 400, "reconnects": 0, "last_data_ns": None, "rejects": {}, "detail": "x"},
     ],
@@ -53,6 +54,9 @@ def test_render_parses_and_carries_every_number():
     assert m[("gwanje_source_samples_in_total", mq)] == 900
     assert m[("gwanje_source_last_data_timestamp_seconds", mq)] == 1_732_400_100.0
     assert m[("gwanje_rejects_total", (("reason", "bad_json"), ("source", "mqtt 127.0.0.1:1883")))] == 5
+    assert m[("gwanje_source_clock_offset_seconds", (*mq[:1], ("origin", "changwon-1/cnc-2/cnc-203"), mq[1]))] == 600.25
+    assert m[("gwanje_source_clock_offset_seconds", (*mq[:1], ("origin", "changwon-1/cnc-2/cnc-201"), mq[1]))] == -0.5
+    assert not [k for k in m if k[0] == "gwanje_source_clock_offset_seconds" and ("kind", "opcua") in k[1]]
     assert m[("gwanje_rejects_total", (("reason", "torn_record"), ("source", "spool")))] == 1
     assert m[("gwanje_store_write_latency_seconds_bucket", (("le", "0.005"),))] == 1
     assert m[("gwanje_store_write_latency_seconds_bucket", (("le", "+Inf"),))] == 3

@@ -62,8 +62,8 @@ def test_rates_come_from_two_readings_and_states_are_shown(app):
     body = status_body(status(1600, 500, 2000, connected_opc=False), prev, T + 2 * S, "en")
     rows = [text(r) for r in by_class(body, "gw-status-sources")[0].children[1].children]
     # mqtt: (1600 - 1000) samples in 2 s = 300.0/s, last data 3 s before T = 5 s ago; opcua: nothing new = 0.0/s, disconnected
-    assert rows[0].startswith("mqtt 10.0.0.5:8883 mqtt Connected 300.0 1,600 2 5 s ago 5")
-    assert rows[1].startswith("opcua:changwon-1 opcua Disconnected 0.0 500 0 never 0 connect failed")
+    assert rows[0].startswith("mqtt 10.0.0.5:8883 mqtt Connected 300.0 1,600 2 5 s ago — 5")
+    assert rows[1].startswith("opcua:changwon-1 opcua Disconnected 0.0 500 0 never — 0 connect failed")
     facts = text(by_class(body, "gw-status-facts"))
     assert "Write rate (samples/s) 300.0" in facts  # (2000 - 1400) / 2 s
     assert "Memory queue 120 / 200,000" in facts
@@ -126,3 +126,32 @@ def test_refused_data_and_failing_writes_are_shown_with_the_dead_letter_file(app
     assert "influxdb: Answering — writes failing (StoreUnavailable: 500)" in facts
     assert "Refused (dead-letter file) 4" in facts
     assert "field_type_conflict 1, timestamp_too_old 3" in facts
+
+
+def test_each_sources_clock_offset_is_shown_in_warning_style_beyond_the_tolerance(app):
+    page = app[0]
+    st = status(10, 20, 30)
+    # mqtt: per machine; cnc-203's clock 10 min fast (its samples are being refused), the others right
+    st["sources"][0]["clock_offsets_s"] = {"changwon-1/cnc-2/cnc-201": -0.2, "changwon-1/cnc-2/cnc-203": 600.4,
+                                           "changwon-1/cnc-2/cnc-202": 0.0}
+    # opcua: per endpoint, 12 s behind: within the 30 s tolerance
+    st["sources"][1]["clock_offsets_s"] = {"changwon-1": -12.0}
+    body = page.status_body(st, None, T, "en", tolerance_s=30.0)
+    cells = by_class(body, "gw-clock-offset")
+    assert [text(c) for c in cells] == ["+600.4 s (cnc-203)", "-12.0 s"]
+    assert [c.className.split() for c in cells] == [["gw-num", "gw-clock-offset", "gw-bad"], ["gw-num", "gw-clock-offset"]]
+    assert cells[0].title.splitlines() == [
+        "source time − receive time (+: the source's clock is ahead), tolerance ±30 s",
+        "changwon-1/cnc-2/cnc-203: +600.4 s", "changwon-1/cnc-2/cnc-201: -0.2 s", "changwon-1/cnc-2/cnc-202: +0.0 s"]
+    heads = [text(h) for h in by_class(body, "gw-status-sources")[0].children[0].children.children]
+    assert heads[7] == "Clock offset"
+    # a slow clock beyond the tolerance is as wrong as a fast one; several are counted (Korean)
+    st["sources"][1]["clock_offsets_s"] = {"changwon-1": -45.0}
+    st["sources"][0]["clock_offsets_s"]["changwon-1/cnc-2/cnc-201"] = -31.0
+    cells = by_class(page.status_body(st, None, T, "ko", tolerance_s=30.0), "gw-clock-offset")
+    assert [text(c) for c in cells] == ["+600.4 s (cnc-203) · 2곳 허용 초과", "-45.0 s"]
+    assert all("gw-bad" in c.className for c in cells)
+    # the page uses system.yaml's tolerance (30 s shipped)
+    app[1].reply = st
+    assert [text(c) for c in by_class(page.layout(lang="en"), "gw-clock-offset")] == [
+        "+600.4 s (cnc-203) · 2 beyond tolerance", "-45.0 s"]
