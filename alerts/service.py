@@ -71,6 +71,10 @@ class AlarmService:
         self._states: dict[str, AlarmState] = {}
         self._last_ts: dict[str, int] = {}
         self._unwritten: list[Event] = []
+        # how the service's own events (tick, operator actions) reach the store: the store by
+        # default; in `collect` the pipeline's write_events, which dead-letters events the store
+        # refuses for good, so one such event never blocks the retry of the others
+        self.write_events: Callable[[Sequence[Event]], None] = store.write_events
         self.restored = False
         self.restore_failures = 0
         self._try_restore()
@@ -212,7 +216,7 @@ class AlarmService:
         if not batch:
             return
         try:
-            self.store.write_events(batch)
+            self.write_events(batch)
             self._unwritten = []
         except Exception as e:  # keep them for the next write; the state in memory is right
             self._unwritten = batch[-MAX_UNWRITTEN:]

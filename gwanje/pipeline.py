@@ -358,15 +358,21 @@ class Pipeline:
         else:
             msg = "disk spool below half of its limit again"
             log.warning("ALARM %s cleared: %s", SPOOL_ALARM_KEY, msg)
-        # the shape of alerts.lifecycle's events (full state per event), so the alarm list
-        # shows it and operators can acknowledge it like any other alarm
-        status = "unack_active" if full else "rtn_unack"
-        self._emit([Event(kind="alarm", ts=now_ns(), site="", key=SPOOL_ALARM_KEY, data={
-            "id": SPOOL_ALARM_KEY, "rule": "system", "event": "raised" if full else "returned",
-            "status": status, "state": status, "active": full, "priority": "high",
-            "message_en": msg, "message_ko": ("디스크 스풀 가득 참: 데이터 손실 중" if full else "디스크 스풀 정상 복귀"),
-            "extra": {"policy": st["spool_policy"], "dropped_samples": st["spool_dropped_samples"],
-                      "dropped_batches": st["spool_dropped_batches"], "spool_bytes": st["spool_bytes"]},
+        self._system_alarm(SPOOL_ALARM_KEY, full, "high", msg,
+                           "디스크 스풀 가득 참: 데이터 손실 중" if full else "디스크 스풀 정상 복귀",
+                           {"policy": st["spool_policy"], "dropped_samples": st["spool_dropped_samples"],
+                            "dropped_batches": st["spool_dropped_batches"], "spool_bytes": st["spool_bytes"]})
+
+    def _system_alarm(self, key: str, active: bool, priority: str, msg_en: str, msg_ko: str,
+                      extra: dict[str, Any]) -> None:
+        """A system alarm raised or returned, in the shape of alerts.lifecycle's events (full
+        state per event), so the alarm list shows it and operators can acknowledge it like any
+        other alarm; written now, or as soon as the store takes it."""
+        status = "unack_active" if active else "rtn_unack"
+        self._emit([Event(kind="alarm", ts=now_ns(), site="", key=key, data={
+            "id": key, "rule": "system", "event": "raised" if active else "returned",
+            "status": status, "state": status, "active": active, "priority": priority,
+            "message_en": msg_en, "message_ko": msg_ko, "extra": extra,
         })])
 
     def _store_failed(self, e: Exception, what: str) -> None:
@@ -514,15 +520,10 @@ class Pipeline:
         self._refused_seen = total
 
     def _refused_event(self, active: bool, msg: str, counts: dict[str, dict[str, int]]) -> None:
-        status = "unack_active" if active else "rtn_unack"  # alerts.lifecycle's shape, as _watch_spool
-        self._emit([Event(kind="alarm", ts=now_ns(), site="", key=REFUSED_ALARM_KEY, data={
-            "id": REFUSED_ALARM_KEY, "rule": "system", "event": "raised" if active else "returned",
-            "status": status, "state": status, "active": active, "priority": "medium",
-            "message_en": msg,
-            "message_ko": "저장소가 데이터를 거부함: 거부된 데이터는 데드레터 파일에 보관" if active else "거부된 데이터 없음",
-            "extra": {"refused": counts,
-                      "deadletter": str(self.deadletter.path) if self.deadletter is not None else ""},
-        })])
+        self._system_alarm(REFUSED_ALARM_KEY, active, "medium", msg,
+                           "저장소가 데이터를 거부함: 거부된 데이터는 데드레터 파일에 보관" if active else "거부된 데이터 없음",
+                           {"refused": counts,
+                            "deadletter": str(self.deadletter.path) if self.deadletter is not None else ""})
 
     def _refused_counts(self) -> dict[str, dict[str, int]]:
         return {k: c for k, r in self._refused.items() if (c := r.counts())}

@@ -124,6 +124,7 @@ class Runtime:
                                  spool=open_spool(self.config.system.spool, self.data_dir),
                                  deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
                                                             store=st.kind))
+        self.alarms.write_events = self.pipeline.write_events
         self.pipeline.start()
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:

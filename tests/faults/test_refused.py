@@ -272,3 +272,42 @@ def test_a_refused_event_does_not_block_the_events_behind_it(influxd, tmp_path):
             "shift_oee", "state"]
     finally:
         pipeline.stop()
+
+
+def test_an_alarm_event_the_store_refuses_does_not_block_the_others(tmp_path):
+    """The alarm service writes its own events (tick: comm lost; operator actions) through
+    the pipeline's write_events, as `collect` wires it: an event the store refuses for good
+    (here an operator's CHECK on the events table) is dead-lettered and the others are stored,
+    instead of the whole retry list failing on every tick."""
+    import duckdb
+
+    from alerts.service import AlarmService
+    from gwanje.config import load_config
+    from gwanje.pipeline import Pipeline
+    from storage.deadletter import DeadLetter
+    from storage.embedded import EmbeddedStore
+
+    path = tmp_path / "plant.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("""CREATE TABLE events (
+        kind VARCHAR NOT NULL, site VARCHAR NOT NULL, line VARCHAR NOT NULL, machine VARCHAR NOT NULL,
+        key VARCHAR NOT NULL, ts BIGINT NOT NULL, data VARCHAR NOT NULL,
+        CHECK (key NOT LIKE '%cnc-101%'),
+        PRIMARY KEY (kind, site, line, machine, key, ts))""")
+    con.close()
+    store = EmbeddedStore(path)
+    config = load_config("config", env={})
+    t = time.time_ns()
+    svc = AlarmService.from_config(config, store, clock=lambda: t)
+    pipeline = Pipeline(store, deadletter=DeadLetter(tmp_path / "deadletter"))
+    svc.write_events = pipeline.write_events  # what Runtime.start_collect does
+    try:
+        svc.on_samples([Sample("changwon-1", "cnc-1", m, "spindle_speed", 1.0, t) for m in ("cnc-101", "cnc-102")])
+        svc.tick(t + 31 * 10**9)  # both fall silent: comm-lost for each
+        stored = {e.key for e in store.events("alarm", t, t + 60 * 10**9)}
+        assert any("cnc-102" in k for k in stored) and not any("cnc-101" in k for k in stored)
+        assert [d["reason"] for d in dead_letters(tmp_path)] == ["constraint"]
+        svc.tick(t + 32 * 10**9)  # nothing left to retry: the refused event is not tried again
+        assert [d["reason"] for d in dead_letters(tmp_path)] == ["constraint"]
+    finally:
+        store.close()

@@ -14,14 +14,14 @@ from tests.faults.flaky import FlakyStore
 from tests.fixtures.common import wait_for
 
 
-@pytest.mark.services
-def test_readyz_follows_the_broker_and_the_store(mosquitto):
+def serve_collector(config, mosquitto, client_id: str):
+    """A real MQTT collector -> pipeline -> FlakyStore, with its health server started:
+    (store, pipeline, collector, status(), server); stop them with stop_all()."""
     from collectors.mqtt import MqttCollector
 
     store = FlakyStore()
     pipeline = Pipeline(store, flush_interval_s=0.05)
-    collector = MqttCollector(load_config("config"), pipeline, Secrets.from_env({}), url=mosquitto.url,
-                              client_id="health-test")
+    collector = MqttCollector(config, pipeline, Secrets.from_env({}), url=mosquitto.url, client_id=client_id)
 
     def status():
         return {"pipeline": pipeline.stats(), "sources": [dataclasses.asdict(collector.status())],
@@ -30,6 +30,18 @@ def test_readyz_follows_the_broker_and_the_store(mosquitto):
     server = HealthServer(status).start()
     pipeline.start()
     collector.start()
+    return store, pipeline, collector, status, server
+
+
+def stop_all(pipeline, collector, server) -> None:
+    collector.stop()
+    pipeline.stop()
+    server.stop()
+
+
+@pytest.mark.services
+def test_readyz_follows_the_broker_and_the_store(mosquitto):
+    store, pipeline, collector, _, server = serve_collector(load_config("config"), mosquitto, "health-test")
     try:
         assert requests.get(server.url + "/healthz", timeout=2).status_code == 200
         assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200)
@@ -53,9 +65,7 @@ def test_readyz_follows_the_broker_and_the_store(mosquitto):
         assert m.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         assert f'gwanje_source_reconnects_total{{source="{collector.name}",kind="mqtt"}} 1' in m.text
     finally:
-        collector.stop()
-        pipeline.stop()
-        server.stop()
+        stop_all(pipeline, collector, server)
 
 
 def test_a_failing_status_provider_gives_503_not_a_dead_server():
@@ -128,23 +138,12 @@ def test_a_fast_source_clock_shows_in_metrics_and_on_the_status_page(mosquitto):
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from collectors.mqtt import MqttCollector
     from dashboards import create_app
     from storage.embedded import EmbeddedStore
     from tests.dashboards.helpers import by_class, text
 
     config = load_config("config", env={})
-    store = FlakyStore()
-    pipeline = Pipeline(store, flush_interval_s=0.05)
-    collector = MqttCollector(config, pipeline, Secrets.from_env({}), url=mosquitto.url, client_id="clock-test")
-
-    def status():
-        return {"pipeline": pipeline.stats(), "sources": [dataclasses.asdict(collector.status())],
-                "store": {"name": store.name, "ok": store.ping()}, "started_ns": 1}
-
-    server = HealthServer(status).start()
-    pipeline.start()
-    collector.start()
+    _, pipeline, collector, status, server = serve_collector(config, mosquitto, "clock-test")
     pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="clock-test-pub", protocol=paho.MQTTv311)
     try:
         assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200)
@@ -177,6 +176,4 @@ def test_a_fast_source_clock_shows_in_metrics_and_on_the_status_page(mosquitto):
     finally:
         pub.disconnect()
         pub.loop_stop()
-        collector.stop()
-        pipeline.stop()
-        server.stop()
+        stop_all(pipeline, collector, server)
