@@ -13,6 +13,7 @@ LANGS = ("ko", "en")
 
 STRINGS: dict[str, dict[str, str]] = {
     "app_title": {"ko": "관제", "en": "Gwanje"},
+    "simulated_plant": {"ko": "모의 데이터", "en": "SIMULATED"},
     "app_subtitle": {"ko": "통합 관제 시스템", "en": "Plant control room"},
     "plant": {"ko": "공장 전체", "en": "Plant"},
     "site": {"ko": "사업장", "en": "Site"},

@@ -23,7 +23,7 @@ from dashboards import context
 from dashboards.components.figures import trend_patch
 from dashboards.components.oee import load_scope
 from dashboards.components.tiles import (PlantOee, apq_children, line_oee_children, line_summary_text, oee_badge,
-                                         tile_children, tile_class)
+                                         simulation_marks, tile_children, tile_class)
 from dashboards.components.views import SPARK_POINTS
 from dashboards.data import WINDOWS_S, DataLayer, DataUnavailable, PlantSnapshot, numeric_signals
 from dashboards.i18n import normalize_lang, t
@@ -75,6 +75,7 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
     except DataUnavailable:
         return dash.no_update, dash.no_update, dash.no_update
     oee = plant_oee(cfg, context.data()) if tile_ids else PlantOee(False)
+    sim_tiles = simulation_marks(cfg)[1]
     classes, kids = [], []
     for i in tile_ids:
         key = (i.get("site"), i.get("line"), i.get("machine")) if isinstance(i, dict) else (None, None, None)
@@ -87,7 +88,8 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
             kids.append(dash.no_update)
             continue
         classes.append(tile_class(view))
-        kids.append(tile_children(view, spec, lang, oee_badge(oee.machine(*key), oee.ok, lang)))
+        kids.append(tile_children(view, spec, lang, oee_badge(oee.machine(*key), oee.ok, lang),
+                                  sim=spec.simulated and sim_tiles))
     summaries = []
     for i in line_ids:
         lv = snap.line(i.get("site"), i.get("line")) if isinstance(i, dict) else None

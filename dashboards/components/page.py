@@ -10,6 +10,7 @@ from gwanje.config import Config
 from dashboards import context
 from dashboards.auth import csrf_token, current_user
 from dashboards.components.shell import href, page_shell, view_params
+from dashboards.components.tiles import simulation_marks
 from dashboards.components.views import store_error
 from dashboards.data import DataUnavailable, PlantSnapshot, build_snapshot
 from dashboards.i18n import t
@@ -53,4 +54,4 @@ def render(v: View, body: Any, *, path: str, crumbs: Sequence[tuple[str, Optiona
         body = [store_error(v.lang), body]
     return page_shell(body, lang=v.lang, kiosk=v.kiosk, plant_name=v.config.plant.name.get(v.lang),
                       path=path, crumbs=crumbs, query={**v.query}, title=title, user=current_user(),
-                      logout_token=csrf_token())
+                      logout_token=csrf_token(), simulated=simulation_marks(v.config)[0])

@@ -53,15 +53,19 @@ def breadcrumbs(crumbs: Sequence[tuple[str, Optional[str]]]) -> html.Nav:
 
 
 def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[str, Any],
-           user: Optional[Mapping[str, Any]] = None, logout_token: Optional[str] = None) -> html.Header:
+           user: Optional[Mapping[str, Any]] = None, logout_token: Optional[str] = None,
+           simulated: bool = False) -> html.Header:
     """Brand + nav + language toggle (left out in kiosk mode) + clock; ids fed by callbacks.
-    With a user: their name and the sign-out button (a form posting the session's token)."""
-    parts: list[Any] = [
-        html.Div([
-            dcc.Link(t("app_title", lang), href=href("/", lang, kiosk), className="gw-brand-mark"),
-            html.Span(plant_name, className="gw-brand-plant"),
-        ], className="gw-brand"),
+    With a user: their name and the sign-out button (a form posting the session's token).
+    simulated: every machine is played by the simulator — said once, beside the plant name."""
+    brand: list[Any] = [
+        dcc.Link(t("app_title", lang), href=href("/", lang, kiosk), className="gw-brand-mark"),
+        html.Span(plant_name, className="gw-brand-plant"),
     ]
+    if simulated:
+        brand.append(html.Span(t("simulated_plant", lang), className="gw-sim gw-sim-plant", id="gw-sim-plant",
+                               title=t("tiles:sim_long", lang)))
+    parts: list[Any] = [html.Div(brand, className="gw-brand")]
     if not kiosk:
         links = [dcc.Link(t("overview", lang), href=href("/", lang), className="gw-nav-link")]
         links += [dcc.Link(t(e["key"], lang), href=href(e["path"], lang), className="gw-nav-link")
@@ -95,11 +99,11 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
 def page_shell(body: Any, *, lang: str, kiosk: bool, plant_name: str, path: str,
                crumbs: Sequence[tuple[str, Optional[str]]] = (), query: Optional[Mapping[str, Any]] = None,
                title: Optional[str] = None, user: Optional[Mapping[str, Any]] = None,
-               logout_token: Optional[str] = None) -> html.Div:
+               logout_token: Optional[str] = None, simulated: bool = False) -> html.Div:
     """The full page: every page returns this from its layout so every page has the header,
     the alarm banner slot and the breadcrumbs. `page-ctx` tells callbacks the view's lang/kiosk."""
     children: list[Any] = [
-        header(lang, kiosk, plant_name, path, query or {}, user, logout_token),
+        header(lang, kiosk, plant_name, path, query or {}, user, logout_token, simulated),
         html.Div(id="alarm-banner", className="gw-alarm-banner"),
     ]
     if crumbs and not kiosk:

@@ -103,8 +103,20 @@ def tile_class(view: MachineView) -> str:
     return f"gw-tile gw-state-{state_key(view)}"
 
 
-def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None) -> list[Any]:
-    """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it."""
+def simulation_marks(cfg: Config) -> tuple[bool, bool]:
+    """(the whole plant is simulated, tiles carry a SIM mark): in a plant that mixes real and
+    simulated machines each simulated tile says so; in an all-simulated plant (the demo) one
+    mark in the header says it once, and the tiles keep their room for the machine's name."""
+    sims = [m.simulated for m in cfg.machines()]
+    every = bool(sims) and all(sims)
+    return every, any(sims) and not every
+
+
+def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None,
+                  sim: Optional[bool] = None) -> list[Any]:
+    """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it.
+    sim: show the SIM mark (default: when the machine is simulated; see simulation_marks)."""
+    sim = spec.simulated if sim is None else sim
     detail = []
     if view.silent and view.clock_ahead:
         detail.append(html.Div(t("tiles:clock_ahead_note", lang, n=fmt_age(view.ahead_s)), className="gw-tile-note"))
@@ -120,7 +132,7 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = 
                    className="gw-tile-lot")
     return [
         html.Div(([html.Span(t("tiles:sim", lang), className="gw-sim", title=t("tiles:sim_long", lang)), " "]
-                  if spec.simulated else []) + [spec.definition.name.get(lang)], className="gw-tile-name"),
+                  if sim else []) + [spec.definition.name.get(lang)], className="gw-tile-name"),
         html.Div(_state_children(view, lang), className="gw-tile-state"),
         *detail,
         counts,
@@ -129,9 +141,10 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = 
     ]
 
 
-def machine_tile(view: MachineView, spec: MachineSpec, lang: str, link: Optional[str]) -> Any:
+def machine_tile(view: MachineView, spec: MachineSpec, lang: str, link: Optional[str],
+                 sim: Optional[bool] = None) -> Any:
     """A tile; with link it is one big touch target opening the machine page."""
-    kids = tile_children(view, spec, lang)
+    kids = tile_children(view, spec, lang, sim=sim)
     ident = tile_id(view.site, view.line, view.machine)
     if link:
         return dcc.Link(kids, href=link, id=ident, className=tile_class(view),

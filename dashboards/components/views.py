@@ -11,7 +11,8 @@ from gwanje.config import Config, LineDef, MachineSpec, SiteDef
 
 from dashboards.components.figures import spark_id, sparkline_figure, trend_figure, trend_id
 from dashboards.components.shell import href
-from dashboards.components.tiles import line_summary_id, line_summary_text, machine_tile, state_legend
+from dashboards.components.tiles import (line_summary_id, line_summary_text, machine_tile, simulation_marks,
+                                         state_legend)
 from dashboards.data import WINDOWS_S, LineView, PlantSnapshot, Trend
 from dashboards.i18n import t
 
@@ -19,6 +20,10 @@ GRAPH_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 SPARK_CONFIG = {"staticPlot": True, "displayModeBar": False, "responsive": True}
 SPARK_POINTS = 120
+
+
+def _sim(cfg: Config, spec: MachineSpec) -> bool:
+    return spec.simulated and simulation_marks(cfg)[1]
 
 
 def machine_href(spec: MachineSpec, lang: str, kiosk: bool) -> str:
@@ -30,7 +35,7 @@ def line_card(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, lang: str, 
     for mv in lv.machines:
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
-        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk)))
+        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=_sim(cfg, spec)))
     return html.Section([
         html.Div([
             dcc.Link(ln.name.get(lang), href=href(f"/line/{site.id}/{ln.id}", lang, kiosk), className="gw-line-name"),
@@ -78,7 +83,7 @@ def line_body(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, sparks: dic
     for mv in lv.machines:
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
-        parts: list[Any] = [machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk))]
+        parts: list[Any] = [machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=_sim(cfg, spec))]
         sig = primary_signal(spec)
         if sig is not None:
             sdef = spec.signal(sig)
@@ -118,7 +123,7 @@ def machine_body(cfg: Config, spec: MachineSpec, snap: PlantSnapshot, trends: di
         ], className="gw-trend-card"))
     return html.Div([
         html.Div([
-            machine_tile(mv, spec, lang, link=None),
+            machine_tile(mv, spec, lang, link=None, sim=_sim(cfg, spec)),
             html.Div([
                 html.Div(spec.klass.name.get(lang), className="gw-machine-class"),
                 html.Div(f"{spec.site} / {spec.line} / {spec.machine}", className="gw-machine-ids"),

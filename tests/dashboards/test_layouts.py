@@ -233,3 +233,25 @@ def test_a_simulated_machine_says_so_on_its_tile_a_real_one_does_not(plant_confi
     real = dataclasses.replace(spec, simulated=False)
     assert by_class(tile_children(view, real, "ko"), "gw-sim") == []
     assert text(by_class(tile_children(view, real, "ko"), "gw-tile-name")) == "MC 1호기"
+
+
+def test_an_all_simulated_plant_says_so_once_in_the_header_a_mixed_one_on_each_simulated_tile(app, plant_config):
+    """The demo plant is simulated throughout: one SIMULATED mark beside the plant name, and
+    the tiles keep their room for the machine's name (on the wall the mark cut every name to
+    "Machin…"). With one site's machines real, each simulated tile carries the mark instead."""
+    from dashboards.components.tiles import simulation_marks
+    from dashboards.components.views import _sim
+
+    lay = page("overview")(lang="en", kiosk="1")
+    assert text(by_class(lay, "gw-sim-plant")) == "SIMULATED"
+    assert [c for c in by_class(lay, "gw-sim") if "gw-sim-plant" not in c.className] == []
+    assert simulation_marks(plant_config) == (True, False)
+
+    site2 = plant_config.plant.sites[1]
+    real_site = site2.model_copy(update={"simulated": False})
+    mixed = dataclasses.replace(plant_config, plant=plant_config.plant.model_copy(
+        update={"sites": [plant_config.plant.sites[0], real_site]}))
+    assert simulation_marks(mixed) == (False, True)
+    sim_spec = next(m for m in mixed.machines() if m.site == plant_config.plant.sites[0].id)
+    real_spec = next(m for m in mixed.machines() if m.site == site2.id)
+    assert (_sim(mixed, sim_spec), _sim(mixed, real_spec)) == (True, False)
