@@ -104,6 +104,43 @@ def test_browser_overview_shows_oee_on_the_line_card(app, browser, dash_server):
         page.close()
 
 
+@pytest.mark.services
+def test_on_the_wall_a_line_head_stays_one_row_and_the_bottleneck_name_gives_way(browser, dash_server, tmp_path):
+    """A bottleneck with a long name on a wall screen: the line's name, the OEE strip and the
+    running count stay on one row (a second row per line pushed the demo plant off a 1080
+    screen), the bottleneck's name is cut with an ellipsis instead."""
+    import copy
+
+    from storage.embedded import EmbeddedStore
+    from tests.engine.conftest import PLANT
+
+    plant = copy.deepcopy(PLANT)
+    for ln in plant["sites"][0]["lines"]:
+        for m in ln["machines"]:
+            m["name"]["en"] = f"Horizontal machining centre with pallet changer {m['id']}"
+    cfg = make_config(tmp_path, plant=plant)
+    store = EmbeddedStore()
+    samples = _samples()
+    eng = Engine(cfg, clock=None)
+    store.write_samples(samples)
+    store.write_events([e for i in range(0, len(samples), 5000) for e in eng.on_samples(samples[i:i + 5000])])
+    server = dash_server(create_app(cfg, store, data=DataLayer(cfg, store, ttl_s=60.0, clock=lambda: NOW)))
+    page = browser.new_page()
+    try:
+        page.set_viewport_size({"width": 960, "height": 1080})  # half of a wall: one site of two
+        page.goto(server.url + "/?lang=en&kiosk=1")
+        page.wait_for_function("(document.querySelector('#line-s1-l1 .gw-bottleneck') || {}).innerText"
+                               "?.includes('Horizontal')")
+        tops = page.eval_on_selector("#line-s1-l1 .gw-line-head", """h => Array.from(h.children)
+            .map(c => Math.round(c.getBoundingClientRect().top))""")
+        assert max(tops) - min(tops) <= 4, tops
+        cut = page.eval_on_selector("#line-s1-l1 .gw-bottleneck .gw-v", "v => v.scrollWidth > v.clientWidth")
+        assert cut
+    finally:
+        page.close()
+        store.close()
+
+
 def test_one_plant_load_per_ttl_shared_by_every_caller(app):
     _, cfg, _, layer = app
     first = callbacks.plant_oee(cfg, layer)
