@@ -18,7 +18,7 @@ from __future__ import annotations
 import dash
 import pytest
 
-from dashboards import create_app
+from dashboards import context, create_app
 from dashboards.components import callbacks
 from dashboards.components.tiles import PlantOee, fmt_ratio
 from dashboards.data import DataLayer
@@ -105,7 +105,7 @@ def test_browser_overview_shows_oee_on_the_line_card(app, browser, dash_server):
 
 
 @pytest.mark.services
-def test_on_the_wall_a_line_head_stays_one_row_and_the_bottleneck_name_gives_way(browser, dash_server, tmp_path):
+def test_on_the_wall_a_line_head_stays_one_row_and_the_bottleneck_name_gives_way(app, browser, dash_server, tmp_path):
     """A bottleneck with a long name on a wall screen: the line's name, the OEE strip and the
     running count stay on one row (a second row per line pushed the demo plant off a 1080
     screen), the bottleneck's name is cut with an ellipsis instead."""
@@ -138,6 +138,7 @@ def test_on_the_wall_a_line_head_stays_one_row_and_the_bottleneck_name_gives_way
         assert cut
     finally:
         page.close()
+        context.set_context(app[1], app[3])  # the pages read the context of the last app built
         store.close()
 
 
