@@ -62,8 +62,8 @@ def test_server_timestamp_when_source_timestamp_missing(normalizer):
 @pytest.mark.parametrize("value, reason", [
     (None, "no_value"),
     (float("inf"), "infinite"),
-    ([1.0, 2.0], "wrong_type:list"),                 # an array where a scalar belongs
-    (b"\x00\x01", "wrong_type:bytes"),
+    ([1.0, 2.0], "array_not_supported"),             # an array where a scalar belongs
+    (b"\x00\x01", "unsupported_type:ByteString"),
     ("812.5", "text_for_numeric_signal"),
 ])
 def test_values_that_cannot_become_samples(normalizer, value, reason):
