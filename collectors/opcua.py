@@ -459,7 +459,8 @@ class OpcuaCollector:
             except Exception as e:
                 # repr(e) carries no credentials: they live only on the client object
                 failures += 1
-                self._set(False, f"connect failed ({failures}x): {type(e).__name__}: {e}"[:300])
+                why = e.short if isinstance(e, ServerNotTrusted) else f"{type(e).__name__}: {e}"
+                self._set(False, f"connect failed ({failures}x): {why}"[:300])
                 log.log(logging.WARNING if failures == 1 else logging.INFO,
                         "%s: cannot connect to %s (attempt %d): %r; retrying in %.1fs",
                         self.name, redact_url(self.url), failures, e, delay)

@@ -38,9 +38,10 @@ class ServerNotTrusted(Exception):
     """The server's certificate is not (or no longer) the trusted one; reason is the counted
     rejection reason (server_certificate_unknown / server_certificate_changed)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, short: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+        self.short = short or message  # for status().detail, which is cut at 300 characters
 
 
 def fingerprint(der: bytes) -> str:
@@ -127,7 +128,9 @@ class TrustList:
                 f"but {where} holds SHA-256 {fingerprint(known)}. Refusing to connect: this can be another "
                 f"machine answering at this address. If the server really has a new certificate, check the "
                 f"fingerprint with its administrator and run `python app.py trust-server {endpoint}` "
-                f"(the presented certificate is in {self.pending_file(endpoint)})")
+                f"(the presented certificate is in {self.pending_file(endpoint)})",
+                f"SERVER CERTIFICATE CHANGED, refused: SHA-256 {fingerprint(der)}; to trust it: "
+                f"python app.py trust-server {endpoint}")
         if demo:
             path = self.trust(endpoint, der)
             log.warning("opcua endpoint %s: trusting the server certificate on first use (demo mode): %s; "
@@ -138,7 +141,9 @@ class TrustList:
             "server_certificate_unknown",
             f"unknown server certificate for endpoint {endpoint!r}: {describe(der)}. Outside demo mode a "
             f"server is trusted only once an operator confirms it: `python app.py trust-server {endpoint}` "
-            f"(or move {self.pending_file(endpoint)} to {self.trusted_file(endpoint)})")
+            f"(or move {self.pending_file(endpoint)} to {self.trusted_file(endpoint)})",
+            f"unknown server certificate, refused: SHA-256 {fingerprint(der)}; to trust it: "
+            f"python app.py trust-server {endpoint}")
 
 
 def _write(path: Path, data: bytes) -> None:
