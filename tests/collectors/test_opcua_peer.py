@@ -17,7 +17,7 @@ from collectors.opcua import OpcuaCollector
 from gwanje.config import Secrets, load_config
 from tests.collectors.test_opcua import ListSink
 from tests.fixtures.common import wait_for
-from tests.fixtures.node_opcua import NAMESPACE_URI, NodeOpcuaServer
+from tests.fixtures.node_opcua import NAMESPACE_URI
 from tests.fixtures.opcua import make_certificate
 
 pytestmark = pytest.mark.services
@@ -155,10 +155,10 @@ def write_config(d: Path, endpoints: dict[str, str], extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_servers(tmp_path_factory):
+def two_servers(tmp_path_factory, node_opcua_module_servers):
     tmp = tmp_path_factory.mktemp("two-servers")
-    a = NodeOpcuaServer(tmp / "pki-a").start()
-    b = NodeOpcuaServer(tmp / "pki-b", pad=1).start()  # another namespace index on the second server
+    a = node_opcua_module_servers(tmp / "pki-a")
+    b = node_opcua_module_servers(tmp / "pki-b", pad=1)  # another namespace index on the second server
     config = load_config(write_config(tmp / "config", {"gw-a": a.url, "gw-b": b.url}), env={})
     sink = ListSink()
     collectors = build_collectors(config, sink, NO_SECRETS, data_dir=tmp / "data")
@@ -167,8 +167,6 @@ def two_servers(tmp_path_factory):
     yield a, b, collectors, sink, tmp
     for c in collectors:
         c.stop()
-    a.stop()
-    b.stop()
 
 
 def latest(sink: ListSink, machine: str, signal: str):
@@ -221,8 +219,8 @@ def test_every_scalar_type_becomes_a_sample_or_a_counted_reason(two_servers):
     assert sink.of("oven-7", "snapshot") == [] and sink.of("oven-7", "profile") == []
 
 
-def test_namespace_uri_resolved_again_after_a_restart_with_another_index(tmp_path):
-    server = NodeOpcuaServer(tmp_path / "pki").start()
+def test_namespace_uri_resolved_again_after_a_restart_with_another_index(tmp_path, node_opcua_servers):
+    server = node_opcua_servers(tmp_path / "pki")
     config = load_config(write_config(tmp_path / "config", {"gw-a": server.url, "gw-b": server.url}), env={})
     sink = ListSink()
     col = OpcuaCollector(config, config.endpoint("gw-a"), sink, NO_SECRETS)
@@ -240,7 +238,6 @@ def test_namespace_uri_resolved_again_after_a_restart_with_another_index(tmp_pat
         assert col.status().detail == "subscribed 6 of 6 signals"
     finally:
         col.stop()
-        server.stop()
 
 
 def trust_server(config_dir: Path, data_dir: Path, endpoint: str, fp: str, env: dict | None = None):
@@ -250,8 +247,8 @@ def trust_server(config_dir: Path, data_dir: Path, endpoint: str, fp: str, env: 
                           stdin=subprocess.DEVNULL)
 
 
-def test_demo_trusts_on_first_use_and_refuses_a_changed_certificate(tmp_path, caplog):
-    server = NodeOpcuaServer(tmp_path / "pki-1").start()
+def test_demo_trusts_on_first_use_and_refuses_a_changed_certificate(tmp_path, caplog, node_opcua_servers):
+    server = node_opcua_servers(tmp_path / "pki-1")
     config_dir = write_config(tmp_path / "config", {"gw-a": server.url, "gw-b": server.url})
     config = load_config(config_dir, env={})
     data = tmp_path / "data"
@@ -290,11 +287,10 @@ def test_demo_trusts_on_first_use_and_refuses_a_changed_certificate(tmp_path, ca
                         timeout=15), col.status()
     finally:
         col.stop()
-        server.stop()
 
 
-def test_production_refuses_an_unknown_server_certificate_until_an_operator_confirms_it(tmp_path):
-    server = NodeOpcuaServer(tmp_path / "pki", secure=True).start()
+def test_production_refuses_an_unknown_server_certificate_until_an_operator_confirms_it(tmp_path, node_opcua_servers):
+    server = node_opcua_servers(tmp_path / "pki", secure=True)
     cert, key = make_certificate(tmp_path, "gwanje-client", "urn:gwanje:test-client", server=False)
     extra = (f"      security_policy: Basic256Sha256\n      security_mode: SignAndEncrypt\n"
              f"      certificate: {cert}\n      private_key: {key}\n")
@@ -325,4 +321,3 @@ def test_production_refuses_an_unknown_server_certificate_until_an_operator_conf
         assert wait_for(lambda: col.status().connected and sink.of("press-201", "lot"), timeout=20), col.status()
     finally:
         col.stop()
-        server.stop()
