@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from gwanje.config import Config, ConfigError, ID_PATTERN, Secrets, load_config
+from gwanje.config import Config, ConfigError, Secrets, load_config
 from gwanje.discovery import DiscoveryError, Found, FoundMachine, FoundSignal, render, set_key
 from gwanje.naming import slug
 
@@ -370,4 +370,3 @@ def report(found: Found, notes: list[str], added: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-_ = ID_PATTERN  # ids written here are slugs, which match it (gwanje.naming)
