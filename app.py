@@ -7,6 +7,11 @@
   python app.py simulate        the machines plant.yaml marks simulated, against mqtt.url
   python app.py collect         collectors -> storage (InfluxDB or DuckDB), with engine and alarms
   python app.py serve           the control room over the configured store
+  python app.py discover SOURCE --out NEWDIR [--seconds N]
+                                find the devices of an OPC UA server (opc.tcp://...) or an MQTT
+                                broker (mqtt://...) and write a config dir that collects them
+  python app.py trust-server ENDPOINT [--fingerprint SHA256]
+                                show an OPC UA server's certificate and trust it (docs/opcua.md)
 
 Every subcommand reads --config DIR (GWANJE_CONFIG_DIR, default ./config) and --data-dir DIR
 (GWANJE_DATA_DIR, default ./data); --host/--port (GWANJE_HOST/GWANJE_PORT) set the UI address.
@@ -34,7 +39,14 @@ log = logging.getLogger("gwanje")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Gwanje (관제) control room")
     p.add_argument("command", nargs="?", default="demo",
-                   choices=["demo", "check-config", "simulate", "collect", "serve"])
+                   choices=["demo", "check-config", "simulate", "collect", "serve", "discover", "trust-server"])
+    p.add_argument("target", nargs="?", default=None,
+                   help="discover: SOURCE (opc.tcp://host:port/path or mqtt://host:port); "
+                        "trust-server: the endpoint name in system.yaml")
+    p.add_argument("--out", default=None, help="discover: the config directory to write (must not exist)")
+    p.add_argument("--seconds", type=float, default=10.0, help="discover on MQTT: how long to listen (10)")
+    p.add_argument("--fingerprint", default=None,
+                   help="trust-server: the SHA-256 fingerprint you expect; trusts without asking when it matches")
     p.add_argument("--config", default=os.environ.get("GWANJE_CONFIG_DIR") or str(ROOT / "config"),
                    help="config directory (GWANJE_CONFIG_DIR)")
     p.add_argument("--data-dir", default=os.environ.get("GWANJE_DATA_DIR") or str(ROOT / "data"),
@@ -77,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({len(config.simulated_machines())} simulated)")
         return 0
 
+    if args.command == "discover":
+        return _discover(args, config)
+    if args.command == "trust-server":
+        return _trust_server(args, config)
     if args.command == "simulate":
         from simulator.runner import nothing_to_simulate
 
@@ -137,6 +153,67 @@ def main(argv: list[str] | None = None) -> int:
         if health is not None:
             health.stop()
         rt.stop()
+    return 0
+
+
+def _discover(args: argparse.Namespace, config) -> int:
+    from collectors.discover import discover, report
+    from gwanje.discovery import DiscoveryError
+
+    if not args.target or not args.out:
+        print("usage: python app.py discover SOURCE --config DIR --out NEWDIR [--seconds N]", file=sys.stderr)
+        return 2
+    try:
+        found, notes, added = discover(args.target, Path(args.config), Path(args.out), args.seconds,
+                                       Secrets.from_env())
+    except (DiscoveryError, ConfigError) as e:
+        print(f"discover: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError, TimeoutError) as e:
+        print(f"discover: cannot reach {args.target}: {e!r}", file=sys.stderr)
+        return 1
+    print(report(found, notes, added, Path(args.out)))
+    return 0
+
+
+def _trust_server(args: argparse.Namespace, config) -> int:
+    """Show an endpoint's server certificate and, once the operator confirms, trust it."""
+    import asyncio
+
+    from collectors.opcua_trust import TrustList, describe, fetch_server_certificate, fingerprint, same_fingerprint
+
+    ep = config.endpoint(args.target or "")
+    if ep is None:
+        names = [e.name for e in config.system.opcua.endpoints]
+        print(f"trust-server: {args.target!r} is not an endpoint in system.yaml {names}", file=sys.stderr)
+        return 2
+    trust = TrustList(Path(args.data_dir) / config.system.opcua.trust_dir)
+    try:
+        der = asyncio.run(fetch_server_certificate(ep.url, ep.security_policy, ep.security_mode))
+    except Exception as e:
+        print(f"trust-server: cannot read the certificate of {ep.url}: {e!r}", file=sys.stderr)
+        return 1
+    fp = fingerprint(der)
+    print(f"endpoint {ep.name} ({ep.url}) presents:\n  {describe(der)}")
+    old = trust.trusted(ep.name)
+    if old == der:
+        print(f"already trusted ({trust.trusted_file(ep.name)})")
+        return 0
+    if old is not None:
+        print(f"WARNING: this replaces the trusted certificate SHA-256 {fingerprint(old)}")
+    if args.fingerprint is not None:
+        if not same_fingerprint(args.fingerprint, fp):
+            print(f"trust-server: the fingerprint does not match {args.fingerprint}; nothing trusted", file=sys.stderr)
+            return 2
+    else:
+        if not sys.stdin.isatty():
+            print("trust-server: compare the fingerprint with the server's administrator, then run again with "
+                  "--fingerprint <SHA-256> (or from a terminal, to be asked)", file=sys.stderr)
+            return 2
+        if input("Trust this certificate? Type yes: ").strip().lower() != "yes":
+            print("nothing trusted")
+            return 2
+    print(f"trusted: {trust.trust(ep.name, der)}")
     return 0
 
 

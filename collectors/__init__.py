@@ -5,6 +5,7 @@ one MQTT collector for the broker, one OPC UA collector per endpoint that serves
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from collectors.base import Collector, SampleSink
@@ -12,7 +13,9 @@ from gwanje.config import Config, Secrets
 
 
 def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
-                     mqtt_url: Optional[str] = None) -> list[Collector]:
+                     mqtt_url: Optional[str] = None, data_dir: Optional[Path] = None) -> list[Collector]:
+    """data_dir: where the OPC UA trust list lives (opcua.trust_dir under it); None: server
+    certificates are not checked (tests and benches only)."""
     out: list[Collector] = []
     machines = list(config.machines())
     if any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug:
@@ -28,5 +31,6 @@ def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
 
         for ep in config.system.opcua.endpoints:
             if ep.name in used:
-                out.append(OpcuaCollector(config, ep, sink, secrets))
+                trust = Path(data_dir) / config.system.opcua.trust_dir if data_dir is not None else None
+                out.append(OpcuaCollector(config, ep, sink, secrets, trust_dir=trust))
     return out

@@ -29,6 +29,14 @@ Options (system.yaml, opcua.endpoints[]; see gwanje.config.OpcuaEndpoint):
   queue_size             per monitored item, on the server (changes kept between publishes)
   reconnect_min_s/_max_s back-off between connection attempts, doubling
 Credentials: GWANJE_OPCUA_USERNAME / GWANJE_OPCUA_PASSWORD (environment only, never logged).
+Server certificates: checked against the trust list at every connect (collectors.opcua_trust):
+trust on first use in demo mode, an operator's confirmation in production, a changed
+certificate refused always ("server_certificate_unknown" / "server_certificate_changed").
+Node ids: a machine's `nodes`, else the class's SignalDef.node, else node_template
+(MachineSpec.node); "nsu=<uri>;" ids are resolved to the server's namespace index at every
+connect, so a server that restarts with another namespace array is still read right.
+Values: every built-in scalar type has one rule (opcua_value); arrays and structures are
+rejected with a counted reason.
 
 status(): connected; messages_in = data changes received, samples_in = samples delivered;
 reconnects = successful connections after the first; rejects by reason (unknown_node,
@@ -44,13 +52,16 @@ import logging
 import math
 import re
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from collectors.base import SampleSink, SourceStatus
 from collectors.clock import ClockOffsets
+from collectors.opcua_trust import ServerNotTrusted, TrustList, fingerprint, to_der
 from gwanje.config import Config, OpcuaEndpoint, Secrets
 from gwanje.model import BadValue, Quality, Sample, now_ns
 from gwanje.normalize import FutureTimestamp, Normalizer
@@ -98,8 +109,7 @@ def monitored_signals(config: Config, endpoint: OpcuaEndpoint) -> list[Monitored
         if m.definition.source != "opcua" or m.opcua_endpoint != endpoint.name:
             continue
         for s in m.signals:
-            node = s.node or endpoint.node_template.format(site=m.site, line=m.line, machine=m.machine, signal=s.id)
-            out.append(MonitoredSignal(node, m.site, m.line, m.machine, s.id))
+            out.append(MonitoredSignal(m.node(s, endpoint), m.site, m.line, m.machine, s.id))
     return out
 
 
@@ -129,17 +139,70 @@ def datetime_ns(dt: Optional[datetime], picoseconds: Optional[int] = None) -> Op
     return ns
 
 
+def opcua_value(value: Any) -> Any:
+    """A decoded OPC UA Variant value -> what a sample holds (float or str), or BadValue.
+
+    Every built-in scalar type (Part 6 5.1.2) has one rule:
+      Boolean                              1.0 / 0.0
+      SByte, Byte, Int16 .. Int64, UInt64  float: exact up to 2**53, beyond that the nearest
+                                           float (UInt64 up to 2**64-1 included); enumerations too
+      Float, Double                        float (NaN and infinities rejected by the normalizer)
+      String                               text
+      DateTime                             ISO 8601 UTC text, "2026-11-24T09:30:00.123456Z"
+      Guid                                 text, "72962b91-fa75-4ae6-8d28-b404dc7daf63"
+      LocalizedText                        its text (the locale is dropped)
+      QualifiedName                        text "<ns>:<name>", e.g. "2:Running"
+      NodeId, ExpandedNodeId               text, e.g. "ns=2;s=Press1"
+      StatusCode                           its name as text, e.g. "BadSensorFailure" (a PLC
+                                           that reports a state as a status code maps by name)
+      ByteString, XmlElement               rejected "unsupported_type:<type>": opaque bytes or
+                                           a document are no measurement
+      ExtensionObject (structures), DataValue, Variant, DiagnosticInfo
+                                           rejected "unsupported_type:<type>"
+      arrays and matrices                  rejected "array_not_supported"
+    Text is then bounded (256 characters) like any other source's."""
+    from asyncua import ua
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value  # the normalizer's own rules (and its reasons) apply
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, ua.LocalizedText):
+        if value.Text is None:
+            raise BadValue("no_value")
+        return value.Text
+    if isinstance(value, ua.QualifiedName):
+        return value.to_string()
+    if isinstance(value, (ua.NodeId, ua.ExpandedNodeId)):
+        return value.to_string()
+    if isinstance(value, ua.StatusCode):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        raise BadValue("array_not_supported")
+    if isinstance(value, (bytes, bytearray)):
+        raise BadValue("unsupported_type:ByteString")
+    if isinstance(value, ua.XmlElement):
+        raise BadValue("unsupported_type:XmlElement")
+    if isinstance(value, (ua.DataValue, ua.Variant, ua.DiagnosticInfo)):
+        raise BadValue(f"unsupported_type:{type(value).__name__}")
+    # ua.ExtensionObject (undecoded) or a structure asyncua decoded into a dataclass
+    raise BadValue("unsupported_type:ExtensionObject")
+
+
 def to_sample(normalizer: Normalizer, sig: MonitoredSignal, value: Any, dv: Any) -> Sample:
     """One data change (the Variant's value and its DataValue) -> Sample, or BadValue.
 
     ts is the source timestamp, else the server timestamp, else receive time. A Bad status is
     kept as quality BAD when the server sent a value with it; without a value there is
-    nothing to store ("no_value": the gap stays a gap)."""
+    nothing to store ("no_value": the gap stays a gap). Values: opcua_value."""
     status = dv.StatusCode.value if dv.StatusCode is not None else 0
     if value is None:
         raise BadValue("no_value")
     ts = datetime_ns(dv.SourceTimestamp, dv.SourcePicoseconds) or datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
-    return normalizer.sample(sig.site, sig.line, sig.machine, sig.signal, value, ts, quality_of(status))
+    return normalizer.sample(sig.site, sig.line, sig.machine, sig.signal, opcua_value(value), ts, quality_of(status))
 
 
 _NODE_ID = re.compile(r"^(ns=\d+;|nsu=[^;]*;)?[isgb]=")
@@ -284,8 +347,12 @@ class OpcuaCollector:
     kind = "opcua"
 
     def __init__(self, config: Config, endpoint: OpcuaEndpoint, sink: SampleSink, secrets: Secrets,
-                 url: str | None = None, *, watchdog_s: float = _WATCHDOG_S) -> None:
+                 url: str | None = None, *, watchdog_s: float = _WATCHDOG_S,
+                 trust_dir: Optional[Path] = None) -> None:
         self.config = config
+        # the server certificates we accept (collectors.opcua_trust); None: not checked
+        self.trust = TrustList(trust_dir) if trust_dir is not None else None
+        self._refused: set[str] = set()  # fingerprints refused so far (logged and counted once each)
         self.endpoint = endpoint
         self.sink = sink
         self._secrets = secrets
@@ -392,7 +459,8 @@ class OpcuaCollector:
             except Exception as e:
                 # repr(e) carries no credentials: they live only on the client object
                 failures += 1
-                self._set(False, f"connect failed ({failures}x): {type(e).__name__}: {e}"[:300])
+                why = e.short if isinstance(e, ServerNotTrusted) else f"{type(e).__name__}: {e}"
+                self._set(False, f"connect failed ({failures}x): {why}"[:300])
                 log.log(logging.WARNING if failures == 1 else logging.INFO,
                         "%s: cannot connect to %s (attempt %d): %r; retrying in %.1fs",
                         self.name, redact_url(self.url), failures, e, delay)
@@ -454,6 +522,11 @@ class OpcuaCollector:
 
         async def on_lost(exc: Exception) -> None:
             lost.set()
+
+        if self.trust is not None:
+            # asyncua calls it with the certificate of CreateSession's response, before
+            # ActivateSession: a refused server never sees our credentials
+            client.certificate_validator = self._check_server_certificate
 
         client.connection_lost_callback = on_lost
         try:
@@ -561,6 +634,23 @@ class OpcuaCollector:
                 else:
                     self._count_bad_node("unknown_node", sig, res.StatusCode)
         return out
+
+    async def _check_server_certificate(self, cert: Any, server: Any = None) -> None:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        assert self.trust is not None
+        ep = self.endpoint
+        der = cert.public_bytes(Encoding.DER)
+        pinned = to_der(Path(ep.server_certificate).read_bytes()) if ep.server_certificate else None
+        try:
+            self.trust.check(ep.name, der, self.config.system.demo, pinned)
+        except ServerNotTrusted as e:
+            fp = fingerprint(der)
+            if fp not in self._refused:  # every attempt is refused; said loudly once per certificate
+                self._refused.add(fp)
+                self.rejects.reject(e.reason, f"{ep.name}: SHA-256 {fp}")
+                log.error("%s: %s", self.name, e)
+            raise
 
     def _count_bad_node(self, reason: str, sig: MonitoredSignal, status: Any = None) -> None:
         # counted once per node for the collector's life: a reconnect is not a new problem

@@ -11,6 +11,9 @@ message; element-level problems give one reason per element.
 Each decoded message of a machine is also one clock observation (collectors.clock): its last
 sample's time, or the time of an element rejected as too far ahead, against `now`.
 
+Topic levels and value keys are ids of plant.yaml, or foreign names whose
+gwanje.naming.slug is one ("Press Line 2" -> press-line-2: what `discover` writes).
+
 JSON objects must not carry keys other than the documented ones ("ts", "values", "quality",
 "signal", "value"): a typo such as "qualty" would otherwise silently turn bad data good, so
 it is a `bad_shape` rejection instead.
@@ -30,6 +33,7 @@ from collectors.clock import ClockOffsets
 from collectors.sparkplug import SparkplugDecoder
 from gwanje.config import Config
 from gwanje.model import BadValue, Quality, Sample, now_ns
+from gwanje.naming import slug
 from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer, parse_ts
 
 Decoded = tuple[list[Sample], list[str]]
@@ -109,7 +113,12 @@ class JsonDecoder:
         site, line, machine = names["site"], names["line"], names["machine"]
         kinds = self._kinds.get((site, line, machine))
         if kinds is None:
-            return [], ["unknown_machine"]
+            # a foreign name ("Press Line 2") is configured by its id (gwanje.naming.slug,
+            # what `discover` writes); exact ids first, so ids with "_" keep working
+            site, line, machine = _id_of(site), _id_of(line), _id_of(machine)
+            kinds = self._kinds.get((site, line, machine))
+            if kinds is None:
+                return [], ["unknown_machine"]
         try:
             # utf-8-sig: a leading byte-order mark (some PLC gateways send one) is dropped
             doc = json.loads(payload.decode("utf-8-sig"))
@@ -119,6 +128,8 @@ class JsonDecoder:
             return [], ["bad_json"]
         now = now_ns() if now is None else now
         signal = names.get("signal")
+        if signal is not None and signal not in kinds:
+            signal = _id_of(signal)
         self._ahead_ts = 0
         if signal is not None:
             out = self._signal_topic(site, line, machine, signal, doc, now)
@@ -178,6 +189,9 @@ class JsonDecoder:
         sample = self.normalizer.sample
         for signal, raw in values.items():
             kind = kinds.get(signal)
+            if kind is None:
+                signal = _id_of(signal)  # a foreign key, configured by its id (see decode)
+                kind = kinds.get(signal)
             # fast path: a finite number for a numeric signal (what nearly every message
             # carries); everything else goes through the Normalizer, which gives the reason
             if kind is not None and kind != "text" and _plain_number(raw):
@@ -222,12 +236,20 @@ class JsonDecoder:
                 if _NS_MIN <= ts <= ns_hi:
                     samples.append(Sample(site, line, machine, signal, float(raw), ts))
                     continue
+            if signal not in kinds:
+                signal = _id_of(signal)  # a foreign name, configured by its id (see decode)
             try:
                 samples.append(sample(site, line, machine, signal, raw, ts,
                                       Quality.GOOD if q is None else _quality(q), now))
             except BadValue as e:
                 rejects.append(self._reason(e))
         return samples, rejects
+
+
+def _id_of(name: Any) -> str:
+    """The id a foreign name is configured by; "" (no id) for a name with invisible or
+    control characters ("cnc-101\u202e" must not pass for cnc-101)."""
+    return slug(name) if isinstance(name, str) and name.isprintable() else ""
 
 
 def _plain_number(raw: Any) -> bool:

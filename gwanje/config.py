@@ -70,8 +70,10 @@ class SignalDef(Strict):
     kind: SignalKind = "analog"
     # display range for gauges and trend axes; alarms have their own limits
     range: Optional[tuple[float, float]] = None
-    # OPC UA only: the node id or browse path of this signal when it does not follow the
-    # endpoint's node_template (e.g. "ns=3;i=1042" or "0:Objects/2:Press1/2:Tonnage")
+    # OPC UA only: the node id or browse path of this signal for every machine of the class,
+    # when it does not follow the endpoint's node_template (e.g. "ns=3;i=1042",
+    # "nsu=urn:plc;s=Press.Tonnage" or "0:Objects/2:Press1/2:Tonnage"); a machine's `nodes`
+    # overrides it
     node: Optional[str] = None
 
 
@@ -79,7 +81,9 @@ class StateCodes(Strict):
     """PLC codes (numbers or strings, as the machine reports them) for each machine state.
     A code found in no list maps to `unknown` (and is counted), never guessed."""
 
-    running: list[int | float | str] = Field(min_length=1)
+    # all lists empty ("state_codes: {}"): the codes are not known yet (a discovered
+    # machine), every code maps to unknown until someone maps them
+    running: list[int | float | str] = []
     idle: list[int | float | str] = []
     down: list[int | float | str] = []
     setup: list[int | float | str] = []
@@ -114,7 +118,8 @@ class MachineClass(Strict):
     signals: list[SignalDef] = Field(min_length=1)
     state_codes: StateCodes
     # which signals carry the state and the part counters (ids in `signals`)
-    state_signal: Id = "state"
+    # state_signal null: the machine reports no state (its state shows unknown)
+    state_signal: Optional[Id] = "state"
     total_signal: Optional[Id] = "part_count_total"
     good_signal: Optional[Id] = "part_count_good"
     reject_signal: Optional[Id] = "part_count_reject"
@@ -130,7 +135,8 @@ class MachineClass(Strict):
         return self
 
 
-ProcessType = Literal["cnc", "forging", "injection", "assembly", "press"]
+# "other": a process none of the named ones describes (discovered devices start there)
+ProcessType = Literal["cnc", "forging", "injection", "assembly", "press", "other"]
 
 
 class MachineDef(Strict):
@@ -143,6 +149,11 @@ class MachineDef(Strict):
     # true: a made-up machine the simulator plays; unset: the line's (then the site's) value,
     # else false. Real unless marked, so a device added by hand is never mixed with made-up data.
     simulated: Optional[bool] = None
+    # OPC UA: the endpoint serving this machine; unset: the line's, then the site's
+    opcua_endpoint: Optional[str] = None
+    # OPC UA: node id or browse path per signal id of this machine, over the class's `node`
+    # and the endpoint's node_template (e.g. {tonnage: "nsu=urn:plc;s=Press1.Tonnage"})
+    nodes: dict[Id, str] = {}
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -153,6 +164,7 @@ class LineDef(Strict):
     # the machine whose output is the line's output (line OEE); default: the last machine
     output_machine: Optional[Id] = None
     simulated: Optional[bool] = None  # default for the line's machines (see MachineDef.simulated)
+    opcua_endpoint: Optional[str] = None  # default for the line's machines (see SiteDef.opcua_endpoint)
     machines: list[MachineDef] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -171,7 +183,8 @@ class LineDef(Strict):
 class SiteDef(Strict):
     id: Id
     name: Names
-    # name of the OPC UA endpoint (system.yaml opcua.endpoints) serving this site's OPC UA machines
+    # name of the OPC UA endpoint (system.yaml opcua.endpoints) serving this site's OPC UA
+    # machines; a line or a machine may name another (the nearest one wins)
     opcua_endpoint: Optional[str] = None
     simulated: Optional[bool] = None  # default for the site's lines (see MachineDef.simulated)
     lines: list[LineDef] = Field(min_length=1)
@@ -181,6 +194,14 @@ class SiteDef(Strict):
         ids = [ln.id for ln in self.lines]
         check_unique(ids, "line")
         return self
+
+
+def endpoint_of(site: SiteDef, line: LineDef, machine: MachineDef) -> Optional[str]:
+    """The OPC UA endpoint of an opcua machine: its own, else its line's, else its site's;
+    None for an MQTT machine."""
+    if machine.source != "opcua":
+        return None
+    return machine.opcua_endpoint or line.opcua_endpoint or site.opcua_endpoint
 
 
 def is_simulated(site: SiteDef, line: LineDef, machine: MachineDef) -> bool:
@@ -216,10 +237,23 @@ class PlantDef(Strict):
                             f"sites[{s.id}].lines[{ln.id}].machines[{m.id}]: class {m.klass!r} is not "
                             f"defined in machine_classes {sorted(self.machine_classes)}"
                         )
-                    if m.source == "opcua" and not s.opcua_endpoint:
+                    where = f"sites[{s.id}].lines[{ln.id}].machines[{m.id}]"
+                    if m.source == "opcua" and not endpoint_of(s, ln, m):
                         raise ValueError(
-                            f"sites[{s.id}]: machine {m.id} has source opcua but the site has no opcua_endpoint"
+                            f"sites[{s.id}]: machine {m.id} has source opcua but neither the machine, its line "
+                            f"nor the site has an opcua_endpoint"
                         )
+                    k = self.machine_classes[m.klass]
+                    if is_simulated(s, ln, m) and not (k.state_codes.running and k.state_signal):
+                        raise ValueError(f"{where}: a simulated machine needs a class with a state_signal and "
+                                         f"running state codes (class {m.klass!r} has none to play)")
+                    if m.nodes:
+                        if m.source != "opcua":
+                            raise ValueError(f"{where}: nodes are OPC UA node ids, the machine's source is {m.source}")
+                        ids = [sig.id for sig in self.machine_classes[m.klass].signals]
+                        extra = sorted(set(m.nodes) - set(ids))
+                        if extra:
+                            raise ValueError(f"{where}: nodes {extra} are not signals of class {m.klass!r} {ids}")
         return self
 
     def endpoint_conflict(self) -> Optional[tuple[str, str]]:
@@ -231,8 +265,9 @@ class PlantDef(Strict):
         for s in self.sites:
             for ln in s.lines:
                 for m in ln.machines:
-                    if m.source == "opcua" and s.opcua_endpoint:
-                        site, by = kinds.setdefault(s.opcua_endpoint, (s.id, {}))
+                    ep = endpoint_of(s, ln, m)
+                    if ep:
+                        site, by = kinds.setdefault(ep, (s.id, {}))
                         by.setdefault(is_simulated(s, ln, m), []).append(f"{s.id}/{ln.id}/{m.id}")
         for ep, (site, by) in kinds.items():
             if len(by) > 1:
@@ -300,6 +335,9 @@ class OpcuaEndpoint(Strict):
 
 class OpcuaConfig(Strict):
     endpoints: list[OpcuaEndpoint] = []
+    # the server certificates the collectors accept, under the data dir (collectors/opcua_trust.py):
+    # trusted/<endpoint>.der, and pending/<endpoint>.der for one refused
+    trust_dir: str = "opcua-trust"
 
 
 class InfluxConfig(Strict):
@@ -390,7 +428,7 @@ class MachineSpec:
     machine: str
     definition: MachineDef
     klass: MachineClass
-    opcua_endpoint: Optional[str]
+    opcua_endpoint: Optional[str]  # endpoint_of: the machine's, its line's or its site's
     simulated: bool = False  # played by the simulator, not a real device (is_simulated)
 
     @property
@@ -406,6 +444,14 @@ class MachineSpec:
             if s.id == signal_id:
                 return s
         return None
+
+    def node(self, signal: SignalDef, endpoint: "OpcuaEndpoint") -> str:
+        """The OPC UA node id or browse path of one of its signals: the machine's `nodes`,
+        else the class's `node`, else the endpoint's node_template (the collector reads
+        and the simulator serves by this one rule)."""
+        return (self.definition.nodes.get(signal.id) or signal.node
+                or endpoint.node_template.format(site=self.site, line=self.line, machine=self.machine,
+                                                 signal=signal.id))
 
 
 class ConfigError(Exception):
@@ -425,7 +471,7 @@ class Config:
                 for m in ln.machines:
                     yield MachineSpec(
                         s.id, ln.id, m.id, m, self.plant.machine_classes[m.klass],
-                        s.opcua_endpoint if m.source == "opcua" else None, is_simulated(s, ln, m),
+                        endpoint_of(s, ln, m), is_simulated(s, ln, m),
                     )
 
     def simulated_machines(self) -> list[MachineSpec]:
@@ -539,13 +585,21 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
         system = SystemDef.model_validate(_env_overrides(system_raw, env))
     except ValidationError as e:
         raise ConfigError(_format_errors(str(system_path), e)) from None
-    endpoint_names = {e.name for e in system.opcua.endpoints}
+    endpoint_names = [e.name for e in system.opcua.endpoints]
+    dup = sorted({n for n in endpoint_names if endpoint_names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{system_path}: opcua.endpoints: duplicate endpoint names {dup}")
     for s in plant.sites:
-        if s.opcua_endpoint and s.opcua_endpoint not in endpoint_names:
-            raise ConfigError(
-                f"{plant_path}: sites.{s.id}.opcua_endpoint: {s.opcua_endpoint!r} is not an endpoint "
-                f"in {system_path} opcua.endpoints {sorted(endpoint_names)}"
-            )
+        named = [(f"sites.{s.id}", s.opcua_endpoint)]
+        for ln in s.lines:
+            named.append((f"sites.{s.id}.lines.{ln.id}", ln.opcua_endpoint))
+            named += [(f"sites.{s.id}.lines.{ln.id}.machines.{m.id}", m.opcua_endpoint) for m in ln.machines]
+        for where, ep in named:
+            if ep and ep not in endpoint_names:
+                raise ConfigError(
+                    f"{plant_path}: {where}.opcua_endpoint: {ep!r} is not an endpoint "
+                    f"in {system_path} opcua.endpoints {sorted(endpoint_names)}"
+                )
     conflict = plant.endpoint_conflict()
     if conflict:
         raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")

@@ -126,7 +126,8 @@ class Runtime:
                                                             store=st.kind))
         self.alarms.write_events = self.pipeline.write_events
         self.pipeline.start()
-        self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
+        self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url,
+                                           data_dir=self.data_dir)
         for c in self.collectors:
             c.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="gwanje-tick", daemon=True)

@@ -4,8 +4,8 @@ is never served (it is their real server's address); an address that cannot be l
 raises EndpointUnavailable before anything is built, so the caller can leave it to whatever
 server holds it.
 
-Node ids follow what the collector expects (docs/payloads.md): a signal's `node` in
-plant.yaml, else the endpoint's node_template (`ns=2;s={site}.{line}.{machine}.{signal}`).
+Node ids follow what the collector expects (docs/payloads.md): a machine's `nodes` or a
+signal's `node` in plant.yaml, else the endpoint's node_template (`ns=2;s={site}.{line}.{machine}.{signal}`).
 Our namespace is registered first so that its index is 2. Variables hang in an Objects
 folder tree site / line / machine for browsing. Types are the ones PLCs use: state Int32
 (String for text codes), counters UInt16/UInt32/UInt64 by counter_bits, analog Double, LOT
@@ -38,9 +38,7 @@ _COUNTER_TYPES = {16: ua.VariantType.UInt16, 32: ua.VariantType.UInt32, 64: ua.V
 
 def node_id_for(endpoint: OpcuaEndpoint, spec: MachineSpec, signal: SignalDef) -> str:
     """The node id string a signal is served under (the same rule the collector reads by)."""
-    if signal.node:
-        return signal.node
-    return endpoint.node_template.format(site=spec.site, line=spec.line, machine=spec.machine, signal=signal.id)
+    return spec.node(signal, endpoint)
 
 
 def variant_type(spec: MachineSpec, signal: SignalDef) -> ua.VariantType:

@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.mosquitto",
     "tests.fixtures.influxd",
     "tests.fixtures.opcua",
+    "tests.fixtures.node_opcua",
     "tests.fixtures.browser",
 ]
 

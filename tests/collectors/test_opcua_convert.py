@@ -62,8 +62,8 @@ def test_server_timestamp_when_source_timestamp_missing(normalizer):
 @pytest.mark.parametrize("value, reason", [
     (None, "no_value"),
     (float("inf"), "infinite"),
-    ([1.0, 2.0], "wrong_type:list"),                 # an array where a scalar belongs
-    (b"\x00\x01", "wrong_type:bytes"),
+    ([1.0, 2.0], "array_not_supported"),             # an array where a scalar belongs
+    (b"\x00\x01", "unsupported_type:ByteString"),
     ("812.5", "text_for_numeric_signal"),
 ])
 def test_values_that_cannot_become_samples(normalizer, value, reason):
@@ -160,3 +160,36 @@ def test_huge_number_for_a_text_signal_rejected_not_stored_as_257_digits(normali
     with pytest.raises(BadValue, match="^text_too_long$"):
         to_sample(normalizer, lot, 1e256, dv)
     assert to_sample(normalizer, lot, 20261124.0, dv).value == "20261124"
+
+
+@pytest.mark.parametrize("value, signal, expected", [
+    (True, "forging_force", 1.0),                                     # Boolean
+    (2**64 - 1, "forging_force", float(2**64 - 1)),                   # UInt64 above 2**63
+    (-2**63, "forging_force", float(-2**63)),                         # Int64
+    (datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC), "lot", "2026-11-24T09:30:00.123456Z"),  # DateTime
+    (__import__("uuid").UUID("72962b91-fa75-4ae6-8d28-b404dc7daf63"), "lot", "72962b91-fa75-4ae6-8d28-b404dc7daf63"),
+    (ua.LocalizedText("Bake A", "en"), "lot", "Bake A"),
+    (ua.QualifiedName("Night", 1), "lot", "1:Night"),
+    (ua.NodeId("Press1", 3), "lot", "ns=3;s=Press1"),
+    (ua.StatusCode(0x808B0000), "lot", ua.StatusCode(0x808B0000).name),
+    (ua.StatusCode(0), "state", "Good"),                              # a state reported as a status code
+])
+def test_every_builtin_scalar_type_has_one_sample_value(normalizer, value, signal, expected):
+    sig = MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", signal)
+    dv = ua.DataValue(SourceTimestamp=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    assert to_sample(normalizer, sig, value, dv).value == expected
+
+
+@pytest.mark.parametrize("value, reason", [
+    (ua.XmlElement("<a/>"), "unsupported_type:XmlElement"),
+    (ua.ExtensionObject(), "unsupported_type:ExtensionObject"),
+    (ua.EUInformation(), "unsupported_type:ExtensionObject"),       # a structure asyncua decoded
+    (ua.Variant(1.0), "unsupported_type:Variant"),
+    (ua.DiagnosticInfo(), "unsupported_type:DiagnosticInfo"),
+    ((1, 2), "array_not_supported"),
+])
+def test_types_no_sample_can_hold_are_rejected_with_their_reason(normalizer, value, reason):
+    dv = ua.DataValue(SourceTimestamp=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    lot = MonitoredSignal("n", "changwon-1", "forge-1", "forge-101", "lot")
+    with pytest.raises(BadValue, match=f"^{reason}$"):
+        to_sample(normalizer, lot, value, dv)
