@@ -159,8 +159,8 @@ def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitt
     assert kinds == ["NBIRTH"] + ["DBIRTH"] * 4 + ["DDATA"] * 4 + ["NDEATH"]
     payloads = [decode_payload(p) for _, p, _ in got]
     assert [p.seq for p in payloads[:-1]] == list(range(9))
-    birth_bdseq = next(m.value for m in payloads[0].metrics if m.name == "bdSeq")
-    assert next(m.value for m in payloads[-1].metrics if m.name == "bdSeq") == birth_bdseq
+    birth_bdseq = next(m.long_value for m in payloads[0].metrics if m.name == "bdSeq")
+    assert next(m.long_value for m in payloads[-1].metrics if m.name == "bdSeq") == birth_bdseq
     decoder = MessageDecoder(cfg)
     decoded = [decoder.decode(t, p) for t, p, _ in got]
     assert all(rejected == [] for _, rejected in decoded)
