@@ -18,7 +18,7 @@ def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
     certificates are not checked (tests and benches only)."""
     out: list[Collector] = []
     machines = list(config.machines())
-    if any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug:
+    if any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug.enabled:
         from collectors.mqtt import MqttCollector
 
         url = mqtt_url or config.system.mqtt.url

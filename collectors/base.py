@@ -28,6 +28,8 @@ class SourceStatus:
     # recent clock offset (source time - receive time, s) per origin: a machine for MQTT, the
     # endpoint for OPC UA (collectors.clock)
     clock_offsets_s: dict[str, float] = field(default_factory=dict)
+    # Sparkplug B (MQTT only): rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes
+    rebirths_requested: int = 0
 
 
 class Collector(Protocol):

@@ -14,11 +14,19 @@ thread reconnects by itself with exponential back-off (mqtt.reconnect_min_s .. r
 on_message runs on paho's network thread: it only decodes and calls sink.submit (which never
 blocks) — no I/O, no waiting — so the loop keeps up with the broker (field notes: a lagging
 subscriber makes mosquitto drop messages). Credentials come from Secrets and are never logged.
+
+Sparkplug B host duties (collectors.sparkplug decides, this module sends): the rebirth
+requests the decoder queues go out as NCMD right after the message that caused them (QoS 0,
+as the specification says for commands; paho's publish only queues); with
+mqtt.sparkplug.host_id set, spBv1.0/STATE/<host_id> is our will ({"online": false}, retained)
+and is published {"online": true} (retained, the will's timestamp, as Sparkplug 3.0 wants) once
+the broker granted our subscriptions, so edge nodes that wait for their primary host see us.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import threading
 import time
@@ -30,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.base import SampleSink, SourceStatus
 from collectors.payloads import MessageDecoder
+from collectors.sparkplug import NAMESPACE, rebirth_request
 from gwanje.config import Config, Secrets
 from gwanje.rejects import Rejects
 
@@ -95,6 +104,10 @@ class MqttCollector:
         self._refused = ""
         self._last_bug_log = -1e9
         self._lock = threading.Lock()
+        sp = self.settings.sparkplug
+        self.state_topic = f"{NAMESPACE}/STATE/{sp.host_id}" if sp.enabled and sp.host_id else None
+        self._state_ts = 0  # ms: the timestamp of the STATE will of the coming connection
+        self.rebirths_requested = 0  # NCMD rebirth requests published
         self._client = self._make_client(secrets)
         self._started = False
 
@@ -119,6 +132,8 @@ class MqttCollector:
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
+        if self.state_topic:
+            self._set_state_will(c)
         # a bug in a callback must be logged, never kill the network thread
         c.suppress_exceptions = True
         return c
@@ -138,6 +153,13 @@ class MqttCollector:
         if not self._started:
             return
         self._started = False
+        if self.state_topic and self.connected:
+            # a clean disconnect sends no will: say offline ourselves, before going
+            info = self._client.publish(self.state_topic, self._state_payload(False), qos=1, retain=True)
+            try:
+                info.wait_for_publish(min(timeout, 2.0))
+            except (RuntimeError, ValueError):  # not sent (the connection went meanwhile): the will says it
+                pass
         self._client.disconnect()
         # loop_stop joins without a timeout; do it in a helper thread so stop() keeps its bound
         t = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
@@ -152,7 +174,25 @@ class MqttCollector:
                 name=self.name, kind=self.kind, connected=self.connected, samples_in=self.samples_in,
                 messages_in=self.messages_in, reconnects=max(0, self.connects - 1),
                 last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail,
-                clock_offsets_s=self.decoder.clock.offsets())
+                clock_offsets_s=self.decoder.clock.offsets(), rebirths_requested=self.rebirths_requested)
+
+    # ------------------------------------------------------------------ Sparkplug host
+    def _state_payload(self, online: bool) -> bytes:
+        return json.dumps({"online": online, "timestamp": self._state_ts}).encode()
+
+    def _set_state_will(self, client: paho.Client) -> None:
+        self._state_ts = time.time_ns() // 1_000_000
+        client.will_set(self.state_topic, self._state_payload(False), qos=1, retain=True)
+
+    def _send_rebirths(self, client: paho.Client) -> None:
+        sp = self.decoder.sparkplug
+        if sp is None:
+            return
+        for group, edge in sp.take_rebirths():
+            client.publish(f"{NAMESPACE}/{group}/NCMD/{edge}", rebirth_request(time.time_ns() // 1_000_000), qos=0)
+            with self._lock:
+                self.rebirths_requested += 1
+            log.info("%s: asked Sparkplug edge node %s/%s for a rebirth", self.name, group, edge)
 
     # ------------------------------------------------------------------ paho callbacks
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -185,11 +225,15 @@ class MqttCollector:
         else:
             self.detail = f"{self._session}; subscribed to {len(reason_codes)} topic filter(s)"
         self.subscribed = len(refused) < len(reason_codes)
+        if self.state_topic and self.subscribed:
+            client.publish(self.state_topic, self._state_payload(True), qos=1, retain=True)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self.connected = False
         self.subscribed = False
+        if self.state_topic:
+            self._set_state_will(client)  # the next connection's will and birth share a new timestamp
         if self._started:
             self.detail = self._refused or f"disconnected ({reason_code})"
             self.detail += "; reconnecting"
@@ -208,6 +252,7 @@ class MqttCollector:
         except Exception:  # a decoder bug: count it, keep the loop alive, keep the next message
             self._log_bug("decoding a message on %r failed", topic[:200])
             samples, reasons = [], ["decoder_error"]
+        self._send_rebirths(client)
         for r in reasons:
             self.rejects.reject(r, topic)
         with self._lock:

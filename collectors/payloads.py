@@ -270,7 +270,7 @@ def _quality(raw: Any) -> Quality:
 
 class MessageDecoder:
     """Every message format the MQTT collector accepts: Sparkplug B on spBv1.0/... (when
-    system.yaml mqtt.sparkplug is on), JSON on the topic templates, and a size limit first."""
+    system.yaml mqtt.sparkplug.enabled), JSON on the topic templates, and a size limit first."""
 
     def __init__(self, config: Config, normalizer: Optional[Normalizer] = None) -> None:
         mqtt = config.system.mqtt
@@ -279,7 +279,8 @@ class MessageDecoder:
         # one clock figure per machine, whichever format its messages come in
         self.clock = ClockOffsets()
         self.json = JsonDecoder(mqtt.topic_templates, self.normalizer, self.clock)
-        self.sparkplug = SparkplugDecoder(self.normalizer, self.clock) if mqtt.sparkplug else None
+        self.sparkplug = (SparkplugDecoder(self.normalizer, self.clock, mqtt.sparkplug)
+                          if mqtt.sparkplug.enabled else None)
 
     def decode(self, topic: str, payload: bytes, now: Optional[int] = None) -> Decoded:
         """(samples, rejection reasons) for one message; never raises for bad input."""

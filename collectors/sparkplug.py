@@ -1,40 +1,72 @@
-"""Sparkplug B for the MQTT collector: the protobuf wire format of Payload/Metric, decoded and
-encoded by hand, and the per-device alias state that turns DBIRTH/DDATA messages into Samples.
+"""Sparkplug B (spBv1.0, Sparkplug 3.0) for the MQTT collector, as a host application: the
+payloads decoded with the protobuf runtime from the Eclipse Tahu schema
+(collectors/sparkplug_b.proto, generated module collectors/sparkplug_b_pb2.py), the session
+state of every edge node (birth, bdSeq, seq, aliases), and what turns its messages into Samples.
 
-Hand-written because pysparkplug pins paho-mqtt < 2 and we want no protoc step; only the
-fields we use are interpreted (Payload.timestamp=1, metrics=2, seq=3; Metric.name=1, alias=2,
-timestamp=3, datatype=4, is_null=7, int_value=10 .. string_value=15), every other field is
-skipped by its wire type. Anything that does not parse raises SparkplugError, never an
-IndexError or a crash: payloads come from the network.
+Names: spBv1.0/{group}/{type}/{edge node}/{device} -> site / line / machine and metric name
+-> signal id, each through gwanje.naming.slug ("Press Line 2" -> press-line-2, "Motor/Speed"
+-> motor-speed) unless system.yaml mqtt.sparkplug.devices maps the device explicitly.
 
-Topic mapping: spBv1.0/{group}/{type}/{edge node}/{device} -> site / line / machine.
-No I/O here; the decoder's state is the alias table learned from DBIRTH (and the clock
-offsets it observes, one per DBIRTH/DDATA message: collectors.clock).
+Sessions, per edge node (group, edge node):
+- NBIRTH starts a session: its bdSeq and seq are remembered; every later message of the node
+  (NDATA, DBIRTH, DDATA, DDEATH) must carry the next seq (0..255, wrapping).
+- A seq gap, an alias no DBIRTH defined, or data from a node or device whose birth we have not
+  seen (e.g. after our own restart) asks the node for a rebirth: an NCMD
+  `Node Control/Rebirth` = true, at most one per node per mqtt.sparkplug.rebirth_interval_s.
+  The decoder only queues the request (take_rebirths); the collector publishes it.
+- NDEATH whose bdSeq matches the session's ends it; one that does not is a stale will of an
+  earlier session and is ignored. DDEATH ends one device's session.
+- Death: every signal of the dead devices we have a value for gets one BAD-quality sample
+  (its last value) at the death time, so the tiles, the engine and the alarm rules treat the
+  machine as unknown at once (state unknown, counters not counted, no limit alarms) rather
+  than after plant.stale_after_s of silence.
+
+Values: integers by datatype (Int8..Int64 as two's complement in int_value or long_value,
+UInt8..UInt64 as they are, DateTime as epoch ms) become floats, Float/Double floats,
+Boolean 1/0, String/Text/UUID text; is_null is "no value now" (nothing stored, no error).
+DataSet, Template, Bytes, File, arrays and extensions are rejected as
+`unsupported_sparkplug_type` (no signal kind holds them). Historical metrics (is_historical)
+are stored at their own times but are not the device's "now": they neither become the value a
+death repeats nor a clock observation.
+
+No I/O here. Not thread-safe: one decoder per MQTT network loop.
 """
 from __future__ import annotations
 
-import struct
+import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
+from google.protobuf.message import DecodeError
+
+from collectors import sparkplug_b_pb2 as pb
 from collectors.clock import ClockOffsets
+from gwanje.config import SparkplugConfig
 from gwanje.model import BadValue, Quality, Sample, now_ns
+from gwanje.naming import slug
 from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer
 
 NAMESPACE = "spBv1.0"
+REBIRTH = "Node Control/Rebirth"
+BDSEQ = "bdSeq"
 
-# Sparkplug B DataType enum (the ones that can become a sample value)
-INT8, INT16, INT32, INT64 = 1, 2, 3, 4
-UINT8, UINT16, UINT32, UINT64 = 5, 6, 7, 8
-FLOAT, DOUBLE, BOOLEAN, STRING, DATETIME, TEXT, UUID = 9, 10, 11, 12, 13, 14, 15
-_SIGNED_32 = frozenset((INT8, INT16, INT32))
+# Sparkplug B DataType (sparkplug_b.proto)
+INT8, INT16, INT32, INT64 = pb.Int8, pb.Int16, pb.Int32, pb.Int64
+UINT8, UINT16, UINT32, UINT64 = pb.UInt8, pb.UInt16, pb.UInt32, pb.UInt64
+FLOAT, DOUBLE, BOOLEAN, STRING, DATETIME, TEXT, UUID = (
+    pb.Float, pb.Double, pb.Boolean, pb.String, pb.DateTime, pb.Text, pb.UUID)
+DATASET, BYTES, FILE, TEMPLATE = pb.DataSet, pb.Bytes, pb.File, pb.Template
+
+_SIGNED_BITS = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+_UNSIGNED = frozenset((UINT8, UINT16, UINT32, UINT64, DATETIME))
 _TEXT_TYPES = frozenset((STRING, TEXT, UUID))
-_INT32_TYPES = frozenset((INT8, INT16, INT32, UINT8, UINT16, UINT32))
+_FLOATS = frozenset((FLOAT, DOUBLE))
+_INT_FIELDS = frozenset(("int_value", "long_value"))
+_FLOAT_FIELDS = frozenset(("float_value", "double_value"))
+_UNSUPPORTED_FIELDS = frozenset(("bytes_value", "dataset_value", "template_value", "extension_value"))
 
 _EXACT_INT = 2**53
-
-# protobuf wire types
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+_MAX_TRACKED = 10_000  # edge nodes and name caches: bounded against topics made up on the wire
 
 MetricValue = Union[int, float, bool, str, None]
 
@@ -43,195 +75,19 @@ class SparkplugError(ValueError):
     """The bytes are not a Sparkplug B payload we can read."""
 
 
+# ------------------------------------------------------------------------------ encoding
 @dataclass
 class Metric:
+    """One metric to encode (the simulator, tests): the value goes into the field the
+    Sparkplug specification gives its datatype (inferred from the value when not given)."""
+
     name: Optional[str] = None
     alias: Optional[int] = None
     timestamp: Optional[int] = None  # ms since epoch
     datatype: Optional[int] = None
     value: MetricValue = None
     is_null: bool = False
-    # which value field carried the value on the wire (10..15), or None; a value field we do
-    # not turn into samples (bytes, dataset, template, extension) leaves its number here
-    value_field: Optional[int] = None
-
-
-@dataclass
-class Payload:
-    timestamp: Optional[int] = None  # ms since epoch
-    seq: Optional[int] = None
-    metrics: list[Metric] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------ decoding
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise SparkplugError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result & 0xFFFFFFFFFFFFFFFF, pos
-        shift += 7
-        if shift >= 70:
-            raise SparkplugError("varint too long")
-
-
-def _fields(buf: bytes, pos: int, end: int):
-    """Yield (field number, wire type, value) for each field in buf[pos:end]; value is an int
-    for varints, the bounds (start, stop) of the bytes for LEN fields and the raw 4/8 bytes
-    for fixed fields."""
-    while pos < end:
-        # one-byte keys, lengths and small values are the common case: no call for them
-        key = buf[pos]
-        if key < 0x80:
-            pos += 1
-        else:
-            key, pos = _varint(buf, pos, end)
-        num, wt = key >> 3, key & 7
-        if num == 0:
-            raise SparkplugError("field number 0")
-        if wt == _VARINT:
-            if pos < end and buf[pos] < 0x80:
-                v = buf[pos]
-                pos += 1
-            else:
-                v, pos = _varint(buf, pos, end)
-            yield num, wt, v
-        elif wt == _LEN:
-            if pos < end and buf[pos] < 0x80:
-                n = buf[pos]
-                pos += 1
-            else:
-                n, pos = _varint(buf, pos, end)
-            if n > end - pos:
-                raise SparkplugError("length beyond the payload")
-            yield num, wt, (pos, pos + n)
-            pos += n
-        elif wt == _FIXED64:
-            if pos + 8 > end:
-                raise SparkplugError("truncated fixed64")
-            yield num, wt, buf[pos:pos + 8]
-            pos += 8
-        elif wt == _FIXED32:
-            if pos + 4 > end:
-                raise SparkplugError("truncated fixed32")
-            yield num, wt, buf[pos:pos + 4]
-            pos += 4
-        else:  # groups (3, 4) are not in the Sparkplug schema; 6, 7 do not exist
-            raise SparkplugError(f"wire type {wt}")
-
-
-def _expect(wt: int, want: int, what: str) -> None:
-    if wt != want:
-        raise SparkplugError(f"{what}: wire type {wt}, expected {want}")
-
-
-def _text(buf: bytes, span: tuple[int, int], what: str) -> str:
-    try:
-        return buf[span[0]:span[1]].decode("utf-8")
-    except UnicodeDecodeError:
-        raise SparkplugError(f"{what} is not UTF-8") from None
-
-
-def _decode_metric(buf: bytes, start: int, end: int) -> Metric:
-    m = Metric()
-    for num, wt, v in _fields(buf, start, end):
-        if num == 1:
-            _expect(wt, _LEN, "name")
-            m.name = _text(buf, v, "name")
-        elif num == 2:
-            _expect(wt, _VARINT, "alias")
-            m.alias = v
-        elif num == 3:
-            _expect(wt, _VARINT, "timestamp")
-            m.timestamp = v
-        elif num == 4:
-            _expect(wt, _VARINT, "datatype")
-            m.datatype = v
-        elif num == 7:
-            _expect(wt, _VARINT, "is_null")
-            m.is_null = bool(v)
-        elif num in (10, 11):
-            _expect(wt, _VARINT, "int_value")
-            m.value, m.value_field = v, num
-        elif num == 12:
-            _expect(wt, _FIXED32, "float_value")
-            m.value, m.value_field = struct.unpack("<f", v)[0], num
-        elif num == 13:
-            _expect(wt, _FIXED64, "double_value")
-            m.value, m.value_field = struct.unpack("<d", v)[0], num
-        elif num == 14:
-            _expect(wt, _VARINT, "boolean_value")
-            m.value, m.value_field = bool(v), num
-        elif num == 15:
-            _expect(wt, _LEN, "string_value")
-            m.value, m.value_field = _text(buf, v, "string_value"), num
-        elif 16 <= num <= 19:  # bytes, dataset, template, extension: kept as "present"
-            m.value, m.value_field = None, num
-        # 5 is_historical, 6 is_transient, 8 metadata, 9 properties: not used
-    if m.value_field in (10, 11) and isinstance(m.value, int):
-        m.value = _signed(m.value, m.datatype, m.value_field)
-    return m
-
-
-def _signed(v: int, datatype: Optional[int], value_field: int) -> int:
-    """Sparkplug carries signed integers as their two's complement in uint32/uint64."""
-    if value_field == 10:
-        v &= 0xFFFFFFFF
-        if datatype in _SIGNED_32 and v >= 1 << 31:
-            v -= 1 << 32
-    elif datatype == INT64 and v >= 1 << 63:
-        v -= 1 << 64
-    return v
-
-
-def decode_payload(data: bytes) -> Payload:
-    """Parse a Sparkplug B Payload; raise SparkplugError for anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise SparkplugError("payload is not bytes")
-    buf = bytes(data)
-    p = Payload()
-    for num, wt, v in _fields(buf, 0, len(buf)):
-        if num == 1:
-            _expect(wt, _VARINT, "timestamp")
-            p.timestamp = v
-        elif num == 2:
-            _expect(wt, _LEN, "metric")
-            p.metrics.append(_decode_metric(buf, v[0], v[1]))
-        elif num == 3:
-            _expect(wt, _VARINT, "seq")
-            p.seq = v
-    return p
-
-
-def _signed_after(m: Metric, datatype: Optional[int]) -> MetricValue:
-    """A DDATA metric may omit its datatype (it was given in DBIRTH): re-read the sign."""
-    if m.datatype is None and datatype is not None and m.value_field in (10, 11) and isinstance(m.value, int):
-        return _signed(m.value, datatype, m.value_field)
-    return m.value
-
-
-# ------------------------------------------------------------------------------ encoding
-def _put_varint(out: bytearray, v: int) -> None:
-    v &= 0xFFFFFFFFFFFFFFFF
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
-def _put_key(out: bytearray, num: int, wt: int) -> None:
-    _put_varint(out, (num << 3) | wt)
-
-
-def _put_len(out: bytearray, num: int, data: bytes) -> None:
-    _put_key(out, num, _LEN)
-    _put_varint(out, len(data))
-    out += data
+    is_historical: bool = False
 
 
 def _infer_datatype(value: MetricValue) -> int:
@@ -246,129 +102,324 @@ def _infer_datatype(value: MetricValue) -> int:
     raise TypeError(f"cannot infer a Sparkplug datatype for {type(value).__name__}")
 
 
-def encode_metric(m: Metric) -> bytes:
-    out = bytearray()
+def _fill(out: pb.Payload.Metric, m: Metric) -> None:
     if m.name is not None:
-        _put_len(out, 1, m.name.encode("utf-8"))
+        out.name = m.name
     if m.alias is not None:
-        _put_key(out, 2, _VARINT)
-        _put_varint(out, m.alias)
+        out.alias = m.alias
     if m.timestamp is not None:
-        _put_key(out, 3, _VARINT)
-        _put_varint(out, m.timestamp)
+        out.timestamp = m.timestamp
+    if m.is_historical:
+        out.is_historical = True
     datatype = m.datatype if m.datatype is not None or m.value is None else _infer_datatype(m.value)
     if datatype is not None:
-        _put_key(out, 4, _VARINT)
-        _put_varint(out, datatype)
+        out.datatype = datatype
     if m.is_null or m.value is None:
         if m.is_null:
-            _put_key(out, 7, _VARINT)
-            _put_varint(out, 1)
-        return bytes(out)
+            out.is_null = True
+        return
     v = m.value
     if datatype == BOOLEAN:
-        _put_key(out, 14, _VARINT)
-        _put_varint(out, 1 if v else 0)
+        out.boolean_value = bool(v)
     elif datatype == FLOAT:
-        _put_key(out, 12, _FIXED32)
-        out += struct.pack("<f", float(v))  # type: ignore[arg-type]
+        out.float_value = float(v)  # type: ignore[arg-type]
     elif datatype == DOUBLE:
-        _put_key(out, 13, _FIXED64)
-        out += struct.pack("<d", float(v))  # type: ignore[arg-type]
+        out.double_value = float(v)  # type: ignore[arg-type]
     elif datatype in _TEXT_TYPES:
-        _put_len(out, 15, str(v).encode("utf-8"))
-    elif datatype in _INT32_TYPES:
-        _put_key(out, 10, _VARINT)
-        _put_varint(out, int(v) & 0xFFFFFFFF)  # type: ignore[arg-type]
-    else:  # INT64, UINT64, DATETIME
-        _put_key(out, 11, _VARINT)
-        _put_varint(out, int(v))  # type: ignore[arg-type]
-    return bytes(out)
+        out.string_value = str(v)
+    elif datatype in (INT8, INT16, INT32, UINT8, UINT16, UINT32):
+        out.int_value = int(v) & 0xFFFFFFFF  # type: ignore[arg-type]  # two's complement in uint32
+    elif datatype in (INT64, UINT64, DATETIME):
+        out.long_value = int(v) & 0xFFFFFFFFFFFFFFFF  # type: ignore[arg-type]
+    else:
+        raise ValueError(f"datatype {datatype}: not a scalar this encoder writes")
 
 
 def encode_payload(metrics: list[Metric], timestamp: Optional[int] = None, seq: Optional[int] = None) -> bytes:
-    """Sparkplug B Payload bytes (for the simulator and tests). Timestamps are ms."""
-    out = bytearray()
+    """Sparkplug B Payload bytes. Timestamps are ms since epoch."""
+    p = pb.Payload()
     if timestamp is not None:
-        _put_key(out, 1, _VARINT)
-        _put_varint(out, timestamp)
-    for m in metrics:
-        _put_len(out, 2, encode_metric(m))
+        p.timestamp = timestamp
     if seq is not None:
-        _put_key(out, 3, _VARINT)
-        _put_varint(out, seq)
-    return bytes(out)
+        p.seq = seq
+    for m in metrics:
+        _fill(p.metrics.add(), m)
+    return p.SerializeToString()
+
+
+def rebirth_request(ts_ms: int) -> bytes:
+    """The NCMD payload that asks an edge node to publish its births again."""
+    return encode_payload([Metric(name=REBIRTH, datatype=BOOLEAN, value=True)], timestamp=ts_ms)
+
+
+# ------------------------------------------------------------------------------ decoding
+def decode_payload(data: bytes) -> pb.Payload:
+    """Parse a Sparkplug B Payload; raise SparkplugError for anything malformed."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SparkplugError("payload is not bytes")
+    try:
+        return pb.Payload.FromString(bytes(data))
+    except (DecodeError, ValueError, UnicodeDecodeError) as e:
+        raise SparkplugError(str(e)) from None
+
+
+def metric_value(m: pb.Payload.Metric, datatype: int) -> tuple[MetricValue, Optional[str]]:
+    """(value, None) for a scalar metric of this datatype (the metric's own, or its birth's
+    when the data message leaves it out; 0: unknown, read the value field as it is), or
+    (None, rejection reason)."""
+    which = m.WhichOneof("value")
+    if which is None:
+        return None, "bad_sparkplug"
+    if which in _UNSUPPORTED_FIELDS or datatype > UUID:
+        return None, "unsupported_sparkplug_type"
+    if which in _INT_FIELDS:
+        v = m.int_value if which == "int_value" else m.long_value
+        bits = _SIGNED_BITS.get(datatype)
+        if bits is not None:
+            # two's complement: of 32 bits in int_value, 64 in long_value; Int8/Int16 are
+            # also seen as the narrow form (-1 as 255)
+            width = 32 if which == "int_value" else 64
+            if v >= 1 << (width - 1):
+                v -= 1 << width
+            if bits < width and (1 << (bits - 1)) <= v < (1 << bits):
+                v -= 1 << bits
+            return v, None
+        if datatype in _UNSIGNED or datatype == 0:
+            return v, None
+        return None, "sparkplug_type_mismatch"
+    if which in _FLOAT_FIELDS:
+        if datatype in _FLOATS or datatype == 0:
+            return (m.float_value if which == "float_value" else m.double_value), None
+        return None, "sparkplug_type_mismatch"
+    if which == "boolean_value":
+        return (m.boolean_value, None) if datatype in (BOOLEAN, 0) else (None, "sparkplug_type_mismatch")
+    if datatype not in _TEXT_TYPES and datatype != 0:
+        return None, "sparkplug_type_mismatch"
+    v = m.string_value
+    # proto2 strings are not checked on parse: the runtime hands back bytes that are not UTF-8
+    return (v, None) if type(v) is str else (None, "bad_utf8")
+
+
+def _bdseq(p: pb.Payload) -> Optional[int]:
+    for m in p.metrics:
+        if m.name == BDSEQ:
+            which = m.WhichOneof("value")
+            if which == "long_value":
+                return m.long_value
+            if which == "int_value":
+                return m.int_value
+    return None
 
 
 # ------------------------------------------------------------------- messages -> samples
 @dataclass
 class _Device:
-    names: dict[int, str] = field(default_factory=dict)  # alias -> metric name
-    types: dict[str, int] = field(default_factory=dict)  # metric name -> datatype
+    key: Optional[tuple[str, str, str]]  # site, line, machine; None: not a machine of ours
+    metrics: dict[str, str]  # explicit metric name -> signal id
+    born: bool = False
+    names: dict[int, str] = field(default_factory=dict)  # alias -> metric name (from DBIRTH)
+    types: dict[str, int] = field(default_factory=dict)  # metric name -> datatype (from DBIRTH)
+    signals: dict[str, str] = field(default_factory=dict)  # metric name -> signal id (cache)
+    last: dict[str, Sample] = field(default_factory=dict)  # signal -> newest live sample
+    newest_ts: int = 0
+
+    def signal(self, name: str) -> str:
+        s = self.signals.get(name)
+        if s is None:
+            s = self.metrics.get(name) or slug(name)
+            if len(self.signals) < _MAX_TRACKED:
+                self.signals[name] = s
+        return s
+
+
+@dataclass
+class _Node:
+    born: bool = False
+    bd_seq: Optional[int] = None
+    next_seq: Optional[int] = None
+    last_rebirth: float = float("-inf")
+    devices: dict[str, _Device] = field(default_factory=dict)
+
+
+@dataclass
+class SparkplugStats:
+    births: int = 0  # NBIRTH
+    deaths: int = 0  # NDEATH and DDEATH that ended a session
+    stale_deaths: int = 0  # NDEATH of an earlier session (bdSeq mismatch): ignored
+    seq_gaps: int = 0
+    rebirths_requested: int = 0  # NCMD Node Control/Rebirth queued (after the rate limit)
 
 
 class SparkplugDecoder:
-    """Turns Sparkplug B messages into Samples; remembers each device's aliases and datatypes
-    from its DBIRTH. Not thread-safe: one decoder per MQTT network loop."""
+    """Turns Sparkplug B messages into Samples; keeps each edge node's session. Not
+    thread-safe: one decoder per MQTT network loop."""
 
-    def __init__(self, normalizer: Normalizer, clock: Optional[ClockOffsets] = None) -> None:
+    def __init__(self, normalizer: Normalizer, clock: Optional[ClockOffsets] = None,
+                 settings: Optional[SparkplugConfig] = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.normalizer = normalizer
         self.clock = clock if clock is not None else ClockOffsets()
-        # machine -> {signal: kind}, for the fast path of plain numbers (see decode)
+        self.settings = settings if settings is not None else normalizer.config.system.mqtt.sparkplug
+        self.monotonic = monotonic
+        self.stats = SparkplugStats()
+        # machine -> {signal: kind}, for the fast path of plain numbers (see _samples)
         self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
             m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
-        self._devices: dict[tuple[str, str, str], _Device] = {}
-        self.deaths = 0  # DDEATH / NDEATH seen (a device or edge node went offline)
+        self._explicit = {(d.group, d.edge_node, d.device): d for d in self.settings.devices}
+        self._nodes: dict[tuple[str, str], _Node] = {}
+        self._rebirths: list[tuple[str, str]] = []
 
     @staticmethod
     def handles(topic: str) -> bool:
         return topic.startswith("spBv1.0/")
 
+    @property
+    def deaths(self) -> int:
+        return self.stats.deaths
+
+    def take_rebirths(self) -> list[tuple[str, str]]:
+        """(group, edge node) of each rebirth request queued since the last call."""
+        out, self._rebirths = self._rebirths, []
+        return out
+
+    # -------------------------------------------------------------------------- routing
     def decode(self, topic: str, payload: bytes, now: Optional[int] = None) -> tuple[list[Sample], list[str]]:
         levels = topic.split("/")
-        # STATE (v3: spBv1.0/STATE/<host>) and node-level messages carry no machine samples
+        if levels[0] != NAMESPACE:
+            return [], ["unknown_topic"]
+        # STATE of host applications (ours too) and commands (ours, other hosts') carry no data
         if len(levels) == 3 and levels[1] == "STATE":
             return [], []
-        if len(levels) not in (4, 5) or levels[0] != NAMESPACE:
-            return [], ["unknown_topic"]
-        kind = levels[2]
         if len(levels) == 4:
-            if kind in ("NBIRTH", "NDEATH"):
-                # a new session of the edge node: its devices re-announce their aliases
-                self._forget(levels[1], levels[3])
-                self.deaths += kind == "NDEATH"
-                return [], []
-            if kind in ("NDATA", "NCMD"):
-                return [], []
+            kind = levels[2]
+            if kind not in ("NBIRTH", "NDEATH", "NDATA", "NCMD"):
+                return [], ["unknown_topic"]
+        elif len(levels) == 5:
+            kind = levels[2]
+            if kind not in ("DBIRTH", "DDEATH", "DDATA", "DCMD"):
+                return [], ["unknown_topic"]
+        else:
             return [], ["unknown_topic"]
-        site, line, machine = levels[1], levels[3], levels[4]
-        if kind == "DDEATH":
-            self._devices.pop((site, line, machine), None)
-            self.deaths += 1
+        if kind in ("NCMD", "DCMD"):
             return [], []
-        if kind == "DCMD":
-            return [], []
-        if kind not in ("DBIRTH", "DDATA"):
-            return [], ["unknown_topic"]
-        kinds = self._kinds.get((site, line, machine))
-        if kinds is None:
-            return [], ["unknown_machine"]
         try:
             p = decode_payload(payload)
         except SparkplugError:
             return [], ["bad_sparkplug"]
-        key = (site, line, machine)
-        if kind == "DBIRTH":
-            dev = self._devices[key] = _Device()
-            for m in p.metrics:
-                if m.name is not None:
-                    if m.alias is not None:
-                        dev.names[m.alias] = m.name
-                    if m.datatype is not None:
-                        dev.types[m.name] = m.datatype
-        else:
-            dev = self._devices.get(key) or _Device()
         now = now_ns() if now is None else now
+        group, edge = levels[1], levels[3]
+        node = self._node(group, edge)
+        if kind == "NBIRTH":
+            self._birth(node, p)
+            return [], []
+        if kind == "NDEATH":
+            return self._node_death(node, p, now), []
+        self._check_seq(group, edge, node, p)
+        if kind == "NDATA":
+            return [], []  # node metrics belong to no machine
+        dev = self._device(node, group, edge, levels[4])
+        if kind == "DDEATH":
+            self.stats.deaths += 1
+            return self._death(dev, now), []
+        if kind == "DBIRTH":
+            dev.born = True
+            dev.names.clear()
+            dev.types.clear()
+            for m in p.metrics:
+                if m.HasField("name") and type(m.name) is str:
+                    if m.HasField("alias"):
+                        dev.names[m.alias] = m.name
+                    if m.HasField("datatype"):
+                        dev.types[m.name] = m.datatype
+        elif not dev.born:
+            self._ask_rebirth(group, edge, node)
+        if dev.key is None:
+            return [], ["unknown_machine"]
+        samples, rejects = self._samples(dev, p, now)
+        if "unknown_alias" in rejects:
+            self._ask_rebirth(group, edge, node)
+        return samples, rejects
+
+    def _node(self, group: str, edge: str) -> _Node:
+        node = self._nodes.get((group, edge))
+        if node is None:
+            node = _Node()
+            if len(self._nodes) < _MAX_TRACKED:
+                self._nodes[(group, edge)] = node
+        return node
+
+    def _device(self, node: _Node, group: str, edge: str, device: str) -> _Device:
+        dev = node.devices.get(device)
+        if dev is None:
+            explicit = self._explicit.get((group, edge, device))
+            key = explicit.ids() if explicit else (slug(group), slug(edge), slug(device))
+            dev = _Device(key if key in self._kinds else None, explicit.metrics if explicit else {})
+            if len(node.devices) < _MAX_TRACKED:
+                node.devices[device] = dev
+        return dev
+
+    # ------------------------------------------------------------------------- sessions
+    def _birth(self, node: _Node, p: pb.Payload) -> None:
+        self.stats.births += 1
+        node.born = True
+        node.bd_seq = _bdseq(p)
+        node.next_seq = (p.seq + 1) % 256 if p.HasField("seq") else None
+        for dev in node.devices.values():  # their DBIRTHs follow; their last values stay for a death
+            dev.born = False
+            dev.names.clear()
+            dev.types.clear()
+
+    def _check_seq(self, group: str, edge: str, node: _Node, p: pb.Payload) -> None:
+        if not node.born:
+            self._ask_rebirth(group, edge, node)
+            return
+        seq = p.seq if p.HasField("seq") else None
+        if node.next_seq is not None and seq != node.next_seq:
+            self.stats.seq_gaps += 1
+            self._ask_rebirth(group, edge, node)
+        node.next_seq = None if seq is None else (seq + 1) % 256
+
+    def _ask_rebirth(self, group: str, edge: str, node: _Node) -> None:
+        t = self.monotonic()
+        if t - node.last_rebirth >= self.settings.rebirth_interval_s:
+            node.last_rebirth = t
+            self.stats.rebirths_requested += 1
+            self._rebirths.append((group, edge))
+
+    def _node_death(self, node: _Node, p: pb.Payload, now: int) -> list[Sample]:
+        bd = _bdseq(p)
+        if not node.born or (node.bd_seq is not None and bd is not None and bd != node.bd_seq):
+            # the will of a session we did not see, or of one before the current birth: the
+            # node is alive (a real death after an unseen birth is found by the rebirth its
+            # next data asks for, or by plant.stale_after_s)
+            self.stats.stale_deaths += 1
+            return []
+        node.born = False
+        node.next_seq = None
+        self.stats.deaths += 1
+        out: list[Sample] = []
+        for dev in node.devices.values():
+            out += self._death(dev, now)
+        return out
+
+    def _death(self, dev: _Device, now: int) -> list[Sample]:
+        """One BAD sample per signal of the device we have a value for, at the death time
+        (after its newest sample, so it is the newest even from a clock a little ahead)."""
+        dev.born = False
+        dev.names.clear()
+        dev.types.clear()
+        if dev.key is None or not dev.last:
+            return []
+        ts = max(now, dev.newest_ts + 1)
+        out = [Sample(s.site, s.line, s.machine, s.signal, s.value, ts, Quality.BAD) for s in dev.last.values()]
+        dev.last.clear()
+        return out
+
+    # -------------------------------------------------------------------------- metrics
+    def _samples(self, dev: _Device, p: pb.Payload, now: int) -> tuple[list[Sample], list[str]]:
+        assert dev.key is not None
+        site, line, machine = dev.key
+        kinds = self._kinds[dev.key]
         samples: list[Sample] = []
         rejects: list[str] = []
         sample = self.normalizer.sample
@@ -376,39 +427,55 @@ class SparkplugDecoder:
         # ahead), for the fast path
         ts_max = now + self.normalizer.future_tolerance_ns
         ahead_ts = 0  # the newest time rejected as too far ahead: the clock observation needs it
+        live_ts = 0  # the newest time of a live (not historical) sample
+        payload_ms = p.timestamp if p.HasField("timestamp") else None
+        last = dev.last
         for m in p.metrics:
-            name = m.name if m.name is not None else dev.names.get(m.alias) if m.alias is not None else None
-            if name is None:
-                rejects.append("unknown_alias" if m.alias is not None else "bad_sparkplug")
+            if m.HasField("name"):
+                name = m.name
+                if type(name) is not str:  # not UTF-8 (see metric_value)
+                    rejects.append("bad_utf8")
+                    continue
+            elif m.HasField("alias"):
+                name = dev.names.get(m.alias)  # type: ignore[assignment]
+                if name is None:
+                    rejects.append("unknown_alias")
+                    continue
+            else:
+                rejects.append("bad_sparkplug")
                 continue
             if m.is_null:
                 continue  # a null says "no value now": nothing to store, nothing wrong
-            if m.value_field is None or m.value_field >= 16:
-                rejects.append("bad_sparkplug" if m.value_field is None else "unsupported_sparkplug_type")
+            value, reason = metric_value(m, m.datatype or dev.types.get(name, 0))
+            if reason is not None:
+                rejects.append(reason)
                 continue
-            ms = m.timestamp if m.timestamp is not None else p.timestamp
+            ms = m.timestamp if m.HasField("timestamp") else payload_ms
             ts = None if ms is None else ms * 1_000_000
-            value = _signed_after(m, dev.types.get(name))
-            signal_kind = kinds.get(name)
+            signal = dev.signal(name)
+            signal_kind = kinds.get(signal)
             # fast path, the same rules as Normalizer.sample for a plain finite number of a
             # numeric signal at an in-range source time; everything else goes through it
             if (signal_kind is not None and signal_kind != "text" and ts is not None and MIN_TS <= ts <= ts_max
                     and ((type(value) is float and value - value == 0.0)
                          or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT))):
-                samples.append(Sample(site, line, machine, name, float(value), ts))  # type: ignore[arg-type]
-                continue
-            try:
-                samples.append(sample(site, line, machine, name, value, ts, Quality.GOOD, now))
-            except BadValue as e:
-                rejects.append(str(e))
-                if type(e) is FutureTimestamp and e.ts > ahead_ts:
-                    ahead_ts = e.ts
-        # the last metric's time (a payload is in time order), as the JSON decoder does
-        newest = max(samples[-1].ts if samples else 0, ahead_ts)
+                s = Sample(site, line, machine, signal, float(value), ts)  # type: ignore[arg-type]
+            else:
+                try:
+                    s = sample(site, line, machine, signal, value, ts, Quality.GOOD, now)
+                except BadValue as e:
+                    rejects.append(str(e))
+                    if type(e) is FutureTimestamp and e.ts > ahead_ts:
+                        ahead_ts = e.ts
+                    continue
+            samples.append(s)
+            if not m.is_historical:
+                last[signal] = s
+                if s.ts > live_ts:
+                    live_ts = s.ts
+        if live_ts > dev.newest_ts:
+            dev.newest_ts = live_ts
+        newest = max(live_ts, ahead_ts)
         if newest:
-            self.clock.observe(key, newest, now)
+            self.clock.observe(dev.key, newest, now)
         return samples, rejects
-
-    def _forget(self, site: str, line: str) -> None:
-        for key in [k for k in self._devices if k[0] == site and k[1] == line]:
-            del self._devices[key]

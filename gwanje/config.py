@@ -286,6 +286,56 @@ class TlsConfig(Strict):
     insecure: bool = False  # skip hostname verification (lab use only)
 
 
+SPARKPLUG_NAME = r"^[^/+#]+$"  # a Sparkplug id (group, edge node, device, host): one topic level
+
+
+class SparkplugDevice(Strict):
+    """An explicit mapping for one Sparkplug device, where the slug rule (gwanje.naming) does
+    not give the plant's ids: its names as the edge node sends them (case and punctuation
+    exactly), and the ids they stand for. An id left out is the slug of the name."""
+
+    group: Annotated[str, Field(pattern=SPARKPLUG_NAME)]
+    edge_node: Annotated[str, Field(pattern=SPARKPLUG_NAME)]
+    device: Annotated[str, Field(pattern=SPARKPLUG_NAME)]
+    site: Optional[Id] = None
+    line: Optional[Id] = None
+    machine: Optional[Id] = None
+    # metric name (with its folders, e.g. "Motor/Speed") -> signal id; others are slugged
+    metrics: dict[Annotated[str, Field(min_length=1)], Id] = {}
+
+    def ids(self) -> tuple[str, str, str]:
+        from gwanje.naming import slug
+
+        return (self.site or slug(self.group), self.line or slug(self.edge_node), self.machine or slug(self.device))
+
+
+class SparkplugConfig(Strict):
+    enabled: bool = True
+    # set: we are the primary host application of that id (Sparkplug 3.0): spBv1.0/STATE/<host_id>
+    # is published retained, {"online": true} once subscribed, {"online": false} as our will.
+    # unset: not a primary host (edge nodes that wait for one will not wait for us)
+    host_id: Optional[Annotated[str, Field(pattern=SPARKPLUG_NAME, max_length=128)]] = None
+    # at most one rebirth request (NCMD Node Control/Rebirth) per edge node per this interval
+    rebirth_interval_s: float = Field(5.0, gt=0)
+    devices: list[SparkplugDevice] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> "SparkplugConfig":
+        names = [f"{d.group}/{d.edge_node}/{d.device}" for d in self.devices]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"devices: {dup} mapped more than once")
+        ids = ["/".join(d.ids()) for d in self.devices]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"devices: more than one device mapped to the machine(s) {dup}")
+        for d in self.devices:
+            if not all(d.ids()):
+                raise ValueError(f"devices: {d.group}/{d.edge_node}/{d.device}: a name without letters or "
+                                 f"digits has no id of its own; give site, line and machine")
+        return self
+
+
 class MqttConfig(Strict):
     # empty: the embedded demo starts an in-process broker. Otherwise mqtt://host:port or
     # mqtts://host:port (TLS). Environment GWANJE_MQTT_URL overrides.
@@ -302,8 +352,14 @@ class MqttConfig(Strict):
         "gwanje/{site}/{line}/{machine}",
         "gwanje/{site}/{line}/{machine}/{signal}",
     ]
-    # Sparkplug B: spBv1.0/<group>/DDATA/<edge node>/<device>  ->  site / line / machine
-    sparkplug: bool = True
+    # Sparkplug B host application (docs/payloads.md): spBv1.0/<group>/DDATA/<edge node>/<device>
+    # -> site / line / machine. `true`/`false` is short for {enabled: true/false}.
+    sparkplug: SparkplugConfig = SparkplugConfig()
+
+    @field_validator("sparkplug", mode="before")
+    @classmethod
+    def _sparkplug_switch(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
     max_payload_bytes: int = Field(256 * 1024, gt=0)
     tls: Optional[TlsConfig] = None
     reconnect_min_s: float = 0.5
@@ -565,6 +621,23 @@ def _env_overrides(system: dict[str, Any], env: dict[str, str]) -> dict[str, Any
     return s
 
 
+def _sparkplug_mapping_problem(plant: PlantDef, sp: SparkplugConfig) -> Optional[str]:
+    """What is wrong with an explicit Sparkplug mapping against plant.yaml, or None: it must
+    name machines and signals that exist (a typo would otherwise drop the device's data)."""
+    machines = {(s.id, ln.id, m.id): plant.machine_classes[m.klass]
+                for s in plant.sites for ln in s.lines for m in ln.machines}
+    for d in sp.devices:
+        where = f"{d.group}/{d.edge_node}/{d.device}"
+        klass = machines.get(d.ids())
+        if klass is None:
+            return f"{where}: machine {'/'.join(d.ids())} is not in plant.yaml"
+        signals = {s.id for s in klass.signals}
+        bad = sorted(sig for sig in d.metrics.values() if sig not in signals)
+        if bad:
+            return f"{where}: signal(s) {bad} are not signals of the machine's class {sorted(signals)}"
+    return None
+
+
 def default_config_dir() -> Path:
     return Path(os.environ.get("GWANJE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "config")
 
@@ -600,6 +673,9 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
                     f"{plant_path}: {where}.opcua_endpoint: {ep!r} is not an endpoint "
                     f"in {system_path} opcua.endpoints {sorted(endpoint_names)}"
                 )
+    problem = _sparkplug_mapping_problem(plant, system.mqtt.sparkplug)
+    if problem:
+        raise ConfigError(f"{system_path}: mqtt.sparkplug.devices: {problem}")
     conflict = plant.endpoint_conflict()
     if conflict:
         raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")

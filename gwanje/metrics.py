@@ -178,6 +178,9 @@ def _sources(d: _Doc, sources: list[Mapping[str, Any]]) -> None:
         ("samples_in", "gwanje_source_samples_in_total", "counter", "Valid samples received, per source."),
         ("messages_in", "gwanje_source_messages_in_total", "counter", "Messages or notifications received."),
         ("reconnects", "gwanje_source_reconnects_total", "counter", "Reconnections to the source."),
+        ("rebirths_requested", "gwanje_source_sparkplug_rebirths_requested_total", "counter",
+         "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes: after a seq gap, "
+         "an unknown alias or data before a birth."),
     )
     for key, name, kind, help_text in per_source:
         if not sources:

@@ -4,11 +4,14 @@ One edge node per line (its own MQTT connection, as a real line gateway has), de
 the line's machines: spBv1.0/{site}/NBIRTH/{line}, then spBv1.0/{site}/DBIRTH/{line}/{machine}
 with every metric's name, alias and datatype, then DDATA. Every DDATA carries all metrics (no
 report-by-exception), so a signal that keeps its value is not taken for a silent one, and
-names as well as aliases, so a host that subscribed after the birth still understands it. After every (re)connect the node is born again (new bdSeq), and its NDEATH is the
-MQTT will, so a lost gateway shows up at the collector. Rebirth requests (NCMD) are not
-listened to: every reconnect rebirths anyway.
+names as well as aliases, so a host that subscribed after the birth still understands it.
+After every (re)connect the node is born again (new bdSeq), and its NDEATH is the MQTT will,
+so a lost gateway shows up at the collector. A rebirth request (NCMD Node Control/Rebirth,
+which the collector sends after its own restart or a seq gap) makes the next step publish
+NBIRTH and DBIRTHs again, as a real edge node does.
 
-Payloads are encoded by collectors.sparkplug (hand-written protobuf, shared with the decoder).
+Payloads are encoded by collectors.sparkplug with the protobuf module generated from the
+Sparkplug B schema (collectors/sparkplug_b_pb2.py), the same one the collector decodes with.
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ from typing import Mapping, Optional
 
 import paho.mqtt.client as mqtt
 
-from collectors.sparkplug import (DOUBLE, INT32, STRING, UINT16, UINT32, UINT64, Metric,
-                                  encode_payload)
+from collectors.sparkplug import (DOUBLE, INT32, REBIRTH, STRING, UINT16, UINT32, UINT64, Metric,
+                                  SparkplugError, decode_payload, encode_payload)
 from gwanje.config import MachineSpec, MqttConfig, Secrets, SignalDef
 from simulator.mqtt_publisher import PublisherStatus, drain, make_client
 
@@ -57,6 +60,7 @@ class SparkplugEdgeNode:
         self._set_will()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_command
 
     def _topic(self, kind: str, machine: Optional[str] = None) -> str:
         t = f"{NAMESPACE}/{self.site}/{kind}/{self.line}"
@@ -74,6 +78,8 @@ class SparkplugEdgeNode:
                 self._status.reconnects += self._ever_connected
                 self._ever_connected = True
                 self._needs_birth = True  # births go out with the next step's values
+        if ok:
+            client.subscribe(self._topic("NCMD"), qos=0)
         if not ok:
             log.warning("MQTT broker %s:%s refused edge node %s/%s: %s", self.host, self.port,
                         self.site, self.line, reason_code)
@@ -84,6 +90,16 @@ class SparkplugEdgeNode:
             # the next session is a new birth: its death certificate must carry the new bdSeq
             self.bd_seq = (self.bd_seq + 1) % 256
             self._set_will()
+
+    def _on_command(self, client, userdata, msg) -> None:
+        try:
+            p = decode_payload(msg.payload)
+        except SparkplugError:
+            return
+        if any(m.name == REBIRTH and m.WhichOneof("value") == "boolean_value" and m.boolean_value
+               for m in p.metrics):
+            with self._lock:
+                self._needs_birth = True
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)

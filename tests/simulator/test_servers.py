@@ -159,8 +159,8 @@ def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitt
     assert kinds == ["NBIRTH"] + ["DBIRTH"] * 4 + ["DDATA"] * 4 + ["NDEATH"]
     payloads = [decode_payload(p) for _, p, _ in got]
     assert [p.seq for p in payloads[:-1]] == list(range(9))
-    birth_bdseq = next(m.value for m in payloads[0].metrics if m.name == "bdSeq")
-    assert next(m.value for m in payloads[-1].metrics if m.name == "bdSeq") == birth_bdseq
+    birth_bdseq = next(m.long_value for m in payloads[0].metrics if m.name == "bdSeq")
+    assert next(m.long_value for m in payloads[-1].metrics if m.name == "bdSeq") == birth_bdseq
     decoder = MessageDecoder(cfg)
     decoded = [decoder.decode(t, p) for t, p, _ in got]
     assert all(rejected == [] for _, rejected in decoded)
@@ -169,6 +169,48 @@ def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitt
         assert {s.machine for s in samples} == {machine}
         assert {s.signal: s.value for s in samples} == {k: v if isinstance(v, str) else float(v)
                                                         for k, v in values.items()}
+
+
+def test_sparkplug_edge_node_rebirths_when_the_host_asks(mosquitto):
+    """A collector that restarted asks for a rebirth (NCMD): the simulated node births again,
+    so the collector does not keep asking."""
+    import paho.mqtt.client as mqtt
+
+    from collectors.sparkplug import rebirth_request
+    from gwanje.config import Secrets
+    from simulator.machines import Plant
+    from simulator.sparkplug_publisher import SparkplugEdgeNode
+
+    cfg = load_config(ROOT / "config", env={})
+    plant = Plant(cfg, seed=7)
+    sub = Subscriber(mosquitto.port, "spBv1.0/+/+/press-2/#")
+    node = SparkplugEdgeNode(mosquitto.url, "changwon-2", "press-2", cfg.system.mqtt, Secrets.from_env({}))
+    node.start()
+    host = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    host.connect("127.0.0.1", mosquitto.port)
+    host.loop_start()
+
+    def step(until):
+        def f(msgs):
+            now = time.time_ns()
+            for spec, values in plant.step(now):
+                if spec.line == "press-2":
+                    node.publish(spec, now, values)
+            return until(msgs)
+        return f
+
+    try:
+        got = sub.collect(step(lambda msgs: sum("/DDATA/" in t for t, _, _ in msgs) >= 4), timeout=10)
+        assert [t.split("/")[2] for t, _, _ in got].count("NBIRTH") == 1
+        host.publish("spBv1.0/changwon-2/NCMD/press-2", rebirth_request(time.time_ns() // 10**6), qos=1).wait_for_publish(5)
+        got = sub.collect(step(lambda msgs: any("/NBIRTH/" in t for t, _, _ in msgs)), timeout=10)
+        kinds = [t.split("/")[2] for t, _, _ in got]
+        assert "NBIRTH" in kinds, kinds
+    finally:
+        host.loop_stop()
+        host.disconnect()
+        node.stop()
+        sub.close()
 
 
 async def _read_site(cfg, site: str) -> dict:
