@@ -157,9 +157,14 @@ async def browse_opcua(url: str, secrets: Optional[Secrets] = None) -> Found:
 def sparkplug_birth_metrics(payload: bytes) -> list[tuple[str, Optional[int], Any]]:
     """(name, Sparkplug datatype, value) of each metric of a birth payload: the one place
     discover reads Sparkplug (collectors.sparkplug's decoder)."""
-    from collectors.sparkplug import decode_payload
+    from collectors.sparkplug import decode_payload, metric_value
 
-    return [(m.name, m.datatype, m.value) for m in decode_payload(payload).metrics if m.name is not None]
+    out = []
+    for m in decode_payload(payload).metrics:
+        if m.HasField("name"):
+            value, _ = metric_value(m, m.datatype) if m.HasField("datatype") else (None, None)
+            out.append((m.name, m.datatype if m.HasField("datatype") else None, value))
+    return out
 
 
 _SPB_TYPES = {1: "Int8", 2: "Int16", 3: "Int32", 4: "Int64", 5: "UInt8", 6: "UInt16", 7: "UInt32",

@@ -74,15 +74,15 @@ def test_discover_opcua_writes_a_config_that_collects_the_devices(node_opcua, in
     r = app("discover", node_opcua.url, "--config", str(CONFIG), "--out", str(new))
     assert r.returncode == 0, r.stderr
     # what it found, printed for the user
-    assert "press-gateway/press-line-2/press-201 [Press_201]" in r.stdout
+    assert "press-gateway/press-line-2/press_201 [Press_201]" in r.stdout
     assert "press-gateway/oven-7/oven-7 [Oven 7]" in r.stdout
     assert "Profile: an array" in r.stdout and "Snapshot: type ByteString" in r.stdout
 
     ok = app("check-config", "--config", str(new))
     assert ok.returncode == 0, ok.stderr
     found = machines_of(new, "press-gateway")
-    assert set(found) == {"press-201", "press-202", "oven-7"}
-    assert found["press-201"] == ["motor-speed", "tonnage", "partcount", "state", "running", "lot", "lastcycle"]
+    assert set(found) == {"press_201", "press_202", "oven-7"}
+    assert found["press_201"] == ["motor-speed", "tonnage", "partcount", "state", "running", "lot", "lastcycle"]
 
     plant = (new / "plant.yaml").read_text()
     # the user's config is all there, comments included; the new parts say what is a guess
@@ -115,9 +115,9 @@ def test_discover_opcua_writes_a_config_that_collects_the_devices(node_opcua, in
         got = wait_for(lambda: want <= set(stored()), timeout=5)
         got = stored()
         assert want <= set(got), sorted(want - set(got))
-        assert got[("press-201", "partcount")] >= 2.0**63  # UInt64 above 2**63
-        assert got[("press-201", "lastcycle")].endswith("Z")  # DateTime as ISO 8601 text
-        assert got[("press-201", "lot")].startswith("LOT-201-")
+        assert got[("press_201", "partcount")] >= 2.0**63  # UInt64 above 2**63
+        assert got[("press_201", "lastcycle")].endswith("Z")  # DateTime as ISO 8601 text
+        assert got[("press_201", "lot")].startswith("LOT-201-")
         assert got[("oven-7", "batchid")] == "72962b91-fa75-4ae6-8d28-b404dc7daf63"  # Guid
         assert got[("oven-7", "shift")] == "1:Night"  # QualifiedName
         assert got[("oven-7", "recipe")].startswith("Bake ")  # LocalizedText
@@ -126,7 +126,7 @@ def test_discover_opcua_writes_a_config_that_collects_the_devices(node_opcua, in
     # the state codes are unmapped: the control room shows the machine's state unknown
     from gwanje.model import MachineState
 
-    spec = load_config(new, env={}).machine("press-gateway", "press-line-2", "press-201")
+    spec = load_config(new, env={}).machine("press-gateway", "press-line-2", "press_201")
     assert spec.klass.state_codes.mapping().state(1.0, False) is MachineState.UNKNOWN
 
 
@@ -164,14 +164,14 @@ def test_discover_mqtt_json_writes_a_config_that_collects_the_devices(mosquitto,
     try:
         r = app("discover", mosquitto.url, "--config", str(CONFIG), "--out", str(new), "--seconds", "1.5")
         assert r.returncode == 0, r.stderr
-        assert "weld-shop/cell-3/robot-7 [Robot.7]" in r.stdout
+        assert "weld-shop/cell_3/robot-7 [Robot.7]" in r.stdout
         ok = app("check-config", "--config", str(new))
         assert ok.returncode == 0, ok.stderr
         found = machines_of(new, "weld-shop")
         assert found == {"robot-7": ["arc-current", "partcount", "mode", "job"], "robot-8": ["wire-speed", "mode"]}
         cfg = load_config(new, env={})
         assert cfg.system.mqtt.url == mosquitto.url
-        robot = cfg.machine("weld-shop", "cell-3", "robot-7")
+        robot = cfg.machine("weld-shop", "cell_3", "robot-7")
         assert {s.id: s.kind for s in robot.signals} == {"arc-current": "analog", "partcount": "counter",
                                                          "mode": "state", "job": "text"}
         assert "values seen while discovering: 2" in (new / "plant.yaml").read_text()

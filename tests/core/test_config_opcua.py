@@ -96,7 +96,7 @@ def test_unmapped_state_codes_are_valid_but_not_for_a_simulated_machine(cfgdir):
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("Press Line 2", "press-line-2"), ("Press_201", "press-201"), ("Motor.Speed", "motor-speed"),
+    ("Press Line 2", "press-line-2"), ("Press_201", "press_201"), ("Motor.Speed", "motor-speed"),
     ("  --Oven 7--  ", "oven-7"), ("cnc-101", "cnc-101"), ("Bottles Total", "bottles-total"),
     ("a" * 80, "a" * 64), ("x" * 63 + ".y", "x" * 63), ("창원", ""),
 ])
