@@ -126,6 +126,11 @@ class Runtime:
                                                             store=st.kind))
         self.alarms.write_events = self.pipeline.write_events
         self.pipeline.start()
+        # units and names for InfluxQL / Grafana users (storage.schema signal_meta); held and
+        # retried like engine records while the store is down
+        from gwanje.signal_meta import signal_meta_events
+
+        self._write_engine_events(signal_meta_events(self.config, now_ns()))
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url)
         for c in self.collectors:
             c.start()
