@@ -205,16 +205,30 @@ def _f(name: str, type_: str, doc: str = "", key: Optional[str] = None) -> Colum
     return Column(name, type_, key=key or name, doc=doc)
 
 
-def _place(line_doc: str = "line id", machine_doc: str = "machine id") -> tuple[Column, ...]:
-    return (_attr("site", "site", doc="site id"), _attr("line", "line", doc=line_doc),
+def _place(line_doc: str = "line id", machine_doc: str = "machine id", site_doc: str = "site id") -> tuple[Column, ...]:
+    return (_attr("site", "site", doc=site_doc), _attr("line", "line", doc=line_doc),
             _attr("machine", "machine", doc=machine_doc))
 
 
 _PLACE = _place()
 
-_SECONDS = ("planned_s", "run_s", "running_s", "small_stop_s", "breakdown_s", "other_stop_s", "setup_s",
-            "planned_stop_s", "unknown_s", "ideal_s", "ideal_reject_s", "ideal_startup_reject_s")
-_COUNTS = ("total", "good", "reject", "startup_reject", "gap_total", "small_stops", "stops", "counter_faults")
+_SECONDS = {  # oee_shift, seconds (docs/oee.md)
+    "planned_s": "planned production time: run + breakdown + other stops + setup",
+    "run_s": "run time: running + small stops",
+    "running_s": "running", "small_stop_s": "small stops (shorter than small_stop_s)",
+    "breakdown_s": "breakdowns (down)", "other_stop_s": "other stops (idle, longer than a small stop)",
+    "setup_s": "setup and changeover", "planned_stop_s": "planned stops (breaks, calendar, planned_stop code)",
+    "unknown_s": "no data or an unmapped code", "ideal_s": "ideal cycle time of the parts made",
+    "ideal_reject_s": "ideal cycle time of the rejects",
+    "ideal_startup_reject_s": "ideal cycle time of the startup rejects",
+}
+_COUNTS = {
+    "total": "parts made", "good": "good parts", "reject": "rejected parts",
+    "startup_reject": "rejects in the startup window after a setup",
+    "gap_total": "parts revealed after a data gap (in total, not in performance)",
+    "small_stops": "number of small stops", "stops": "number of breakdowns and other stops",
+    "counter_faults": "counter jumps refused as implausible",
+}
 
 MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("machine_state", "state", (
@@ -229,7 +243,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
        "end_ns and duration_s, when it closes"),
     Measurement("counts", "counts", (
         *_PLACE,
-        _f("total", INT, "parts made in the minute"), _f("good", INT), _f("reject", INT),
+        _f("total", INT, "parts made in the minute"), _f("good", INT, "good parts"), _f("reject", INT, "rejected parts"),
         _f("ideal_s", FLOAT, "ideal cycle time of the parts made (s)"),
         _f("gap_total", INT, "parts revealed after a data gap (in total, not in performance)"),
         _f("faults", INT, "counter jumps refused as implausible"),
@@ -246,8 +260,8 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _f("end_ns", INT, "shift end, ns"),
         *(_f(n, FLOAT, "ratio 0..1; missing when undefined (no planned time, no run time, no parts)")
           for n in ("availability", "performance", "quality", "oee")),
-        *(_f(n, FLOAT, "seconds") for n in _SECONDS),
-        *(_f(n, INT) for n in _COUNTS),
+        *(_f(n, FLOAT, f"seconds: {d}") for n, d in _SECONDS.items()),
+        *(_f(n, INT, d) for n, d in _COUNTS.items()),
         Column("flags", STR, py=_flags, sql=_FLAGS_SQL,
                doc="comma-separated: performance_over_100, low_coverage, counts_without_run, "
                    "counts_inconsistent, counter_fault"),
@@ -255,8 +269,9 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _f("bottleneck", STR, "line records: the bottleneck machine"),
     ), "OEE per shift (ISO 22400), time = shift start; one record per machine, line and site"),
     Measurement("alarm", "alarm", (
-        *_place("line id; missing for a site or system alarm", "machine id; missing for a line, site or system alarm"),
-        _attr("alarm", "key", doc="the alarm id (rule:place)"),
+        *_place("line id; missing for a site or system alarm", "machine id; missing for a line, site or system alarm",
+                "site id; missing for a system alarm (spool full, data refused)"),
+        _attr("alarm", "key", doc="the alarm id, rule:site/line/machine/signal"),
         _tag("rule", "rule", "the rule id from alarms.yaml"),
         _tag("priority", "priority", "critical, high, medium, low"),
         _tag("state", "state", "ISA-18.2 state after the transition: normal, unack_active, ack_active, "
@@ -265,8 +280,10 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                          "suppressed, unsuppressed, removed_from_service, returned_to_service, commented"),
         _f("active", BOOL, "the process condition"),
         _f("value", FLOAT, "the value seen when raised"),
-        _f("signal", STR), _f("user_name", STR, "who acted (operator actions)", key="user"),
-        _f("comment", STR), _f("message_ko", STR), _f("message_en", STR),
+        _f("signal", STR, "the signal the rule watches, if any"),
+        _f("user_name", STR, "who acted (operator actions); not `user`, an InfluxQL keyword", key="user"),
+        _f("comment", STR, "the operator's comment (shelve reason, note)"),
+        _f("message_ko", STR, "the alarm text in Korean"), _f("message_en", STR, "the alarm text in English"),
         _f("raised_ts", INT, "start of the episode, ns"), _f("shelved_until", INT, "ns"),
     ), "one point per ISA-18.2 lifecycle transition, time = the transition"),
     Measurement("lot", "lot", (
@@ -275,9 +292,11 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("signal_meta", "signal_meta", (
         *_PLACE,
         _attr("signal", "key", doc="the signal id"),
-        _f("unit", STR, '"" when unitless'), _f("name_ko", STR), _f("name_en", STR),
+        _f("unit", STR, '"" when unitless'), _f("name_ko", STR, "display name in Korean"),
+        _f("name_en", STR, "display name in English"),
         _f("kind", STR, "analog, counter, state, text"),
-        _f("range_min", FLOAT, "display range"), _f("range_max", FLOAT),
+        _f("range_min", FLOAT, "display range, low end; missing when none is configured"),
+        _f("range_max", FLOAT, "display range, high end"),
     ), "units and display names of every configured signal, written at every collect start "
        "(a config change shows from the next start; last() is the current)"),
 )
