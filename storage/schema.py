@@ -26,6 +26,9 @@ rule), mapped states, priorities, alarm states, the shift id (the shift key with
 which grows every day, is the field shift_key) and the record level. A typed point's identity
 is its tags and time, like its event's: the tags taken from data (state, priority, alarm
 state) are fixed for one event identity, so rewriting an event rewrites its typed point.
+InfluxDB merges the fields of a rewritten point (a field the new version lacks keeps its old
+value) where DuckDB's view shows the record as it is: the engine's rewrites only add fields
+(a state interval gets end_ns and duration_s when it closes, and keeps prev_state).
 """
 from __future__ import annotations
 
@@ -69,18 +72,6 @@ class Measurement:
     @property
     def fields(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.type != TAG)
-
-
-def _tag(name: str, attr: Optional[str] = None, key: Optional[str] = None, doc: str = "") -> Column:
-    return Column(name, TAG, key=key, attr=attr, doc=doc)
-
-
-def _f(name: str, type_: str, key: Optional[str] = None, doc: str = "") -> Column:
-    return Column(name, type_, key=key or name, doc=doc)
-
-
-_PLACE = (_tag("site", "site"), _tag("line", "line", doc='"" (missing) for a site record'),
-          _tag("machine", "machine", doc='"" (missing) for a line or site record'))
 
 
 # ---------------------------------------------------------------- conversion
@@ -312,13 +303,13 @@ def _check_names() -> None:
 
     ok = re.compile(r"^[a-z][a-z0-9_]*$")
     for m in MEASUREMENTS:
-        assert ok.match(m.name), m.name
         names = [c.name for c in m.columns]
-        assert len(set(names)) == len(names), m.name
+        bad = [n for n in [m.name, *names] if not ok.match(n)]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"storage.schema: bad or repeated names in {m.name}: {bad or names}")
         for c in m.columns:
-            assert ok.match(c.name), c.name
-            assert (c.key is not None) + (c.attr is not None) + (c.py is not None) == 1, c.name
-            assert (c.py is None) == (c.sql is None), c.name
+            if (c.key is not None) + (c.attr is not None) + (c.py is not None) != 1 or (c.py is None) != (c.sql is None):
+                raise ValueError(f"storage.schema: {m.name}.{c.name} needs one source (key, attr or py + sql)")
 
 
 _check_names()
