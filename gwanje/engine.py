@@ -272,8 +272,10 @@ class Engine:
             closed, lot_changed = run.feed(s, self.track_lots)
             if lot_changed:
                 events.append(Event("lot", s.ts, site, line, machine, "", {"lot": run.lot, "product": run.product}))
-            for iv in closed:
-                events.append(_state_event(run, iv, iv.end_ns))
+            first = len(run.intervals) - len(closed)
+            for i, iv in enumerate(closed):
+                prev = run.intervals[first + i - 1].state.value if first + i > 0 else None
+                events.append(_state_event(run, iv, iv.end_ns, prev))
         t = run.tracker
         if (t.state, t.code, t.since_ns) != state_before and t.since_ns is not None:
             prev = run.intervals[-1].state.value if run.intervals else None
@@ -575,10 +577,11 @@ def _minute_counts(m: int, row: list[float], has: set[str], cycle_s: float) -> M
     return MinuteCounts(m, int(t), int(g), int(r), float(ideal), int(gap), int(faults))
 
 
-def _state_event(run: MachineRun, iv: StateInterval, end_ns: Optional[int]) -> Event:
+def _state_event(run: MachineRun, iv: StateInterval, end_ns: Optional[int], prev: Optional[str]) -> Event:
+    # prev_state again: the closed record replaces the open one whole
     site, line, machine = run.key
     return Event("state", iv.start_ns, site, line, machine, "",
-                 {"state": iv.state.value, "code": iv.code, "end_ns": end_ns})
+                 {"state": iv.state.value, "code": iv.code, "end_ns": end_ns, "prev_state": prev})
 
 
 def _payload(r: OeeResult) -> dict[str, Any]:

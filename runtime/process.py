@@ -60,6 +60,7 @@ class Runtime:
         self.warm_start_pending = False
         self._warm_failures = 0
         self._engine_unwritten: list[Any] = []  # engine records the store refused; retried
+        self._meta_unwritten: list[Any] = []  # signal_meta records not stored yet; retried
 
     # ------------------------------------------------------------------ roles
     def start_broker_if_needed(self) -> None:
@@ -126,6 +127,14 @@ class Runtime:
                                                             store=st.kind))
         self.alarms.write_events = self.pipeline.write_events
         self.pipeline.start()
+        # units and names for InfluxQL / Grafana users (storage.schema signal_meta); written
+        # by the ticker once the store answers if it does not now. Not an engine record: the
+        # warm start does not wait for them
+        from gwanje.signal_meta import signal_meta_events
+
+        self._meta_unwritten = signal_meta_events(self.config, now_ns())
+        if self._store_ok():
+            self._write_signal_meta()
         self.collectors = build_collectors(self.config, self.pipeline, self.secrets, mqtt_url=self.mqtt_url,
                                            data_dir=self.data_dir)
         for c in self.collectors:
@@ -149,6 +158,8 @@ class Runtime:
                     self.alarms.tick(now)  # writes its own events; retries its restore
                 if self.engine is not None and n % 10 == 0 and self.pipeline is not None:
                     self._write_engine_events(self.engine.tick(now))
+                if self._meta_unwritten and n % 2 == 0 and self._store_ok():
+                    self._write_signal_meta()
             except Exception:  # keep ticking; a store outage must not end alarm timing
                 log.exception("tick failed")
 
@@ -194,6 +205,13 @@ class Runtime:
         except Exception as e:
             self._engine_unwritten = batch[-MAX_ENGINE_UNWRITTEN:]
             log.warning("could not store %d engine records (%s); will retry", len(batch), type(e).__name__)
+
+    def _write_signal_meta(self) -> None:
+        try:
+            self.pipeline.write_events(self._meta_unwritten)
+            self._meta_unwritten = []
+        except Exception as e:  # the store went away again: the ticker retries
+            log.warning("could not store the signal units and names (%s); will retry", type(e).__name__)
 
     def create_ui(self) -> Any:
         from dashboards import create_app

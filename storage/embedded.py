@@ -6,6 +6,11 @@ Writes are serialised by a lock: two upserts of the same key in parallel would c
 
 A batch is inserted from an Arrow table in one statement (not row by row) with
 INSERT OR REPLACE on the identity key, so a re-delivered sample or event overwrites itself.
+
+The typed measurements of storage.schema (machine_state, counts, oee_shift, alarm, lot,
+signal_meta) are views over the events table with the same names and columns as in
+InfluxDB, so a user's SQL mirrors their InfluxQL and an older file gets them for its past
+events too; writes cost nothing more.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Refused, Store, StoreUnavailable, bucket_width
 from storage.checks import event_json, sample_problem, series_problem
+from storage.schema import sql_views, typed_point
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -54,6 +60,7 @@ class EmbeddedStore(Store):
         self.rejects = Rejects("embedded-store")
         self._con = duckdb.connect(self.path)
         self._con.execute(_SCHEMA)
+        self._con.execute(sql_views())
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -132,6 +139,10 @@ class EmbeddedStore(Store):
                 self.rejects.reject(str(err) or "bad_event", repr(e))
                 continue
             rows[e.identity] = (*e.identity, data)
+            p = typed_point(e)
+            for name in p.problems if p is not None else ():
+                # the view shows NULL there, as InfluxDB has no field: counted like there
+                self.rejects.reject("typed_field_wrong_type", f"{name}: {e!r}")
         if not rows:
             return
         cols = list(zip(*rows.values()))

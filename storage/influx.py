@@ -38,6 +38,7 @@ from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Refused, Store, StoreUnavailable, bucket_width
 from storage.lineprotocol import Encoded, encode_events, encode_samples
+from storage.schema import FIELD_TYPES, typed_point
 
 log = logging.getLogger("gwanje.storage.influx")
 
@@ -159,6 +160,8 @@ class InfluxStore(Store):
     def _write(self, enc: Encoded, records: Sequence[Any]) -> None:
         for record, reason in enc.rejected:
             self.rejects.reject(reason, repr(record))
+        for record, name in enc.left_out:
+            self.rejects.reject("typed_field_wrong_type", f"{name}: {record!r}")
         if enc.lines and self.version is None:
             self.start()
         # a failure part-way leaves the earlier bodies written; the retry rewrites them, which
@@ -173,12 +176,16 @@ class InfluxStore(Store):
                 else:
                     self._write_v1(body)
             except Refused as e:
-                if writable is None:  # points[k] is the k-th record the encoder did not reject
+                if writable is None:  # the records the encoder did not reject, in order
                     out = {id(r) for r, _ in enc.rejected}
                     writable = [r for r in records if id(r) not in out] if out else list(records)
-                part = writable[i * MAX_POINTS_PER_REQUEST:(i + 1) * MAX_POINTS_PER_REQUEST]
+                part = enc.records_of(writable, i * MAX_POINTS_PER_REQUEST, (i + 1) * MAX_POINTS_PER_REQUEST)
                 these = self._named(e, part)
                 if these is None:
+                    raise
+                # the answer counts points; a record may be several (an event and its typed point)
+                dropped = int(_DROPPED.search(e.detail).group(1))  # type: ignore[union-attr]
+                if e.reason == "beyond_retention" and enc.points_of(writable, these) != dropped:
                     raise
                 named += these
                 last = e
@@ -198,18 +205,19 @@ class InfluxStore(Store):
             if not keep:
                 return None
             cutoff = time.time_ns() - keep
-            these = [r for r in part if r.ts < cutoff]
-        elif e.reason == "field_type_conflict":
+            # every point of these records is that old: _write compares the point count
+            return [r for r in part if r.ts < cutoff] or None
+        if e.reason == "field_type_conflict":
             c = _CONFLICT.search(e.detail)
             if not c:
                 return None
-            carries = _FIELD_TEST.get((c.group(2), c.group(1), c.group(3)))
+            carries = _field_test(c.group(2), c.group(1), c.group(3))
             if carries is None:
                 return None
+            # a record has at most one point carrying a given field of a given measurement
             these = [r for r in part if carries(r)]
-        else:
-            return None
-        return these if these and len(these) == int(m.group(1)) else None
+            return these if these and len(these) == int(m.group(1)) else None
+        return None
 
     def retention_ns(self) -> Optional[int]:
         """1.x: the duration of the configured (else the default) retention policy; 2.x: the
@@ -417,6 +425,26 @@ _FIELD_TEST = {
     ("sample", "q", "integer"): lambda r: True,
     ("event", "data", "string"): lambda r: True,
 }
+
+
+def _field_test(measurement: str, name: str, influx_type: str) -> Optional[Any]:
+    """The test for a point of `measurement` carrying field `name` with the type InfluxDB
+    names — for the typed measurements, from storage.schema."""
+    test = _FIELD_TEST.get((measurement, name, influx_type))
+    if test is not None:
+        return test
+    if FIELD_TYPES.get(measurement, {}).get(name) != influx_type:
+        return None
+
+    def carries(r: Any) -> bool:
+        if not isinstance(r, Event):
+            return False
+        p = typed_point(r)
+        return p is not None and p.measurement == measurement and name in p.fields
+
+    return carries
+
+
 _REASONS = (  # the server's words -> the counted reason
     ("points beyond retention policy", "beyond_retention"),
     ("field type conflict", "field_type_conflict"),

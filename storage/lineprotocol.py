@@ -5,6 +5,12 @@ Pure code, no I/O. Layout (one point per line, timestamps in ns):
     sample,site=<s>,line=<l>,machine=<m>,signal=<g> value=<float>,q=<code>i <ts>
     sample,site=<s>,line=<l>,machine=<m>,signal=<g> text="<str>",q=<code>i <ts>
     event,kind=<k>,site=<s>,line=<l>,machine=<m>,key=<key> data="<json>" <ts>
+    <typed measurement>,<tags> <typed fields> <ts>     (storage.schema, after its event)
+
+An event of a kind storage.schema types (state, counts, oee_shift, alarm, lot, signal_meta)
+is two points: the `event` point, the system's own record, and its typed point for InfluxQL
+and Grafana users. Field types come from the schema, never from the value: an integer field
+is always `<n>i`, a float field always has a '.' or an 'e', so a field never changes type.
 
 Quality is a field, not a tag: a point is identified by its tags and timestamp, so a
 re-delivered sample overwrites itself even when its quality changed.
@@ -32,6 +38,7 @@ from typing import Iterator, Optional, Sequence
 
 from gwanje.model import Event, Quality, Sample
 from storage.checks import event_json, name_problem, sample_problem, series_problem
+from storage.schema import BOOL, FIELD_TYPES, FLOAT, INT, Point, typed_point
 
 SAMPLE_TAGS = ("site", "line", "machine", "signal")
 EVENT_TAGS = ("kind", "site", "line", "machine", "key")
@@ -45,6 +52,26 @@ class Encoded:
 
     points: list[str]
     rejected: list[tuple[object, str]] = field(default_factory=list)
+    # owners[k]: which writable record (index among those not rejected) point k belongs to;
+    # None: one point per record, in order
+    owners: Optional[list[int]] = None
+    # typed fields left out because their value did not fit the field's type (record, name)
+    left_out: list[tuple[object, str]] = field(default_factory=list)
+
+    def records_of(self, records: Sequence[object], first: int, stop: int) -> list[object]:
+        """The writable records whose points are points[first:stop] (records: the writable
+        ones, in order)."""
+        if self.owners is None:
+            return list(records[first:stop])
+        seen = dict.fromkeys(self.owners[first:stop])
+        return [records[i] for i in seen]
+
+    def points_of(self, records: Sequence[object], chosen: Sequence[object]) -> int:
+        """How many points the chosen writable records have."""
+        if self.owners is None:
+            return len(chosen)
+        ids = {id(r) for r in chosen}
+        return sum(1 for i in self.owners if id(records[i]) in ids)
 
     @property
     def lines(self) -> int:
@@ -123,6 +150,9 @@ def encode_samples(samples: Sequence[Sample]) -> Encoded:
 def encode_events(events: Sequence[Event]) -> Encoded:
     out: list[str] = []
     rejected: list[tuple[object, str]] = []
+    owners: list[int] = []
+    left_out: list[tuple[object, str]] = []
+    n = 0
     for e in events:
         try:
             data = event_json(e)
@@ -131,7 +161,33 @@ def encode_events(events: Sequence[Event]) -> Encoded:
             rejected.append((e, str(err) or "bad_event"))
             continue
         out.append(f'event{tags} data="{escape_string_field(data)}" {e.ts}')
-    return Encoded(out, rejected)
+        owners.append(n)
+        p = typed_point(e)
+        if p is not None:
+            out.append(encode_point(p))
+            owners.append(n)
+            left_out.extend((e, name) for name in p.problems)
+        n += 1
+    return Encoded(out, rejected, owners, left_out)
+
+
+def encode_point(p: Point) -> str:
+    """One typed point (storage.schema) in line protocol: the field's declared type decides
+    its syntax, so a whole number in a float field is still written as a float."""
+    types = FIELD_TYPES[p.measurement]
+    tags = "".join(f",{k}={escape_tag(v)}" for k, v in p.tags.items())
+    parts = []
+    for k, v in p.fields.items():
+        t = types[k]
+        if t == FLOAT:
+            parts.append(f"{k}={float(v)!r}")
+        elif t == INT:
+            parts.append(f"{k}={int(v)}i")
+        elif t == BOOL:
+            parts.append(f"{k}={'true' if v else 'false'}")
+        else:
+            parts.append(f'{k}="{escape_string_field(v)}"')
+    return f"{p.measurement}{tags} {','.join(parts)} {p.ts}"
 
 
 def _sample_prefix(key: tuple, problems: dict) -> Optional[str]:

@@ -155,6 +155,17 @@ def test_state_records_are_intervals_with_exact_ends(world):
         [(e.ts, e.data["state"], e.data["end_ns"]) for e in m1]
 
 
+def test_a_closed_state_record_keeps_the_state_before_it(world):
+    # the closed version replaces the open one: it must not lose prev_state (the typed
+    # machine_state measurement and its DuckDB view show what the record holds)
+    _, _, _, store = world
+    evs = store.events("state", SHIFT_START, SHIFT_END, "s1", "l1", "m2")
+    by_ts = {e.ts: e.data for e in evs}
+    assert by_ts[kst(2026, 11, 24, 7, 45)]["prev_state"] == "down"
+    assert by_ts[kst(2026, 11, 24, 8)]["prev_state"] == "running"
+    assert all(e.data["prev_state"] == prev.data["state"] for prev, e in zip(evs, evs[1:]))
+
+
 def test_minute_counts_records(world):
     _, _, _, store = world
     evs = store.events("counts", SHIFT_START, SHIFT_END, "s1", "l1", "m2")

@@ -98,6 +98,8 @@ def test_collect_starts_without_store_and_loses_nothing_when_it_comes(mosquitto,
         # the OPC UA sources point nowhere (not ready for that); the store part is settled
         assert wait_for(lambda: collect.readyz()[1].get("warnings") == [], timeout=10), collect.readyz()
         assert collect.readyz()[1]["store"] == {"name": "influxdb", "ok": True}
+        # the units and names held since the start reach the store too (docs/schema.md signal_meta)
+        assert wait_for(lambda: reader.events("signal_meta", 0, 2**62, limit=1), timeout=10)
 
         raised = alarm_events(reader, t_alarm - 1)
         assert [(e.ts, e.data["status"]) for e in raised] == [(t_alarm, "unack_active")]

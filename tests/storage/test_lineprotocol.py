@@ -44,6 +44,21 @@ def test_event_lines_carry_json_as_an_escaped_string_field():
     assert enc.body == r'event,kind=alarm,site=s,machine=m\ 1,key=k data="{\"msg\":\"say \\\"hi\\\"\",\"p\":\"c:\\\\tmp\"}" ' + str(T0)
 
 
+def test_a_typed_event_is_its_event_point_then_its_typed_point_with_fixed_field_types():
+    closed = Event("state", T0, "창원 1", "l,1", "m1", "", {"state": "down", "code": 4.0, "end_ns": T0 + 90 * 10**9,
+                                                          "prev_state": "running"})
+    shift = Event("oee_shift", T0, "s", "l", "", "2026-01-01/day",
+                  {"oee": 1, "availability": None, "total": 12.0, "run_s": 3600, "flags": ["low_coverage"]})
+    enc = encode_events([closed, shift])
+    assert enc.points[1] == (r"machine_state,site=창원\ 1,line=l\,1,machine=m1,state=down "
+                             f'code="4",end_ns={T0 + 90 * 10**9}i,duration_s=90.0,prev_state="running" {T0}')
+    # the ratio 1 and the seconds 3600 are floats, the count 12.0 an integer; None is left out
+    assert enc.points[3] == ('oee_shift,site=s,line=l,shift=day,level=line shift_key="2026-01-01/day",'
+                             f'oee=1.0,run_s=3600.0,total=12i,flags="low_coverage" {T0}')
+    assert enc.points[0].startswith("event,kind=state,") and enc.points[2].startswith("event,kind=oee_shift,")
+    assert enc.owners == [0, 0, 1, 1] and enc.left_out == []
+
+
 def test_request_bodies_split_between_points_never_inside_a_text_with_a_newline():
     enc = encode_samples([Sample("s", "l", "m", "lot", "a\nb", 1), Sample("s", "l", "m", "x", 1.0, 2),
                           Sample("s", "l", "m", "x", 2.0, 3)])
