@@ -35,7 +35,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from gwanje.config import Config, ConfigError, Secrets, load_config
@@ -196,6 +196,11 @@ class _Listener:
         self.skipped: list[str] = []
         self.messages = 0
         self.data_without_birth: set[str] = set()
+        # edge nodes (group, edge node) whose data came without a birth: asked once to rebirth
+        # (NCMD Node Control/Rebirth, as the host application does), so a device that was
+        # online before the listen is found too
+        self.rebirth: Optional[Callable[[str, str], None]] = None
+        self._asked: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     def _add(self, key: tuple[str, str, str], name: str, value: Any, type_name: Optional[str]) -> None:
@@ -221,8 +226,13 @@ class _Listener:
 
     def _sparkplug(self, topic: str, payload: bytes) -> None:
         levels = topic.split("/")
-        if len(levels) == 5 and levels[2] in ("DDATA",):
-            self.data_without_birth.add("/".join((levels[1], levels[3], levels[4])))
+        if len(levels) in (4, 5) and levels[2] in ("DDATA", "NDATA"):
+            if len(levels) == 5 and tuple(levels[1:2] + levels[3:5]) not in self.machines:
+                self.data_without_birth.add("/".join((levels[1], levels[3], levels[4])))
+            node = (levels[1], levels[3])
+            if self.rebirth is not None and node not in self._asked:
+                self._asked.add(node)
+                self.rebirth(*node)
             return
         if len(levels) == 4 and levels[2] == "NBIRTH":
             try:
@@ -293,6 +303,13 @@ def listen_mqtt(url: str, config: Config, seconds: float, secrets: Optional[Secr
     client.on_connect = lambda c, *_: c.subscribe([("#", 0), ("spBv1.0/#", 0)])
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = lambda c, u, msg: listener.on_message(msg.topic, msg.payload)
+
+    def rebirth(group: str, edge_node: str) -> None:
+        from collectors.sparkplug import rebirth_request
+
+        client.publish(f"spBv1.0/{group}/NCMD/{edge_node}", rebirth_request(int(time.time() * 1000)), qos=0)
+
+    listener.rebirth = rebirth
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
@@ -306,8 +323,8 @@ def listen_mqtt(url: str, config: Config, seconds: float, secrets: Optional[Secr
     for key, sigs in listener.machines.items():
         found.machines.append(FoundMachine(*key, list(sigs.values())))
     for dev in sorted(listener.data_without_birth - {"/".join(k) for k in listener.machines}):
-        found.skipped.append(f"{dev}: Sparkplug data without a birth during the listen: restart its edge "
-                             f"node (or have it rebirth) while discover listens")
+        found.skipped.append(f"{dev}: Sparkplug data without a birth during the listen (asked its edge node "
+                             f"to rebirth; it did not): restart the edge node while discover listens")
     return found
 
 

@@ -170,11 +170,7 @@ def plan(found: Found, existing_sites: set[str], existing_machines: set[tuple[st
             if ids in existing_machines:
                 notes.append(f"{where}: already in the config as {'/'.join(ids)}")
                 continue
-            if ids[0] in existing_sites:
-                notes.append(f"{where}: site {ids[0]!r} is already in the config: add machine {ids[2]!r} "
-                             f"to it by hand (discover only adds new sites)")
-                continue
-            site = ids[0]
+            site = ids[0]  # a site (and line) the config has already gets the machine added
         else:
             site = site_ids.get(fm.site) or site_ids.setdefault(fm.site, unique(ids[0], taken_sites))
         line = ids[1]
@@ -265,24 +261,35 @@ def _site_lines(site: str, lines: dict[str, list[_Machine]], found: Found) -> li
         out.append(f"  opcua_endpoint: {found.endpoint_name}")
     out.append("  lines:")
     for line, machines in lines.items():
-        out += [f"    - id: {line}",
-                f"      name: {names(machines[0].found.line)}",
-                "      process: other   # discovered: set cnc, forging, injection, assembly or press if one fits",
-                "      machines:"]
-        for m in machines:
-            total = next((s for s in m.signals if s.kind == "counter"), None)
-            bits = _COUNTER_BITS.get(total.found.type_name) if total else None
-            out += [f"        - id: {m.id}",
-                    f"          name: {names(m.found.name)}",
-                    f"          class: {m.klass}",
-                    f"          source: {found.kind}",
-                    f"          ideal_cycle_s: {_num(PLACEHOLDER_CYCLE_S)}   # PLACEHOLDER (discover): the ideal cycle "
-                    f"time is unknown; OEE performance means nothing until it is set"]
-            if bits and bits != 32:
-                out.append(f"          counter_bits: {bits}")
-            if found.kind == "opcua":
-                out.append("          nodes:")
-                out += [f"            {s.id}: {q(s.found.node)}" for s in m.signals]
+        out += ["  " + ln for ln in _line_lines(line, machines, found)]
+    return out
+
+
+def _line_lines(line: str, machines: list[_Machine], found: Found) -> list[str]:
+    out = [f"  - id: {line}",
+           f"    name: {names(machines[0].found.line)}",
+           "    process: other   # discovered: set cnc, forging, injection, assembly or press if one fits",
+           "    machines:"]
+    for m in machines:
+        out += ["  " + ln for ln in _machine_lines(m, found)]
+    return out
+
+
+def _machine_lines(m: _Machine, found: Found) -> list[str]:
+    total = next((s for s in m.signals if s.kind == "counter"), None)
+    bits = _COUNTER_BITS.get(total.found.type_name) if total else None
+    out = [f"  - id: {m.id}",
+           f"    name: {names(m.found.name)}",
+           f"    class: {m.klass}",
+           f"    source: {found.kind}",
+           "    simulated: false   # a real device (discover): never played by the simulator",
+           f"    ideal_cycle_s: {_num(PLACEHOLDER_CYCLE_S)}   # PLACEHOLDER (discover): the ideal cycle "
+           f"time is unknown; OEE performance means nothing until it is set"]
+    if bits and bits != 32:
+        out.append(f"    counter_bits: {bits}")
+    if found.kind == "opcua":
+        out.append("    nodes:")
+        out += [f"      {s.id}: {q(s.found.node)}" for s in m.signals]
     return out
 
 
@@ -342,26 +349,44 @@ def _rest(line: str) -> str:
     return rest.split(" #", 1)[0].strip()
 
 
-def insert_under(text: str, path: tuple[str, ...], block: list[str], fname: str,
-                 create_default: str = "  ") -> str:
+def insert_under(text: str, path: tuple, block: list[str], fname: str, create_default: str = "  ") -> str:
     """text with block (lines, written at indent 0) appended as the last children of the
-    nested block key path[0] > path[1] ...; missing keys are created. A key written in flow
-    style cannot take more as text: DiscoveryError."""
+    nested block path: each element a key (created when missing) or {"id": X}, the item of the
+    list above it whose `- id: X` starts it (block style). A key written in flow style, or an
+    item not found in block style, cannot take more as text: DiscoveryError."""
     lines = text.splitlines()
     lo, hi, indent = 0, len(lines), 0
     child = ""
     for depth, key in enumerate(path):
+        where = ".".join(k if isinstance(k, str) else f"[{k['id']}]" for k in path[:depth + 1])
+        if isinstance(key, dict):  # an item of the list located by the previous step
+            pat = re.compile(rf"^{re.escape(child)}- id: *{re.escape(key['id'])}(\s|$)")
+            i = next((j for j in range(lo, hi) if pat.match(lines[j])), None)
+            if i is None:
+                raise DiscoveryError(f"{fname}: {where} is not written as a block (`- id: {key['id']}` on its own "
+                                     f"line): write it in block style to let discover add to it")
+            item_indent = len(child) + 2
+            end = i + 1
+            last = i
+            while end < hi:
+                if _is_content(lines[end]):
+                    if len(lines[end]) - len(lines[end].lstrip()) < item_indent:
+                        break
+                    last = end
+                end += 1
+            lo, hi, indent = i, last + 1, item_indent
+            # the item's keys: "- id: X" carries the first, the others sit at item_indent
+            continue
         i = _find_key(lines, key, lo, hi, indent)
         if i is None:
             pad = " " * indent
-            new = [f"{pad}{key}:"]
-            lines[hi:hi] = new
+            lines[hi:hi] = [f"{pad}{key}:"]
             i, hi = hi, hi + 1
         rest = _rest(lines[i])
         if rest in ("[]", "{}", "null", "~"):  # empty: becomes a block
             lines[i] = lines[i].split(":", 1)[0] + ":"
         elif rest:
-            raise DiscoveryError(f"{fname}: {'.'.join(path[:depth + 1])} is written in flow style "
+            raise DiscoveryError(f"{fname}: {where} is written in flow style "
                                  f"({rest[:40]}...): write it in block style to let discover add to it")
         end = _block(lines, i, indent)
         child = _child_indent(lines, i, end, " " * indent + create_default)
@@ -404,10 +429,25 @@ def render(found: Found, plant_text: str, system_text: str, existing_sites: set[
     for cid, machines in classes.items():
         class_block += _class_lines(cid, machines, found.source)
     site_block: list[str] = []
-    for site, lines in sites.items():
-        site_block += _site_lines(site, lines, found)
+    existing_lines = {(s, ln) for s, ln, _ in existing_machines}
     plant = insert_under(plant_text, ("machine_classes",), class_block, "plant.yaml")
-    plant = insert_under(plant, ("sites",), site_block, "plant.yaml")
+    for site, lines in sites.items():
+        if site not in existing_sites:
+            site_block += _site_lines(site, lines, found)
+            continue
+        # a site the config has: new lines under its lines, new machines under a line it has
+        for line, machines in lines.items():
+            if (site, line) in existing_lines:
+                block = [ln[2:] for m in machines for ln in _machine_lines(m, found)]
+                block[0:0] = [f"# discovered by `python app.py discover {found.source}`: real devices"]
+                plant = insert_under(plant, ("sites", {"id": site}, "lines", {"id": line}, "machines"), block,
+                                     "plant.yaml")
+            else:
+                block = [f"# discovered by `python app.py discover {found.source}`: real devices"]
+                block += [ln[2:] for ln in _line_lines(line, machines, found)]
+                plant = insert_under(plant, ("sites", {"id": site}, "lines"), block, "plant.yaml")
+    if site_block:
+        plant = insert_under(plant, ("sites",), site_block, "plant.yaml")
     system = system_text
     if found.kind == "opcua":
         system = insert_under(system, ("opcua", "endpoints"), _endpoint_lines(found), "system.yaml")

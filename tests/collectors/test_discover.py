@@ -237,3 +237,41 @@ def test_discover_refuses_an_existing_out_dir_and_a_bad_source(tmp_path):
     r = app("discover", "http://example.invalid", "--config", str(CONFIG), "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "SOURCE is opc.tcp://" in r.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_discover_a_running_tahu_edge_node_then_collect_its_data(mosquitto, influxd, tmp_path):
+    """The issue's path with a third-party Sparkplug B edge node (Eclipse Tahu's
+    sparkplug-client), mixed-case names, already online before discover starts: discover asks
+    its edge node to rebirth, writes a config that passes check-config, and `collect --config
+    NEWDIR` stores its data within 5 s. Nothing written by hand."""
+    from tests.collectors import sparkplug_plant as sp
+    from tests.fixtures.sparkplug_peer import EdgeNodePeer
+
+    peer = EdgeNodePeer(mosquitto.port, sp.GROUP, sp.EDGE_NODE, sp.DEVICE, sp.METRICS, period_ms=200)
+    collect = None
+    try:
+        assert peer.wait_event(lambda e: e.get("event") == "ddata", timeout=15), peer.seen
+        new = tmp_path / "with-tahu"
+        r = app("discover", mosquitto.url, "--config", str(CONFIG), "--out", str(new), "--seconds", "3")
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert f"{sp.SITE}/{sp.LINE}/{sp.MACHINE}" in r.stdout, r.stdout
+        assert app("check-config", "--config", str(new)).returncode == 0
+        spec = load_config(new, env={}).machine(sp.SITE, sp.LINE, sp.MACHINE)
+        assert {s.id for s in spec.signals} == set(sp.SIGNALS.values())
+        # no state codes can be known: the machine shows state unknown until someone maps them
+        assert spec.klass.state_codes.mapping().get(1.0) is None
+
+        collect = Collect(new, tmp_path / "data", influxd.url, "discover_tahu", mosquitto.url)
+        reader = InfluxStore(influxd.url, "discover_tahu").start()
+        assert wait_for(lambda: collect.connected("mqtt " + mosquitto.url.split("//")[1]) or
+                        "connected" in collect.log.read_text(), timeout=30), collect.log.read_text()[-3000:]
+        t0 = time.time_ns()
+
+        def fresh() -> set[str]:
+            return {s.signal for s in reader.latest(sp.SITE, sp.LINE, sp.MACHINE, since_ns=t0)}
+
+        assert wait_for(lambda: fresh() >= set(sp.SIGNALS.values()), timeout=5), (fresh(), collect.log.read_text()[-3000:])
+    finally:
+        if collect is not None:
+            collect.stop()
+        peer.stop()

@@ -43,3 +43,29 @@ def test_set_key_replaces_or_adds_the_broker_url():
         {"mqtt": {"url": "mqtt://b:1", "qos": 1}}
     assert yaml.safe_load(set_key("mqtt:\n  qos: 1\n", "mqtt", "url", "mqtt://b:1", "c"))["mqtt"]["url"] == "mqtt://b:1"
     assert yaml.safe_load(set_key("demo: true\n", "mqtt", "url", "mqtt://b:1", "c"))["mqtt"] == {"url": "mqtt://b:1"}
+
+
+def test_a_machine_lands_in_a_line_and_a_line_in_a_site_the_config_already_has():
+    """The shipped plant.yaml (sites and lines in block style, machines in flow style): a
+    discovered machine goes under an existing line's machines, a discovered line under an
+    existing site's lines; the rest of the file reads the same."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "config" / "plant.yaml").read_text(encoding="utf-8")
+    machine = ["# discovered", "- id: robot-7", "  name: {ko: R7, en: R7}", "  class: cnc", "  source: mqtt",
+               "  ideal_cycle_s: 1"]
+    new = insert_under(text, ("sites", {"id": "changwon-2"}, "lines", {"id": "press-2"}, "machines"), machine,
+                       "plant.yaml")
+    line = ["- id: weld-1", "  name: {ko: 용접, en: Weld}", "  process: other", "  machines:",
+            "  - {id: weld-101, name: {ko: W, en: W}, class: cnc, source: mqtt, ideal_cycle_s: 1}"]
+    new = insert_under(new, ("sites", {"id": "changwon-1"}, "lines"), line, "plant.yaml")
+    before, after = yaml.safe_load(text), yaml.safe_load(new)
+    s1, s2 = after["sites"]
+    press2 = next(ln for ln in s2["lines"] if ln["id"] == "press-2")
+    assert press2["machines"][-1]["id"] == "robot-7"
+    assert s1["lines"][-1]["id"] == "weld-1" and s1["lines"][-1]["machines"][0]["id"] == "weld-101"
+    press2["machines"].pop()
+    s1["lines"].pop()
+    assert after == before
+    with pytest.raises(DiscoveryError, match="block style"):
+        insert_under(text, ("sites", {"id": "no-such-site"}, "lines"), line, "plant.yaml")
