@@ -125,12 +125,11 @@ class MachineRun:
             gap = ctr.prev_ts is not None and s.ts - ctr.prev_ts > self.tracker.timeout_ns
             faults = ctr.faults
             d = ctr.feed(s.ts, s.value)
-            if ctr.faults != faults:
-                self.dirty.add(s.ts - s.ts % MINUTE_NS)
-                self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0, 0])[5] += 1
-            if d:
-                self.dirty.add(s.ts - s.ts % MINUTE_NS)
-                m = self.minutes.setdefault(s.ts - s.ts % MINUTE_NS, [0, 0, 0, 0.0, 0, 0])
+            if d or ctr.faults != faults:
+                minute = s.ts - s.ts % MINUTE_NS
+                self.dirty.add(minute)
+                m = self.minutes.setdefault(minute, [0, 0, 0, 0.0, 0, 0])
+                m[5] += ctr.faults - faults
                 name = self.counter_signals[s.signal]
                 if name == "total":
                     m[0] += d
@@ -144,15 +143,11 @@ class MachineRun:
                     m[2] += d
         return closed, False
 
-    def feed_many(self, samples: Sequence[Sample], track_lots: bool = False) -> list[tuple[int, str]]:
+    def feed_many(self, samples: Sequence[Sample], track_lots: bool = False) -> None:
         """Feed samples in engine order (see _order); closed intervals are kept in
-        self.intervals. Returns the LOT changes as (ts, LOT)."""
-        lots = []
+        self.intervals, the LOT in self.lot (a rebuild, which writes no events)."""
         for s in sorted(samples, key=lambda s: _order(self, s)):
-            _, lot_changed = self.feed(s, track_lots)
-            if lot_changed:
-                lots.append((s.ts, self.lot))
-        return lots
+            self.feed(s, track_lots)
 
     def minute_counts(self, m: int) -> MinuteCounts:
         return _minute_counts(m, self.minutes[m], set(self.counter_signals.values()), self.cycle_s)
@@ -209,9 +204,9 @@ class Engine:
         self._prefixes = sorted(((p.lot_prefix, p.id) for p in spec.products), key=lambda x: -len(x[0]))
         self.runs: dict[tuple[str, str, str], MachineRun] = {m.key: self._new_run(m) for m in config.machines()}
         self.track_lots = bool(spec.products)
-        # per shift key: the machines' results so far, and which records were written
-        self._closing: dict[str, tuple[ShiftInstance, dict[tuple[str, str, str], OeeResult], set]] = {}
-        self.closed_shifts: set[str] = set()  # shifts every machine has closed
+        # per shift key until every machine has closed it: the machines' results so far, and
+        # which records (machine, line, site) were written
+        self._closing: dict[str, tuple[dict[tuple[str, str, str], OeeResult], set]] = {}
         # the pipeline thread feeds, UI/alarm threads read snapshots: one lock for both
         self._lock = threading.RLock()
 
@@ -348,7 +343,7 @@ class Engine:
     def _close_machine_shift(self, run: MachineRun, sh: ShiftInstance) -> list[Event]:
         """This machine's record of the shift, and the line's and site's once all of their
         machines have closed it."""
-        _, results, written = self._closing.setdefault(sh.key, (sh, {}, set()))
+        results, written = self._closing.setdefault(sh.key, ({}, set()))
         if run.key in results:
             return []
         # judged at its close time, whenever the machine's clock got past it: a rebuild reads
@@ -362,14 +357,7 @@ class Engine:
                 out.append(e)
         if len(results) == len(self.runs):
             del self._closing[sh.key]
-            self.closed_shifts.add(sh.key)
         return out
-
-    def close_shift(self, sh: ShiftInstance, now_ns: int) -> list[Event]:
-        """Every machine's, line's and site's record of a shift, evaluated at now_ns."""
-        results = {key: self._result(run, sh.start_ns, sh.end_ns, max(now_ns, sh.end_ns + self.close_delay_ns))
-                   for key, run in self.runs.items()}
-        return self.shift_events(sh.key, sh.start_ns, results)
 
     def _result(self, run: MachineRun, start: int, end: int, now_ns: int) -> OeeResult:
         return compute(start, end, run.all_intervals(now_ns), run.all_counts(),
