@@ -32,10 +32,11 @@ def machine_href(spec: MachineSpec, lang: str, kiosk: bool) -> str:
 
 def line_card(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, lang: str, kiosk: bool) -> html.Section:
     tiles = []
+    mixed = simulation_marks(cfg)[1]  # once per card: it walks every machine of the plant
     for mv in lv.machines:
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
-        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=_sim(cfg, spec)))
+        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=spec.simulated and mixed))
     return html.Section([
         html.Div([
             dcc.Link(ln.name.get(lang), href=href(f"/line/{site.id}/{ln.id}", lang, kiosk), className="gw-line-name"),
@@ -80,10 +81,12 @@ def line_body(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, sparks: dic
               lang: str, kiosk: bool, window_s: int) -> html.Div:
     """sparks: machine id -> trend of its primary signal."""
     cards = []
+    mixed = simulation_marks(cfg)[1]
     for mv in lv.machines:
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
-        parts: list[Any] = [machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=_sim(cfg, spec))]
+        parts: list[Any] = [machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk),
+                                         sim=spec.simulated and mixed)]
         sig = primary_signal(spec)
         if sig is not None:
             sdef = spec.signal(sig)
