@@ -42,21 +42,7 @@ from gwanje.rejects import Rejects
 from dashboards import context
 from dashboards.i18n import normalize_lang, t
 
-# lowest first: each role may do everything the roles before it may
-ROLES = ("viewer", "operator", "supervisor", "engineer", "admin")
-
-# The minimum role of every state-changing action of the control room. A callback that writes
-# names its action here and calls authorize() with it; nothing else decides.
-ACTIONS: dict[str, str] = {
-    "alarm.acknowledge": "operator",      # one alarm or a whole line
-    "alarm.comment": "operator",
-    "alarm.shelve": "supervisor",         # and unshelve: hiding an annunciated alarm is a supervisor's call
-    "alarm.out_of_service": "supervisor", # and back in service
-    "shift.downtime_reason": "operator",
-    # rewrites the stored OEE records of a closed shift, which reports and the Pareto read:
-    # the supervisor who signs the shift off (engineers and admins rank above)
-    "shift.recompute": "supervisor",
-}
+from gwanje.roles import ACTIONS, ROLES, role_allows  # noqa: E402,F401  (the one table: gwanje/roles.py)
 
 DEFAULT_SESSION_HOURS = 12.0
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon", "/favicon")
@@ -109,10 +95,6 @@ def check(users: Mapping[str, User], name: str, password: str) -> Optional[User]
     return u if (u is not None and ok) else None
 
 
-def role_allows(role: object, action: str) -> bool:
-    need = ACTIONS[action]
-    return role in ROLES and ROLES.index(role) >= ROLES.index(need)  # type: ignore[arg-type]
-
 
 def current_user() -> Optional[dict]:
     """{"name", "role"} of the logged-in user, or None (demo mode, or outside a request)."""
@@ -135,7 +117,7 @@ def authorize(action: str) -> Optional[str]:
     own name field or the demo user stands in). Raises NotAllowed when the session's role is
     below ACTIONS[action] or, outside demo mode, there is no session at all."""
     if action not in ACTIONS:  # a bug in the calling page: fail loudly, in demo mode too
-        raise KeyError(f"no minimum role for action {action!r} in dashboards.auth.ACTIONS")
+        raise KeyError(f"no minimum role for action {action!r} in gwanje.roles.ACTIONS")
     if context.config().system.demo:
         return None
     u = current_user() or {}
