@@ -62,6 +62,24 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     return u.hostname, port or _DEFAULT_PORTS[u.scheme], u.scheme == "mqtts"
 
 
+def make_client(settings: Any, secrets: Secrets, client_id: str, *, tls: bool, clean_session: bool = True,
+                manual_ack: bool = False) -> paho.Client:
+    """A paho client with the plant broker's credentials (environment) and TLS settings
+    (system.yaml mqtt.tls): the one place every MQTT connection of Gwanje — collector, control
+    bus, discovery — is configured, so TLS and authentication mean the same everywhere."""
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    clean_session=clean_session, protocol=paho.MQTTv311, manual_ack=manual_ack)
+    if secrets.mqtt_username:
+        c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
+    if tls:
+        t = settings.tls
+        c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
+                  keyfile=t.key_file if t else None)
+        if t and t.insecure:
+            c.tls_insecure_set(True)
+    return c
+
+
 def _reports_done(sink: SampleSink) -> bool:
     try:
         return "on_done" in inspect.signature(sink.submit).parameters
@@ -114,17 +132,8 @@ class MqttCollector:
     # ------------------------------------------------------------------ set-up
     def _make_client(self, secrets: Secrets) -> paho.Client:
         s = self.settings
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        clean_session=s.clean_start, protocol=paho.MQTTv311,
+        c = make_client(s, secrets, self.client_id, tls=self.tls, clean_session=s.clean_start,
                         manual_ack=self.ack_after_store)
-        if secrets.mqtt_username:
-            c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
-        if self.tls:
-            t = s.tls
-            c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
-                      keyfile=t.key_file if t else None)
-            if t and t.insecure:
-                c.tls_insecure_set(True)
         c.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         # paho's own outgoing queue is unused (we only subscribe); inflight bounds redelivery bursts
         c.max_inflight_messages_set(100)
