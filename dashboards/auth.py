@@ -45,7 +45,8 @@ from dashboards.i18n import normalize_lang, t
 from gwanje.roles import ACTIONS, ROLES, role_allows  # noqa: E402,F401  (the one table: gwanje/roles.py)
 
 DEFAULT_SESSION_HOURS = 12.0
-PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon", "/favicon")
+# /healthz: liveness only ("ok"), for container healthchecks and probes without a login
+PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon", "/favicon", "/healthz")
 # a hash that never matches, checked for unknown users so timing does not reveal names
 _DUMMY_HASH = generate_password_hash("gwanje-unused-dummy", method="pbkdf2:sha256:1000")
 _EXT = "gwanje_action_rejects"  # where install() keeps the server's counter of refused actions

@@ -4,11 +4,13 @@
 
 Configuration as for `python app.py serve` (GWANJE_CONFIG_DIR, GWANJE_DATA_DIR, GWANJE_*).
 Workers share nothing but the store; each keeps a short-TTL query cache.
+/healthz (public), /readyz and /metrics (behind the login outside demo mode) as for serve.
 """
 import os
 from pathlib import Path
 
 from gwanje.config import Secrets, load_config
+from gwanje.health import add_routes
 from gwanje.security import security_problems
 from runtime.process import Runtime
 
@@ -19,3 +21,5 @@ if _problems:
 _runtime = Runtime(_config, Path(os.environ.get("GWANJE_DATA_DIR", "data")))
 app = _runtime.create_ui()
 server = app.server
+# /healthz (public: the container healthcheck) /readyz /metrics, as `python app.py serve` has
+add_routes(server, _runtime.status)
