@@ -460,6 +460,30 @@ class ClockConfig(Strict):
     future_tolerance_s: float = Field(30.0, gt=0, le=3600)
 
 
+LINE_REF = r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class CollectInstance(Strict):
+    """One `collect` process of a scaled-out deployment (docs/deploy.md "Scale-out"): it owns
+    whole sites and/or single lines ("site/line"); its machines' engine and alarm state live in
+    it alone. `python app.py collect --instance NAME` (or GWANJE_INSTANCE) runs it."""
+
+    name: Id
+    sites: list[Id] = []
+    lines: list[Annotated[str, Field(pattern=LINE_REF)]] = []
+
+
+class CollectConfig(Strict):
+    # empty: one collect process for the whole plant. Listed: every line is owned by exactly
+    # one instance (gwanje/partition.py), and collect needs --instance NAME
+    instances: list[CollectInstance] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CollectConfig":
+        check_unique([i.name for i in self.instances], "instance")
+        return self
+
+
 class SystemDef(Strict):
     # demo mode: no login on the dashboard, plain MQTT/OPC UA allowed. Outside demo mode
     # (GWANJE_DEMO=0) the dashboard needs a login and brokers need credentials.
@@ -472,6 +496,7 @@ class SystemDef(Strict):
     ui: UiConfig = UiConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     clock: ClockConfig = ClockConfig()
+    collect: CollectConfig = CollectConfig()
 
 
 # ------------------------------------------------------------------------ resolved model
@@ -520,6 +545,10 @@ class Config:
     plant: PlantDef
     system: SystemDef
     raw_extra: dict[str, Any]  # other YAML files (shifts, alarms, notify) as loaded dicts
+    # a scaled-out collect instance (gwanje.partition.for_instance): its name, and the lines of
+    # the plant other instances own (their data is skipped as other_instance, not rejected)
+    instance: Optional[str] = None
+    foreign_lines: frozenset[tuple[str, str]] = frozenset()
 
     def machines(self) -> Iterator[MachineSpec]:
         for s in self.plant.sites:
@@ -676,6 +705,11 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
     problem = _sparkplug_mapping_problem(plant, system.mqtt.sparkplug)
     if problem:
         raise ConfigError(f"{system_path}: mqtt.sparkplug.devices: {problem}")
+    from gwanje.partition import partition_problem  # imports this module
+
+    problem = partition_problem(plant, system.collect)
+    if problem:
+        raise ConfigError(f"{system_path}: collect.instances: {problem}")
     conflict = plant.endpoint_conflict()
     if conflict:
         raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")
