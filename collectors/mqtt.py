@@ -223,6 +223,11 @@ class MqttCollector:
         self._session = f"connected (session present: {bool(flags.session_present)})"
         self.detail = self._session
         qos = self.settings.qos
+        stale = list(self.config.stale_subscriptions)
+        if stale and flags.session_present:
+            # a scaled-out instance whose persistent session still holds filters of lines it
+            # no longer owns (gwanje.partition): the broker would keep queueing them for us
+            client.unsubscribe(stale)
         client.subscribe([(topic, qos) for topic in self.settings.subscriptions])
         log.info("%s: %s", self.name, self.detail)
 

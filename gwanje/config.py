@@ -344,7 +344,8 @@ class MqttConfig(Strict):
     qos: Literal[0, 1] = 1
     clean_start: bool = False  # persistent session: the broker keeps QoS 1 messages while we are away
     keepalive_s: int = Field(30, ge=5)
-    # may use shared subscriptions ($share/<group>/...) to scale collectors out
+    # not $share/...: scale out with collect.instances (gwanje/partition.py); a collect
+    # instance derives its own filters from its lines and does not use this list
     subscriptions: list[str] = ["gwanje/#", "spBv1.0/#"]
     # topic levels mapped to sample fields; a template without {signal} carries several
     # signals in its JSON payload. First match wins.
@@ -549,6 +550,10 @@ class Config:
     # the plant other instances own (their data is skipped as other_instance, not rejected)
     instance: Optional[str] = None
     foreign_lines: frozenset[tuple[str, str]] = frozenset()
+    # filters an earlier configuration may have left in the instance's persistent session
+    # (other instances' lines after a line moved, the unpartitioned mqtt.subscriptions):
+    # unsubscribed on connect so the broker stops queueing them for us
+    stale_subscriptions: tuple[str, ...] = ()
 
     def machines(self) -> Iterator[MachineSpec]:
         for s in self.plant.sites:
@@ -705,6 +710,13 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
     problem = _sparkplug_mapping_problem(plant, system.mqtt.sparkplug)
     if problem:
         raise ConfigError(f"{system_path}: mqtt.sparkplug.devices: {problem}")
+    shared = [t for t in system.mqtt.subscriptions if t.startswith("$share/")]
+    if shared:
+        raise ConfigError(
+            f"{system_path}: mqtt.subscriptions: {shared}: a shared subscription hands each message to one "
+            f"member of the group, which would split a machine's samples (its engine counts, alarm delays, "
+            f"Sparkplug session) between collect processes; scale out with collect.instances instead "
+            f"(docs/deploy.md, Scale-out)")
     from gwanje.partition import partition_problem  # imports this module
 
     problem = partition_problem(plant, system.collect)

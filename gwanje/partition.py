@@ -16,7 +16,9 @@ and MQTT settings of its own:
   client_id      <mqtt.client_id>-<instance>: a persistent session per instance, so the broker
                  queues the instance's QoS 1 messages while it is down
   subscriptions  derived from the instance's lines (topic_filters, sparkplug_filters);
-                 mqtt.subscriptions is not used by instances
+                 mqtt.subscriptions is not used by instances; what other instances' lines
+                 would need (a line moved away) is unsubscribed on connect, as the
+                 persistent session would otherwise keep it
   host_id        Sparkplug STATE host id <host_id>-<instance> (when host_id is set)
 and `foreign_lines`, the lines of the other instances: data of theirs that reaches this one
 (a wide Sparkplug subscription) is skipped and counted as `other_instance`, not rejected.
@@ -143,6 +145,14 @@ def sparkplug_filters(config: Config, lines: list[tuple[str, str]]) -> list[str]
     return minimal(out)
 
 
+def subscriptions(config: Config, lines: list[tuple[str, str]]) -> list[str]:
+    """The MQTT filters of the instance owning these lines: JSON topic filters of its lines
+    with MQTT machines, then its Sparkplug filters."""
+    with_mqtt = {m.key[:2] for m in config.machines() if m.definition.source == "mqtt"}
+    mqtt_lines = [k for k in lines if k in with_mqtt]
+    return topic_filters(config.system.mqtt.topic_templates, mqtt_lines) + sparkplug_filters(config, lines)
+
+
 def instance_names(config: Config) -> list[str]:
     return [i.name for i in config.system.collect.instances]
 
@@ -162,9 +172,9 @@ def for_instance(config: Config, name: str) -> Config:
     sites = [s.model_copy(update={"lines": [ln for ln in s.lines if (s.id, ln.id) in owned]})
              for s in plant.sites if any((s.id, ln.id) in owned for ln in s.lines)]
     mqtt = config.system.mqtt
-    mqtt_lines = sorted({m.key[:2] for m in config.machines() if m.definition.source == "mqtt" and m.key[:2] in owned},
-                        key=lines.index)
-    subs = topic_filters(mqtt.topic_templates, mqtt_lines) + sparkplug_filters(config, lines)
+    subs = subscriptions(config, lines)
+    stale = [mqtt.subscriptions] + [subscriptions(config, owned_lines(plant, i)) for i in insts if i is not inst]
+    stale_subs = tuple(dict.fromkeys(f for fs in stale for f in fs if f not in subs))
     sp = mqtt.sparkplug
     sp_new = sp.model_copy(update={"host_id": f"{sp.host_id}-{name}"}) if sp.host_id else sp
     mqtt_new = mqtt.model_copy(update={"client_id": f"{mqtt.client_id}-{name}", "subscriptions": subs,
@@ -175,4 +185,4 @@ def for_instance(config: Config, name: str) -> Config:
     system = config.system.model_copy(update={"mqtt": mqtt_new, "opcua": opcua_new})
     foreign = frozenset((s.id, ln.id) for s in plant.sites for ln in s.lines) - owned
     return dataclasses.replace(config, plant=plant.model_copy(update={"sites": sites}), system=system,
-                               instance=name, foreign_lines=foreign)
+                               instance=name, foreign_lines=foreign, stale_subscriptions=stale_subs)

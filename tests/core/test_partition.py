@@ -92,6 +92,15 @@ def test_duplicate_instance_names_refused(cfgdir):
         with_collect(cfgdir, {"instances": [{"name": "a", "sites": ["changwon-1"]}, {"name": "a", "sites": ["changwon-2"]}]})
 
 
+def test_shared_subscriptions_refused(cfgdir):
+    p = cfgdir / "system.yaml"
+    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    data["mqtt"]["subscriptions"] = ["$share/gwanje/gwanje/#"]
+    p.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"mqtt.subscriptions: \['\$share/gwanje/gwanje/#'\]: a shared subscription"):
+        load_config(cfgdir, env={})
+
+
 def test_unknown_instance_name(cfgdir):
     c = with_collect(cfgdir, TWO_SITES)
     with pytest.raises(ConfigError, match=r"--instance z: not in system.yaml collect.instances \['a', 'b'\]"):
@@ -117,6 +126,8 @@ def test_instance_config_by_site(cfgdir):
     assert b.system.mqtt.subscriptions == ["gwanje/changwon-2/injection-1/#", "gwanje/changwon-2/press-2/#",
                                            "spBv1.0/#"]
     assert [e.name for e in b.system.opcua.endpoints] == ["changwon-2"]
+    # what an earlier configuration may have left in a's session: b's lines, the unpartitioned list
+    assert a.stale_subscriptions == ("gwanje/#", "gwanje/changwon-2/injection-1/#", "gwanje/changwon-2/press-2/#")
     # the full config is unchanged
     assert c.instance is None and c.system.mqtt.client_id == "gw" and len(c.system.opcua.endpoints) == 2
 
