@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="data directory for the embedded store and the spool (GWANJE_DATA_DIR)")
     p.add_argument("--host", default=None, help="UI listen address (GWANJE_HOST)")
     p.add_argument("--port", type=int, default=None, help="UI port (GWANJE_PORT)")
+    p.add_argument("--instance", default=None,
+                   help="collect: which of system.yaml collect.instances this process is (GWANJE_INSTANCE)")
     p.add_argument("--health-port", type=int, default=int(os.environ.get("GWANJE_HEALTH_PORT", "0") or 0),
                    help="/healthz /readyz /metrics port for collect and simulate (GWANJE_HEALTH_PORT)")
     return p
@@ -89,6 +91,33 @@ def main(argv: list[str] | None = None) -> int:
               f"({len(config.simulated_machines())} simulated)")
         return 0
 
+    if args.command in ("collect", "demo"):
+        from gwanje.partition import for_instance, instance_names
+
+        env_instance = os.environ.get("GWANJE_INSTANCE") or None
+        if args.instance and env_instance and args.instance != env_instance:
+            print(f"--instance {args.instance} and GWANJE_INSTANCE={env_instance} disagree", file=sys.stderr)
+            return 2
+        name = args.instance or env_instance
+        names = instance_names(config)
+        if args.command == "demo" and names:
+            print(f"refusing to start the demo: system.yaml lists collect.instances {names}; the demo runs every "
+                  f"machine in one process. Run `python app.py collect --instance NAME` per instance "
+                  f"(docs/deploy.md, Scale-out)", file=sys.stderr)
+            return 2
+        if names and not name:
+            print(f"refusing to collect: system.yaml lists collect.instances {names}; start each with "
+                  f"`python app.py collect --instance NAME` (or GWANJE_INSTANCE=NAME)", file=sys.stderr)
+            return 2
+        if args.command == "collect" and name and names:
+            try:
+                config = for_instance(config, name)
+            except ConfigError as e:
+                print(f"configuration error:\n{e}", file=sys.stderr)
+                return 2
+        elif args.command == "collect" and args.instance:
+            print(f"--instance {args.instance}: system.yaml has no collect.instances", file=sys.stderr)
+            return 2
     if args.command == "discover":
         return _discover(args, config)
     if args.command == "trust-server":

@@ -142,6 +142,8 @@ class AlarmService:
                 except (TypeError, ValueError, KeyError):
                     self.rejects.reject("bad_stored_alarm_event", e.key)
                     continue
+                if (s.site, s.line) in self.config.foreign_lines:
+                    continue  # another collect instance's alarm (gwanje.partition): its state is there
                 if self.evaluator.info(s.id) is None:
                     # its rule was removed from alarms.yaml: nothing would ever clear it
                     if not s.is_normal:

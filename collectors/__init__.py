@@ -18,7 +18,10 @@ def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
     certificates are not checked (tests and benches only)."""
     out: list[Collector] = []
     machines = list(config.machines())
-    if any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug.enabled:
+    wanted = any(m.definition.source == "mqtt" for m in machines) or config.system.mqtt.sparkplug.enabled
+    if config.instance is not None and not config.system.mqtt.subscriptions:
+        wanted = False  # a scaled-out instance with no MQTT machine (gwanje.partition)
+    if wanted:
         from collectors.mqtt import MqttCollector
 
         url = mqtt_url or config.system.mqtt.url

@@ -30,6 +30,9 @@ class SourceStatus:
     clock_offsets_s: dict[str, float] = field(default_factory=dict)
     # Sparkplug B (MQTT only): rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes
     rebirths_requested: int = 0
+    # scaled-out collect (gwanje.partition): messages for lines another instance owns, skipped
+    # (not errors), by reason ("other_instance")
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 class Collector(Protocol):

@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collectors.base import SampleSink, SourceStatus
 from collectors.payloads import MessageDecoder
-from collectors.sparkplug import NAMESPACE, rebirth_request
+from collectors.sparkplug import NAMESPACE, OTHER_INSTANCE, rebirth_request
 from gwanje.config import Config, Secrets
 from gwanje.rejects import Rejects
 
@@ -126,6 +127,7 @@ class MqttCollector:
         self.state_topic = f"{NAMESPACE}/STATE/{sp.host_id}" if sp.enabled and sp.host_id else None
         self._state_ts = 0  # ms: the timestamp of the STATE will of the coming connection
         self.rebirths_requested = 0  # NCMD rebirth requests published
+        self.skipped: Counter[str] = Counter()  # messages of other collect instances' lines
         self._client = self._make_client(secrets)
         self._started = False
 
@@ -183,7 +185,8 @@ class MqttCollector:
                 name=self.name, kind=self.kind, connected=self.connected, samples_in=self.samples_in,
                 messages_in=self.messages_in, reconnects=max(0, self.connects - 1),
                 last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail,
-                clock_offsets_s=self.decoder.clock.offsets(), rebirths_requested=self.rebirths_requested)
+                clock_offsets_s=self.decoder.clock.offsets(), rebirths_requested=self.rebirths_requested,
+                skipped=dict(self.skipped))
 
     # ------------------------------------------------------------------ Sparkplug host
     def _state_payload(self, online: bool) -> bytes:
@@ -220,6 +223,11 @@ class MqttCollector:
         self._session = f"connected (session present: {bool(flags.session_present)})"
         self.detail = self._session
         qos = self.settings.qos
+        stale = list(self.config.stale_subscriptions)
+        if stale and flags.session_present:
+            # a scaled-out instance whose persistent session still holds filters of lines it
+            # no longer owns (gwanje.partition): the broker would keep queueing them for us
+            client.unsubscribe(stale)
         client.subscribe([(topic, qos) for topic in self.settings.subscriptions])
         log.info("%s: %s", self.name, self.detail)
 
@@ -263,7 +271,12 @@ class MqttCollector:
             samples, reasons = [], ["decoder_error"]
         self._send_rebirths(client)
         for r in reasons:
-            self.rejects.reject(r, topic)
+            if r == OTHER_INSTANCE:  # another collect instance's line (wide Sparkplug filter)
+                with self._lock:
+                    self.skipped[r] += 1
+                log.debug("%s: skipped %r: a line of another collect instance", self.name, topic[:200])
+            else:
+                self.rejects.reject(r, topic)
         with self._lock:
             self.messages_in += 1
             if samples:

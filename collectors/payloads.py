@@ -99,6 +99,7 @@ class JsonDecoder:
         # machine -> {signal: kind}: the fast path's one lookup per sample
         self._kinds: dict[tuple[str, str, str], dict[str, str]] = {
             m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
+        self._foreign = normalizer.config.foreign_lines
         self._numeric = {key: frozenset(sig for sig, kind in kinds.items() if kind != "text")
                          for key, kinds in self._kinds.items()}
 
@@ -118,7 +119,8 @@ class JsonDecoder:
             site, line, machine = _id_of(site), _id_of(line), _id_of(machine)
             kinds = self._kinds.get((site, line, machine))
             if kinds is None:
-                return [], ["unknown_machine"]
+                # a line another collect instance owns (gwanje.partition): not an error here
+                return [], ["other_instance" if (site, line) in self._foreign else "unknown_machine"]
         try:
             # utf-8-sig: a leading byte-order mark (some PLC gateways send one) is dropped
             doc = json.loads(payload.decode("utf-8-sig"))

@@ -47,6 +47,7 @@ from gwanje.naming import slug
 from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer
 
 NAMESPACE = "spBv1.0"
+OTHER_INSTANCE = "other_instance"  # data of a line another collect instance owns (gwanje.partition)
 REBIRTH = "Node Control/Rebirth"
 BDSEQ = "bdSeq"
 
@@ -222,6 +223,7 @@ class _Device:
     signals: dict[str, str] = field(default_factory=dict)  # metric name -> signal id (cache)
     last: dict[str, Sample] = field(default_factory=dict)  # signal -> newest live sample
     newest_ts: int = 0
+    foreign: bool = False  # a machine of a line another collect instance owns
 
     def signal(self, name: str) -> str:
         s = self.signals.get(name)
@@ -267,6 +269,12 @@ class SparkplugDecoder:
             m.key: {s.id: s.kind for s in m.signals} for m in normalizer.config.machines()}
         self._explicit = {(d.group, d.edge_node, d.device): d for d in self.settings.devices}
         self._nodes: dict[tuple[str, str], _Node] = {}
+        # scaled-out collect (gwanje.partition): the lines other instances own, and the edge
+        # nodes an explicit mapping of ours names (never skipped whatever their slug says)
+        self._foreign = normalizer.config.foreign_lines
+        ours = {(m.site, m.line) for m in normalizer.config.machines()}
+        self._our_nodes = {(d.group, d.edge_node) for d in self.settings.devices if d.ids()[:2] in ours}
+        self._foreign_nodes: dict[tuple[str, str], bool] = {}
         self._rebirths: list[tuple[str, str]] = []
 
     @staticmethod
@@ -302,6 +310,10 @@ class SparkplugDecoder:
             return [], ["unknown_topic"]
         if kind in ("NCMD", "DCMD"):
             return [], []
+        if self._foreign and self._foreign_node(levels[1], levels[3]):
+            # an edge node of a line another collect instance owns (gwanje.partition): no
+            # session, no rebirth request, not even a parse
+            return [], [OTHER_INSTANCE]
         try:
             p = decode_payload(payload)
         except SparkplugError:
@@ -334,11 +346,21 @@ class SparkplugDecoder:
         elif not dev.born:
             self._ask_rebirth(group, edge, node)
         if dev.key is None:
-            return [], ["unknown_machine"]
+            return [], [OTHER_INSTANCE if dev.foreign else "unknown_machine"]
         samples, rejects = self._samples(dev, p, now)
         if "unknown_alias" in rejects:
             self._ask_rebirth(group, edge, node)
         return samples, rejects
+
+    def _foreign_node(self, group: str, edge: str) -> bool:
+        """An edge node whose line (the slug rule) another instance owns and that no explicit
+        mapping of ours names."""
+        f = self._foreign_nodes.get((group, edge))
+        if f is None:
+            f = (slug(group), slug(edge)) in self._foreign and (group, edge) not in self._our_nodes
+            if len(self._foreign_nodes) < _MAX_TRACKED:
+                self._foreign_nodes[(group, edge)] = f
+        return f
 
     def _node(self, group: str, edge: str) -> _Node:
         node = self._nodes.get((group, edge))
@@ -353,7 +375,8 @@ class SparkplugDecoder:
         if dev is None:
             explicit = self._explicit.get((group, edge, device))
             key = explicit.ids() if explicit else (slug(group), slug(edge), slug(device))
-            dev = _Device(key if key in self._kinds else None, explicit.metrics if explicit else {})
+            dev = _Device(key if key in self._kinds else None, explicit.metrics if explicit else {},
+                          foreign=key not in self._kinds and key[:2] in self._foreign)
             if len(node.devices) < _MAX_TRACKED:
                 node.devices[device] = dev
         return dev

@@ -344,7 +344,8 @@ class MqttConfig(Strict):
     qos: Literal[0, 1] = 1
     clean_start: bool = False  # persistent session: the broker keeps QoS 1 messages while we are away
     keepalive_s: int = Field(30, ge=5)
-    # may use shared subscriptions ($share/<group>/...) to scale collectors out
+    # not $share/...: scale out with collect.instances (gwanje/partition.py); a collect
+    # instance derives its own filters from its lines and does not use this list
     subscriptions: list[str] = ["gwanje/#", "spBv1.0/#"]
     # topic levels mapped to sample fields; a template without {signal} carries several
     # signals in its JSON payload. First match wins.
@@ -460,6 +461,30 @@ class ClockConfig(Strict):
     future_tolerance_s: float = Field(30.0, gt=0, le=3600)
 
 
+LINE_REF = r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class CollectInstance(Strict):
+    """One `collect` process of a scaled-out deployment (docs/deploy.md "Scale-out"): it owns
+    whole sites and/or single lines ("site/line"); its machines' engine and alarm state live in
+    it alone. `python app.py collect --instance NAME` (or GWANJE_INSTANCE) runs it."""
+
+    name: Id
+    sites: list[Id] = []
+    lines: list[Annotated[str, Field(pattern=LINE_REF)]] = []
+
+
+class CollectConfig(Strict):
+    # empty: one collect process for the whole plant. Listed: every line is owned by exactly
+    # one instance (gwanje/partition.py), and collect needs --instance NAME
+    instances: list[CollectInstance] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CollectConfig":
+        check_unique([i.name for i in self.instances], "instance")
+        return self
+
+
 class SystemDef(Strict):
     # demo mode: no login on the dashboard, plain MQTT/OPC UA allowed. Outside demo mode
     # (GWANJE_DEMO=0) the dashboard needs a login and brokers need credentials.
@@ -472,6 +497,7 @@ class SystemDef(Strict):
     ui: UiConfig = UiConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     clock: ClockConfig = ClockConfig()
+    collect: CollectConfig = CollectConfig()
 
 
 # ------------------------------------------------------------------------ resolved model
@@ -520,6 +546,14 @@ class Config:
     plant: PlantDef
     system: SystemDef
     raw_extra: dict[str, Any]  # other YAML files (shifts, alarms, notify) as loaded dicts
+    # a scaled-out collect instance (gwanje.partition.for_instance): its name, and the lines of
+    # the plant other instances own (their data is skipped as other_instance, not rejected)
+    instance: Optional[str] = None
+    foreign_lines: frozenset[tuple[str, str]] = frozenset()
+    # filters an earlier configuration may have left in the instance's persistent session
+    # (other instances' lines after a line moved, the unpartitioned mqtt.subscriptions):
+    # unsubscribed on connect so the broker stops queueing them for us
+    stale_subscriptions: tuple[str, ...] = ()
 
     def machines(self) -> Iterator[MachineSpec]:
         for s in self.plant.sites:
@@ -676,6 +710,18 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
     problem = _sparkplug_mapping_problem(plant, system.mqtt.sparkplug)
     if problem:
         raise ConfigError(f"{system_path}: mqtt.sparkplug.devices: {problem}")
+    shared = [t for t in system.mqtt.subscriptions if t.startswith("$share/")]
+    if shared:
+        raise ConfigError(
+            f"{system_path}: mqtt.subscriptions: {shared}: a shared subscription hands each message to one "
+            f"member of the group, which would split a machine's samples (its engine counts, alarm delays, "
+            f"Sparkplug session) between collect processes; scale out with collect.instances instead "
+            f"(docs/deploy.md, Scale-out)")
+    from gwanje.partition import partition_problem  # imports this module
+
+    problem = partition_problem(plant, system.collect)
+    if problem:
+        raise ConfigError(f"{system_path}: collect.instances: {problem}")
     conflict = plant.endpoint_conflict()
     if conflict:
         raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")

@@ -2,7 +2,7 @@
 library: the numbers already live in Pipeline.stats() and the collectors' SourceStatus, so
 this module only renders the runtime status dict (runtime.Runtime.status()):
 
-    {"pipeline": Pipeline.stats(), "sources": [asdict(SourceStatus), ...],
+    {"instance": str, "pipeline": Pipeline.stats(), "sources": [asdict(SourceStatus), ...],
      "store": {"name": str, "ok": bool}, "started_ns": int,
      "rejects": {source: {reason: count}}}   # other counted rejections of the process (the UI's)
 
@@ -115,6 +115,9 @@ def render(status: Mapping[str, Any], rss_bytes: Optional[int] = None) -> str:
     """The status dict as Prometheus text. rss_bytes=None reads /proc/self/statm."""
     d = _Doc()
     d.one("gwanje_up", "gauge", "1 while this process serves metrics.", 1)
+    if status.get("instance"):
+        d.one("gwanje_instance_info", "gauge", "Which collect instance this process is (scale-out), as a label.",
+              1, {"instance": status["instance"]})
     started = status.get("started_ns")
     if started:
         d.one("gwanje_process_start_time_seconds", "gauge", "Start time of the process, Unix seconds.",
@@ -201,6 +204,13 @@ def _sources(d: _Doc, sources: list[Mapping[str, Any]]) -> None:
                                 "per origin: machine (mqtt) or endpoint (opcua).")
         for s, origin, v in offsets:
             d.sample(name, v, {"source": s.get("name", ""), "kind": s.get("kind", ""), "origin": origin})
+    skipped = [(s, r, n) for s in sources for r, n in sorted((s.get("skipped") or {}).items())]
+    if skipped:
+        name = "gwanje_source_skipped_total"
+        d.family(name, "counter", "Messages skipped, not rejected, by reason: other_instance = a line another "
+                                  "collect instance owns (scale-out).")
+        for s, reason, n in skipped:
+            d.sample(name, n, {"source": s.get("name", ""), "kind": s.get("kind", ""), "reason": reason})
 
 
 def read_rss_bytes() -> Optional[int]:

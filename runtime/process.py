@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -42,8 +43,12 @@ class Runtime:
     """Starts and stops the pieces of one process; status() feeds /readyz, /metrics and the UI."""
 
     def __init__(self, config: Config, data_dir: Path, secrets: Optional[Secrets] = None,
-                 mqtt_url: Optional[str] = None) -> None:
+                 mqtt_url: Optional[str] = None, instance_name: Optional[str] = None) -> None:
         self.config = config
+        # which collect this is (status topics, /metrics): env GWANJE_INSTANCE, else the
+        # partition's instance (`collect --instance NAME`, gwanje.partition), else "collect"
+        self.instance_name = (os.environ.get("GWANJE_INSTANCE") or instance_name or config.instance
+                              or "collect")
         self.data_dir = Path(data_dir)
         self.secrets = secrets or Secrets.from_env()
         self.mqtt_url = mqtt_url or config.system.mqtt.url
@@ -141,6 +146,11 @@ class Runtime:
             c.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="gwanje-tick", daemon=True)
         self._ticker.start()
+        if self.config.instance is not None:
+            mine = [f"{s.id}/{ln.id}" for s in self.config.plant.sites for ln in s.lines]
+            log.info("collect instance %s: lines %s; MQTT client id %s, subscriptions %s; OPC UA endpoints %s",
+                     self.config.instance, mine, self.config.system.mqtt.client_id,
+                     self.config.system.mqtt.subscriptions, [e.name for e in self.config.system.opcua.endpoints])
         log.info("collecting from %d sources into %s", len(self.collectors), getattr(store, "name", "store"))
 
     def _tick_loop(self) -> None:
@@ -227,6 +237,7 @@ class Runtime:
             except Exception:
                 store_ok = False
         return {
+            "instance": self.instance_name,
             "pipeline": self.pipeline.stats() if self.pipeline else {},
             "sources": [dataclasses.asdict(c.status()) for c in self.collectors],
             "store": {"name": getattr(self.store, "name", "none"), "ok": store_ok},

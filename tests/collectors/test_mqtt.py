@@ -281,7 +281,9 @@ def test_messages_are_acked_only_when_the_sink_is_done(mosquitto_module):
 
 @pytest.mark.services
 def test_shared_subscription_splits_the_stream_between_collectors(mosquitto_module):
-    # scale-out: two collectors in one $share group; each message reaches exactly one of them
+    # two collectors in one $share group; each message reaches exactly one of them: a machine's
+    # samples split between processes, which is why collect scales out by partition instead
+    # (gwanje/partition.py) and load_config refuses $share subscriptions
     group = f"$share/g{uuid.uuid4().hex[:6]}/"
     shared = dict(subscriptions=[group + "gwanje/#"])
     a, b = ListSink(), ListSink()
