@@ -115,7 +115,9 @@ class CommandServer:
         self._threads: list[threading.Thread] = []
 
     def _offline(self) -> bytes:
-        return bus.snapshot(self.key, "status", self.instance, now_ms(), {"online": False})
+        # with its lines, so serve can name the collect that is away
+        return bus.snapshot(self.key, "status", self.instance, now_ms(),
+                            {"online": False, "lines": [f"{s}/{ln}" for s, ln in self.lines]})
 
     # ------------------------------------------------------------------ life
     def start(self) -> "CommandServer":
