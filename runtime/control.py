@@ -258,6 +258,10 @@ class CommandServer:
                                                     alarm=jsonable(alarm) if alarm else None), qos=1)
         return body
 
+    def summary(self) -> dict[str, Any]:
+        return {"instance": self.instance, "connected": self.connected, "commands_done": self.commands_done,
+                "rejects": self.rejects.counts()}
+
     # ------------------------------------------------------------------ snapshots
     def status_body(self) -> dict[str, Any]:
         try:

@@ -268,6 +268,8 @@ class Runtime:
             "started_ns": self.started_ns,
             "simulator": self.simulator_status(),
             "instance": self.instance_name,
+            # the control bus (collect): connected, commands done, refusals by reason
+            "control": self.control.summary() if self.control is not None else {},
         }
 
     def status_all(self) -> dict[str, Any]:
