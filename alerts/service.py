@@ -36,6 +36,12 @@ MAX_SHELVE_S = 24 * 3600  # a shelf nobody renews must come back within a day
 MAX_UNWRITTEN = 10_000
 NOTIFY_MEMORY_NS = 2 * 86_400 * NS_PER_S  # escalations older than this are not remembered
 
+# the audit log's name of each operator action (gwanje.audit.AUDIT_ACTIONS)
+_AUDIT_ACTION = {Action.ACKNOWLEDGE: "alarm.acknowledge", Action.SHELVE: "alarm.shelve",
+                 Action.UNSHELVE: "alarm.unshelve", Action.COMMENT: "alarm.comment",
+                 Action.REMOVE_FROM_SERVICE: "alarm.out_of_service",
+                 Action.RETURN_TO_SERVICE: "alarm.return_to_service"}
+
 _TR_ACTION = {"activate": Action.ACTIVATE, "clear": Action.CLEAR, "suppress": Action.SUPPRESS,
               "unsuppress": Action.UNSUPPRESS}
 
@@ -275,8 +281,14 @@ class AlarmService:
         return oee
 
     # ------------------------------------------------------------------ operator actions
+    # Every operator action — from this process's UI or through the control bus, done or
+    # refused — writes an audit entry (gwanje.audit, kind "audit") with the alarm's state
+    # before and after, the user, role, request id and client, by the same path as the alarm
+    # events (write_events, retried while the store is down).
     def _operator(self, alarm_id: Any, action: Action, user: Any, comment: Any = "", *,
-                  comment_required: bool = False, until: Optional[int] = None) -> Optional[Event]:
+                  comment_required: bool = False, until: Optional[int] = None, role: str = "",
+                  request_id: str = "", client: str = "") -> Optional[Event]:
+        audit = _AUDIT_ACTION[action]
         try:
             user = _clean(user, "user", MAX_USER, True)
             comment = _clean(comment, "comment", MAX_COMMENT, comment_required)
@@ -284,6 +296,8 @@ class AlarmService:
                 raise ValueError("alarm_id_wrong_type")
         except ValueError as e:
             self.rejects.reject(str(e), repr(alarm_id)[:100])
+            self.audit(audit, user if isinstance(user, str) else "", role, alarm_id if isinstance(alarm_id, str) else "",
+                       ok=False, detail=str(e), request_id=request_id, client=client)
             raise
         now = self.clock()
         with self._lock:
@@ -292,41 +306,73 @@ class AlarmService:
                 info = self.evaluator.info(alarm_id)
                 if info is None:
                     self.rejects.reject("unknown_alarm", alarm_id[:100])
+                    self.audit(audit, user, role, alarm_id, ok=False, detail="unknown_alarm", request_id=request_id,
+                               client=client)
                     raise ValueError("unknown_alarm")
                 s = new_alarm(alarm_id, info["rule"], info["site"], info["line"], info["machine"], info["signal"],
                               info["priority"])
+            before = s.status.value
             ev = self._apply(s, action, now, user=user, comment=comment, until=until)
-            if ev is not None:
-                self._write([ev])
+            after = ev.data.get("state", before) if ev is not None else before
+            from gwanje.audit import audit_event
+
+            entry = audit_event(audit, user, role, alarm_id, before=before, after=after, ok=True,
+                                detail=comment if ev is not None else (comment + " (nothing changed)").strip(),
+                                client=client, request_id=request_id, site=s.site, line=s.line, machine=s.machine,
+                                ts_ns=now)
+            self._write(([ev] if ev is not None else []) + [entry])
             return ev
 
-    def acknowledge(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
-        """None when there is nothing to acknowledge (already acknowledged, normal, masked)."""
-        return self._operator(alarm_id, Action.ACKNOWLEDGE, user, comment)
+    def audit(self, action: str, user: str, role: str = "", target: str = "", *, ok: bool, detail: str = "",
+              request_id: str = "", client: str = "", before: Any = None, after: Any = None) -> None:
+        """An audit entry for an action that did not reach the lifecycle (refused here or by
+        the control bus: collect's authorization), written like the others."""
+        from gwanje.audit import AUDIT_ACTIONS, audit_event
 
-    def acknowledge_line(self, site: str, line: str, user: str, comment: str = "") -> list[Event]:
+        info = self.evaluator.info(target) if target else None
+        st = self._states.get(target) if target else None
+        where = {"site": st.site, "line": st.line, "machine": st.machine} if st is not None else (
+            {"site": info["site"], "line": info["line"], "machine": info["machine"]} if info else {})
+        if before is None and st is not None:
+            before = after = st.status.value
+        entry = audit_event(action if action in AUDIT_ACTIONS else "command.refused", user, role, target,
+                            before=before, after=after, ok=ok, detail=detail, client=client, request_id=request_id,
+                            ts_ns=self.clock(), **where)
+        with self._lock:
+            self._write([entry])
+
+    def acknowledge(self, alarm_id: str, user: str, comment: str = "", **who: Any) -> Optional[Event]:
+        """None when there is nothing to acknowledge (already acknowledged, normal, masked).
+        who: role=, request_id=, client= for the audit entry (every action takes them)."""
+        return self._operator(alarm_id, Action.ACKNOWLEDGE, user, comment, **who)
+
+    def acknowledge_line(self, site: str, line: str, user: str, comment: str = "", **who: Any) -> list[Event]:
         with self._lock:
             ids = [s.id for s in self._states.values() if s.site == site and s.line == line and s.unacknowledged]
-        return [ev for ev in (self.acknowledge(i, user, comment) for i in ids) if ev is not None]
+        return [ev for ev in (self.acknowledge(i, user, comment, **who) for i in ids) if ev is not None]
 
-    def shelve(self, alarm_id: str, user: str, reason: str, duration_s: float) -> Optional[Event]:
-        if not isinstance(duration_s, (int, float)) or not MIN_SHELVE_S <= duration_s <= MAX_SHELVE_S:
+    def shelve(self, alarm_id: str, user: str, reason: str, duration_s: float, **who: Any) -> Optional[Event]:
+        if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or \
+                not MIN_SHELVE_S <= duration_s <= MAX_SHELVE_S:
             self.rejects.reject("bad_shelve_duration", repr(duration_s)[:50])
+            self.audit("alarm.shelve", user if isinstance(user, str) else "", who.get("role", ""),
+                       alarm_id if isinstance(alarm_id, str) else "", ok=False, detail="bad_shelve_duration",
+                       request_id=who.get("request_id", ""), client=who.get("client", ""))
             raise ValueError("bad_shelve_duration")
         until = self.clock() + int(duration_s * NS_PER_S)
-        return self._operator(alarm_id, Action.SHELVE, user, reason, comment_required=True, until=until)
+        return self._operator(alarm_id, Action.SHELVE, user, reason, comment_required=True, until=until, **who)
 
-    def unshelve(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
-        return self._operator(alarm_id, Action.UNSHELVE, user, comment)
+    def unshelve(self, alarm_id: str, user: str, comment: str = "", **who: Any) -> Optional[Event]:
+        return self._operator(alarm_id, Action.UNSHELVE, user, comment, **who)
 
-    def comment(self, alarm_id: str, user: str, text: str) -> Optional[Event]:
-        return self._operator(alarm_id, Action.COMMENT, user, text, comment_required=True)
+    def comment(self, alarm_id: str, user: str, text: str, **who: Any) -> Optional[Event]:
+        return self._operator(alarm_id, Action.COMMENT, user, text, comment_required=True, **who)
 
-    def remove_from_service(self, alarm_id: str, user: str, reason: str) -> Optional[Event]:
-        return self._operator(alarm_id, Action.REMOVE_FROM_SERVICE, user, reason, comment_required=True)
+    def remove_from_service(self, alarm_id: str, user: str, reason: str, **who: Any) -> Optional[Event]:
+        return self._operator(alarm_id, Action.REMOVE_FROM_SERVICE, user, reason, comment_required=True, **who)
 
-    def return_to_service(self, alarm_id: str, user: str, comment: str = "") -> Optional[Event]:
-        return self._operator(alarm_id, Action.RETURN_TO_SERVICE, user, comment)
+    def return_to_service(self, alarm_id: str, user: str, comment: str = "", **who: Any) -> Optional[Event]:
+        return self._operator(alarm_id, Action.RETURN_TO_SERVICE, user, comment, **who)
 
     # ------------------------------------------------------------------ queries
     def active(self) -> list[AlarmState]:
@@ -365,8 +411,9 @@ class AlarmService:
 
     @property
     def unwritten(self) -> int:
-        """Alarm events waiting for the store (it was down); written with the next write."""
-        return len(self._unwritten)
+        """Alarm events waiting for the store (it was down); written with the next write
+        (audit entries of operator actions wait with them, not counted here)."""
+        return sum(1 for e in self._unwritten if e.kind == KIND)
 
     def notifications(self, limit: int = 200) -> list[dict[str, Any]]:
         return self.notifier.attempts(limit) if self.notifier is not None else []

@@ -2,9 +2,11 @@
 reads, and the sound of a new critical alarm on wall displays.
 
 Where alarms come from: the runtime's live AlarmService (`runtime.alarms`) when the UI runs
-in the same process as the collectors; otherwise (a UI-only `serve` process) the store itself,
-read-only: the newest stored event of each alarm is its state (alerts.lifecycle.from_event),
-so every UI process shows the same list. Operator actions need the live service.
+in the same process as the collectors; in a UI-only `serve` process on a plant broker, the
+control bus (`runtime.remote_alarms`, runtime/control.py RemoteAlarms): the collects' alarm
+snapshots, and actions sent to the collect that owns the alarm; without a broker, the store
+itself, read-only: the newest stored event of each alarm is its state
+(alerts.lifecycle.from_event), so every UI process shows the same list.
 
 Registration: `register_callbacks(callback)` is called by dashboards/pages/alarms.py at import.
 Dash executes every page module for each app it builds, so each app gets the banner without
@@ -87,11 +89,13 @@ class StoreAlarms:
 
 
 def alarm_source() -> Any:
-    """The live AlarmService when the runtime has one, else the read-only store view."""
+    """The live AlarmService when the runtime has one, else the control bus's RemoteAlarms,
+    else the read-only store view."""
     rt = context.runtime()
-    svc = getattr(rt, "alarms", None) if rt is not None else None
-    if svc is not None:
-        return svc
+    for name in ("alarms", "remote_alarms"):
+        svc = getattr(rt, name, None) if rt is not None else None
+        if svc is not None:
+            return svc
     d = context.data()
     return StoreAlarms(d.store, context.config(), d.clock)
 

@@ -73,12 +73,13 @@ def runtime() -> Optional[Any]:
 
 
 def runtime_status() -> dict:
-    """The runtime's status, {} without a runtime or when it fails (a page must still render)."""
+    """The runtime's status, {} without a runtime or when it fails (a page must still render);
+    with the control bus, every collect instance's sources merged in (Runtime.status_all)."""
     rt = runtime()
     if rt is None:
         return {}
     try:
-        out = rt.status()
+        out = rt.status_all() if hasattr(rt, "status_all") else rt.status()
     except Exception:
         return {}
     return out if isinstance(out, dict) else {}

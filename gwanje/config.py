@@ -484,6 +484,18 @@ class CollectConfig(Strict):
         check_unique([i.name for i in self.instances], "instance")
         return self
 
+class ControlConfig(Strict):
+    """The control bus between collect and serve processes (gwanje/bus.py, runtime/control.py)
+    over the plant broker (mqtt.url): alarm actions from serve to the collect that owns the
+    alarm, collect's status and alarm snapshots back."""
+
+    # topic root of the bus; outside gwanje/ so the telemetry subscriptions never see it
+    prefix: Annotated[str, Field(pattern=r"^[^/+#$][^+#]*$", max_length=64)] = "gwanje-sys"
+    # this collect's name on the bus (<prefix>/status/<instance>); GWANJE_INSTANCE overrides
+    instance: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "collect"
+    reply_timeout_s: float = Field(5.0, gt=0, le=60)  # serve waits this long for collect's answer
+    max_age_s: float = Field(30.0, gt=0, le=600)  # collect refuses commands older (or further ahead) than this
+
 
 class SystemDef(Strict):
     # demo mode: no login on the dashboard, plain MQTT/OPC UA allowed. Outside demo mode
@@ -498,6 +510,7 @@ class SystemDef(Strict):
     simulator: SimulatorConfig = SimulatorConfig()
     clock: ClockConfig = ClockConfig()
     collect: CollectConfig = CollectConfig()
+    control: ControlConfig = ControlConfig()
 
 
 # ------------------------------------------------------------------------ resolved model
@@ -630,6 +643,8 @@ def _env_overrides(system: dict[str, Any], env: dict[str, str]) -> dict[str, Any
         put(("demo",), env["GWANJE_DEMO"].strip().lower() not in ("0", "false", "no", "off", ""))
     if env.get("GWANJE_MQTT_URL"):
         put(("mqtt", "url"), env["GWANJE_MQTT_URL"])
+    if env.get("GWANJE_INSTANCE"):
+        put(("control", "instance"), env["GWANJE_INSTANCE"])
     if env.get("GWANJE_STORAGE"):
         put(("storage", "kind"), env["GWANJE_STORAGE"])
     if env.get("GWANJE_INFLUX_URL"):
@@ -750,6 +765,8 @@ class Secrets:
     influx_username: Optional[str]
     influx_password: Optional[str]
     ui_secret_key: Optional[str]
+    # HMAC-SHA256 key of the control bus (gwanje/bus.py), shared by collect and serve
+    command_key: Optional[str] = None
 
     @classmethod
     def from_env(cls, env: Optional[dict[str, str]] = None) -> "Secrets":
@@ -758,7 +775,7 @@ class Secrets:
             e.get("GWANJE_MQTT_USERNAME"), e.get("GWANJE_MQTT_PASSWORD"),
             e.get("GWANJE_OPCUA_USERNAME"), e.get("GWANJE_OPCUA_PASSWORD"),
             e.get("GWANJE_INFLUX_TOKEN"), e.get("GWANJE_INFLUX_USERNAME"), e.get("GWANJE_INFLUX_PASSWORD"),
-            e.get("GWANJE_SECRET_KEY"),
+            e.get("GWANJE_SECRET_KEY"), e.get("GWANJE_COMMAND_KEY"),
         )
 
     def __repr__(self) -> str:

@@ -25,6 +25,14 @@ def security_problems(config: Config, secrets: Secrets, roles: tuple[str, ...]) 
                                 f"Sign or SignAndEncrypt are required outside demo mode")
             elif not (ep.certificate and ep.private_key):
                 problems.append(f"opcua endpoint {ep.name}: certificate and private_key are required")
+    if "collect" in roles or "serve" in roles:
+        # the control bus (gwanje/bus.py): without a real key anyone on the broker could
+        # acknowledge or shelve alarms; demo mode uses bus.DEMO_KEY instead
+        from gwanje.bus import MIN_KEY_LEN
+
+        if len(secrets.command_key or "") < MIN_KEY_LEN:
+            problems.append(f"control bus key missing or short: set GWANJE_COMMAND_KEY (at least {MIN_KEY_LEN} "
+                            f"characters, the same for every collect and serve)")
     if "serve" in roles:
         if not secrets.ui_secret_key:
             problems.append("dashboard login needs GWANJE_SECRET_KEY (session signing key)")

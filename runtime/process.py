@@ -45,10 +45,10 @@ class Runtime:
     def __init__(self, config: Config, data_dir: Path, secrets: Optional[Secrets] = None,
                  mqtt_url: Optional[str] = None, instance_name: Optional[str] = None) -> None:
         self.config = config
-        # which collect this is (status topics, /metrics): env GWANJE_INSTANCE, else the
-        # partition's instance (`collect --instance NAME`, gwanje.partition), else "collect"
-        self.instance_name = (os.environ.get("GWANJE_INSTANCE") or instance_name or config.instance
-                              or "collect")
+        # which collect this is (bus status topics, /metrics): the partition's instance
+        # (`collect --instance NAME` or GWANJE_INSTANCE, gwanje.partition), else control.instance
+        # (GWANJE_INSTANCE overrides it in gwanje.config), default "collect"
+        self.instance_name = instance_name or config.instance or config.system.control.instance
         self.data_dir = Path(data_dir)
         self.secrets = secrets or Secrets.from_env()
         self.mqtt_url = mqtt_url or config.system.mqtt.url
@@ -60,6 +60,10 @@ class Runtime:
         self.collectors: list[Any] = []
         self.engine = None
         self.alarms = None
+        # the control bus (runtime/control.py): its command server (collect); in a serve
+        # without a local alarm service, the remote alarm source
+        self.control = None
+        self.remote_alarms = None
         self._ticker: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self.warm_start_pending = False
@@ -151,6 +155,7 @@ class Runtime:
             log.info("collect instance %s: lines %s; MQTT client id %s, subscriptions %s; OPC UA endpoints %s",
                      self.config.instance, mine, self.config.system.mqtt.client_id,
                      self.config.system.mqtt.subscriptions, [e.name for e in self.config.system.opcua.endpoints])
+        self.start_control()
         log.info("collecting from %d sources into %s", len(self.collectors), getattr(store, "name", "store"))
 
     def _tick_loop(self) -> None:
@@ -223,10 +228,37 @@ class Runtime:
         except Exception as e:  # the store went away again: the ticker retries
             log.warning("could not store the signal units and names (%s); will retry", type(e).__name__)
 
+    def owned_lines(self) -> list[tuple[str, str]]:
+        """The (site, line)s whose alarms this collect owns: every line of the config."""
+        return [(s.id, ln.id) for s in self.config.plant.sites for ln in s.lines]
+
+    def start_control(self) -> None:
+        """collect's end of the control bus, on a plant broker (mqtt.url; not the demo's
+        embedded one: the one-process demo acts on its local alarm service)."""
+        from runtime.control import CommandServer, command_key
+
+        key = command_key(self.config, self.secrets)
+        if self.alarms is None or not self.mqtt_url or self.broker is not None:
+            return
+        if key is None:
+            log.error("control bus off: GWANJE_COMMAND_KEY is not set (serve processes cannot act on alarms)")
+            return
+        self.control = CommandServer(self.config, self.secrets, self.alarms, self.status, self.instance_name,
+                                     self.mqtt_url, key, lines=self.owned_lines()).start()
+
     def create_ui(self) -> Any:
         from dashboards import create_app
 
-        return create_app(self.config, self.open_store(), self)
+        store = self.open_store()
+        if self.alarms is None and self.mqtt_url and self.remote_alarms is None:
+            from runtime.control import RemoteAlarms, command_key
+
+            key = command_key(self.config, self.secrets)
+            if key is None:
+                log.error("control bus off: GWANJE_COMMAND_KEY is not set (alarms are read-only here)")
+            else:
+                self.remote_alarms = RemoteAlarms(self.config, self.secrets, store, self.mqtt_url, key).start()
+        return create_app(self.config, store, self)
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -245,7 +277,18 @@ class Runtime:
             "restore_pending": self.restore_pending(),
             "started_ns": self.started_ns,
             "simulator": self.simulator_status(),
+            # the control bus (collect): connected, commands done, refusals by reason
+            "control": self.control.summary() if self.control is not None else {},
         }
+
+    def status_all(self) -> dict[str, Any]:
+        """status() with every collect instance's sources from the control bus (the status
+        page of a serve process; gwanje.bus.merge_status)."""
+        from gwanje.bus import merge_status
+
+        remotes = self.remote_alarms.statuses() if self.remote_alarms is not None else {}
+        local_name = self.instance_name if self.collectors else ""
+        return merge_status(self.status(), remotes, now_ns() // 1_000_000, local_name)
 
     def simulator_status(self) -> dict[str, Any]:
         """Which machines this process makes up (none without a simulator): fake from real."""
@@ -271,6 +314,12 @@ class Runtime:
         was never acknowledged to its source, which delivers it again."""
         deadline = time.monotonic() + grace_s
         self._stopping.set()
+        for bus_end in (self.control, self.remote_alarms):
+            if bus_end is not None:
+                try:
+                    bus_end.stop()
+                except Exception:
+                    log.exception("stopping the control bus")
         budget = grace_s / 2
 
         def stop_one(c: Any) -> None:

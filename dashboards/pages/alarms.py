@@ -3,7 +3,9 @@ comment; history with search; alarm-system health (EEMUA 191); notification deli
 
 `?alarm=<id>` (the link in every notification) opens the page with that alarm selected.
 The callbacks are plain functions (tests call them directly); the alarm source is the live
-AlarmService or, in a UI-only process, the store read-only (dashboards.alarm_banner).
+AlarmService, in a UI-only process the control bus to the collect that owns the alarm (the
+feedback shows collect's answer: done, or refused and why), or without a bus the store
+read-only (dashboards.alarm_banner).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from dash import Input, Output, State, callback, dcc, html
 from alerts.lifecycle import AlarmState
 from dashboards import alarm_banner, context
 from dashboards.alarm_banner import active_alarms, alarm_source, can_act, message
-from dashboards.auth import NotAllowed, authorize
+from dashboards.auth import NotAllowed, authorize, current_user
+from gwanje.bus import CommandFailed
 from dashboards.components.page import render, view
 from dashboards.i18n import add_strings, normalize_lang, t
 
@@ -287,6 +290,10 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
         user = authorize(action) or user
     except NotAllowed:
         return t("not_allowed", lang), dash.no_update
+    # who acts, for the audit log and for collect's own authorization over the control bus:
+    # the session's role; in demo mode (no login) the name typed on the page, as admin
+    who = {"role": "admin" if context.config().system.demo else str((current_user() or {}).get("role") or ""),
+           "client": _client()}
     rows = [r for r in (selected or []) if isinstance(r, dict) and isinstance(r.get("id"), str)]
     if not rows:
         return t("select_first", lang), dash.no_update
@@ -295,20 +302,24 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
         for r in rows:
             aid = r["id"]
             if trigger == "alarm-ack":
-                results.append(src.acknowledge(aid, user, comment or ""))
+                results.append(src.acknowledge(aid, user, comment or "", **who))
             elif trigger == "alarm-ack-line":
-                results.extend(src.acknowledge_line(r.get("site_id", ""), r.get("line_id", ""), user, comment or ""))
+                results.extend(src.acknowledge_line(r.get("site_id", ""), r.get("line_id", ""), user, comment or "",
+                                                    **who))
             elif trigger == "alarm-shelve":
                 dur = shelve_for if isinstance(shelve_for, (int, float)) else 0  # the service says why not
-                results.append(src.shelve(aid, user, comment or "", dur))
+                results.append(src.shelve(aid, user, comment or "", dur, **who))
             elif trigger == "alarm-unshelve":
-                results.append(src.unshelve(aid, user, comment or ""))
+                results.append(src.unshelve(aid, user, comment or "", **who))
             elif trigger == "alarm-add-comment":
-                results.append(src.comment(aid, user, comment or ""))
+                results.append(src.comment(aid, user, comment or "", **who))
             elif trigger == "alarm-oos":
-                results.append(src.remove_from_service(aid, user, comment or ""))
+                results.append(src.remove_from_service(aid, user, comment or "", **who))
             elif trigger == "alarm-ris":
-                results.append(src.return_to_service(aid, user, comment or ""))
+                results.append(src.return_to_service(aid, user, comment or "", **who))
+    except CommandFailed as e:  # over the control bus: collect offline, no answer, or refused and why
+        n = sum(1 for x in results if x is not None)
+        return (t("done_n", lang, n=n) + " · " if n else "") + f"✗ {e}", (done or 0) + 1
     except ValueError as e:  # the service's reason (user_missing, comment_missing, ...), in words
         reason = str(e)
         key = f"err.{reason}"
@@ -316,6 +327,13 @@ def act(n_ack, n_line, n_shelve, n_unshelve, n_comment, n_oos, n_ris, selected, 
         return f"✗ {text}", (done or 0) + 1
     n = sum(1 for x in results if x is not None)
     return (t("done_n", lang, n=n) if n else t("nothing_to_do", lang)), (done or 0) + 1
+
+
+def _client() -> str:
+    """The browser's address, for the audit log."""
+    import flask
+
+    return (flask.request.remote_addr or "") if flask.has_request_context() else ""
 
 
 @callback(Output("alarm-history-grid", "rowData"), Input("alarm-search", "value"),

@@ -4,7 +4,9 @@ spool-full alarm), the data the store refused for good (dead-letter file, with i
 which machines this process's simulator makes up (everything else is a real device).
 
 Reads the runtime's status (`context.runtime_status()`, the dict runtime.Runtime.status()
-returns, also behind /readyz and /metrics). A data rate needs two readings: the previous
+returns, also behind /readyz and /metrics), merged in a serve process with every collect
+instance's retained status from the control bus (gwanje.bus.merge_status: each source with
+its instance, offline ones marked with the age of their last status). A data rate needs two readings: the previous
 counters ride along in a dcc.Store, so each display computes its own rates and the server
 keeps no per-client state. `status_body` is pure (tests call it with hand-written dicts).
 """
@@ -60,6 +62,14 @@ add_strings({
                     "en": "The simulator does not serve OPC UA endpoint {name}: {why}"},
     "st.writes_failing": {"ko": "쓰기 실패 중", "en": "writes failing"},
     "st.refused": {"ko": "거부된 데이터 (데드레터 파일)", "en": "Refused (dead-letter file)"},
+    "st.instance": {"ko": "수집 인스턴스", "en": "Collect instance"},
+    "st.instances": {"ko": "수집 프로세스 (제어 버스)", "en": "Collect processes (control bus)"},
+    "st.this_process": {"ko": "이 프로세스", "en": "this process"},
+    "st.online": {"ko": "온라인", "en": "Online"},
+    "st.offline": {"ko": "오프라인", "en": "offline"},
+    "st.status_age": {"ko": "상태 수신", "en": "Status received"},
+    "st.commands_refused": {"ko": "거부된 명령", "en": "Commands refused"},
+    "st.lines": {"ko": "담당 라인", "en": "Lines owned"},
     "st.refused_alarm": {"ko": "저장소가 데이터를 영구 거부함: {path} 에 보관",
                          "en": "The store refused data for good: kept in {path}"},
 })
@@ -75,10 +85,16 @@ def _rate(now: Optional[float], before: Optional[float], dt_s: float) -> Optiona
     return (now - before) / dt_s
 
 
+def _key(s: Mapping[str, Any]) -> str:
+    """A source's name, with its collect instance's when it has one (two instances may both
+    read "mqtt broker:8883")."""
+    return f"{s['instance']}/{s.get('name', '')}" if s.get("instance") else s.get("name", "")
+
+
 def counters(status: Mapping[str, Any], at_ns: int) -> dict[str, Any]:
     """What the next refresh needs to turn counters into rates."""
     return {"t": at_ns,
-            "sources": {s.get("name", ""): s.get("samples_in") for s in status.get("sources") or []},
+            "sources": {_key(s): s.get("samples_in") for s in status.get("sources") or []},
             "written": (status.get("pipeline") or {}).get("samples_written")}
 
 
@@ -112,13 +128,16 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
     dt = (at_ns - prev["t"]) / 1e9 if isinstance(prev.get("t"), int) else 0.0
     prev_src = prev.get("sources") if isinstance(prev.get("sources"), Mapping) else {}
     rows = []
-    for s in status.get("sources") or []:
+    srcs = status.get("sources") or []
+    by_instance = any(s.get("instance") for s in srcs) or bool(status.get("instances"))
+    for s in srcs:
         name = s.get("name", "")
-        rate = _rate(s.get("samples_in"), prev_src.get(name), dt)
+        rate = _rate(s.get("samples_in"), prev_src.get(_key(s)), dt)
         last = s.get("last_data_ns")
         age = t("st.ago", lang, s=f"{(at_ns - last) / 1e9:.0f}") if isinstance(last, int) else t("st.never", lang)
-        ok = bool(s.get("connected"))
-        rows.append(html.Tr([
+        # a source of an offline collect: its last reported state, not a live one
+        ok = bool(s.get("connected")) and s.get("online", True) is not False
+        rows.append(html.Tr(([_instance_cell(s, lang)] if by_instance else []) + [
             html.Td(name), html.Td(s.get("kind", "")),
             html.Td(t("st.connected" if ok else "st.disconnected", lang),
                     className="gw-ok" if ok else "gw-bad", **{"data-state": "up" if ok else "down"}),
@@ -131,7 +150,7 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
                     title=", ".join(f"{k}: {v}" for k, v in sorted((s.get("rejects") or {}).items()))),
             html.Td(s.get("detail", ""), className="gw-detail"),
         ]))
-    heads = ["st.source", "st.kind", "st.state", "st.rate", "st.samples", "st.reconnects", "st.last_data",
+    heads = (["st.instance"] if by_instance else []) + ["st.source", "st.kind", "st.state", "st.rate", "st.samples", "st.reconnects", "st.last_data",
              "st.clock", "st.rejects", "st.detail"]
     sources = html.Table([html.Thead(html.Tr([html.Th(t(h, lang)) for h in heads])), html.Tbody(rows)],
                          className="gw-table gw-status-sources")
@@ -177,8 +196,52 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
     if p.get("refused_alarm"):
         out.append(html.Div(t("st.refused_alarm", lang, path=p.get("deadletter_path") or "—"),
                             className="gw-alarm gw-bad", role="alert"))
-    out += [html.H2(t("st.sources", lang)), sources, summary]
+    out += [html.H2(t("st.sources", lang)), sources]
+    if status.get("instances"):
+        out += [html.H2(t("st.instances", lang)), instances_table(status["instances"], lang)]
+    out.append(summary)
     return out
+
+
+def _age(age_s: Any, lang: str) -> str:
+    return t("st.ago", lang, s=f"{age_s:.0f}") if isinstance(age_s, (int, float)) else t("st.never", lang)
+
+
+def _instance_cell(s: Mapping[str, Any], lang: str) -> html.Td:
+    name = s.get("instance") or t("st.this_process", lang)
+    if s.get("online", True) is False:
+        return html.Td(f"{name} ({t('st.offline', lang)}, {_age(s.get('age_s'), lang)})", className="gw-bad",
+                       **{"data-instance": "offline"})
+    return html.Td(name, **{"data-instance": "online"})
+
+
+def instances_table(instances: list[Mapping[str, Any]], lang: str) -> html.Table:
+    """One row per collect instance on the control bus: online or not, how old its status is,
+    its store, spool, queue and the lines it owns."""
+    rows = []
+    for i in instances:
+        p = i.get("pipeline") or {}
+        store = i.get("store") or {}
+        online = bool(i.get("online"))
+        rows.append(html.Tr([
+            html.Td(i.get("instance", "")),
+            html.Td(t("st.online" if online else "st.offline", lang), className="gw-ok" if online else "gw-bad",
+                    **{"data-state": "up" if online else "down"}),
+            html.Td(_age(i.get("age_s"), lang)),
+            html.Td(f"{store.get('name', '—')}: " + t("st.store_ok" if store.get("ok") else "st.store_down", lang),
+                    className="gw-ok" if store.get("ok") else "gw-bad"),
+            html.Td(_fmt_int(p.get("queue_depth")), className="gw-num"),
+            html.Td(_fmt_int(p.get("spool_samples")), className="gw-num"),
+            html.Td(_fmt_int((p.get("samples_dropped") or 0) + (p.get("spool_dropped_samples") or 0)),
+                    className="gw-num"),
+            html.Td(_fmt_int(sum((i.get("rejects") or {}).values())), className="gw-num",
+                    title=", ".join(f"{k}: {v}" for k, v in sorted((i.get("rejects") or {}).items()))),
+            html.Td(", ".join(i.get("lines") or []), className="gw-detail"),
+        ]))
+    heads = ["st.instance", "st.state", "st.status_age", "st.store", "st.queue", "st.spool", "st.dropped",
+             "st.commands_refused", "st.lines"]
+    return html.Table([html.Thead(html.Tr([html.Th(t(h, lang)) for h in heads])), html.Tbody(rows)],
+                      className="gw-table gw-status-instances")
 
 
 def layout(lang: Any = None, kiosk: Any = None, **query: Any) -> Any:

@@ -372,6 +372,7 @@ def test_serve_with_an_unknown_role_refuses_to_start_with_a_clear_error(tmp_path
     import sys
 
     env = {**os.environ, "GWANJE_DEMO": "0", "GWANJE_SECRET_KEY": "k" * 32, "GWANJE_DATA_DIR": str(tmp_path),
+           "GWANJE_COMMAND_KEY": "c" * 32,
            "GWANJE_USERS": f"a:admin:{HASH},b:Supervisor:{HASH}", "GWANJE_PORT": "1"}
     r = subprocess.run([sys.executable, str(REPO / "app.py"), "serve"], env=env, capture_output=True, text=True,
                        timeout=120)
