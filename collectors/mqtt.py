@@ -164,14 +164,19 @@ def explain_connect_error(e: Optional[BaseException], host: str = "", port: int 
     return f"network error: {type(e).__name__}: {e}"
 
 
-def explain_refusal(reason_code: Any) -> str:
-    """A CONNACK refusal -> one line naming the cause (never the credentials themselves)."""
+def explain_refusal(reason_code: Any, sent_password: bool = False) -> str:
+    """A CONNACK refusal -> one line naming the cause (never the credentials themselves).
+    Mosquitto answers a wrong password with "not authorized" (MQTT 3.1.1 code 5), not "bad
+    user name or password" (4): when we sent a password, that is what it most likely means."""
     name = str(reason_code)
     low = name.lower()
     if "user name or password" in low or "username or password" in low:
         return "broker refused: bad username or password (GWANJE_MQTT_USERNAME/PASSWORD)"
     if "not authorized" in low:
-        return "broker refused: not authorized (this user or certificate may not connect; check the broker ACL)"
+        if sent_password:
+            return ("broker refused: bad username or password, or this user may not connect "
+                    "(not authorized; GWANJE_MQTT_USERNAME/PASSWORD)")
+        return "broker refused: not authorized (this user or client certificate may not connect)"
     if "identifier" in low:
         return f"broker refused: client id not accepted ({name})"
     return f"broker refused the connection: {name}"
@@ -224,6 +229,7 @@ class MqttCollector:
         self.state_topic = f"{NAMESPACE}/STATE/{sp.host_id}" if sp.enabled and sp.host_id else None
         self._state_ts = 0  # ms: the timestamp of the STATE will of the coming connection
         self.rebirths_requested = 0  # NCMD rebirth requests published
+        self._sent_password = bool(secrets.mqtt_username and secrets.mqtt_password)
         self._client = self._make_client(secrets)
         self._started = False
 
@@ -307,7 +313,7 @@ class MqttCollector:
                     properties: Any) -> None:
         if reason_code.is_failure:
             # kept until a connection succeeds, so the status says why we keep reconnecting
-            self._refused = explain_refusal(reason_code)
+            self._refused = explain_refusal(reason_code, sent_password=self._sent_password)
             self.detail = self._refused
             self._log_cause(self._refused)
             return
