@@ -81,8 +81,11 @@ def plant(tmp_path_factory):
 
     tiny_config = load_config(cfg_dir, env={})
     server_cert = make_certificate(tmp, "server", SERVER_URI, server=True)
+    # an X.509 user certificate the server maps to a user (instead of a password)
+    user_cert = create_certificate(tmp / "user")[0]
     server = tiny_server((tiny_config, tiny_config.endpoint("plc")), credentials=(USER, PASSWORD),
-                         certificate=server_cert, sign_only_too=False, trusted_clients=[cert]).start()
+                         certificate=server_cert, sign_only_too=False, trusted_clients=[cert],
+                         user_certificates=[user_cert]).start()
     (cfg_dir / "system.yaml").write_text(SYSTEM.format(url=server.url), encoding="utf-8")
     # we trust the server: the operator compares the fingerprint, then confirms it
     trusted = app("trust-server", "plc", "--fingerprint", fingerprint(server_cert[0].read_bytes()),
@@ -134,6 +137,33 @@ def test_signed_and_encrypted_login_collects_into_the_store(plant, tmp_path, cap
     assert PASSWORD not in caplog.text + repr(col.status())
 
 
+def _with_endpoint(config, **updates):
+    [ep] = config.system.opcua.endpoints
+    ep = ep.model_copy(update=updates)
+    return dataclasses.replace(config, system=config.system.model_copy(
+        update={"opcua": config.system.opcua.model_copy(update={"endpoints": [ep]})}))
+
+
+def test_x509_user_certificate_logs_in_without_a_password(plant, tmp_path):
+    server, config, data, tmp = plant
+    user = tmp / "user"
+    cfg = _with_endpoint(config, user_certificate=str(user / "cert.der"), user_private_key=str(user / "key.pem"))
+    sink = ListSink()
+    [col] = build_collectors(cfg, sink, Secrets.from_env({}), data_dir=data)
+    col.start()
+    try:
+        assert wait_for(lambda: col.status().connected, 20), col.status()
+        server.write(TINY_FORCE, 778.5)
+        assert wait_for(lambda: [s for s in sink.of("m-1", "forging_force") if s.value == 778.5], 20)
+    finally:
+        col.stop()
+    # a user certificate the server does not know: refused, and said so
+    stranger = create_certificate(tmp_path / "stranger")[0]
+    cfg = _with_endpoint(config, user_certificate=str(stranger), user_private_key=str(tmp_path / "stranger" / "key.pem"))
+    [col] = build_collectors(cfg, ListSink(), Secrets.from_env({}), data_dir=data)
+    refused(col, "server refused our user certificate (BadUserAccessDenied")
+
+
 def test_wrong_password_is_named(plant, caplog):
     server, config, data, _ = plant
     caplog.set_level(logging.DEBUG, logger="gwanje")
@@ -163,10 +193,7 @@ def test_security_none_against_a_server_that_requires_encryption_is_named(plant)
 
 def test_sign_only_against_a_server_that_requires_encryption_is_named(plant):
     server, config, data, _ = plant
-    [ep] = config.system.opcua.endpoints
-    ep = ep.model_copy(update={"security_mode": "Sign"})
-    config = dataclasses.replace(config, system=config.system.model_copy(
-        update={"opcua": config.system.opcua.model_copy(update={"endpoints": [ep]})}))
+    config = _with_endpoint(config, security_mode="Sign")
     [col] = build_collectors(config, ListSink(), secrets(), data_dir=data)
     refused(col, "server requires SignAndEncrypt (no matching endpoint for our Basic256Sha256/Sign")
 
