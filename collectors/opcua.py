@@ -705,7 +705,7 @@ class OpcuaCollector:
         offered = None
         if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)) or "No matching endpoints" in str(e):
             offered = await _offered_security(self.url)
-        return explain_connect_error(e, self.endpoint, offered, self._user_kind())
+        return explain_connect_error(e, self.endpoint, offered, self._user_kind(), self.url)
 
     def _user_kind(self) -> str:
         ep = self.endpoint
@@ -761,7 +761,7 @@ _MODE_NAME = {v: k for k, v in _MODE_NO.items()}
 
 
 def explain_connect_error(e: BaseException, ep: OpcuaEndpoint, offered: Optional[list[tuple[str, str]]] = None,
-                          user_kind: str = "password") -> str:
+                          user_kind: str = "password", url: Optional[str] = None) -> str:
     """A failed OPC UA connect -> one line naming the cause. offered: the (policy, mode) pairs
     the server's endpoints announce, when known. Pure."""
     if isinstance(e, ServerNotTrusted):
@@ -786,7 +786,7 @@ def explain_connect_error(e: BaseException, ep: OpcuaEndpoint, offered: Optional
     if "No matching endpoints" in str(e):
         return f"the server offers no endpoint with our security {ours} (no matching endpoint)"
     if isinstance(e, ConnectionRefusedError):
-        return f"connection refused: no OPC UA server listening at {redact_url(ep.url)}"
+        return f"connection refused: no OPC UA server listening at {redact_url(url or ep.url)}"
     if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
         return "timed out (server not answering, or it dropped a secure channel it would not open)"
     return f"{code}: {e}"
