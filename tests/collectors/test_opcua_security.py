@@ -228,3 +228,22 @@ def test_certs_refuses_to_overwrite_without_force(tmp_path):
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"urn:{host}:gwanje:collector"]
     assert san.get_values_for_type(x509.DNSName) == [host]
     assert cert.public_key().key_size == 2048
+
+
+@pytest.mark.parametrize("error, says", [
+    ("BadSecurityChecksFailed", "server rejected our certificate (BadSecurityChecksFailed)"),
+    ("BadCertificateUriInvalid", "server rejected our certificate (BadCertificateUriInvalid)"),
+    ("BadIdentityTokenRejected", "bad user or password (BadIdentityTokenRejected"),
+    ("BadSecurityPolicyRejected", "no matching endpoint"),
+])
+def test_the_other_status_codes_servers_answer_with_are_named(error, says):
+    """Other stacks (Siemens, B&R, Kepware) refuse with these where asyncua says
+    BadCertificateUntrusted / BadUserAccessDenied."""
+    from asyncua import ua
+
+    from collectors.opcua import explain_connect_error
+    from gwanje.config import OpcuaEndpoint
+
+    ep = OpcuaEndpoint(name="plc", url="opc.tcp://plc:4840", **{"security_policy": "Basic256Sha256",
+                                                                 "security_mode": "SignAndEncrypt"})
+    assert says in explain_connect_error(getattr(ua.uaerrors, error)(), ep)
