@@ -12,6 +12,9 @@
                                 broker (mqtt://...) and write a config dir that collects them
   python app.py trust-server ENDPOINT [--fingerprint SHA256]
                                 show an OPC UA server's certificate and trust it (docs/opcua.md)
+  python app.py certs [--out DIR] [--days N] [--force]
+                                create the collector's OPC UA application certificate and key
+                                (default <data dir>/pki/own/cert.der + key.pem; docs/opcua.md)
 
 Every subcommand reads --config DIR (GWANJE_CONFIG_DIR, default ./config) and --data-dir DIR
 (GWANJE_DATA_DIR, default ./data); --host/--port (GWANJE_HOST/GWANJE_PORT) set the UI address.
@@ -39,11 +42,15 @@ log = logging.getLogger("gwanje")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Gwanje (관제) control room")
     p.add_argument("command", nargs="?", default="demo",
-                   choices=["demo", "check-config", "simulate", "collect", "serve", "discover", "trust-server"])
+                   choices=["demo", "check-config", "simulate", "collect", "serve", "discover", "trust-server",
+                            "certs"])
     p.add_argument("target", nargs="?", default=None,
                    help="discover: SOURCE (opc.tcp://host:port/path or mqtt://host:port); "
                         "trust-server: the endpoint name in system.yaml")
-    p.add_argument("--out", default=None, help="discover: the config directory to write (must not exist)")
+    p.add_argument("--out", default=None, help="discover: the config directory to write (must not exist); "
+                                               "certs: where to write cert.der + key.pem (<data dir>/pki/own)")
+    p.add_argument("--days", type=int, default=3650, help="certs: validity in days (3650)")
+    p.add_argument("--force", action="store_true", help="certs: replace an existing certificate and key")
     p.add_argument("--seconds", type=float, default=10.0, help="discover on MQTT: how long to listen (10)")
     p.add_argument("--fingerprint", default=None,
                    help="trust-server: the SHA-256 fingerprint you expect; trusts without asking when it matches")
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return _discover(args, config)
     if args.command == "trust-server":
         return _trust_server(args, config)
+    if args.command == "certs":
+        return _certs(args, config)
     if args.command == "simulate":
         from simulator.runner import nothing_to_simulate
 
@@ -132,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     secrets = Secrets.from_env()
     roles = {"demo": ("simulate", "collect", "serve")}.get(args.command, (args.command,))
     problems = security_problems(config, secrets, roles)
+    from collectors.opcua_certs import security_file_problems
+
+    unreadable = security_file_problems(config, Path(args.data_dir), roles)
+    if unreadable:
+        print("configuration error: security files:\n  " + "\n  ".join(unreadable), file=sys.stderr)
+        return 2
     if problems:
         print("refusing to start outside demo mode:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 3
@@ -202,6 +217,39 @@ def _discover(args: argparse.Namespace, config) -> int:
         print(f"discover: cannot reach {args.target}: {e!r}", file=sys.stderr)
         return 1
     print(report(found, notes, added, Path(args.out)))
+    return 0
+
+
+def _certs(args: argparse.Namespace, config) -> int:
+    """Create the collector's OPC UA application certificate + key and say what to do next."""
+    import socket
+
+    from collectors.opcua_certs import CertificateExists, application_uri, create_certificate, default_paths
+    from collectors.opcua_trust import fingerprint
+
+    out = Path(args.out) if args.out else default_paths(Path(args.data_dir))[0].parent
+    host = socket.gethostname()
+    if args.days < 1:
+        print("certs: --days must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        cert, key, der = create_certificate(out, host, days=args.days, force=args.force)
+    except CertificateExists as e:
+        print(f"certs: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"certs: cannot write into {out}: {e}", file=sys.stderr)
+        return 1
+    default = args.out is None
+    print(f"certificate: {cert}\nprivate key: {key} (mode 0600)\n"
+          f"application URI: {application_uri(host)}  DNS: {host}  valid {args.days} days  RSA 2048 / SHA-256\n"
+          f"SHA-256 fingerprint: {fingerprint(der)}\n\nNext:\n"
+          f"  1. trust this certificate on every OPC UA server (PLC) the collector talks to: import {cert}\n"
+          f"     into its trust list (or accept it in its rejected list) and compare the fingerprint above\n"
+          f"  2. in config/system.yaml, per endpoint: security_policy: Basic256Sha256, security_mode: SignAndEncrypt\n"
+          + ("     (certificate/private_key may stay unset: they default to these files)\n" if default else
+             f"     certificate: {cert}\n     private_key: {key}\n")
+          + "  3. trust the server's certificate here: python app.py trust-server <endpoint>")
     return 0
 
 

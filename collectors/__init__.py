@@ -31,9 +31,11 @@ def build_collectors(config: Config, sink: SampleSink, secrets: Secrets,
     used = {m.opcua_endpoint for m in machines if m.opcua_endpoint}
     if used:
         from collectors.opcua import OpcuaCollector
+        from collectors.opcua_certs import with_default_certificate
 
         for ep in config.system.opcua.endpoints:
             if ep.name in used:
                 trust = Path(data_dir) / config.system.opcua.trust_dir if data_dir is not None else None
+                ep = with_default_certificate(ep, data_dir)  # <data dir>/pki/own/ (app.py certs)
                 out.append(OpcuaCollector(config, ep, sink, secrets, trust_dir=trust))
     return out

@@ -28,6 +28,8 @@ import functools
 import inspect
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -40,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.base import SampleSink, SourceStatus
 from collectors.payloads import MessageDecoder
 from collectors.sparkplug import NAMESPACE, OTHER_INSTANCE, rebirth_request
-from gwanje.config import Config, Secrets
+from gwanje.config import Config, Secrets, TlsConfig
 from gwanje.rejects import Rejects
 
 log = logging.getLogger("gwanje.collectors.mqtt")
@@ -63,22 +65,122 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     return u.hostname, port or _DEFAULT_PORTS[u.scheme], u.scheme == "mqtts"
 
 
+SYSTEM_CA = "system"  # mqtt.tls.ca_file: verify the broker against the OS trust store
+
+
+class GwanjeMqttClient(paho.Client):
+    """paho's client, remembering the last socket/TLS error: paho reports a failed connect
+    only as on_connect_fail (no exception) and a TLS alert after the handshake (a broker
+    that refuses our client certificate, TLS 1.3) only as a lost connection. last_error is
+    what explain_connect_error turns into a status line naming the cause."""
+
+    last_error: Optional[BaseException] = None
+
+    def reconnect(self) -> Any:
+        self.last_error = None
+        try:
+            return super().reconnect()
+        except Exception as e:
+            self.last_error = e
+            raise
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        try:
+            return super()._sock_recv(bufsize)
+        except BlockingIOError:
+            raise
+        except OSError as e:
+            self.last_error = e
+            raise
+
+
+def configure_tls(c: paho.Client, t: Optional[TlsConfig], *, strict: bool = False) -> None:
+    """TLS for a paho client from system.yaml mqtt.tls: the broker's certificate is verified
+    against ca_file (a PEM bundle) or, with ca_file "system" or none, the OS trust store, and
+    its name against the url's host; cert_file + key_file are our client certificate.
+    strict (outside demo mode): tls.insecure (no hostname check) is refused."""
+    ca = t.ca_file if t else None
+    c.tls_set(ca_certs=None if ca in (None, "", SYSTEM_CA) else ca, certfile=t.cert_file if t else None,
+              keyfile=t.key_file if t else None, cert_reqs=ssl.CERT_REQUIRED)
+    if t and t.insecure:
+        if strict:
+            raise ValueError("mqtt.tls.insecure (no check of the broker's name) is refused outside demo mode")
+        log.warning("mqtt.tls.insecure: the broker's certificate name is NOT checked (demo/lab use only)")
+        c.tls_insecure_set(True)
+
+
 def make_client(settings: Any, secrets: Secrets, client_id: str, *, tls: bool, clean_session: bool = True,
-                manual_ack: bool = False) -> paho.Client:
+                manual_ack: bool = False, strict: bool = False) -> paho.Client:
     """A paho client with the plant broker's credentials (environment) and TLS settings
     (system.yaml mqtt.tls): the one place every MQTT connection of Gwanje — collector, control
-    bus, discovery — is configured, so TLS and authentication mean the same everywhere."""
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    clean_session=clean_session, protocol=paho.MQTTv311, manual_ack=manual_ack)
+    bus, discovery — is configured, so TLS and authentication mean the same everywhere.
+    strict: outside demo mode (refuses tls.insecure). The client's last_error (a
+    GwanjeMqttClient) feeds explain_connect_error."""
+    c = GwanjeMqttClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=clean_session, protocol=paho.MQTTv311, manual_ack=manual_ack)
     if secrets.mqtt_username:
         c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
     if tls:
-        t = settings.tls
-        c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
-                  keyfile=t.key_file if t else None)
-        if t and t.insecure:
-            c.tls_insecure_set(True)
+        configure_tls(c, settings.tls, strict=strict)
     return c
+
+
+# OpenSSL verify codes (X509_V_ERR_*) that mean "the name is wrong", not "the issuer is unknown"
+_NAME_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_EXPIRED = {9, 10}  # CERT_NOT_YET_VALID, CERT_HAS_EXPIRED
+# TLS alerts a broker sends when it wants (another) client certificate
+_CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_UNKNOWN",
+                       "CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED", "ACCESS_DENIED", "HANDSHAKE_FAILURE")
+
+
+def explain_connect_error(e: Optional[BaseException], host: str = "", port: int = 0) -> str:
+    """A failed connection attempt (socket or TLS error) -> one line naming the cause, for
+    status().detail and the log. Pure; no credentials are ever part of these errors."""
+    where = f"{host}:{port}" if host else "the broker"
+    if e is None:
+        return f"cannot connect to {where}"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        msg = e.verify_message or str(e)
+        if e.verify_code in _NAME_MISMATCH:
+            return f"TLS: server name mismatch ({msg}; the url's host must be in the broker certificate)"
+        if e.verify_code in _EXPIRED:
+            return f"TLS: server certificate expired or not yet valid ({msg})"
+        return f"TLS: server certificate not trusted (certificate verify failed: {msg}; check mqtt.tls.ca_file)"
+    if isinstance(e, ssl.SSLError):
+        reason = (e.reason or "").upper()
+        if any(a in reason for a in _CLIENT_CERT_ALERTS):
+            return (f"TLS: client certificate required/refused by the broker ({e.reason}; "
+                    f"check mqtt.tls.cert_file/key_file)")
+        if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER_FAILURE" in reason:
+            return f"TLS: {where} does not speak TLS on this port ({e.reason})"
+        return f"TLS: {e.reason or e}"
+    if isinstance(e, ConnectionRefusedError):
+        return f"connection refused: nothing listening on {where}"
+    if isinstance(e, socket.gaierror):
+        return f"cannot resolve the broker host {host!r} ({e})"
+    if isinstance(e, (TimeoutError, socket.timeout)):
+        return f"timed out connecting to {where}"
+    if isinstance(e, ConnectionResetError):
+        return f"the broker closed the connection during set-up ({where})"
+    return f"network error: {type(e).__name__}: {e}"
+
+
+def explain_refusal(reason_code: Any, sent_password: bool = False) -> str:
+    """A CONNACK refusal -> one line naming the cause (never the credentials themselves).
+    Mosquitto answers a wrong password with "not authorized" (MQTT 3.1.1 code 5), not "bad
+    user name or password" (4): when we sent a password, that is what it most likely means."""
+    name = str(reason_code)
+    low = name.lower()
+    if "user name or password" in low or "username or password" in low:
+        return "broker refused: bad username or password (GWANJE_MQTT_USERNAME/PASSWORD)"
+    if "not authorized" in low:
+        if sent_password:
+            return ("broker refused: bad username or password, or this user may not connect "
+                    "(not authorized; GWANJE_MQTT_USERNAME/PASSWORD)")
+        return "broker refused: not authorized (this user or client certificate may not connect)"
+    if "identifier" in low:
+        return f"broker refused: client id not accepted ({name})"
+    return f"broker refused the connection: {name}"
 
 
 def _reports_done(sink: SampleSink) -> bool:
@@ -121,6 +223,7 @@ class MqttCollector:
         self._session = ""
         self.detail = "not started"
         self._refused = ""
+        self._cause_logged = ""  # the last failure cause logged (each cause once, until a connection works)
         self._last_bug_log = -1e9
         self._lock = threading.Lock()
         sp = self.settings.sparkplug
@@ -128,6 +231,7 @@ class MqttCollector:
         self._state_ts = 0  # ms: the timestamp of the STATE will of the coming connection
         self.rebirths_requested = 0  # NCMD rebirth requests published
         self.skipped: Counter[str] = Counter()  # messages of other collect instances' lines
+        self._sent_password = bool(secrets.mqtt_username and secrets.mqtt_password)
         self._client = self._make_client(secrets)
         self._started = False
 
@@ -135,12 +239,13 @@ class MqttCollector:
     def _make_client(self, secrets: Secrets) -> paho.Client:
         s = self.settings
         c = make_client(s, secrets, self.client_id, tls=self.tls, clean_session=s.clean_start,
-                        manual_ack=self.ack_after_store)
+                        manual_ack=self.ack_after_store, strict=not self.config.system.demo)
         c.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         # paho's own outgoing queue is unused (we only subscribe); inflight bounds redelivery bursts
         c.max_inflight_messages_set(100)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         if self.state_topic:
@@ -211,11 +316,12 @@ class MqttCollector:
                     properties: Any) -> None:
         if reason_code.is_failure:
             # kept until a connection succeeds, so the status says why we keep reconnecting
-            self._refused = f"broker refused the connection: {reason_code}"
+            self._refused = explain_refusal(reason_code, sent_password=self._sent_password)
             self.detail = self._refused
-            log.warning("%s: %s", self.name, self.detail)
+            self._log_cause(self._refused)
             return
         self._refused = ""
+        self._cause_logged = ""
         with self._lock:
             self.connects += 1
             self.connected = True
@@ -252,9 +358,31 @@ class MqttCollector:
         if self.state_topic:
             self._set_state_will(client)  # the next connection's will and birth share a new timestamp
         if self._started:
+            err = getattr(client, "last_error", None)
+            if not self._refused and isinstance(err, ssl.SSLError):
+                # a TLS alert after the handshake: the broker refused our client certificate
+                self._refused = explain_connect_error(err, self.host, self.port)
             self.detail = self._refused or f"disconnected ({reason_code})"
             self.detail += "; reconnecting"
-            log.warning("%s: %s", self.name, self.detail)
+            if self._refused:
+                self._log_cause(self._refused)
+            else:
+                log.warning("%s: %s", self.name, self.detail)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        """A connection attempt failed before MQTT (TCP, TLS handshake): say why."""
+        cause = explain_connect_error(getattr(client, "last_error", None), self.host, self.port)
+        self._refused = ""
+        self.detail = f"{cause}; reconnecting"
+        self._log_cause(cause)
+
+    def _log_cause(self, cause: str) -> None:
+        """Each failure cause once at WARNING (repeats at DEBUG) until a connection succeeds."""
+        if cause != self._cause_logged:
+            self._cause_logged = cause
+            log.warning("%s: %s", self.name, cause)
+        else:
+            log.debug("%s: %s (again)", self.name, cause)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         try:

@@ -28,7 +28,13 @@ Options (system.yaml, opcua.endpoints[]; see gwanje.config.OpcuaEndpoint):
   publishing_ms          of the one subscription; a keep-alive arrives at least every ~5 s
   queue_size             per monitored item, on the server (changes kept between publishes)
   reconnect_min_s/_max_s back-off between connection attempts, doubling
-Credentials: GWANJE_OPCUA_USERNAME / GWANJE_OPCUA_PASSWORD (environment only, never logged).
+Credentials: GWANJE_OPCUA_USERNAME / GWANJE_OPCUA_PASSWORD, or per endpoint
+GWANJE_OPCUA_USERNAME_<NAME> / GWANJE_OPCUA_PASSWORD_<NAME> (environment only, never logged);
+or an X.509 user certificate (user_certificate + user_private_key). Our application
+certificate defaults to <data dir>/pki/own/cert.der + key.pem (`python app.py certs`).
+A failed connect names its cause in status().detail and the log, once per cause
+(explain_connect_error): server rejected our certificate, bad user or password, server
+requires SignAndEncrypt (no matching endpoint), unknown server certificate, ...
 Server certificates: checked against the trust list at every connect (collectors.opcua_trust):
 trust on first use in demo mode, an operator's confirmation in production, a changed
 certificate refused always ("server_certificate_unknown" / "server_certificate_changed").
@@ -446,7 +452,8 @@ class OpcuaCollector:
         ep = self.endpoint
         delay = ep.reconnect_min_s
         ever_connected = False
-        failures = 0  # connect attempts failed in a row: the first is a warning, repeats are info
+        failures = 0  # connect attempts failed in a row
+        last_why = ""  # the cause of the last failure (a new cause is a warning, a repeat info)
         while not stop.is_set():
             lost = asyncio.Event()
             client = None
@@ -459,17 +466,20 @@ class OpcuaCollector:
             except Exception as e:
                 # repr(e) carries no credentials: they live only on the client object
                 failures += 1
-                why = e.short if isinstance(e, ServerNotTrusted) else f"{type(e).__name__}: {e}"
+                why = await self._why(e)
                 self._set(False, f"connect failed ({failures}x): {why}"[:300])
-                log.log(logging.WARNING if failures == 1 else logging.INFO,
-                        "%s: cannot connect to %s (attempt %d): %r; retrying in %.1fs",
-                        self.name, redact_url(self.url), failures, e, delay)
+                # each cause once at WARNING (a new cause again); repeats at INFO
+                log.log(logging.WARNING if why != last_why else logging.INFO,
+                        "%s: cannot connect to %s (attempt %d): %s; retrying in %.1fs",
+                        self.name, redact_url(self.url), failures, why, delay)
+                last_why = why
             else:
                 if ever_connected:
                     with self._lock:
                         self._reconnects += 1
                 ever_connected = True
                 failures = 0
+                last_why = ""
                 delay = ep.reconnect_min_s
                 self._set(True, f"subscribed {self._subscribed} of {len(self.signals)} signals")
                 log.info("%s: connected to %s, %d of %d signals subscribed", self.name,
@@ -513,10 +523,7 @@ class OpcuaCollector:
         client = Client(self.url, timeout=_REQUEST_TIMEOUT_S, watchdog_intervall=self.watchdog_s)
         client.name = client.description = "Gwanje collector"
         client.session_timeout = 600_000  # what asyncua servers grant anyway; asking more only logs a warning
-        if self._secrets.opcua_username:
-            client.set_user(self._secrets.opcua_username)
-            if self._secrets.opcua_password:
-                client.set_password(self._secrets.opcua_password)
+        await self._set_identity(client)
         if ep.security_policy != "None":
             await self._set_security(client)
 
@@ -676,6 +683,36 @@ class OpcuaCollector:
         await client.set_security(security_policies.SecurityPolicyBasic256Sha256, ep.certificate, ep.private_key,
                                   server_certificate=ep.server_certificate, mode=mode)
 
+    async def _set_identity(self, client: Any) -> None:
+        """Who we are to the server: an X.509 user certificate (user_certificate +
+        user_private_key) or a username/password from the environment (the endpoint's own
+        GWANJE_OPCUA_USERNAME_<NAME> first), else anonymous."""
+        ep = self.endpoint
+        if ep.user_certificate and ep.user_private_key:
+            await client.load_client_certificate(ep.user_certificate)
+            await client.load_private_key(Path(ep.user_private_key))
+            return
+        user, password = self._secrets.opcua_login(ep.name)
+        if user:
+            client.set_user(user)
+            if password:
+                client.set_password(password)
+
+    async def _why(self, e: BaseException) -> str:
+        """A failed connect -> the cause in one line (never a credential). When the error itself
+        does not say (asyncua found no matching endpoint, or the server just dropped a
+        channel it would not open), the server's endpoints are asked what it offers."""
+        offered = None
+        if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)) or "No matching endpoints" in str(e):
+            offered = await _offered_security(self.url)
+        return explain_connect_error(e, self.endpoint, offered, self._user_kind(), self.url)
+
+    def _user_kind(self) -> str:
+        ep = self.endpoint
+        if ep.user_certificate and ep.user_private_key:
+            return "certificate"
+        return "password" if self._secrets.opcua_login(ep.name)[0] else "anonymous"
+
     async def _close(self, client: Any, timeout: float = _CLOSE_TIMEOUT_S) -> None:
         try:
             await asyncio.wait_for(client.disconnect(), timeout)
@@ -709,6 +746,68 @@ def _certificate_uri(path: str) -> Optional[str]:
         return None
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     return uris[0] if uris else None
+
+
+_CERT_REFUSED = {"BadCertificateUntrusted", "BadSecurityChecksFailed", "BadCertificateInvalid",
+                 "BadCertificateUriInvalid", "BadCertificateUseNotAllowed", "BadCertificateTimeInvalid",
+                 "BadCertificateIssuerTimeInvalid", "BadCertificateRevoked", "BadCertificateIssuerRevoked",
+                 "BadCertificateRevocationUnknown", "BadCertificateIssuerRevocationUnknown",
+                 "BadCertificateIssuerUseNotAllowed", "BadCertificatePolicyCheckFailed"}
+_USER_REFUSED = {"BadUserAccessDenied", "BadIdentityTokenRejected", "BadIdentityTokenInvalid",
+                 "BadUserSignatureInvalid"}
+_MODE_REFUSED = {"BadSecurityPolicyRejected", "BadSecurityModeRejected"}
+_MODE_NO = {"None": 1, "Sign": 2, "SignAndEncrypt": 3}
+_MODE_NAME = {v: k for k, v in _MODE_NO.items()}
+
+
+def explain_connect_error(e: BaseException, ep: OpcuaEndpoint, offered: Optional[list[tuple[str, str]]] = None,
+                          user_kind: str = "password", url: Optional[str] = None) -> str:
+    """A failed OPC UA connect -> one line naming the cause. offered: the (policy, mode) pairs
+    the server's endpoints announce, when known. Pure."""
+    if isinstance(e, ServerNotTrusted):
+        return e.short
+    code = type(e).__name__
+    ours = f"{ep.security_policy}/{ep.security_mode}"
+    if offered is not None and offered and (ep.security_policy, ep.security_mode) not in offered:
+        need = ", ".join(f"{p}/{m}" for p, m in offered)
+        what = "SignAndEncrypt" if all(m == "SignAndEncrypt" for _, m in offered) else need
+        return f"server requires {what} (no matching endpoint for our {ours}; it offers {need})"
+    if code in _CERT_REFUSED:
+        return (f"server rejected our certificate ({code}): trust our application certificate "
+                f"{ep.certificate or ''} on the server (`python app.py certs` prints its fingerprint)")
+    if code in _USER_REFUSED:
+        if user_kind == "certificate":
+            return f"server refused our user certificate ({code}; user_certificate {ep.user_certificate})"
+        if user_kind == "anonymous":
+            return f"server refused an anonymous session ({code}): set GWANJE_OPCUA_USERNAME/PASSWORD"
+        return f"bad user or password ({code}; GWANJE_OPCUA_USERNAME/PASSWORD)"
+    if code in _MODE_REFUSED:
+        return f"server refused our security {ours} ({code}): no matching endpoint"
+    if "No matching endpoints" in str(e):
+        return f"the server offers no endpoint with our security {ours} (no matching endpoint)"
+    if isinstance(e, ConnectionRefusedError):
+        return f"connection refused: no OPC UA server listening at {redact_url(url or ep.url)}"
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+        return "timed out (server not answering, or it dropped a secure channel it would not open)"
+    return f"{code}: {e}"
+
+
+async def _offered_security(url: str) -> Optional[list[tuple[str, str]]]:
+    """(policy, mode) of every endpoint the server announces (GetEndpoints, no session);
+    None when it cannot be asked."""
+    from asyncua import Client
+
+    try:
+        client = Client(url, timeout=3)
+        endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), 5)
+    except Exception:
+        return None
+    out = []
+    for e in endpoints:
+        pair = (e.SecurityPolicyUri.rpartition("#")[2], _MODE_NAME.get(int(e.SecurityMode), str(e.SecurityMode)))
+        if pair not in out:
+            out.append(pair)
+    return out
 
 
 async def _first(*aws: Any) -> None:

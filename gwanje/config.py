@@ -12,7 +12,7 @@ Files (in the config directory, `--config DIR` or GWANJE_CONFIG_DIR, default ./c
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
@@ -373,9 +373,14 @@ class OpcuaEndpoint(Strict):
     # None (demo only) or Basic256Sha256 with mode Sign / SignAndEncrypt
     security_policy: Literal["None", "Basic256Sha256"] = "None"
     security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    # our application certificate (DER or PEM) and key: `python app.py certs` creates
+    # <data dir>/pki/own/cert.der + key.pem, the default when security is on and these are unset
     certificate: Optional[str] = None
     private_key: Optional[str] = None
     server_certificate: Optional[str] = None
+    # X.509 user authentication instead of username/password (a user certificate the server maps to a user)
+    user_certificate: Optional[str] = None
+    user_private_key: Optional[str] = None
     # node of a signal when SignalDef.node is not given
     node_template: str = "ns=2;s={site}.{line}.{machine}.{signal}"
     sampling_ms: float = Field(500, ge=0)
@@ -753,6 +758,19 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
     return Config(directory=d, plant=plant, system=system, raw_extra=extra)
 
 
+def _env_key(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def _opcua_logins(e: Any) -> dict:
+    out: dict = {}
+    for k, v in e.items():
+        if k.startswith("GWANJE_OPCUA_USERNAME_") and v:
+            key = k[len("GWANJE_OPCUA_USERNAME_"):]
+            out[key] = (v, e.get("GWANJE_OPCUA_PASSWORD_" + key))
+    return out
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Credentials, from the environment only. repr() never shows values."""
@@ -767,6 +785,9 @@ class Secrets:
     ui_secret_key: Optional[str]
     # HMAC-SHA256 key of the control bus (gwanje/bus.py), shared by collect and serve
     command_key: Optional[str] = None
+    # per-endpoint OPC UA logins: GWANJE_OPCUA_USERNAME_<ENDPOINT> / GWANJE_OPCUA_PASSWORD_<ENDPOINT>
+    # (endpoint name upper case, - as _), {endpoint key: (username, password)}
+    opcua_logins: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, env: Optional[dict[str, str]] = None) -> "Secrets":
@@ -776,7 +797,16 @@ class Secrets:
             e.get("GWANJE_OPCUA_USERNAME"), e.get("GWANJE_OPCUA_PASSWORD"),
             e.get("GWANJE_INFLUX_TOKEN"), e.get("GWANJE_INFLUX_USERNAME"), e.get("GWANJE_INFLUX_PASSWORD"),
             e.get("GWANJE_SECRET_KEY"), e.get("GWANJE_COMMAND_KEY"),
+            opcua_logins=_opcua_logins(e),
         )
+
+    def opcua_login(self, endpoint: str) -> tuple[Optional[str], Optional[str]]:
+        """(username, password) for an OPC UA endpoint: its own GWANJE_OPCUA_USERNAME_<NAME> /
+        _PASSWORD_<NAME> when set, else GWANJE_OPCUA_USERNAME / GWANJE_OPCUA_PASSWORD."""
+        own = self.opcua_logins.get(_env_key(endpoint))
+        if own and own[0]:
+            return own
+        return self.opcua_username, self.opcua_password
 
     def __repr__(self) -> str:
         shown = {k: ("***" if v else None) for k, v in self.__dict__.items()}

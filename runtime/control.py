@@ -101,7 +101,8 @@ class CommandServer:
         host, port, tls = parse_broker_url(url)
         self.host, self.port = host, port
         self.client_id = f"{self.prefix}-collect-{instance}-{socket.gethostname()}-{os.getpid()}"[:200]
-        c = make_client(config.system.mqtt, secrets, self.client_id, tls=tls, clean_session=True)
+        c = make_client(config.system.mqtt, secrets, self.client_id, tls=tls, clean_session=True,
+                        strict=not config.system.demo)
         c.reconnect_delay_set(config.system.mqtt.reconnect_min_s, config.system.mqtt.reconnect_max_s)
         c.will_set(bus.status_topic(self.prefix, instance), self._offline(), qos=1, retain=True)
         c.on_connect = self._on_connect
@@ -356,7 +357,8 @@ class RemoteAlarms:
             self.connected = threading.Event()
             host, port, tls = parse_broker_url(self.url)
             self.client_id = f"{self.prefix}-serve-{socket.gethostname()}-{os.getpid()}-{pysecrets.token_hex(4)}"[:200]
-            c = make_client(self.config.system.mqtt, self.secrets, self.client_id, tls=tls, clean_session=True)
+            c = make_client(self.config.system.mqtt, self.secrets, self.client_id, tls=tls, clean_session=True,
+                            strict=not self.config.system.demo)
             m = self.config.system.mqtt
             c.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)
             c.on_connect = self._on_connect

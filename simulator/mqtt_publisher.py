@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 from dataclasses import dataclass
 from typing import Mapping, Optional
@@ -56,7 +55,7 @@ class PublisherStatus:
 
 
 def make_client(url: str, settings: Optional[MqttConfig], secrets: Optional[Secrets],
-                client_id: str) -> tuple[mqtt.Client, str, int]:
+                client_id: str, strict: bool = False) -> tuple[mqtt.Client, str, int]:
     """A paho 2.x client set up from the url and system.yaml mqtt settings (TLS, back-off) and
     the credentials of the environment; not yet connected."""
     host, port, tls = parse_mqtt_url(url)
@@ -69,11 +68,10 @@ def make_client(url: str, settings: Optional[MqttConfig], secrets: Optional[Secr
     if secrets.mqtt_username:
         c.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
     if tls:
-        t = settings.tls
-        c.tls_set(ca_certs=t.ca_file if t else None, certfile=t.cert_file if t else None,
-                  keyfile=t.key_file if t else None, cert_reqs=ssl.CERT_REQUIRED)
-        if t and t.insecure:
-            c.tls_insecure_set(True)
+        # the collector's TLS rules (ca_file "system", no insecure outside demo mode)
+        from collectors.mqtt import configure_tls
+
+        configure_tls(c, settings.tls, strict=strict)
     return c, host, port
 
 
