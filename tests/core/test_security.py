@@ -39,7 +39,7 @@ def test_verified_tls_with_a_password_or_a_client_certificate_is_accepted():
     assert mqtt_problems(prod(tls=cert), Secrets.from_env({})) == []
     # and the whole check, with a secure OPC UA endpoint and a login
     cfg = prod(tls=cert, **SECURE_EP)
-    assert security_problems(cfg, Secrets.from_env({**OPCUA_LOGIN, "GWANJE_SECRET_KEY": "k" * 32}),
+    assert security_problems(cfg, Secrets.from_env({**OPCUA_LOGIN, "GWANJE_SECRET_KEY": "k" * 32, "GWANJE_COMMAND_KEY": "c" * 32}),
                              ("collect", "serve")) == []
 
 
