@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import sys
 import threading
@@ -85,11 +86,15 @@ class User:
         return f"User({self.name!r}, role={self.role!r})"
 
 
+# entries are comma-separated, but an argon2 hash has commas of its own ("$m=65536,t=3,p=4$")
+_ENTRY_SEP = re.compile(r",(?![tp]=\d+[,$])")
+
+
 def parse_users(text: str) -> dict[str, User]:
     """GWANJE_USERS -> users; a bad entry is an error naming its position, never its content
     (a password pasted in the wrong place must not reach a log)."""
     users: dict[str, User] = {}
-    for i, entry in enumerate(p.strip() for p in (text or "").split(",")):
+    for i, entry in enumerate(p.strip() for p in _ENTRY_SEP.split(text or "")):
         if not entry:
             continue
         parts = entry.split(":", 2)

@@ -164,7 +164,7 @@ def csp(hashes: Iterable[str]) -> str:
     """Dash needs: its own scripts and component chunks ('self'), the one inline script that
     starts the renderer (its hash, from app.csp_hashes()), inline style attributes (React sets
     style= on elements), data: images and fonts (AG Grid icons, plotly)."""
-    script = " ".join(["'self'", *(f"'{h}'" for h in hashes)])
+    script = " ".join(["'self'", *(h if h.startswith("'") else f"'{h}'" for h in hashes)])
     return ("default-src 'self'; "
             f"script-src {script}; "
             "style-src 'self' 'unsafe-inline'; "

@@ -15,6 +15,7 @@ import re
 from datetime import date, datetime
 from typing import Any, Iterable, Mapping, Optional
 
+from gwanje.audit import AUDIT_ACTIONS
 from gwanje.config import Config
 
 MAX_ID = 64
@@ -26,6 +27,8 @@ SHIFT_KEY = re.compile(r"^(\d{4}-\d{2}-\d{2})/([A-Za-z0-9][A-Za-z0-9_\-]{0,31})$
 _BAD_CHARS = re.compile(r"['\"`;\\<>{}|$\x00-\x1f\x7f]")
 _KEYWORDS = re.compile(r"(?i)(--|/\*|\*/|\b(select|insert|update|delete|drop|union|alter|create|grant|exec|"
                        r"truncate|show|into|from|where|sleep|benchmark|waitfor)\b|\b(or|and)\s+\S+\s*=)")
+PARAMS = ("site", "line", "machine", "signal", "alarm", "shift", "window", "from", "to", "lang", "kiosk", "user",
+          "action")
 TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
 
@@ -164,7 +167,7 @@ class PlantIds:
         """The query string of a page: the parameters with a meaning are checked as what they
         are, every other value as a free value."""
         for name, value in params.items():
-            bad = hostile(name, MAX_ID) or self._param(name, value, params)
+            bad = (None if name in PARAMS else id_shape(name)) or self._param(name, value, params)
             if bad:
                 return f"{name}:{bad}"
         return None
@@ -180,6 +183,8 @@ class PlantIds:
             return self.shift(value) if value != "" else None
         if name == "window":
             return self.window(value)
+        if name == "action":
+            return None if all(a in AUDIT_ACTIONS for a in str(value).split(",") if a) else "unknown_action"
         if name in ("from", "to"):
             return self.time(value) if value != "" else None
         return hostile(value)
