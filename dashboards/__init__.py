@@ -74,7 +74,7 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
         from dashboards import auth
 
         rejects += auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language,
-                                config.system.ui.session_hours)
+                                config.system.ui.session_hours, config.system.ui.oidc)
     app.server.extensions["gwanje_rejects"] = rejects
     return app
 

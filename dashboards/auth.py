@@ -290,14 +290,16 @@ def _page(lang: str, title: str, body: str) -> str:
 <body class="gw-login-body">{body}</body></html>"""
 
 
-def _login_page(lang: str, next_url: str, error: Optional[str] = None) -> str:
+def _login_page(lang: str, next_url: str, error: Optional[str] = None, sso: bool = False) -> str:
     err = f'<p class="gw-login-error">{escape(t(error, lang))}</p>' if error else ""
+    sso_link = (f'<p><a class="gw-login-sso" id="gw-login-sso" href="/login/oidc?lang={lang}&amp;next='
+                f'{escape(quote(next_url, safe=""))}">{escape(t("login_sso", lang))}</a></p>') if sso else ""
     return _page(lang, t("login", lang), f"""<form class="gw-login" method="post" action="/login?lang={lang}">
 <h1>{escape(t("app_title", lang))}</h1>{err}
 <label>{escape(t("username", lang))}<input name="username" autocomplete="username" required autofocus></label>
 <label>{escape(t("password", lang))}<input name="password" type="password" autocomplete="current-password" required></label>
 <input type="hidden" name="next" value="{escape(next_url)}">
-<button type="submit">{escape(t("login", lang))}</button></form>""")
+<button type="submit">{escape(t("login", lang))}</button>{sso_link}</form>""")
 
 
 def _logout_page(lang: str, name: str, token: str) -> str:
@@ -309,17 +311,25 @@ def _logout_page(lang: str, name: str, token: str) -> str:
 
 
 def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko",
-            session_hours: float = DEFAULT_SESSION_HOURS) -> list[Rejects]:
+            session_hours: float = DEFAULT_SESSION_HOURS, oidc_config: Optional[object] = None) -> list[Rejects]:
     """Put the login gate in front of the Flask server Dash runs on. Returns the counters of
-    what it refuses (for /metrics)."""
+    what it refuses (for /metrics). oidc_config: system.yaml ui.oidc (gwanje.config.OidcConfig)."""
     from dashboards import audit_log
 
     secret = env.get("GWANJE_SECRET_KEY")
     if not secret or len(secret) < 16:
         raise AuthConfigError("outside demo mode GWANJE_SECRET_KEY must be set (16+ characters)")
     users = parse_users(env.get("GWANJE_USERS", ""))
-    if not users:
-        raise AuthConfigError("outside demo mode GWANJE_USERS must name at least one user")
+    sso = None
+    if oidc_config is not None:
+        from dashboards.oidc import OidcLogin
+
+        oidc_secret = env.get("GWANJE_OIDC_CLIENT_SECRET")
+        if not oidc_secret:
+            raise AuthConfigError("ui.oidc is configured: GWANJE_OIDC_CLIENT_SECRET must be set")
+        sso = OidcLogin(oidc_config, oidc_secret)  # type: ignore[arg-type]
+    if not users and sso is None:
+        raise AuthConfigError("outside demo mode GWANJE_USERS must name at least one user (or configure ui.oidc)")
     parse_display_tokens(env.get("GWANJE_DISPLAY_TOKENS", ""))  # a bad list refuses the start
     for name in legacy_users(users):
         log.warning("GWANJE_USERS: user %s has an older werkzeug password hash; rehash with "
@@ -363,8 +373,13 @@ def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko
                 flask.session.clear()
                 return None
             return u
-        known = users.get(u.get("name"))  # type: ignore[arg-type]
         login_at = flask.session.get("login_at")
+        if flask.session.get("via") == "oidc":  # the provider gave the role at login; the lifetime applies
+            if sso is None or not isinstance(login_at, (int, float)) or time.time() - login_at >= lifetime_s:
+                flask.session.clear()
+                return None
+            return u
+        known = users.get(u.get("name"))  # type: ignore[arg-type]
         # (a little clock skew between servers must not end a fresh session: only age counts)
         if known is None or not isinstance(login_at, (int, float)) or time.time() - login_at >= lifetime_s:
             flask.session.clear()
@@ -393,7 +408,7 @@ def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko
     def _login():  # type: ignore[no-untyped-def]
         lang = lang_of()
         if flask.request.method == "GET":
-            return _login_page(lang, _safe_next(flask.request.args.get("next")))
+            return _login_page(lang, _safe_next(flask.request.args.get("next")), sso=sso is not None)
         form = flask.request.form
         name, password = form.get("username", "")[:128], form.get("password", "")[:1024]
         nxt = _safe_next(form.get("next"))
@@ -402,18 +417,55 @@ def install(server: flask.Flask, env: Mapping[str, str], default_lang: str = "ko
         if wait:
             rejects.reject("throttled", f"{name} from {key[1]}")
             audit_log.record("login_failed", user=name[:64], role="", ok=False, detail="throttled")
-            return _login_page(lang, nxt, "login_throttled"), 429, {"Retry-After": str(int(wait) + 1)}
+            return _login_page(lang, nxt, "login_throttled", sso=sso is not None), 429, {"Retry-After": str(int(wait) + 1)}
         user = check(users, name, password)
         if user is None:
             rejects.reject("bad_credentials", name)
             throttle.failed(key)
             audit_log.record("login_failed", user=name[:64], role="", ok=False, detail="bad_credentials")
-            return _login_page(lang, nxt, "login_failed"), 401
+            return _login_page(lang, nxt, "login_failed", sso=sso is not None), 401
         throttle.succeeded(key)
         start_session({"name": user.name, "role": user.role})
         flask.session.permanent = True  # the cookie expires with the session, not "when the browser closes"
         audit_log.record("login", user=user.name, role=user.role, detail="password")
         return flask.redirect(nxt)
+
+    def oidc_redirect_uri() -> str:
+        return getattr(oidc_config, "redirect_url", None) or flask.request.url_root.rstrip("/") + "/login/oidc/callback"
+
+    @server.route("/login/oidc", methods=["GET"])
+    def _login_oidc():  # type: ignore[no-untyped-def]
+        if sso is None:
+            return flask.Response("not found", status=404)
+        try:
+            url, saved = sso.start(oidc_redirect_uri())
+        except Exception as e:
+            log.error("OIDC provider not answering: %s", type(e).__name__)
+            return _login_page(lang_of(), "/", "oidc_failed", sso=True), 502
+        flask.session.clear()
+        flask.session["oidc"] = {**saved, "next": _safe_next(flask.request.args.get("next")), "lang": lang_of()}
+        return flask.redirect(url)
+
+    @server.route("/login/oidc/callback", methods=["GET"])
+    def _login_oidc_callback():  # type: ignore[no-untyped-def]
+        from dashboards.oidc import OidcRefused
+
+        if sso is None:
+            return flask.Response("not found", status=404)
+        saved = flask.session.pop("oidc", None)
+        lang = normalize_lang((saved or {}).get("lang") if isinstance(saved, dict) else None, default_lang)
+        try:
+            name, role = sso.finish(oidc_redirect_uri(), flask.request.args, saved)
+        except OidcRefused as e:
+            reason = str(e)
+            rejects.reject("oidc_refused", reason)
+            log.warning("OIDC login refused: %s", reason)
+            audit_log.record("login_failed", user="oidc:?", role="", ok=False, detail=f"oidc {reason}"[:200])
+            return _login_page(lang, "/", "oidc_failed", sso=True), 403
+        start_session({"name": name, "role": role}, via="oidc")
+        flask.session.permanent = True
+        audit_log.record("login", user=name, role=role, detail="oidc")
+        return flask.redirect(saved.get("next") or "/")  # type: ignore[union-attr]
 
     @server.route("/display", methods=["GET"])
     @server.route("/display/<path:token>", methods=["GET"])

@@ -11,6 +11,7 @@ from gwanje.config import load_config
 from tests.dashboards.conftest import REPO
 
 pytestmark = pytest.mark.services
+BROWSER_ENFORCES_CSP = True  # tests.fixtures.browser: this module runs under the app's real CSP
 
 HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("correct horse")
 ENV = {"GWANJE_SECRET_KEY": "k" * 32, "GWANJE_USERS": f"ada:admin:{HASH},olga:operator:{HASH}",
