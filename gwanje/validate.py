@@ -99,8 +99,9 @@ class PlantIds:
         return None
 
     def alarm(self, alarm_id: Any) -> Optional[str]:
-        """`rule:site/line/machine/signal` (fewer levels for a line or site alarm); the place
-        must be of the plant, the signal an id."""
+        """`rule:site/line/machine/signal` (fewer levels for a line or site alarm, an empty
+        signal for a rule that watches none, `system:<name>` for a system alarm); the place must
+        be of the plant, the signal an id."""
         if not isinstance(alarm_id, str):
             return "not_text"
         if len(alarm_id) > 4 * MAX_ID + 8:
@@ -112,9 +113,12 @@ class PlantIds:
         if not sep or not RULE.match(rule):
             return "bad_alarm_id"
         parts = where.split("/")
-        if not 2 <= len(parts) <= 4 or any(id_shape(p) for p in parts):
+        if len(parts) == 1:  # a system alarm of no place ("system:spool_full")
+            return "bad_alarm_id" if id_shape(parts[0]) else None
+        # the last part is the signal, empty for a rule that watches none
+        if len(parts) > 4 or any(id_shape(p) for p in parts[:-1]) or (parts[-1] and id_shape(parts[-1])):
             return "bad_alarm_id"
-        place, _signal = parts[:-1], parts[-1]
+        place = parts[:-1]
         if len(place) == 3:
             return self.machine(*place)
         if len(place) == 2:

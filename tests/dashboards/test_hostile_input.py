@@ -195,6 +195,8 @@ def test_ids_are_checked_against_the_plant(plant_config):
     assert ids.machine("changwon-1", "cnc-2", "cnc-101") == "unknown_machine"
     assert ids.alarm("vib.h:changwon-1/cnc-1/cnc-101/vibration") is None
     assert ids.alarm("vib.h:changwon-1/vibration") is None  # a site alarm
+    assert ids.alarm("system:spool_full") is None and ids.alarm("down:changwon-1/cnc-1/cnc-101/") is None
+    assert ids.alarm("system:") == "bad_alarm_id" and ids.alarm("vib:a/b/c/d/e") == "bad_alarm_id"
     assert ids.alarm("vib.h:busan-9/cnc-1/cnc-101/vibration") == "unknown_site"
     assert ids.shift("2026-09-21/day") is None and ids.shift("last-8h") is None
     assert ids.shift("2026-09-31/day") == "bad_shift" and ids.shift("2026-09-21/lunch") == "unknown_shift"
