@@ -33,6 +33,7 @@ class AuditWriter:
         self._pending: deque[list[Any]] = deque()  # [event, attempts]
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._inflight = 0  # taken from the queue by a retry round, not yet written
         self.written = 0
 
     def write(self, event: Event) -> bool:
@@ -48,8 +49,9 @@ class AuditWriter:
         return True
 
     def pending(self) -> int:
+        """Entries not yet in the store (queued or being retried)."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + self._inflight
 
     def _enqueue(self, event: Event, attempts: int) -> None:
         with self._lock:
@@ -68,6 +70,7 @@ class AuditWriter:
         with self._lock:
             batch = list(self._pending)
             self._pending.clear()
+            self._inflight = len(batch)
         if batch:
             try:
                 self.store.write_events([e for e, _ in batch])
@@ -84,6 +87,8 @@ class AuditWriter:
                         keep.append([ev, attempts + 1])
                 with self._lock:
                     self._pending.extendleft(reversed(keep))
+        with self._lock:
+            self._inflight = 0
         return self.pending()
 
     def _retry_loop(self) -> None:
@@ -91,7 +96,7 @@ class AuditWriter:
             self._sleep(self.retry_s)
             if self.flush() == 0:
                 with self._lock:
-                    if not self._pending:
+                    if not self._pending and not self._inflight:
                         self._thread = None
                         return
 

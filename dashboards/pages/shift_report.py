@@ -153,11 +153,13 @@ def recompute(params: Any, user: Optional[str]) -> tuple[str, int]:
         layer.store.write_events(events)
     except Exception:  # store down: say so on the tablet
         log.exception("recompute of %s failed", scope.shift.key)
-        audit_log.record("shift.recompute", target, ok=False, detail="store_error", site=site, line=line or "")
+        audit_log.record("shift.recompute", target, user=user, ok=False, detail="store_error", site=site,
+                         line=line or "")
         return "save_failed", 0
     layer.cache.clear()
-    audit_log.record("shift.recompute", target, before=before, after=shift_summary(events, site, line, scope.focus),
-                     site=site, line=line or "", machine=scope.focus or "")
+    audit_log.record("shift.recompute", target, user=user, before=before,
+                     after=shift_summary(events, site, line, scope.focus), site=site, line=line or "",
+                     machine=scope.focus or "")
     return "recomputed", len(events)
 
 
@@ -208,7 +210,8 @@ def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:
     except Exception:  # bad input or store down: the tablet says "not saved", nothing crashes
         return "save_failed"
     context.data().cache.clear()  # the Pareto must show the new reason at once
-    audit_log.record("shift.downtime_reason", f"{site}/{line}/{machine} stop {start}", before=before, after=reason,
+    audit_log.record("shift.downtime_reason", f"{site}/{line}/{machine} stop {start}", user=user or "",
+                     before=before, after=reason,
                      site=site, line=line, machine=machine)  # type: ignore[arg-type]
     return "saved"
 
