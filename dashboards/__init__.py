@@ -4,7 +4,10 @@ Layout of this package (how to find the room for a change):
   context.py      how pages reach config / data / runtime (and how to add a page)
   data.py         the one data-access layer: view models + shared short-TTL cache over the Store
   i18n.py         every label in Korean and English
-  auth.py         login outside demo mode; roles and what each may change (ACTIONS)
+  auth.py         login outside demo mode (passwords, display tokens); authorize(action) against
+                  gwanje/roles.py ACTIONS
+  security.py     security headers, generic error pages, input validation before any query
+  audit_log.py    the serve side of the audit log (write, retry); /admin/audit shows it
   components/     shell (header, alarm-banner slot, breadcrumbs, kiosk), tiles, figures,
                   page bodies (views), shared live-refresh callbacks
   pages/          one module per URL: overview `/`, `/site/..`, `/line/..`, `/machine/..`, `/signal/..`
@@ -59,13 +62,19 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
         dash.page_container,
     ])
     callbacks.register(app)
+    from dashboards import audit_log, security
+
+    # validation first: before the login gate and before any page or callback runs a query
+    rejects = [security.install(app, config)]
+    writer = audit_log.AuditWriter(store)
+    app.server.extensions[audit_log.EXT] = writer
     # what this server refuses, counted: gwanje.health.add_routes puts them in its /metrics
-    rejects = [layer.failures]
+    rejects += [layer.failures, writer.rejects]
     if not config.system.demo:
         from dashboards import auth
 
         rejects += auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language,
-                                config.system.ui.session_hours)
+                                config.system.ui.session_hours, config.system.ui.oidc)
     app.server.extensions["gwanje_rejects"] = rejects
     return app
 

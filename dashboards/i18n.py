@@ -62,6 +62,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "login_failed": {"ko": "사용자 또는 비밀번호가 틀립니다", "en": "Wrong user or password"},
     "login_throttled": {"ko": "로그인 실패가 너무 많습니다. 잠시 후 다시 시도하세요",
                         "en": "Too many failed attempts: try again in a few minutes"},
+    "login_sso": {"ko": "통합 로그인(SSO)", "en": "Sign in with single sign-on"},
+    "oidc_failed": {"ko": "통합 로그인이 거부되었습니다", "en": "Single sign-on refused"},
     "not_allowed": {"ko": "권한이 없습니다", "en": "Not allowed for your role"},
     "store_error": {"ko": "저장소 응답 없음", "en": "Storage not answering"},
 }

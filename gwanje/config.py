@@ -434,6 +434,28 @@ class DeadLetterConfig(Strict):
     files: int = Field(4, ge=2, le=100)
 
 
+class OidcConfig(Strict):
+    """Optional single sign-on (dashboards/oidc.py). The client secret comes from
+    GWANJE_OIDC_CLIENT_SECRET, never from here."""
+    issuer: str  # e.g. https://login.example.com/realms/plant (the id token's iss)
+    metadata_url: Optional[str] = None  # default: <issuer>/.well-known/openid-configuration
+    client_id: str
+    role_claim: str = "groups"  # the id-token claim (a string or a list) mapped to a role
+    role_map: dict[str, Literal["viewer", "operator", "supervisor", "engineer", "admin"]] = {}
+    name_claim: str = "preferred_username"  # the user name shown and audited (falls back to sub)
+    scopes: list[str] = ["openid", "profile"]
+    # the URL the provider sends the browser back to; default: this server's /login/oidc/callback
+    redirect_url: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _need_openid(self) -> "OidcConfig":
+        if "openid" not in self.scopes:
+            raise ValueError("ui.oidc.scopes must include openid")
+        if not self.role_map:
+            raise ValueError("ui.oidc.role_map must map at least one claim value to a role")
+        return self
+
+
 class UiConfig(Strict):
     host: str = "127.0.0.1"  # GWANJE_HOST
     port: int = Field(8050, ge=1, le=65535)  # GWANJE_PORT
@@ -443,6 +465,8 @@ class UiConfig(Strict):
     trend_points: int = Field(600, gt=10)
     # outside demo mode: a login lasts this long (absolute, from the login), then sign in again
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # optional OpenID Connect login beside the passwords (docs/deploy.md)
+    oidc: Optional[OidcConfig] = None
 
 
 class SimulatorConfig(Strict):

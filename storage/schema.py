@@ -8,6 +8,7 @@ typed fields:
 
     state       -> machine_state   counts -> counts   oee_shift -> oee_shift
     alarm       -> alarm           lot    -> lot      signal_meta -> signal_meta
+    audit       -> audit
 
 DuckDB gets the same logical schema as views over `events` (sql_views()), so a user's SQL
 mirrors their InfluxQL: same names, same columns, plus `time` (TIMESTAMPTZ) and `ts` (ns).
@@ -290,6 +291,23 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _f("range_max", FLOAT, "display range, high end"),
     ), "units and display names of every configured signal, written at every collect start "
        "(a config change shows from the next start; last() is the current)"),
+    Measurement("audit", "audit", (
+        *_place("line id, when the entry names one", "machine id, when the entry names one",
+                'site id; "_plant" for an entry of no site (a login)'),
+        _tag("action", "action", "login, logout, login_failed, alarm.acknowledge, alarm.shelve, alarm.unshelve, "
+                                 "alarm.comment, alarm.out_of_service, alarm.return_to_service, "
+                                 "shift.downtime_reason, shift.recompute, config.reload, command.refused"),
+        _f("user_name", STR, "who acted (for a failed login the name as typed); not `user`, an InfluxQL keyword",
+           key="user"),
+        _f("role", STR, "their role then"),
+        _f("target", STR, "what was acted on: an alarm id, a machine and stop, a scope and shift"),
+        _f("ok", BOOL, "false: refused or failed"),
+        _f("detail", STR, "how or why: password, display token, oidc, not_allowed, bad_credentials, ..."),
+        _f("client", STR, "the client address (or process) it came from"),
+        _f("request_id", STR, "the request or command id, when there is one"),
+        _attr("audit_id", "key", STR, "the entry's unique id (the event key)"),
+    ), "one point per audit entry (gwanje/audit.py), time = when it happened; before and after stay in the "
+       "entry's JSON (the `event` measurement, DuckDB `events`)"),
 )
 
 BY_KIND: dict[str, Measurement] = {m.kind: m for m in MEASUREMENTS}

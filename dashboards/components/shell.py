@@ -30,13 +30,19 @@ def href(path: str, lang: str, kiosk: bool = False, **params: Any) -> str:
     return f"{path}?{urlencode(q)}"
 
 
-def nav_entries() -> list[dict[str, Any]]:
+def nav_entries(role: Optional[str] = None) -> list[dict[str, Any]]:
     """Pages that asked to be in the nav: `dash.register_page(..., nav={"key": i18n key,
-    "order": n})`. Read from Dash's page registry, so a new page needs no edit here."""
+    "order": n})`. Read from Dash's page registry, so a new page needs no edit here.
+    nav "action" (gwanje/roles.py): shown only to a role that may do it (role None: demo
+    mode, no login, every page shown). The page itself still refuses on the server."""
+    from gwanje.roles import role_allows
+
     out = []
     for page in dash.page_registry.values():
         nav = page.get("nav")
         if isinstance(nav, Mapping) and nav.get("key"):
+            if nav.get("action") and role is not None and not role_allows(role, nav["action"]):
+                continue
             out.append({"key": nav["key"], "order": nav.get("order", 100), "path": page.get("path", "/")})
     return sorted(out, key=lambda e: (e["order"], e["key"]))
 
@@ -69,7 +75,7 @@ def header(lang: str, kiosk: bool, plant_name: str, path: str, query: Mapping[st
     if not kiosk:
         links = [dcc.Link(t("overview", lang), href=href("/", lang), className="gw-nav-link")]
         links += [dcc.Link(t(e["key"], lang), href=href(e["path"], lang), className="gw-nav-link")
-                  for e in nav_entries() if e["path"] != "/"]
+                  for e in nav_entries(str(user.get("role", "")) if user else None) if e["path"] != "/"]
         parts.append(html.Nav(links, id="gw-nav", className="gw-nav"))
         keep = {k: v for k, v in query.items() if k not in ("lang", "kiosk") and isinstance(v, str)}
         parts.append(html.Div(

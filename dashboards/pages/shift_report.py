@@ -10,7 +10,7 @@ from typing import Any, Optional
 import dash
 from dash import MATCH, Input, Output, State, callback, ctx, dcc, html
 
-from dashboards import context
+from dashboards import audit_log, context
 from dashboards.auth import NotAllowed, authorize
 from dashboards.components.oee import (ScopeData, csv_text, engine_for, fmt_pct, kpi_tiles, lines_table,
                                        local_time, machine_name, machine_rows, machine_table, scope_from_params,
@@ -143,15 +143,35 @@ def recompute(params: Any, user: Optional[str]) -> tuple[str, int]:
     if user is None or scope is None or scope.live or scope.shift.shift_id not in {s.id for s in
                                                                                   engine_for(cfg).calendar.spec.shifts}:
         return "save_failed", 0
+    site, line = scope.site.id, scope.line.id if scope.line else None
+    target = "/".join(x for x in (site, line or "", scope.focus or "") if x) + f" {scope.shift.key}"
     try:
-        events = engine_for(cfg).recompute(layer.store, scope.site.id, scope.line.id if scope.line else None,
-                                           scope.focus, scope.shift.start_ns, scope.shift.end_ns)
+        before = shift_summary(layer.store.events("oee_shift", scope.shift.start_ns, scope.shift.start_ns + 1, site,
+                                                  line, key=scope.shift.key), site, line, scope.focus)
+        events = engine_for(cfg).recompute(layer.store, site, line, scope.focus, scope.shift.start_ns,
+                                           scope.shift.end_ns)
         layer.store.write_events(events)
     except Exception:  # store down: say so on the tablet
         log.exception("recompute of %s failed", scope.shift.key)
+        audit_log.record("shift.recompute", target, user=user, ok=False, detail="store_error", site=site,
+                         line=line or "")
         return "save_failed", 0
     layer.cache.clear()
+    audit_log.record("shift.recompute", target, user=user, before=before,
+                     after=shift_summary(events, site, line, scope.focus), site=site, line=line or "",
+                     machine=scope.focus or "")
     return "recomputed", len(events)
+
+
+def shift_summary(events: list, site: str, line: Optional[str], machine: Optional[str]) -> Optional[dict[str, Any]]:
+    """What the audit keeps of a shift's OEE records: how many, and the figures of the scope's own record."""
+    recs = [e for e in events if e.kind == "oee_shift"]
+    if not recs:
+        return None
+    own = next((e for e in recs if e.site == site and e.line == (line or "") and e.machine == (machine or "")), None)
+    d = own.data if own is not None else {}
+    return {"records": len(recs), **{k: d.get(k) for k in ("oee", "availability", "performance", "quality",
+                                                            "total", "good") if k in d}}
 
 
 @callback(Output("shift-recompute-out", "children"), Input("shift-recompute-btn", "n_clicks"),
@@ -161,6 +181,7 @@ def on_recompute(n: Any, params: Any, page_ctx: Any) -> str:
     try:
         user = authorize("shift.recompute") or DEMO_USER
     except NotAllowed:
+        audit_log.record("shift.recompute", _params_target(params), ok=False, detail="not_allowed")
         return t("not_allowed", lang)
     key, count = recompute(params, user)
     return f"{tr(key, lang)} ({count})" if count else tr(key, lang)
@@ -183,11 +204,21 @@ def save_reason(ident: Any, reason: Any, user: Optional[str], now: int) -> str:
         rec = store.events("state", start, start + 1, site, line, machine)
         if not any(e.data.get("state") in STOP_STATE_NAMES for e in rec):
             return "save_failed"
+        old = store.events("downtime_reason", start, start + 1, site, line, machine, key=str(start))
+        before = old[-1].data.get("reason") if old else None
         store.write_events([event])
     except Exception:  # bad input or store down: the tablet says "not saved", nothing crashes
         return "save_failed"
     context.data().cache.clear()  # the Pareto must show the new reason at once
+    audit_log.record("shift.downtime_reason", f"{site}/{line}/{machine} stop {start}", user=user or "",
+                     before=before, after=reason,
+                     site=site, line=line, machine=machine)  # type: ignore[arg-type]
     return "saved"
+
+
+def _params_target(params: Any) -> str:
+    p = params if isinstance(params, dict) else {}
+    return "/".join(str(p.get(k)) for k in ("site", "line", "machine") if p.get(k)) + f" {p.get('shift') or ''}"
 
 
 @callback(Output({"type": SAVED_TYPE, "site": MATCH, "line": MATCH, "machine": MATCH, "start": MATCH}, "children"),
@@ -198,6 +229,9 @@ def on_reason(value: Any, page_ctx: Any) -> str:
     try:
         user = authorize("shift.downtime_reason") or DEMO_USER
     except NotAllowed:
+        ident = ctx.triggered_id if isinstance(ctx.triggered_id, dict) else {}
+        audit_log.record("shift.downtime_reason", "/".join(str(ident.get(k, "")) for k in ("site", "line", "machine")),
+                         ok=False, detail="not_allowed")
         return t("not_allowed", lang)
     return tr(save_reason(ctx.triggered_id, value, user, now_ns()), lang)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from alerts.lifecycle import Action, apply, new_alarm
 from gwanje.engine import Engine
 from gwanje.model import NS_PER_S, Event, Sample
+from gwanje.audit import audit_event
 from gwanje.signal_meta import signal_meta_events
 from tests.engine.conftest import PLANT, SEOUL, SHIFTS_8H, make_config
 
@@ -109,4 +110,8 @@ def build(tmp: Path, now_ns: int) -> PlantData:
     alarms, critical = alarm_events(days)
     meta = signal_meta_events(config, kst_ns(days[0], 5))
     down = {(m[2], d): float(downs[m[2]]) for d, downs in zip(days, DOWN_BY_DAY) for m in MACHINES if downs[m[2]]}
-    return PlantData(days, engine_events + alarms + meta, engine_events, down, critical)
+    audit = [audit_event("login", "kim", "operator", ts_ns=kst_ns(days[0], 6, 1), detail="password", client="10.0.0.7"),
+             audit_event("shift.downtime_reason", "kim", "operator", "s1/l1/m1 stop 1", before=None,
+                         after="material", ts_ns=kst_ns(days[0], 9), site="s1", line="l1", machine="m1"),
+             audit_event("login_failed", "mallory", ts_ns=kst_ns(days[1], 3), ok=False, detail="bad_credentials")]
+    return PlantData(days, engine_events + alarms + meta + audit, engine_events, down, critical)

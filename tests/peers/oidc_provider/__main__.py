@@ -1,0 +1,3 @@
+from tests.peers.oidc_provider.provider import main
+
+raise SystemExit(main())
