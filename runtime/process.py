@@ -90,7 +90,8 @@ class Runtime:
         if not self.mqtt_url:
             raise SystemExit("simulate needs an MQTT broker: set mqtt.url in system.yaml or GWANJE_MQTT_URL")
         sim = self.config.system.simulator
-        self.simulator = Simulator(self.config, self.mqtt_url, seed=sim.seed, period_s=sim.period_s)
+        self.simulator = Simulator(self.config, self.mqtt_url, seed=sim.seed, period_s=sim.period_s,
+                                   data_dir=self.data_dir, secrets=self.secrets)
         self.simulator.start()
         log.info("simulated sites running (seed %d)", sim.seed)
 
