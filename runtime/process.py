@@ -20,7 +20,8 @@ production is lost or counted twice).
 
 The warm start never delays the start: reading a shift of stored samples takes seconds to a
 minute, so the collectors subscribe at once and the engine counts live meanwhile. The heavy
-read (Engine.rebuild) runs in its own thread without the engine's lock; the swap
+read (Engine.rebuild) begins once every source is subscribed (WARM_START_AFTER_S at the
+latest: it is CPU-bound and would slow the connects) and runs in its own thread without the engine's lock; the swap
 (Engine.adopt: the samples stored since that read, then the rebuilt state in place) runs in
 the pipeline's writer thread just before it hands the engine a batch — the one point where
 every batch the engine has seen is written (or spooled, and then it waits for the spool). A
@@ -48,6 +49,9 @@ STOP_GRACE_S = 3.0
 # no batch for the engine for this long, and the last one's write is done: the ticker may
 # finish the warm start itself
 ADOPT_QUIET_S = 1.0
+# the rebuild (CPU-bound, it holds the GIL for long stretches) begins once every source is
+# subscribed, so it does not slow the connects down; at the latest this long after the start
+WARM_START_AFTER_S = 10.0
 # the pipeline counters one of which moves when the writer is done with a batch
 _WRITE_MARKS = ("batches_written", "write_errors", "samples_spooled", "samples_dropped", "samples_refused")
 
@@ -159,8 +163,6 @@ class Runtime:
             c.start()
         self._ticker = threading.Thread(target=self._tick_loop, name="gwanje-tick", daemon=True)
         self._ticker.start()
-        if store_ok:
-            self._begin_warm_start()
         log.info("collecting from %d sources into %s", len(self.collectors), getattr(store, "name", "store"))
 
     def _tick_loop(self) -> None:
@@ -172,7 +174,7 @@ class Runtime:
             n += 1
             now = now_ns()
             try:
-                if self.warm_start_pending and n % 2 == 0:
+                if self.warm_start_pending:
                     self._tick_warm_start()
                 if self.alarms is not None:
                     self.alarms.tick(now)  # writes its own events; retries its restore
@@ -219,7 +221,9 @@ class Runtime:
         plant has sent the engine nothing for ADOPT_QUIET_S and the writer is done with the
         last batch it did (no listener call would swap it in)."""
         if self._rebuilt is None:
-            if self._ready_for_warm_start():
+            waited = (now_ns() - self.started_ns) / 1e9 >= WARM_START_AFTER_S
+            subscribed = all(c.status().subscribed for c in self.collectors)
+            if (subscribed or waited) and self._ready_for_warm_start():
                 self._begin_warm_start()
             return
         with self._warm_lock:
