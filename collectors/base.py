@@ -19,6 +19,9 @@ class SourceStatus:
     name: str
     kind: str  # "mqtt" | "opcua"
     connected: bool = False
+    # connected AND the source's data is subscribed (MQTT: the broker granted a topic filter;
+    # OPC UA: the subscription and its monitored items exist): what /readyz waits for
+    subscribed: bool = False
     samples_in: int = 0
     messages_in: int = 0
     reconnects: int = 0

@@ -287,7 +287,8 @@ class MqttCollector:
     def status(self) -> SourceStatus:
         with self._lock:
             return SourceStatus(
-                name=self.name, kind=self.kind, connected=self.connected, samples_in=self.samples_in,
+                name=self.name, kind=self.kind, connected=self.connected,
+                subscribed=self.connected and self.subscribed, samples_in=self.samples_in,
                 messages_in=self.messages_in, reconnects=max(0, self.connects - 1),
                 last_data_ns=self.last_data_ns, rejects=self.rejects.counts(), detail=self.detail,
                 clock_offsets_s=self.decoder.clock.offsets(), rebirths_requested=self.rebirths_requested,

@@ -413,7 +413,9 @@ class OpcuaCollector:
     def status(self) -> SourceStatus:
         with self._lock:
             return SourceStatus(
-                name=self.name, kind=self.kind, connected=self._connected, samples_in=self._samples,
+                # connected is set once the subscription and its monitored items are made
+                name=self.name, kind=self.kind, connected=self._connected, subscribed=self._connected,
+                samples_in=self._samples,
                 messages_in=self._changes, reconnects=self._reconnects, last_data_ns=self._last_data_ns,
                 rejects=self.rejects.counts(), detail=self._detail, clock_offsets_s=self.clock.offsets(),
             )

@@ -496,6 +496,10 @@ class Engine:
             before = store.events("lot", a - LOT_LOOKBACK_NS, a, spec.site, spec.line, spec.machine)
             if before:
                 run.set_lot(str(before[-1].data.get("lot", "")))
+        self._feed_stored(run, store, spec, a, b)
+        return run
+
+    def _feed_stored(self, run: MachineRun, store: Any, spec: MachineSpec, a: int, b: int) -> None:
         held: list[Sample] = []
         for page in store.samples(spec.site, spec.line, spec.machine, a, b, page_size=PAGE_SIZE):
             if not page:
@@ -505,19 +509,43 @@ class Engine:
             held = [x for x in batch if x.ts == last]
             run.feed_many([x for x in batch if x.ts != last], self.track_lots)
         run.feed_many(held, self.track_lots)
-        return run
 
     def warm_start(self, store: Any, now_ns: int) -> None:
         """After a restart: rebuild every machine's state, counter baselines, intervals and
         minute counts of the running shift from the store's raw samples (the live path's own
         code, fed page by page), so the shift closes with the whole shift, not only the part
-        since the restart."""
+        since the restart. warm_start = adopt(rebuild()), both at once."""
+        self.adopt(store, self.rebuild(store, now_ns), now_ns)
+
+    def rebuild(self, store: Any, now_ns: int, cancelled: Callable[[], bool] = lambda: False) -> "Rebuilt":
+        """The heavy half of a warm start, without the engine's lock (live samples keep
+        flowing meanwhile): every machine's run of the running shift from the samples stored
+        up to now_ns. adopt() then brings it up to date and puts it in place. cancelled() is
+        asked between machines: True ends the rebuild early (RebuildCancelled)."""
         sh = self.calendar.shift_at(now_ns)
         start = sh.start_ns if sh else now_ns - 8 * 3600 * NS_PER_S
         a = start - self.lookback_ns
+        runs = {}
+        for spec in self.config.machines():
+            if cancelled():
+                raise RebuildCancelled()
+            runs[spec.key] = self.replay(store, spec, a, now_ns + 1)
+        return Rebuilt(a, now_ns + 1, runs)
+
+    def adopt(self, store: Any, rebuilt: "Rebuilt", now_ns: int) -> None:
+        """The light half: each rebuilt run is fed what the store received since rebuild()
+        read it (after its newest sample, up to now_ns), then replaces the live run. The
+        caller makes sure the store holds every sample the live engine has seen (runtime:
+        called in the pipeline's writer thread, between two batches, spool drained)."""
         with self._lock:
             for spec in self.config.machines():
-                run = self.replay(store, spec, a, now_ns + 1)
+                run = rebuilt.runs.get(spec.key)
+                if run is None:
+                    continue
+                last = run.tracker.last_seen_ns
+                since = rebuilt.start_ns if last is None else last + 1
+                if now_ns + 1 > since:
+                    self._feed_stored(run, store, spec, since, now_ns + 1)
                 last = run.tracker.last_seen_ns
                 if last is None:
                     continue
@@ -526,6 +554,18 @@ class Engine:
                 run.watermark = last
                 run.next_due_ns = self._next_due(last)
                 self.runs[spec.key] = run
+
+
+class RebuildCancelled(Exception):
+    """Engine.rebuild ended early: its caller is stopping."""
+
+
+@dataclass
+class Rebuilt:
+    """Engine.rebuild's result: the runs rebuilt from the stored samples in [start_ns, end_ns)."""
+    start_ns: int
+    end_ns: int
+    runs: dict[tuple[str, str, str], MachineRun]
 
 
 def intervals_from_events(events: Sequence[Event], now_ns: int, last_seen: Optional[int],

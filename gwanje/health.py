@@ -1,5 +1,5 @@
 """Operations endpoints of every process: /healthz (the process is alive), /readyz (the store
-answers and every collector is connected; JSON details, 503 when not ready) and /metrics
+answers and every collector is connected and subscribed; JSON details, 503 when not ready) and /metrics
 (Prometheus text, gwanje.metrics).
 
 `collect` and `simulate` run HealthServer, a tiny http.server in a daemon thread; the Dash
@@ -27,7 +27,9 @@ def readiness(status: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
     """(ready, details). Ready: the store (if this process has one) answers, its last write
     did not fail (a store can answer its ping and still refuse every write: a missing
     retention policy, a read-only user), and every source is connected. A down store is
-    not-ready even though samples are safe in the spool: an operator must see it."""
+    not-ready even though samples are safe in the spool: an operator must see it. Every source
+    connected means subscribed too: an MQTT connection whose topic filters the broker has not
+    granted (yet, or refused) delivers nothing."""
     problems: list[str] = []
     store = status.get("store") or {}
     p = status.get("pipeline") or {}
@@ -38,10 +40,14 @@ def readiness(status: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
         problems.append(f"store {store.get('name')}: writes failing ({p.get('last_write_error') or 'unknown error'})")
     sources = []
     for s in status.get("sources") or []:
+        # a status without the field (an older process) counts as subscribed when connected
+        subscribed = bool(s.get("subscribed", s.get("connected")))
         sources.append({"name": s.get("name"), "kind": s.get("kind"), "connected": bool(s.get("connected")),
-                        "detail": s.get("detail", "")})
+                        "subscribed": subscribed, "detail": s.get("detail", "")})
         if not s.get("connected"):
             problems.append(f"{s.get('kind')} source {s.get('name')} not connected")
+        elif not subscribed:
+            problems.append(f"{s.get('kind')} source {s.get('name')} connected but not subscribed")
     # a full spool leaves the process ready (data still flows) but belongs in the details
     warnings = [f"spool full: policy {p.get('spool_policy')} is dropping data"] if p.get("spool_alarm") else []
     if p.get("refused_alarm"):

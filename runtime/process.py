@@ -17,6 +17,16 @@ start waits until the spool and the pipeline's pending events are drained, so th
 holds every sample the engine has already seen; it then replaces the engine's live state by
 the one rebuilt from the whole shift (the newest counter reading becomes the baseline, so no
 production is lost or counted twice).
+
+The warm start never delays the start: reading a shift of stored samples takes seconds to a
+minute, so the collectors subscribe at once and the engine counts live meanwhile. The heavy
+read (Engine.rebuild) begins once every source is subscribed (WARM_START_AFTER_S at the
+latest: it is CPU-bound and would slow the connects) and runs in its own thread without the engine's lock; the swap
+(Engine.adopt: the samples stored since that read, then the rebuilt state in place) runs in
+the pipeline's writer thread just before it hands the engine a batch — the one point where
+every batch the engine has seen is written (or spooled, and then it waits for the spool). A
+plant that sends nothing for ADOPT_QUIET_S lets the ticker do the swap instead, once the
+pipeline's counters show the writer is done with the engine's last batch.
 """
 from __future__ import annotations
 
@@ -36,6 +46,14 @@ MAX_ENGINE_UNWRITTEN = 100_000  # engine records held while the store is down (~
 # SIGTERM to exit, whatever the state (store hung, spool replaying, broker down): inside the
 # usual 5 s a supervisor grants before SIGKILL
 STOP_GRACE_S = 3.0
+# no batch for the engine for this long, and the last one's write is done: the ticker may
+# finish the warm start itself
+ADOPT_QUIET_S = 1.0
+# the rebuild (CPU-bound, it holds the GIL for long stretches) begins once every source is
+# subscribed, so it does not slow the connects down; at the latest this long after the start
+WARM_START_AFTER_S = 10.0
+# the pipeline counters one of which moves when the writer is done with a batch
+_WRITE_MARKS = ("batches_written", "write_errors", "samples_spooled", "samples_dropped", "samples_refused")
 
 
 class Runtime:
@@ -67,6 +85,11 @@ class Runtime:
         self._stopping = threading.Event()
         self.warm_start_pending = False
         self._warm_failures = 0
+        self._warm_lock = threading.Lock()  # the swap of the warm start vs. the engine's batches
+        self._warm_thread: Optional[threading.Thread] = None
+        self._rebuilt: Any = None  # Engine.rebuild's result, waiting for the swap
+        self._last_engine_batch = time.monotonic()
+        self._engine_batch_mark: Optional[tuple] = None  # _write_marks() when the engine got its last batch
         self._engine_unwritten: list[Any] = []  # engine records the store refused; retried
         self._meta_unwritten: list[Any] = []  # signal_meta records not stored yet; retried
 
@@ -121,13 +144,12 @@ class Runtime:
 
         store = self.open_store()
         self.engine = Engine(self.config)
-        self.warm_start_pending = True
-        if self._store_ok():  # down: the ticker retries once the store answers
-            self._warm_start()
-        else:
+        self.warm_start_pending = True  # begun once the collectors are started
+        store_ok = self._store_ok()
+        if not store_ok:  # the ticker begins it once the store answers
             log.warning("store unreachable at start: engine warm start and alarm restore wait for it")
         self.alarms = AlarmService.from_config(self.config, store, oee=engine_oee(self.engine))
-        listeners = [self.engine.on_samples, self.alarms.on_samples]
+        listeners = [self._engine_listener, self.alarms.on_samples]
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
@@ -167,8 +189,8 @@ class Runtime:
             n += 1
             now = now_ns()
             try:
-                if self.warm_start_pending and n % 2 == 0 and self._ready_for_warm_start():
-                    self._warm_start()
+                if self.warm_start_pending:
+                    self._tick_warm_start()
                 if self.alarms is not None:
                     self.alarms.tick(now)  # writes its own events; retries its restore
                 if self.engine is not None and n % 10 == 0 and self.pipeline is not None:
@@ -193,18 +215,74 @@ class Runtime:
         spooled = p.spool.batches if p.spool is not None else 0
         return not spooled and not p.stats().get("events_pending") and not self._engine_unwritten
 
-    def _warm_start(self) -> None:
-        """The running shift from stored samples, so a restart does not cut it short."""
+    def _engine_listener(self, samples: Any) -> Any:
+        """The engine's pipeline listener, in the writer thread before `samples` are written:
+        every batch it handed the engine before is stored or spooled now, so a rebuilt warm
+        start is put in place here, then the batch goes to the engine."""
+        with self._warm_lock:
+            if self.warm_start_pending:
+                self._last_engine_batch = time.monotonic()
+                self._engine_batch_mark = self._write_marks()
+                if self._rebuilt is not None and self._ready_for_warm_start():
+                    self._adopt()
+        return self.engine.on_samples(samples)
+
+    def _write_marks(self) -> tuple:
+        st = self.pipeline.stats() if self.pipeline is not None else {}
+        return tuple(st.get(k) for k in _WRITE_MARKS)
+
+    def _tick_warm_start(self) -> None:
+        """Begin the rebuild once the store answers and holds everything; swap it in when the
+        plant has sent the engine nothing for ADOPT_QUIET_S and the writer is done with the
+        last batch it did (no listener call would swap it in)."""
+        if self._rebuilt is None:
+            waited = (now_ns() - self.started_ns) / 1e9 >= WARM_START_AFTER_S
+            subscribed = all(c.status().subscribed for c in self.collectors)
+            if (subscribed or waited) and self._ready_for_warm_start():
+                self._begin_warm_start()
+            return
+        with self._warm_lock:
+            quiet = time.monotonic() - self._last_engine_batch >= ADOPT_QUIET_S
+            written = self._engine_batch_mark is None or self._write_marks() != self._engine_batch_mark
+            if self.warm_start_pending and quiet and written and self._ready_for_warm_start():
+                self._adopt()
+
+    def _begin_warm_start(self) -> None:
+        """Engine.rebuild in its own thread (unless one runs or waits for its swap)."""
+        if self._rebuilt is not None or (self._warm_thread is not None and self._warm_thread.is_alive()):
+            return
+        self._warm_thread = threading.Thread(target=self._rebuild, name="gwanje-warm-start", daemon=True)
+        self._warm_thread.start()
+
+    def _rebuild(self) -> None:
+        from gwanje.engine import RebuildCancelled
+
+        t = time.monotonic()
         try:
-            self.engine.warm_start(self.store, now_ns())
+            rebuilt = self.engine.rebuild(self.store, now_ns(), cancelled=self._stopping.is_set)
+        except RebuildCancelled:
+            return
         except Exception:
             # e.g. the store went away again between ping and read: the ticker tries again
             # every 2 s, so the reason is logged once, not every time
-            if not self._warm_failures:
+            if not self._warm_failures and not self._stopping.is_set():
                 log.exception("engine warm start failed; will retry (the shift so far counts from now until then)")
             self._warm_failures += 1
             return
-        if self.pipeline is not None:
+        self._rebuilt = rebuilt
+        log.info("engine warm start: the running shift read from the store in %.1f s", time.monotonic() - t)
+
+    def _adopt(self) -> None:
+        """Engine.adopt (caller holds _warm_lock, the store holds all the engine has seen)."""
+        rebuilt, self._rebuilt = self._rebuilt, None
+        try:
+            self.engine.adopt(self.store, rebuilt, now_ns())
+        except Exception:
+            if not self._warm_failures:
+                log.exception("engine warm start failed; will retry (the shift so far counts from now until then)")
+            self._warm_failures += 1
+            return  # the ticker rebuilds again
+        if self._warm_failures:
             log.warning("engine warm start done after the store came back (%d failed attempts)", self._warm_failures)
         self.warm_start_pending = False
 
@@ -338,7 +416,10 @@ class Runtime:
             self.pipeline.stop(timeout=max(0.5, deadline - time.monotonic()))
         if self.simulator:
             self.simulator.stop()
-        if self.store:
+        warm = self._warm_thread
+        if warm is not None:  # it stops between two machines: do not close the store under it
+            warm.join(max(0.2, deadline - time.monotonic()))
+        if self.store and not (warm is not None and warm.is_alive()):
             self.store.close()
         if self.broker:
             self.broker.stop()
