@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,9 +65,9 @@ def config_dir(tmp: Path, ttl: float | None) -> Path:
     shutil.copytree(REPO / "config", d)
     if ttl is not None:
         text = (d / "system.yaml").read_text()
-        marker = "\nui:\n"
-        assert marker in text
-        (d / "system.yaml").write_text(text.replace(marker, f"{marker}  cache:\n    ttl_s: {ttl}\n", 1))
+        new, n = re.subn(r"(?m)^(    ttl_s:) *[0-9.]+", rf"\g<1> {ttl}", text, count=1)
+        assert n == 1, "system.yaml has no ui.cache.ttl_s"
+        (d / "system.yaml").write_text(new)
     return d
 
 
