@@ -3,6 +3,7 @@
 Layout of this package (how to find the room for a change):
   context.py      how pages reach config / data / runtime (and how to add a page)
   data.py         the one data-access layer: view models + shared short-TTL cache over the Store
+  cache.py        that cache: in-process (TTLCache) or shared by every worker through Redis (RedisCache)
   i18n.py         every label in Korean and English
   auth.py         login outside demo mode (passwords, display tokens); authorize(action) against
                   gwanje/roles.py ACTIONS
@@ -34,14 +35,19 @@ HERE = Path(__file__).resolve().parent
 
 
 def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
-               env: Optional[Mapping[str, str]] = None, cache_ttl_s: float = 1.0,
+               env: Optional[Mapping[str, str]] = None, cache_ttl_s: Optional[float] = None,
                data: Optional[DataLayer] = None) -> dash.Dash:
     """The Dash app over the store. runtime: optional object with `status() -> dict`.
     Outside demo mode (config.system.demo False) every page needs a login (dashboards.auth;
-    users and secret key from env, default os.environ). `data` lets a test pin the clock."""
+    users and secret key from env, default os.environ). `data` lets a test pin the clock.
+    The query cache (dashboards/cache.py) is system.yaml ui.cache: shared through Redis when
+    a URL is configured (or GWANJE_REDIS_URL), in-process otherwise; cache_ttl_s overrides
+    its ui.cache.ttl_s."""
+    from dashboards.cache import make_cache
     from dashboards.components import callbacks
 
-    layer = data or DataLayer(config, store, ttl_s=cache_ttl_s)
+    environ = os.environ if env is None else env
+    layer = data or DataLayer(config, store, cache=make_cache(config, environ, cache_ttl_s))
     # before Dash(): constructing it imports the pages, which read the context lazily
     context.set_context(config, layer, runtime)
     app = dash.Dash(
@@ -70,10 +76,12 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
     app.server.extensions[audit_log.EXT] = writer
     # what this server refuses, counted: gwanje.health.add_routes puts them in its /metrics
     rejects += [layer.failures, writer.rejects]
+    if getattr(layer.cache, "rejects", None) is not None:  # the shared cache: forged entries, Redis outages
+        rejects.append(layer.cache.rejects)
     if not config.system.demo:
         from dashboards import auth
 
-        rejects += auth.install(app.server, os.environ if env is None else env, config.system.ui.default_language,
+        rejects += auth.install(app.server, environ, config.system.ui.default_language,
                                 config.system.ui.session_hours, config.system.ui.oidc)
     app.server.extensions["gwanje_rejects"] = rejects
     return app

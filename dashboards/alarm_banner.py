@@ -113,7 +113,9 @@ def active_alarms(src: Any) -> list[AlarmState]:
 
 
 def flood_areas(src: Any) -> dict:
-    return context.data().cache.get(("alarms", "flood"), src.flood)
+    # a live service's flood view is this process's state: its own cache, never Redis
+    d = context.data()
+    return (d.local if can_act(src) else d.cache).get(("alarms", "flood"), src.flood)
 
 
 def alarm_href(alarm_id: str, lang: str, kiosk: bool = False) -> str:

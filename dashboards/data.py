@@ -9,9 +9,12 @@ Two halves:
   source clock running ahead), so a machine stamping the future still goes stale when it goes
   silent. A newest sample stamped more than clock.future_tolerance_s ahead is "clock ahead":
   stale too, never shown as the machine's state.
-- `DataLayer`: the Store behind a short-TTL cache shared by every callback of the process,
-  so ten wall displays refreshing every 2 s cost the store one query per TTL, not ten.
-  Concurrent misses for the same key wait for one query (single flight) instead of racing.
+- `DataLayer`: the Store behind a short-TTL cache shared by every callback of the process
+  (dashboards/cache.py TTLCache), or by every process and gunicorn worker when Redis is
+  configured (RedisCache), so ten wall displays refreshing every 2 s cost the store one query
+  per TTL, not ten. Concurrent misses for the same key wait for one query (single flight)
+  instead of racing. `local` is always this process's own cache: for what is per-process
+  state rather than a store query (a live AlarmService's flood view), never shared.
 
 Store errors never reach a page as a traceback: a failed query raises `DataUnavailable`,
 which pages show as "storage not answering" while the last good view stays on screen.
@@ -29,6 +32,10 @@ from gwanje.config import ClockConfig, Config, MachineSpec
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Store
+
+from dashboards.cache import Cache, TTLCache
+
+__all__ = ["DataLayer", "DataUnavailable", "TTLCache", "build_snapshot", "trend_from_frame"]
 
 # ----------------------------------------------------------------------------- view models
 
@@ -259,83 +266,18 @@ class DataUnavailable(Exception):
     """The store failed; the page keeps its last view and says so."""
 
 
-class TTLCache:
-    """Results by key for ttl_s, shared by threads; one loader per key at a time."""
-
-    _SWEEP_EVERY = 64
-
-    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 4096):
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._max = max_entries
-        self._lock = threading.Lock()
-        self._items: dict[Any, tuple[float, Any]] = {}
-        self._inflight: dict[Any, threading.Lock] = {}
-        self._inserts = 0
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Any, load: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._fresh(key)
-            if hit is not None:
-                self.hits += 1
-                return hit[1]
-            key_lock = self._inflight.setdefault(key, threading.Lock())
-        with key_lock:
-            # another thread may have loaded it while we waited for the key lock
-            with self._lock:
-                hit = self._fresh(key)
-                if hit is not None:
-                    self.hits += 1
-                    return hit[1]
-                self.misses += 1
-            try:
-                value = load()
-            finally:
-                with self._lock:
-                    self._inflight.pop(key, None)
-            with self._lock:
-                # trend keys move with the clock, so expired entries pile up unless swept:
-                # sweep every _SWEEP_EVERY inserts (cheap), hard cap at max_entries
-                self._inserts += 1
-                if self._inserts % self._SWEEP_EVERY == 0 or len(self._items) >= self._max:
-                    self._evict()
-                self._items[key] = (self._clock(), value)
-            return value
-
-    def _fresh(self, key: Any) -> Optional[tuple[float, Any]]:
-        item = self._items.get(key)
-        if item is not None and self._clock() - item[0] < self.ttl_s:
-            return item
-        return None
-
-    def _evict(self) -> None:
-        now = self._clock()
-        for k in [k for k, (t0, _) in self._items.items() if now - t0 >= self.ttl_s]:
-            del self._items[k]
-        if len(self._items) >= self._max:  # all fresh: drop the oldest half
-            for k in sorted(self._items, key=lambda k: self._items[k][0])[: self._max // 2]:
-                del self._items[k]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-
 class DataLayer:
     """What pages call. `clock` returns ns since epoch (tests pin it)."""
 
     def __init__(self, config: Config, store: Store, ttl_s: float = 1.0,
-                 clock: Callable[[], int] = time.time_ns, recent_s: float = 900.0) -> None:
+                 clock: Callable[[], int] = time.time_ns, recent_s: float = 900.0,
+                 cache: Optional[Cache] = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
-        self.cache = TTLCache(ttl_s)
+        # store queries: through `cache` (shared when it is a RedisCache); per-process state: `local`
+        self.cache: Cache = cache if cache is not None else TTLCache(ttl_s)
+        self.local = TTLCache(self.cache.ttl_s)
         self.recent_s = max(recent_s, config.plant.stale_after_s * 2)
         self._known = {m.key for m in config.machines()}
         self._seen: dict[Series, Sample] = {}

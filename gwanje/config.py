@@ -456,6 +456,35 @@ class OidcConfig(Strict):
         return self
 
 
+class UiCacheConfig(Strict):
+    """The control room's short-TTL query cache (dashboards/cache.py). Without a Redis URL
+    every process (gunicorn worker) keeps its own; with one, all of them share it. The URL
+    may come from GWANJE_REDIS_URL instead (that one may carry a password); a password in
+    YAML is refused: it comes from GWANJE_REDIS_PASSWORD or the environment's URL only."""
+
+    redis_url: Optional[str] = None  # e.g. redis://redis:6379/0 (rediss:// for TLS)
+    ttl_s: float = Field(1.0, gt=0, le=300)  # how long a query result is reused
+    prefix: str = Field("gwanje", min_length=1, max_length=64)  # Redis key namespace (plant and config are added)
+    lock_ms: int = Field(5000, ge=100, le=120_000)  # single-flight lock expiry: a dead worker blocks no longer
+    wait_ms: int = Field(2000, ge=0, le=60_000)  # how long other workers wait for that result, then query themselves
+    timeout_ms: int = Field(250, ge=10, le=10_000)  # a Redis call slower than this counts as Redis down
+    retry_s: float = Field(5.0, gt=0, le=600)  # while down: the in-process cache, Redis tried again this often
+
+    @field_validator("redis_url")
+    @classmethod
+    def _no_password(cls, v: Optional[str]) -> Optional[str]:
+        if not v:
+            return None
+        from urllib.parse import urlsplit
+
+        u = urlsplit(v)
+        if u.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("redis_url must be redis://, rediss:// or unix://")
+        if u.password:
+            raise ValueError("no password in system.yaml: set GWANJE_REDIS_PASSWORD (or GWANJE_REDIS_URL)")
+        return v
+
+
 class UiConfig(Strict):
     host: str = "127.0.0.1"  # GWANJE_HOST
     port: int = Field(8050, ge=1, le=65535)  # GWANJE_PORT
@@ -467,6 +496,7 @@ class UiConfig(Strict):
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     # optional OpenID Connect login beside the passwords (docs/deploy.md)
     oidc: Optional[OidcConfig] = None
+    cache: UiCacheConfig = UiCacheConfig()
 
 
 class SimulatorConfig(Strict):

@@ -3,7 +3,9 @@
     gunicorn -w 2 -b 0.0.0.0:8050 runtime.wsgi:server
 
 Configuration as for `python app.py serve` (GWANJE_CONFIG_DIR, GWANJE_DATA_DIR, GWANJE_*).
-Workers share nothing but the store; each keeps a short-TTL query cache.
+Workers share the store and, with GWANJE_REDIS_URL (or ui.cache.redis_url) and one
+GWANJE_SECRET_KEY for all, the query cache (docs/deploy.md "Shared cache (Redis)"); without
+Redis each keeps its own short-TTL query cache.
 /healthz (public), /readyz and /metrics (behind the login outside demo mode) as for serve.
 """
 import os

@@ -95,6 +95,9 @@ class InfluxStore(Store):
         self._v2_client: Any = None
         self._v2_write: Any = None
         self._start_lock = threading.Lock()
+        # read queries this store sent (POST /query without write), for the UI cache tests and bench
+        self.queries = 0
+        self._queries_lock = threading.Lock()
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "InfluxStore":
@@ -381,6 +384,8 @@ class InfluxStore(Store):
             if self.version is None:
                 self.start()
             data["db"] = self.database
+            with self._queries_lock:
+                self.queries += 1
             if self.retention_policy:
                 data["rp"] = self.retention_policy
         r = self._request("POST", "/query", data=data)

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.opcua",
     "tests.fixtures.node_opcua",
     "tests.fixtures.browser",
+    "tests.fixtures.redis_server",
 ]
 
 logging.getLogger("asyncua").setLevel(logging.WARNING)
