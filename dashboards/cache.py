@@ -368,7 +368,10 @@ def make_cache(config: Any, env: Optional[Mapping[str, str]] = None, ttl_s: Opti
     """The cache the control room uses: Redis when a URL is configured, else in-process."""
     e = os.environ if env is None else env
     cfg = config.system.ui.cache
-    ttl = cfg.ttl_s if ttl_s is None else ttl_s
+    # default: one store query per refresh of the displays, however many displays and workers
+    # ask (bench.ui_queries: a TTL of half the refresh costs 20 displays twice what one does)
+    ttl = ttl_s if ttl_s is not None else (cfg.ttl_s if cfg.ttl_s is not None
+                                           else config.system.ui.refresh_ms / 1000)
     url = redis_url_from(cfg, e)
     if not url:
         return TTLCache(ttl)

@@ -463,7 +463,9 @@ class UiCacheConfig(Strict):
     YAML is refused: it comes from GWANJE_REDIS_PASSWORD or the environment's URL only."""
 
     redis_url: Optional[str] = None  # e.g. redis://redis:6379/0 (rediss:// for TLS)
-    ttl_s: float = Field(1.0, gt=0, le=300)  # how long a query result is reused
+    # how long a query result is reused; default (empty): ui.refresh_ms, so that every display
+    # refresh is served by one store query per key, whatever the number of displays
+    ttl_s: Optional[float] = Field(None, gt=0, le=300)
     prefix: str = Field("gwanje", min_length=1, max_length=64)  # Redis key namespace (plant and config are added)
     lock_ms: int = Field(5000, ge=100, le=120_000)  # single-flight lock expiry: a dead worker blocks no longer
     wait_ms: int = Field(2000, ge=0, le=60_000)  # how long other workers wait for that result, then query themselves
