@@ -88,6 +88,10 @@ class MachineRun:
         self.minutes: dict[int, list[float]] = {}
         # minutes with parts not yet written as a counts event (again: a late delta re-dirties)
         self.dirty: set[int] = set()
+        # where the interval this run's first sample opened starts: where the run began to
+        # read, not a state change (None once the true start is known, see Engine.rebuild)
+        self.opened_ns: Optional[int] = None
+        self.opened_prev: Optional[str] = None  # that interval's prev_state, when known
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -117,7 +121,10 @@ class MachineRun:
             t.late += 1
             return [], False
         is_state = s.signal == self.state_signal
+        first = t.since_ns is None
         closed = t.feed(s.ts, s.value if is_state else None, is_state, s.quality == Quality.BAD)
+        if first and t.since_ns is not None:
+            self.opened_ns = t.since_ns
         if closed:
             self.intervals.extend(closed)
         ctr = self.counters.get(s.signal)
@@ -209,6 +216,10 @@ class Engine:
         self._closing: dict[str, tuple[dict[tuple[str, str, str], OeeResult], set]] = {}
         # the pipeline thread feeds, UI/alarm threads read snapshots: one lock for both
         self._lock = threading.RLock()
+        # True from a restart until adopt(): the live runs began at the restart, so the interval
+        # each one's first sample opened is no state change and its record is not written (it
+        # would stand beside the stored record of the same interval); adopt() writes the true one
+        self.warming = False
 
     def _new_run(self, m: MachineSpec) -> MachineRun:
         per_product = {p.id: p.ideal_cycle_s[m.machine] for p in self.calendar.spec.products
@@ -269,10 +280,13 @@ class Engine:
                 events.append(Event("lot", s.ts, site, line, machine, "", {"lot": run.lot, "product": run.product}))
             first = len(run.intervals) - len(closed)
             for i, iv in enumerate(closed):
+                if self.warming and iv.start_ns == run.opened_ns:
+                    continue
                 prev = run.intervals[first + i - 1].state.value if first + i > 0 else None
                 events.append(_state_event(run, iv, iv.end_ns, prev))
         t = run.tracker
-        if (t.state, t.code, t.since_ns) != state_before and t.since_ns is not None:
+        if (t.state, t.code, t.since_ns) != state_before and t.since_ns is not None and \
+                not (self.warming and t.since_ns == run.opened_ns):
             prev = run.intervals[-1].state.value if run.intervals else None
             events.append(Event("state", t.since_ns, site, line, machine, "",
                                 {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
@@ -510,12 +524,12 @@ class Engine:
             run.feed_many([x for x in batch if x.ts != last], self.track_lots)
         run.feed_many(held, self.track_lots)
 
-    def warm_start(self, store: Any, now_ns: int) -> None:
+    def warm_start(self, store: Any, now_ns: int) -> list[Event]:
         """After a restart: rebuild every machine's state, counter baselines, intervals and
         minute counts of the running shift from the store's raw samples (the live path's own
         code, fed page by page), so the shift closes with the whole shift, not only the part
-        since the restart. warm_start = adopt(rebuild()), both at once."""
-        self.adopt(store, self.rebuild(store, now_ns), now_ns)
+        since the restart. warm_start = adopt(rebuild()), both at once; the records to store."""
+        return self.adopt(store, self.rebuild(store, now_ns), now_ns)
 
     def rebuild(self, store: Any, now_ns: int, cancelled: Callable[[], bool] = lambda: False) -> "Rebuilt":
         """The heavy half of a warm start, without the engine's lock (live samples keep
@@ -529,14 +543,46 @@ class Engine:
         for spec in self.config.machines():
             if cancelled():
                 raise RebuildCancelled()
-            runs[spec.key] = self.replay(store, spec, a, now_ns + 1)
+            runs[spec.key] = run = self.replay(store, spec, a, now_ns + 1)
+            self._true_start(store, run)
         return Rebuilt(a, now_ns + 1, runs)
 
-    def adopt(self, store: Any, rebuilt: "Rebuilt", now_ns: int) -> None:
+    def _true_start(self, store: Any, run: MachineRun) -> None:
+        """The rebuilt run's first interval began where the rebuild began to read; when the
+        store's state records show the same state since earlier, that record's start is the
+        interval's (so adopt() closes the stored record instead of writing a second one)."""
+        t0 = run.opened_ns
+        if t0 is None:
+            return
+        iv = run.intervals[0] if run.intervals else None
+        state = iv.state if iv is not None else run.tracker.state
+        site, line, machine = run.key
+        recs = [e for e in store.events("state", t0 - RETAIN_NS, t0 + 1, site, line, machine, limit=200_000)
+                if e.ts <= t0]
+        if not recs:
+            return
+        rec = recs[-1]
+        end = rec.data.get("end_ns")
+        if rec.data.get("state") != state.value or (isinstance(end, int) and end < t0):
+            return
+        if iv is not None:
+            run.intervals[0] = StateInterval(rec.ts, iv.end_ns, iv.state, iv.code)
+        else:
+            run.tracker.since_ns = rec.ts
+        run.opened_ns, run.opened_prev = None, rec.data.get("prev_state")
+
+    def adopt(self, store: Any, rebuilt: "Rebuilt", now_ns: int) -> list[Event]:
         """The light half: each rebuilt run is fed what the store received since rebuild()
         read it (after its newest sample, up to now_ns), then replaces the live run. The
         caller makes sure the store holds every sample the live engine has seen (runtime:
-        called in the pipeline's writer thread, between two batches, spool drained)."""
+        called in the pipeline's writer thread, between two batches, spool drained).
+
+        Returns the records to store: the live runs wrote theirs since the restart from what
+        they had seen (their first minute without the parts before their first reading), so
+        the running shift's state and counts records are written again from the rebuilt runs,
+        which replace them (same identities); the minute in progress follows when complete."""
+        events: list[Event] = []
+        shift_start = rebuilt.start_ns + self.lookback_ns
         with self._lock:
             for spec in self.config.machines():
                 run = rebuilt.runs.get(spec.key)
@@ -549,11 +595,29 @@ class Engine:
                 last = run.tracker.last_seen_ns
                 if last is None:
                     continue
-                # complete minutes were written before the restart; the one in progress is not yet
-                run.dirty = {last - last % MINUTE_NS} & set(run.minutes)
+                run.dirty = {m for m in run.minutes if m >= shift_start}
                 run.watermark = last
                 run.next_due_ns = self._next_due(last)
                 self.runs[spec.key] = run
+                events += self._rebuilt_states(run, shift_start)
+                events += self._flush_counts(run, last)
+            self.warming = False
+        return events
+
+    def _rebuilt_states(self, run: MachineRun, since: int) -> list[Event]:
+        """The state records of a rebuilt run's intervals that reach into [since, ...), the
+        open one last; not an interval whose true start is unknown (run.opened_ns)."""
+        out = []
+        for i, iv in enumerate(run.intervals):
+            if iv.end_ns > since and iv.start_ns != run.opened_ns:
+                prev = run.intervals[i - 1].state.value if i > 0 else run.opened_prev
+                out.append(_state_event(run, iv, iv.end_ns, prev))
+        t = run.tracker
+        if t.since_ns is not None and t.since_ns != run.opened_ns:
+            prev = run.intervals[-1].state.value if run.intervals else run.opened_prev
+            out.append(Event("state", t.since_ns, *run.key, "",
+                             {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
+        return out
 
 
 class RebuildCancelled(Exception):

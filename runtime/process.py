@@ -26,7 +26,10 @@ latest: it is CPU-bound and would slow the connects) and runs in its own thread 
 the pipeline's writer thread just before it hands the engine a batch — the one point where
 every batch the engine has seen is written (or spooled, and then it waits for the spool). A
 plant that sends nothing for ADOPT_QUIET_S lets the ticker do the swap instead, once the
-pipeline's counters show the writer is done with the engine's last batch.
+pipeline's counters show the writer is done with the engine's last batch. Until the swap the
+engine writes no state record of the interval a machine's first live sample opened (Engine.warming);
+the swap writes the running shift's state and counts records again from the rebuilt runs, so the
+stored records the UI reads are those of an engine that never stopped.
 """
 from __future__ import annotations
 
@@ -144,6 +147,9 @@ class Runtime:
 
         store = self.open_store()
         self.engine = Engine(self.config)
+        # the engine counts live from now on, but writes no record of an interval it only
+        # saw begin because we did: the warm start writes the running shift's true records
+        self.engine.warming = True
         self.warm_start_pending = True  # begun once the collectors are started
         store_ok = self._store_ok()
         if not store_ok:  # the ticker begins it once the store answers
@@ -276,7 +282,7 @@ class Runtime:
         """Engine.adopt (caller holds _warm_lock, the store holds all the engine has seen)."""
         rebuilt, self._rebuilt = self._rebuilt, None
         try:
-            self.engine.adopt(self.store, rebuilt, now_ns())
+            events = self.engine.adopt(self.store, rebuilt, now_ns())
         except Exception:
             if not self._warm_failures:
                 log.exception("engine warm start failed; will retry (the shift so far counts from now until then)")
@@ -285,6 +291,9 @@ class Runtime:
         if self._warm_failures:
             log.warning("engine warm start done after the store came back (%d failed attempts)", self._warm_failures)
         self.warm_start_pending = False
+        # the running shift's state and counts records again, from the rebuilt runs: they
+        # replace what the live runs wrote since the start (held and retried if refused now)
+        self._write_engine_events(events)
 
     def _write_engine_events(self, events: list[Any]) -> None:
         """Engine records (shift closes, minutes) wait in memory, bounded, while the store is
