@@ -419,6 +419,11 @@ def test_no_secret_in_any_log_or_error_page(deployment):
                headers={"Content-Type": "application/json"})
     assert r.status_code >= 400, r.status_code
     pages[f"bad callback {r.status_code}"] = r.text
+    # an exception inside Dash (a callback nobody declared): 500 with an error id, no trace
+    r = h.post("/_dash-update-component", json={"output": "no-such.children", "inputs": [], "changedPropIds": [],
+                                                "outputs": {"id": "no-such", "property": "children"}})
+    assert r.status_code == 500 and "error_id" in r.text and "Traceback" not in r.text, (r.status_code, r.text)
+    pages["500"] = r.text + json.dumps(dict(r.headers))
     texts = dict(pages)
     for n, p in d.procs.items():
         texts[f"log {n}"] = p.output()
@@ -426,6 +431,7 @@ def test_no_secret_in_any_log_or_error_page(deployment):
     for path in d.extra_logs:
         if path.exists():
             texts[f"log {path.name}"] = path.read_text(encoding="utf-8", errors="replace")
+    print("error pages scanned:", sorted(pages))
     assert len(texts) >= 10
     leaks = [(where, label) for where, text in texts.items() for label, value in d.secrets.items() if value in text]
     assert not leaks, leaks
