@@ -32,6 +32,8 @@ from dashboards import context
 from dashboards.data import DataLayer
 
 HERE = Path(__file__).resolve().parent
+# the alarm views refresh at least this often (an action shows on every display within 2 s)
+ALARM_REFRESH_MS = 1000
 
 
 def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
@@ -63,8 +65,12 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
     _drop_stale_page_callbacks()
     app.layout = html.Div([
         dcc.Location(id="url"),
-        # the one clock of the UI: every live callback listens to it
+        # the clock of the UI: every live callback listens to it
         dcc.Interval(id="refresh", interval=config.system.ui.refresh_ms),
+        # the alarm views' own (banner, active alarms): an action on one display shows on every
+        # other within 2 s whatever ui.refresh_ms is; they read memory (the alarm service, the
+        # control bus's snapshots) or the store through the cache, so ticking faster costs no query
+        dcc.Interval(id="alarm-refresh", interval=min(config.system.ui.refresh_ms, ALARM_REFRESH_MS)),
         dash.page_container,
     ])
     callbacks.register(app)

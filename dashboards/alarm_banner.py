@@ -183,7 +183,7 @@ def _banner(page_ctx: Optional[dict]) -> Optional[tuple[Any, str, str]]:
 def register_callbacks(callback: Any) -> None:
     callback(Output("alarm-banner", "children"), Output("alarm-banner", "className"),
              Output("alarm-banner", "data-shown"),
-             Input("refresh", "n_intervals"), State("page-ctx", "data"), State("alarm-banner", "data-shown"))(
+             Input("alarm-refresh", "n_intervals"), State("page-ctx", "data"), State("alarm-banner", "data-shown"))(
         refresh_banner)
     # the sound: in the browser, so each wall display has its own mute (localStorage)
     dash.clientside_callback(ClientsideFunction("gwanjeAlarms", "sound"),

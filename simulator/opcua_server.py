@@ -14,10 +14,14 @@ String. Each write carries the model step's time as the source timestamp.
 Security is what the endpoint in system.yaml says, since the collector connects by the same
 entry: None (demo only; outside demo mode it is served with a warning), or Basic256Sha256
 (SignAndEncrypt, plus Sign when the mode is Sign) with a self-signed certificate generated
-once into `<data dir>/opcua/<endpoint>/`.
+once into `<data dir>/opcua/<endpoint>/`. Secured and outside demo mode, a server given a login
+(the simulate process's GWANJE_OPCUA_USERNAME/PASSWORD, per endpoint _<NAME> first: the ones
+the collectors send) demands it like a PLC would: another user, a wrong password or an
+anonymous session is refused (BadUserAccessDenied).
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import socket
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ from urllib.parse import urlparse
 
 from asyncua import Server, ua
 
-from gwanje.config import Config, MachineSpec, OpcuaEndpoint, SignalDef
+from gwanje.config import Config, MachineSpec, OpcuaEndpoint, Secrets, SignalDef
 
 log = logging.getLogger("gwanje.simulator.opcua")
 
@@ -82,8 +86,9 @@ class SiteServer:
     """One site's OPC UA server. All methods run on the asyncio loop that started it."""
 
     def __init__(self, endpoint: OpcuaEndpoint, machines: Iterable[MachineSpec], demo: bool = True,
-                 cert_dir: Optional[Path] = None) -> None:
+                 cert_dir: Optional[Path] = None, login: Optional[tuple[Optional[str], Optional[str]]] = None) -> None:
         self.endpoint = endpoint
+        self.login = login if login and login[0] and login[1] else None
         self.machines = [m for m in machines if m.opcua_endpoint == endpoint.name]
         self.demo = demo
         self.cert_dir = cert_dir
@@ -94,7 +99,9 @@ class SiteServer:
     async def start(self) -> None:
         # fail before the seconds asyncua takes to build its address space
         self._check_port()
-        s = Server()
+        secured = not (self.endpoint.security_policy == "None" or self.endpoint.security_mode == "None")
+        users = OneLogin(*self.login) if self.login and secured and not self.demo else None
+        s = Server(user_manager=users)
         await s.init()
         # listen on the url's host:port; asyncua binds what set_endpoint names
         s.set_endpoint(self.endpoint.url)
@@ -214,13 +221,34 @@ class SiteServer:
             self.server = None
 
 
+class OneLogin:
+    """asyncua user manager: exactly one username/password (compared in constant time)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._user, self._password = username.encode(), password.encode()
+
+    def __repr__(self) -> str:  # the password stays out of logs
+        return "OneLogin(***)"
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        if username is None or password is None:
+            return None
+        ok_user = hmac.compare_digest(str(username).encode(), self._user)
+        ok_pw = hmac.compare_digest(password if isinstance(password, bytes) else str(password).encode(),
+                                    self._password)
+        return User(role=UserRole.User) if ok_user and ok_pw else None
+
+
 def site_servers(config: Config, machines: Optional[Iterable[MachineSpec]] = None,
-                 cert_dir: Optional[Path] = None) -> list[SiteServer]:
+                 cert_dir: Optional[Path] = None, secrets: Optional[Secrets] = None) -> list[SiteServer]:
     """A server for every endpoint with at least one of the machines on it (default: the
     simulated ones): an endpoint of real machines is their real server's address."""
     machines = [m for m in (config.simulated_machines() if machines is None else machines) if m.opcua_endpoint]
     out = []
     for ep in config.system.opcua.endpoints:
         if any(m.opcua_endpoint == ep.name for m in machines):
-            out.append(SiteServer(ep, machines, demo=config.system.demo, cert_dir=cert_dir))
+            out.append(SiteServer(ep, machines, demo=config.system.demo, cert_dir=cert_dir,
+                                  login=secrets.opcua_login(ep.name) if secrets is not None else None))
     return out

@@ -58,7 +58,7 @@ class Simulator:
         self.machines = config.simulated_machines()
         self.plant = Plant(config, self.seed, work_days_off=work_days_off, machines=self.machines)
         data_dir = Path(data_dir) if data_dir is not None else Path(os.environ.get("GWANJE_DATA_DIR", "data"))
-        self.servers: list[SiteServer] = site_servers(config, self.machines, cert_dir=data_dir / "opcua")
+        self.servers: list[SiteServer] = site_servers(config, self.machines, cert_dir=data_dir / "opcua", secrets=secrets)
         self.unserved: dict[str, str] = {}  # endpoint name -> why the simulator does not serve it
         has_mqtt = any(m.definition.source == "mqtt" for m in self.machines)
         self.publisher = (MqttPublisher(mqtt_url, config.system.mqtt, secrets, client_id="gwanje-simulator")

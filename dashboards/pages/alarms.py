@@ -245,7 +245,7 @@ def layout(lang=None, kiosk=None, alarm=None, **query):
 
 # ----------------------------------------------------------------------------- callbacks
 @callback(Output("alarms-grid", "rowData"), Output("alarms-grid", "columnDefs"),
-          Input("refresh", "n_intervals"), Input("alarm-group", "value"), Input("alarm-action-done", "data"),
+          Input("alarm-refresh", "n_intervals"), Input("alarm-group", "value"), Input("alarm-action-done", "data"),
           State("page-ctx", "data"))
 def refresh_active(n: Any, group: Any, done: Any, page_ctx: Any):
     lang, _ = _lang(page_ctx)

@@ -1,6 +1,7 @@
 """create_app as the browser sees it: the callbacks it declares, once each, in every app built."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -25,5 +26,28 @@ def test_every_app_declares_its_callbacks_once(plant_config):
         assert any(o.startswith("..clock.children") for o in outputs)
         page = app.server.test_client().get("/machine/changwon-1/cnc-1/cnc-101?kiosk=1")
         assert page.status_code == 200 and "gwanje.css" in page.get_data(as_text=True)
+    finally:
+        store.close()
+
+
+def test_alarm_views_refresh_within_a_second_whatever_the_refresh(plant_config):
+    """An action on one display shows on every other within 2 s (issue 10): the banner and the
+    active-alarm grid tick on their own clock of at most 1 s, also at ui.refresh_ms 2000 (the
+    compose deployment's) or slower; faster refreshes are kept."""
+    from storage.embedded import EmbeddedStore
+
+    store = EmbeddedStore()
+    try:
+        for refresh_ms, want in ((2000, 1000), (5000, 1000), (500, 500)):
+            ui = plant_config.system.ui.model_copy(update={"refresh_ms": refresh_ms})
+            cfg = dataclasses.replace(plant_config, system=plant_config.system.model_copy(update={"ui": ui}))
+            app = create_app(cfg, store)
+            shell = app.layout.children
+            ticks = {c.id: c.interval for c in shell if getattr(c, "id", None) in ("refresh", "alarm-refresh")}
+            assert ticks == {"refresh": refresh_ms, "alarm-refresh": want}
+            deps = json.loads(app.server.test_client().get("/_dash-dependencies").get_data(as_text=True))
+            for output in ("alarm-banner.children", "alarms-grid.rowData"):
+                dep = next(d for d in deps if output in d["output"])
+                assert {"id": "alarm-refresh", "property": "n_intervals"} in dep["inputs"], dep["inputs"]
     finally:
         store.close()
