@@ -49,7 +49,8 @@ class Mosquitto:
         self.log_path = d / "mosquitto.log"
         (d / "data").mkdir(parents=True, exist_ok=True)
         conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
-        for old, new in (("/mosquitto/certs/", f"{pki}/"), ("/mosquitto/config/passwd", f"{pki}/passwd"),
+        # the pki volume (certificates and the password file) is mounted at /mosquitto/certs
+        for old, new in (("/mosquitto/certs/", f"{pki}/"),
                          ("/mosquitto/config/aclfile", str(DEPLOY / "mosquitto" / "aclfile")),
                          ("/mosquitto/data/", f"{d}/data/"), ("listener 8883", f"listener {self.port} 127.0.0.1"),
                          ("log_dest stdout", f"log_dest file {self.log_path}")):
