@@ -559,11 +559,14 @@ class Engine:
         site, line, machine = run.key
         recs = [e for e in store.events("state", t0 - RETAIN_NS, t0 + 1, site, line, machine, limit=200_000)
                 if e.ts <= t0]
-        if not recs:
-            return
-        rec = recs[-1]
-        end = rec.data.get("end_ns")
-        if rec.data.get("state") != state.value or (isinstance(end, int) and end < t0):
+        rec = recs[-1] if recs else None
+        end = rec.data.get("end_ns") if rec is not None else None
+        if rec is None or rec.data.get("state") != state.value or (isinstance(end, int) and end < t0):
+            # no stored record continues into it (a first start, another state before, or a
+            # gap): what is known begins at the first stored sample, and that is its record
+            if rec is not None and rec.data.get("state") != state.value:
+                run.opened_prev = rec.data.get("state")
+            run.opened_ns = None
             return
         if iv is not None:
             run.intervals[0] = StateInterval(rec.ts, iv.end_ns, iv.state, iv.code)

@@ -318,3 +318,43 @@ def test_influxdb_swap_while_the_devices_publish_counts_every_part_once(mosquitt
     db = f"warm_swap_{free_port()}"
     run_swap(tmp_path, mosquitto, {"kind": "influxdb", "influxdb": {"url": influxd.url, "database": db}},
              lambda config: InfluxStore(influxd.url, db), silent_before_swap=False)
+
+
+def test_a_first_start_on_an_empty_store_records_the_state_each_machine_is_in(mosquitto, tmp_path):
+    """Nothing stored yet (a new plant, a new data dir): the warm start finds no history, and
+    the state each machine is in since its first sample must still be recorded — else the
+    control room (which reads the records) shows no OEE until the machine changes state."""
+    from runtime.process import Runtime
+
+    (tmp_path / "data").mkdir()
+    cfg_dir, start = write_config(tmp_path, mosquitto.url, {"kind": "embedded"})
+    config = load_config(cfg_dir, env={})
+    first = time.time_ns() // S * S
+    pl = Plant(start, first)
+    rt = Runtime(config, tmp_path / "data", Secrets.from_env({}))
+    dev = None
+    try:
+        rt.start_collect()
+        assert wait_for(lambda: all(c.status().subscribed for c in rt.collectors), 20), rt.status()["sources"]
+        dev = Device(mosquitto.port, pl, first).start()
+        assert wait_for(lambda: rt.restore_pending() == [], 60), rt.status()
+        assert wait_for(lambda: dev.sent >= 3 * 5, 20)
+        last = dev.stop()
+        assert wait_for(lambda: rt.pipeline.stats()["samples_written"] == dev.sent * 4, 20)
+
+        def open_records():
+            recs = rt.store.events("state", first - 3600 * S, last + S, "s1", None, limit=10_000)
+            return {(e.line, e.machine): e for e in recs if e.data.get("end_ns") is None}
+        recs = wait_for(lambda: (lambda r: r if len(r) == len(MACHINES) else None)(open_records()), 20)
+        assert recs, open_records()
+        for (line, machine), e in recs.items():
+            # the interval the machine is in, known from its first sample on
+            assert first <= e.ts <= last, (machine, e.ts, first, last)
+            assert e.data["state"] == {3.0: "running", 1.0: "idle", 4.0: "down"}[pl.code(machine, last)], e
+        ui = ui_figures(rt, start, last + S, {k: last for k in MACHINES})
+        running = [m for m in MACHINES if ui[m[2]][2] > 0]
+        assert running, ui  # the control room sees running time, not "–"
+    finally:
+        if dev is not None and not dev._stop.is_set():
+            dev.stop()
+        rt.stop()
