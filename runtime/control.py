@@ -270,8 +270,24 @@ class CommandServer:
         except Exception:
             log.exception("control bus: status failed")
             st = {}
+        self._add_rates(st.get("sources") or [], time.monotonic())
         return {**st, "online": True, "lines": [f"{s}/{ln}" for s, ln in self.lines],
                 "control_rejects": self.rejects.counts(), "commands_done": self.commands_done}
+
+    def _add_rates(self, sources: list, t: float) -> None:
+        """Each source's data rate (samples/s) since the previous status, measured here: a
+        status page that read our counters at its own refreshes would see the same retained
+        status twice as often as not (0.0, then twice the rate), as it is published every 2 s."""
+        prev_t, prev = getattr(self, "_rate_prev", (None, {}))
+        now = {}
+        for src in sources:
+            if isinstance(src, dict) and isinstance(src.get("samples_in"), int):
+                name = str(src.get("name", ""))
+                now[name] = src["samples_in"]
+                before = prev.get(name)
+                if prev_t is not None and before is not None and t > prev_t and now[name] >= before:
+                    src["rate"] = round((now[name] - before) / (t - prev_t), 1)
+        self._rate_prev = (t, now)
 
     def alarms_body(self) -> dict[str, Any]:
         return {"alarms": [jsonable(bus.state_dict(s)) for s in self.alarms.active()]}

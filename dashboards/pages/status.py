@@ -132,7 +132,9 @@ def status_body(status: Mapping[str, Any], prev: Optional[Mapping[str, Any]], at
     by_instance = any(s.get("instance") for s in srcs) or bool(status.get("instances"))
     for s in srcs:
         name = s.get("name", "")
-        rate = _rate(s.get("samples_in"), prev_src.get(_key(s)), dt)
+        # a collect's source carries the rate measured where it is counted (runtime.control)
+        rate = s["rate"] if isinstance(s.get("rate"), (int, float)) else _rate(s.get("samples_in"),
+                                                                                prev_src.get(_key(s)), dt)
         last = s.get("last_data_ns")
         age = t("st.ago", lang, s=f"{(at_ns - last) / 1e9:.0f}") if isinstance(last, int) else t("st.never", lang)
         # a source of an offline collect: its last reported state, not a live one

@@ -155,3 +155,32 @@ def test_each_sources_clock_offset_is_shown_in_warning_style_beyond_the_toleranc
     app[1].reply = st
     assert [text(c) for c in by_class(page.layout(lang="en"), "gw-clock-offset")] == [
         "+600.4 s (cnc-203) · 2 beyond tolerance", "-45.0 s"]
+
+
+def test_a_collect_instances_source_shows_the_rate_measured_by_that_collect(app):
+    """A remote collect's retained status is published every 2 s; read twice between two
+    publishes it is the same reading. The rate it carries (runtime.control, measured where the
+    samples are counted) is shown, not 0.0 from the unchanged counter."""
+    counters, status_body = app[0].counters, app[0].status_body
+    remote = status(1600, 500, 2000)
+    for s in remote["sources"]:
+        s["instance"] = "a"
+    remote["sources"][0]["rate"] = 312.5
+    prev = counters(remote, T)
+    body = status_body(remote, prev, T + 1 * S, "en")
+    rows = [text(r) for r in by_class(body, "gw-status-sources")[0].children[1].children]
+    assert rows[0].startswith("a mqtt 10.0.0.5:8883 mqtt Connected 312.5 1,600"), rows[0]
+    assert " 0.0 500 " in rows[1]  # no rate from its collect: the page's own, 0.0 for an unchanged counter
+
+
+def test_collect_measures_the_rate_of_each_source_between_its_status_publishes():
+    from runtime.control import CommandServer
+
+    srv = CommandServer.__new__(CommandServer)  # only the rate bookkeeping, no broker
+    first = [{"name": "mqtt x", "samples_in": 1000}, {"name": "opcua:c1", "samples_in": 50}]
+    srv._add_rates(first, 100.0)
+    assert all("rate" not in s for s in first)  # a first reading has no rate
+    second = [{"name": "mqtt x", "samples_in": 1600}, {"name": "opcua:c1", "samples_in": 40}]
+    srv._add_rates(second, 102.0)
+    assert second[0]["rate"] == 300.0
+    assert "rate" not in second[1]  # a counter that went back (a restart): no rate
