@@ -1,7 +1,7 @@
 """Benchmark: ingest end to end — MQTT / OPC UA -> collector -> Pipeline (with spool) -> store.
 
     python -m bench.ingest [--store embedded|influxdb|both] [--mode single|batched|opcua|all]
-                           [--seconds N] [--runs 3] [--listeners on|off]
+                           [--seconds N] [--runs 3] [--listeners on|off] [--ceilings on|off]
 
 The issue 5 targets (2-core machine): >= 200,000 samples/s from 50-sample MQTT messages into
 InfluxDB, >= 10,000 msg/s of single-sample QoS 1 messages, >= 5,000 OPC UA data changes/s per
@@ -411,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--listeners", choices=["on", "off"], default="on",
                     help="engine + alarm listeners on the writer thread, as in `app.py collect`")
+    ap.add_argument("--ceilings", choices=["on", "off"], default="on",
+                    help="also measure the two ceiling lines of bench.ceiling in this run (bare subscriber, bare writer)")
     ap.add_argument("--inflight", type=int, help="override the fixture's mosquitto max_inflight_messages")
     ap.add_argument("--variables", type=int, default=1000, help="OPC UA variables (--mode opcua)")
     a = ap.parse_args(argv)
@@ -442,6 +444,16 @@ def main(argv: list[str] | None = None) -> int:
                 (tmp / "influxd").mkdir()
                 influxd = Influxd(find_binary("influxd"), tmp / "influxd").start()
                 env.update(GWANJE_INFLUX_URL=influxd.url, GWANJE_INFLUX_DB="bench")
+            if a.ceilings == "on":  # this machine's limits, in the same run (bench/ceiling.py)
+                from bench import ceiling
+
+                print("\nceilings (same broker and influxd; the publisher is one process, so the subscriber line "
+                      "is also the publisher's limit)", flush=True)
+                for mode in (m for m in modes if m != "opcua"):
+                    ceiling.show(f"bare paho subscriber, {mode}", ceiling.subscriber_ceiling(a.port, mode, a.seconds))
+                if influxd is not None:
+                    ceiling.show("bare line-protocol writer -> influxd /write",
+                                 ceiling.writer_ceiling(influxd.url, a.seconds))
             for store in stores:
                 for mode in modes:
                     if mode == "opcua":
