@@ -26,13 +26,19 @@ HOUR_NS = 3600 * 10**9
 
 
 class CollectProcess:
-    def __init__(self, tmp_path: Path, mqtt_url: str, influx_url: str, db: str) -> None:
+    """`python app.py collect` as deployed (InfluxDB store, a health port): of the demo config,
+    or of `config`; with `name`, one instance of a scaled-out plant (`--instance name`)."""
+
+    def __init__(self, tmp_path: Path, mqtt_url: str, influx_url: str, db: str, name: str = "",
+                 config: Path = ROOT / "config") -> None:
+        self.name, self.config = name, config
+        sfx = f"-{name}" if name else ""
         self.health_port = free_port()
-        self.log = tmp_path / "collect.log"
+        self.log = tmp_path / f"collect{sfx}.log"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "GWANJE_INSTANCE"},
             "GWANJE_MQTT_URL": mqtt_url, "GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": influx_url,
-            "GWANJE_INFLUX_DB": db, "GWANJE_DATA_DIR": str(tmp_path / "data"),
+            "GWANJE_INFLUX_DB": db, "GWANJE_DATA_DIR": str(tmp_path / f"data{sfx}"),
             "GWANJE_HEALTH_PORT": str(self.health_port), "GWANJE_LOG_LEVEL": "WARNING",
             # the demo plant's OPC UA endpoints point nowhere here: those collectors just retry
             "GWANJE_OPCUA_URL_CHANGWON_1": f"opc.tcp://127.0.0.1:{free_port()}/none",
@@ -41,8 +47,9 @@ class CollectProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        instance = ["--instance", self.name] if self.name else []
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "app.py", "collect", "--config", str(ROOT / "config")],
+            self.proc = subprocess.Popen([sys.executable, "app.py", "collect", *instance, "--config", str(self.config)],
                                          cwd=ROOT, env=self.env, stdout=log, stderr=log)
 
     def mqtt_connected(self) -> bool:

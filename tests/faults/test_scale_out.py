@@ -7,12 +7,8 @@ a's site (its per-site written counter in /metrics), and a's machines resume aft
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +20,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from storage.influx import InfluxStore
-from tests.fixtures.common import free_port, wait_for
+from tests.faults.test_collector_kill import CollectProcess
+from tests.fixtures.common import wait_for
 
 pytestmark = pytest.mark.services
 
@@ -50,28 +47,11 @@ def two_site_config(tmp_path: Path) -> Path:
     return d
 
 
-class Instance:
-    def __init__(self, name: str, config: Path, tmp_path: Path, mqtt_url: str, influx_url: str, db: str) -> None:
-        self.name = name
-        self.config = config
-        self.health_port = free_port()
-        self.log = tmp_path / f"collect-{name}.log"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if k != "GWANJE_INSTANCE"},
-            "GWANJE_MQTT_URL": mqtt_url, "GWANJE_STORAGE": "influxdb", "GWANJE_INFLUX_URL": influx_url,
-            "GWANJE_INFLUX_DB": db, "GWANJE_DATA_DIR": str(tmp_path / f"data-{name}"),
-            "GWANJE_HEALTH_PORT": str(self.health_port), "GWANJE_LOG_LEVEL": "WARNING",
-            # the demo plant's OPC UA endpoints point nowhere here: those collectors just retry
-            "GWANJE_OPCUA_URL_CHANGWON_1": f"opc.tcp://127.0.0.1:{free_port()}/none",
-            "GWANJE_OPCUA_URL_CHANGWON_2": f"opc.tcp://127.0.0.1:{free_port()}/none",
-        }
-        self.proc: subprocess.Popen | None = None
+class Instance(CollectProcess):
+    """One `collect --instance name` of the two-site config."""
 
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", "collect", "--instance", self.name, "--config", str(self.config)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=log)
+    def __init__(self, name: str, config: Path, tmp_path: Path, mqtt_url: str, influx_url: str, db: str) -> None:
+        super().__init__(tmp_path, mqtt_url, influx_url, db, name=name, config=config)
 
     def metrics(self) -> str:
         try:
@@ -79,28 +59,9 @@ class Instance:
         except requests.RequestException:
             return ""
 
-    def subscribed(self) -> bool:
-        """Connected to the broker (and its subscriptions made in on_connect)."""
-        return any(line.startswith("gwanje_source_connected{") and 'kind="mqtt"' in line and line.endswith(" 1")
-                   for line in self.metrics().splitlines())
-
     def written_by_site(self) -> dict[str, int]:
         return {m.group(1): int(m.group(2)) for m in
                 re.finditer(r'^gwanje_samples_written_total\{site="([^"]+)"\} (\d+)$', self.metrics(), re.M)}
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Devices:
@@ -174,7 +135,7 @@ def test_two_collectors_one_killed_under_load_lose_and_duplicate_nothing(mosquit
     devices = None
     try:
         for i in inst.values():
-            assert wait_for(i.subscribed, timeout=60), i.log.read_text()[-3000:]
+            assert wait_for(i.mqtt_connected, timeout=60), i.log.read_text()[-3000:]
         t0 = time.time_ns() - HOUR_NS
         devices = Devices(mosquitto.port, t0)
         # 300 messages/s of 5 samples: 1,500 samples/s over 4 machines, until told to stop
@@ -186,7 +147,7 @@ def test_two_collectors_one_killed_under_load_lose_and_duplicate_nothing(mosquit
         at_kill = dict(devices.published)
         time.sleep(1.5)  # dead while the devices keep publishing (not an assertion)
         inst["a"].start()
-        assert wait_for(inst["a"].subscribed, timeout=60), inst["a"].log.read_text()[-3000:]
+        assert wait_for(inst["a"].mqtt_connected, timeout=60), inst["a"].log.read_text()[-3000:]
         at_restart = dict(devices.published)
         # a's machines resume: what the devices publish after the restart reaches the store
         a_after = MACHINES["a"][1]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -48,11 +46,6 @@ class LateStoreCollect(CollectProcess):
         (self.config / "shifts.yaml").unlink()
         (self.config / "notify.yaml").unlink()
         (self.config / "alarms.yaml").write_text(ALARMS_YAML)
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "app.py", "collect", "--config", str(self.config)],
-                                         cwd=ROOT, env=self.env, stdout=log, stderr=log)
 
     def readyz(self) -> tuple[int, dict]:
         try:
