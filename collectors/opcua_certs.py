@@ -89,14 +89,14 @@ def create_certificate(out_dir: Path, host: Optional[str] = None, days: int = 36
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_private(key_path, pem)
+    write_private(key_path, pem)
     tmp = cert_path.with_suffix(".tmp")
     tmp.write_bytes(der)
     os.replace(tmp, cert_path)
     return cert_path, key_path, der
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """The key file, mode 0600 from its first byte (never world-readable, not even briefly)."""
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)

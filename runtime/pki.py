@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from collectors.opcua_certs import write_private  # mode 0600 from the first byte, atomic
+
 MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's default for "$7$" (PBKDF2-SHA512)
 
 
@@ -42,13 +44,6 @@ def mosquitto_hash(password: str, salt: Optional[bytes] = None, iterations: int 
     salt = salt if salt is not None else secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -81,7 +76,7 @@ def ensure_ca(out: Path, days: int) -> tuple[x509.Certificate, rsa.RSAPrivateKey
                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    _write_private(key_p, _pem_key(key))
+    write_private(key_p, _pem_key(key))
     cert_p.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
 
@@ -102,7 +97,7 @@ def issue(out: Path, stem: str, cn: str, ca: tuple[x509.Certificate, rsa.RSAPriv
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
     cert = b.sign(ca_key, hashes.SHA256())
-    _write_private(out / f"{stem}.key", _pem_key(key))
+    write_private(out / f"{stem}.key", _pem_key(key))
     path = out / f"{stem}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
@@ -154,7 +149,7 @@ def main(argv: Optional[list[str]] = None, env: Optional[Mapping[str, str]] = No
         _own(out / f"{c}.key", a.client_uid)
     if a.user:
         text = password_file(a.user, env)
-        _write_private(out / "passwd", text.encode())
+        write_private(out / "passwd", text.encode())
         _own(out / "passwd", a.server_uid)
         made.append(out / "passwd")
     for p in made:
