@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "collect":
             rt.start_collect()
         if args.command in ("collect", "simulate") and args.health_port:
-            from gwanje.health import HealthServer
+            from runtime.health import HealthServer
 
             health = HealthServer(rt.status, host=config.system.ui.host, port=args.health_port).start()
         if args.command in ("demo", "serve"):
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             except AuthConfigError as e:  # GWANJE_USERS / GWANJE_SECRET_KEY: the message names no secret
                 print(f"refusing to start outside demo mode:\n  {e}", file=sys.stderr)
                 return 3
-            from gwanje.health import add_routes
+            from runtime.health import add_routes
 
             add_routes(ui.server, rt.status)  # /healthz /readyz /metrics of this process
             host, port = config.system.ui.host, config.system.ui.port

@@ -11,7 +11,7 @@ It starts its own mosquitto (tests/fixtures/mosquitto: the test config, persiste
 influxd (tests/fixtures/influxd) and, for --mode opcua, the asyncua server of
 bench/opcua_ingest (a separate process rewriting all its variables). The collector runs in
 its own process, built as `app.py collect` builds it: MqttCollector (QoS 1, persistent
-session, ack after store) or OpcuaCollector -> gwanje.pipeline.Pipeline (system.yaml batch
+session, ack after store) or OpcuaCollector -> runtime.pipeline.Pipeline (system.yaml batch
 size, flush interval and queue, the disk spool) -> storage.open_store; with --listeners on
 (default) the engine and alarm service listen to every batch, as in `collect`.
 
@@ -164,7 +164,7 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
     logging.getLogger("gwanje.notify").setLevel(logging.ERROR)  # no channels configured here
     sys.path.insert(0, str(REPO))
     from gwanje.config import Secrets, load_config
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage import open_store
     from storage.spool import open_spool
 

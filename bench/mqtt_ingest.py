@@ -8,7 +8,7 @@ paho lets it, while MqttCollector (persistent session, QoS 1) decodes them into 
 sink in this process:
   single   one sample per message on a signal topic: {"value": .., "ts": ..}
   batched  batch-size samples per message on a machine topic: [{"signal", "value", "ts"}, ..]
-With --store, both modes run once more through gwanje.pipeline into an in-memory
+With --store, both modes run once more through runtime.pipeline into an in-memory
 storage.embedded.EmbeddedStore, timed until the last sample is written; the collector then
 acknowledges each message only after the pipeline stored its samples (ack after store).
 Printed: the machine, then per run the publisher's send rate, the sustained rate at the sink
@@ -122,7 +122,7 @@ class StoreSink(CountingSink):
 
     def __init__(self) -> None:
         super().__init__()
-        from gwanje.pipeline import Pipeline
+        from runtime.pipeline import Pipeline
         from storage.embedded import EmbeddedStore
 
         self.store = EmbeddedStore(":memory:")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from gwanje.config import load_config  # noqa: E402
 from gwanje.model import Sample  # noqa: E402
-from gwanje.pipeline import Pipeline  # noqa: E402
+from runtime.pipeline import Pipeline  # noqa: E402
 from storage.spool import Spool  # noqa: E402
 
 FLUSH_S = 0.2

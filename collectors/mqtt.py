@@ -3,7 +3,7 @@ decoded Samples (collectors.payloads) to a SampleSink.
 
 Delivery: QoS 1 with a persistent session (clean_session false, stable client id), so the
 broker keeps our messages while we are away. A message is acknowledged (PUBACK) only after its
-samples reached the sink — and, when the sink's submit() takes `on_done` (gwanje.pipeline),
+samples reached the sink — and, when the sink's submit() takes `on_done` (runtime.pipeline),
 only once the sink is done with them (stored or spooled), so a crash loses nothing the broker
 would not redeliver (at-least-once; stores are idempotent). Brokers stop sending once a
 client holds their in-flight limit of unacknowledged messages (mosquitto max_inflight_messages,
@@ -201,7 +201,7 @@ class MqttCollector:
         self.settings = config.system.mqtt
         self.sink = sink
         # ack after store: with QoS 1, a persistent session and a sink that reports when it is
-        # done with the samples (gwanje.pipeline.Pipeline's on_done), a message is acknowledged
+        # done with the samples (runtime.pipeline.Pipeline's on_done), a message is acknowledged
         # only once its samples are in the store or the disk spool, so a crash (kill -9) of this
         # process between receiving and storing loses nothing: the broker redelivers.
         self.ack_after_store = (self.settings.qos == 1 and not self.settings.clean_start

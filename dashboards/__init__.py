@@ -80,7 +80,7 @@ def create_app(config: Config, store: Store, runtime: Optional[Any] = None, *,
     rejects = [security.install(app, config)]
     writer = audit_log.AuditWriter(store)
     app.server.extensions[audit_log.EXT] = writer
-    # what this server refuses, counted: gwanje.health.add_routes puts them in its /metrics
+    # what this server refuses, counted: runtime.health.add_routes puts them in its /metrics
     rejects += [layer.failures, writer.rejects]
     if getattr(layer.cache, "rejects", None) is not None:  # the shared cache: forged entries, Redis outages
         rejects.append(layer.cache.rejects)

@@ -141,7 +141,7 @@ class Runtime:
         from alerts.service import AlarmService, engine_oee
         from collectors import build_collectors
         from gwanje.engine import Engine
-        from gwanje.pipeline import Pipeline
+        from runtime.pipeline import Pipeline
         from storage.deadletter import open_deadletter
         from storage.spool import open_spool
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from gwanje.config import Secrets, load_config
-from gwanje.health import add_routes
+from runtime.health import add_routes
 from gwanje.security import security_problems
 from runtime.process import Runtime
 

@@ -8,7 +8,7 @@ quality is kept with every sample.
 Raise StoreUnavailable when the store cannot be reached or refuses for a transient reason
 (the pipeline then spools the batch and retries); raise Refused (a ValueError) for records the
 store will never accept — the pipeline isolates them into the dead-letter file and writes the
-rest (gwanje.pipeline).
+rest (runtime.pipeline).
 """
 from __future__ import annotations
 

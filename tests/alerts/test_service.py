@@ -139,7 +139,7 @@ def test_shelve_and_operator_input_checks(config, db):
 
 
 def test_alarm_events_flow_through_the_real_pipeline(config, db):
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from tests.fixtures.common import wait_for
 
     store = EmbeddedStore(db)

@@ -241,7 +241,7 @@ def test_start_before_the_broker_is_up_then_stop(mosquitto):
 
 
 class AckingSink(ListSink):
-    """A sink that reports when it is done (as gwanje.pipeline.Pipeline does): the collector
+    """A sink that reports when it is done (as runtime.pipeline.Pipeline does): the collector
     then acknowledges a message only when on_done is called. ack=False never calls it, as if
     the process died before the samples were stored."""
 

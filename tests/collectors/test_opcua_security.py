@@ -27,7 +27,7 @@ from collectors.opcua import OpcuaCollector
 from collectors.opcua_certs import create_certificate
 from collectors.opcua_trust import fingerprint
 from gwanje.config import Secrets, load_config
-from gwanje.pipeline import Pipeline
+from runtime.pipeline import Pipeline
 from storage.embedded import EmbeddedStore
 from tests.collectors.test_opcua import PLANT, TINY_FORCE, ListSink, tiny_server
 from tests.fixtures.common import wait_for

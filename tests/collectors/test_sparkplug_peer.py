@@ -19,9 +19,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.mqtt import MqttCollector
 from dashboards.data import build_snapshot
 from gwanje.config import Secrets
-from gwanje.metrics import render
+from runtime.metrics import render
 from gwanje.model import MachineState, Quality
-from gwanje.pipeline import Pipeline
+from runtime.pipeline import Pipeline
 from storage.embedded import EmbeddedStore
 from tests.collectors import sparkplug_plant as sp
 from tests.fixtures.common import wait_for

@@ -17,7 +17,7 @@ from dashboards import context, create_app
 from dashboards.auth import ACTIONS, ROLES, AuthConfigError, LoginThrottle, parse_users
 from dashboards.data import DataLayer
 from gwanje.config import load_config
-from gwanje.health import add_routes
+from runtime.health import add_routes
 from gwanje.model import Event, Sample
 from tests.alerts.helpers import Clock
 from tests.dashboards.conftest import REPO

@@ -21,7 +21,7 @@ from dashboards.auth import AuthConfigError, parse_display_tokens
 from dashboards.data import DataLayer
 from gwanje.audit import audit_event
 from gwanje.config import load_config
-from gwanje.health import add_routes
+from runtime.health import add_routes
 from gwanje.model import Event
 from storage.embedded import EmbeddedStore
 from tests.dashboards.conftest import REPO

@@ -12,7 +12,7 @@ import pytest
 from collectors.mqtt import MqttCollector
 from gwanje.config import Secrets, load_config
 from gwanje.model import Sample
-from gwanje.pipeline import SPOOL_ALARM_KEY, Pipeline
+from runtime.pipeline import SPOOL_ALARM_KEY, Pipeline
 from storage.influx import InfluxStore
 from storage.spool import Spool
 from tests.faults.harness import (LINE, MACHINE, SITE, US, Publisher, RecordingInflux, check_values, stored)

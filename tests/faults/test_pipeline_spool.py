@@ -6,7 +6,7 @@ import time
 import pytest
 
 from gwanje.model import Sample
-from gwanje.pipeline import SPOOL_ALARM_KEY, Pipeline
+from runtime.pipeline import SPOOL_ALARM_KEY, Pipeline
 from storage.spool import Spool
 from tests.faults.flaky import FlakyStore
 from tests.fixtures.common import wait_for

@@ -89,7 +89,7 @@ def ingest(store, tmp_path, mosquitto, client_id: str, **kw):
     """MQTT collector -> pipeline (spool, dead-letter file) -> store, started and connected."""
     from collectors.mqtt import MqttCollector
     from gwanje.config import Secrets, load_config
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage.deadletter import DeadLetter
     from storage.spool import Spool
 
@@ -149,7 +149,7 @@ def test_influxdb_partial_writes_are_isolated_by_their_answer_and_the_rest_is_st
 
 
 def test_the_retention_is_read_again_and_then_old_samples_never_reach_the_store(influxd, tmp_path):
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage.deadletter import DeadLetter
 
     db = "refused_refresh"
@@ -211,7 +211,7 @@ def test_duckdb_constraint_errors_are_found_by_splitting_the_batch(mosquitto, tm
 
 def test_a_refused_batch_in_the_spool_does_not_stop_the_replay(influxd, tmp_path):
     """Spooled during an outage, refused when replayed: the replay dead-letters it and goes on."""
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage.deadletter import DeadLetter
     from storage.spool import Spool
 
@@ -243,7 +243,7 @@ def test_a_refused_batch_in_the_spool_does_not_stop_the_replay(influxd, tmp_path
 def test_a_refused_event_does_not_block_the_events_behind_it(influxd, tmp_path):
     """Derived events from a listener: one the store can never keep (its time is beyond the
     retention), the others written; the pending-event queue empties."""
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage.deadletter import DeadLetter
 
     db = "refused_events"
@@ -283,7 +283,7 @@ def test_an_alarm_event_the_store_refuses_does_not_block_the_others(tmp_path):
 
     from alerts.service import AlarmService
     from gwanje.config import load_config
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from storage.deadletter import DeadLetter
     from storage.embedded import EmbeddedStore
 

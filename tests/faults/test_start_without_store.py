@@ -216,7 +216,7 @@ def test_engine_records_wait_for_the_store_and_gate_the_warm_start(tmp_path):
     written once it answers, and the late warm start waits until then."""
     from gwanje.config import load_config
     from gwanje.model import Event
-    from gwanje.pipeline import Pipeline
+    from runtime.pipeline import Pipeline
     from runtime.process import Runtime
     from storage.embedded import EmbeddedStore
 

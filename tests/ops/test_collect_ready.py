@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gwanje.health import readiness
+from runtime.health import readiness
 from tests.e2e.stack import Proc, make_config
 from tests.fixtures.common import free_port, wait_for
 

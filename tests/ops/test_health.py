@@ -8,8 +8,8 @@ import requests
 from flask import Flask
 
 from gwanje.config import Secrets, load_config
-from gwanje.health import HealthServer, add_routes
-from gwanje.pipeline import Pipeline
+from runtime.health import HealthServer, add_routes
+from runtime.pipeline import Pipeline
 from tests.faults.flaky import FlakyStore
 from tests.fixtures.common import wait_for
 

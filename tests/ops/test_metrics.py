@@ -1,7 +1,7 @@
 """/metrics text: what Prometheus' own parser reads back from a hand-written status."""
 from prometheus_client.parser import text_string_to_metric_families
 
-from gwanje.metrics import render
+from runtime.metrics import render
 
 STATUS = {
     "started_ns": 1_732_400_000_000_000_000,

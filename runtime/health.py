@@ -1,6 +1,6 @@
 """Operations endpoints of every process: /healthz (the process is alive), /readyz (the store
 answers and every collector is connected and subscribed; JSON details, 503 when not ready) and /metrics
-(Prometheus text, gwanje.metrics).
+(Prometheus text, runtime.metrics).
 
 `collect` and `simulate` run HealthServer, a tiny http.server in a daemon thread; the Dash
 `serve` process mounts the same routes on its Flask server with add_routes(). Both take a
@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Optional
 
-from gwanje import metrics
+from runtime import metrics
 
 log = logging.getLogger("gwanje.health")
 
