@@ -181,7 +181,7 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
         listeners = [engine.on_samples, alarms.on_samples]
     st = config.system.storage
     pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
-                        queue_size=st.queue_size, listeners=listeners,
+                        queue_size=st.queue_size, listeners=listeners, backpressure_s=st.backpressure_ms / 1000,
                         spool=open_spool(config.system.spool, data_dir))
     pipeline.start()
     if kind == "mqtt":

@@ -183,9 +183,9 @@ def explain_refusal(reason_code: Any, sent_password: bool = False) -> str:
     return f"broker refused the connection: {name}"
 
 
-def _reports_done(sink: SampleSink) -> bool:
+def _reports_done(sink: SampleSink, param: str = "on_done") -> bool:
     try:
-        return "on_done" in inspect.signature(sink.submit).parameters
+        return param in inspect.signature(sink.submit).parameters
     except (TypeError, ValueError, AttributeError):
         return False
 
@@ -206,6 +206,9 @@ class MqttCollector:
         # process between receiving and storing loses nothing: the broker redelivers.
         self.ack_after_store = (self.settings.qos == 1 and not self.settings.clean_start
                                 and _reports_done(sink))
+        # ... and then a full queue may hold the network loop a moment (storage.backpressure_ms)
+        # instead of spilling to the spool: the broker keeps what we have not acknowledged
+        self._wait = self.ack_after_store and _reports_done(sink, "wait")
         url = url or self.settings.url
         if not url:
             raise ValueError("no MQTT broker url (system.yaml mqtt.url or GWANJE_MQTT_URL)")
@@ -413,7 +416,9 @@ class MqttCollector:
                 self.last_data_ns = time.time_ns()
         if samples:
             try:
-                if self.ack_after_store:
+                if self._wait:
+                    self.sink.submit(samples, on_done=functools.partial(self._ack, client, msg), wait=True)
+                elif self.ack_after_store:
                     self.sink.submit(samples, on_done=functools.partial(self._ack, client, msg))
                 else:
                     self.sink.submit(samples)

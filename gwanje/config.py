@@ -418,6 +418,12 @@ class StorageConfig(Strict):
     batch_size: int = Field(5000, gt=0)
     flush_interval_ms: int = Field(200, gt=0)
     queue_size: int = Field(200_000, gt=0)  # samples buffered in memory between collector and writer
+    # an MQTT QoS 1 message (ack after store) that finds the queue full waits this long for
+    # room before it is spilled to the disk spool: meanwhile the broker holds the rest (it
+    # persists it; docs/deploy.md sizes its queue), which costs nothing, where spilling costs a
+    # spool write and read per message. 0: spill at once. Sources the broker cannot hold for
+    # us (OPC UA, QoS 0) always spill at once.
+    backpressure_ms: int = Field(500, ge=0)
 
 
 class SpoolConfig(Strict):

@@ -35,7 +35,9 @@ Store-and-forward (spool given):
   takes it (and logged at once); stats()["spool_full"] shows it throughout.
 
 Listeners see every batch exactly once per process: fresh batches when they are taken from the
-queue, spilled batches when they are replayed from the spool.
+queue, spilled batches when they are replayed from the spool. A batch is a
+gwanje.batch.SampleBatch (columns; also a Sequence[Sample]) for listeners and stores alike:
+collectors may submit either columns or lists of Samples, the writer joins them into one.
 Without a spool, a failed batch is held in memory and retried, and a full queue drops
 (counted) — the behaviour for tests and tools that do not need durability.
 """
@@ -50,6 +52,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
+from gwanje.batch import SERIES, SampleBatch
 from gwanje.model import Event, Sample, now_ns
 from gwanje.rejects import Rejects
 from storage.base import Refused, Store, StoreUnavailable
@@ -79,7 +82,8 @@ class Pipeline:
     def __init__(self, store: Store, batch_size: int = 5000, flush_interval_s: float = 0.2,
                  queue_size: int = 200_000, listeners: Sequence[Listener] = (),
                  retry_interval_s: float = 1.0, spool: Any = None, deadletter: Any = None,
-                 retention_refresh_s: float = 300.0, refused_quiet_s: float = 600.0) -> None:
+                 retention_refresh_s: float = 300.0, refused_quiet_s: float = 600.0,
+                 backpressure_s: float = 0.0) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -90,6 +94,11 @@ class Pipeline:
         self.retention_refresh_s = retention_refresh_s
         self.refused_quiet_s = refused_quiet_s
         self.queue_size = queue_size
+        self.backpressure_s = backpressure_s
+        self._room = threading.Condition()  # notified when the writer takes from a full queue
+        self._waiters = 0
+        self.submit_waits = 0  # submits that waited for room (backpressure), and the time it took
+        self.submit_wait_s = 0.0
         # the queue holds (samples, on_done) per submit, to keep per-message overhead low;
         # its bound is in samples (queue_size), checked in submit()
         self._q: queue.Queue[tuple[Sequence[Sample], Optional[OnDone]]] = queue.Queue()
@@ -129,11 +138,14 @@ class Pipeline:
         self.last_write_error = ""
 
     # ----------------------------------------------------------- collector side
-    def submit(self, samples: Sequence[Sample], on_done: Optional[OnDone] = None) -> None:
-        """Hand over samples; never blocks. on_done (optional) is called once the pipeline is
-        done with them: in the store or the spool, or dropped and counted (a full spool with
-        drop_newest). A collector acknowledges its source then, so samples a crash takes out of
-        memory are redelivered; it is never left uncalled, or the source's flow control stalls."""
+    def submit(self, samples: Sequence[Sample], on_done: Optional[OnDone] = None, wait: bool = False) -> None:
+        """Hand over samples (a SampleBatch or a list of Samples); never blocks, except with
+        wait=True when the queue is full: then for at most backpressure_s, for a source that
+        holds the rest meanwhile (an MQTT broker: QoS 1, ack after store). on_done (optional)
+        is called once the pipeline is done with them: in the store or the spool, or dropped
+        and counted (a full spool with drop_newest). A collector acknowledges its source then,
+        so samples a crash takes out of memory are redelivered; it is never left uncalled, or
+        the source's flow control stalls."""
         if not samples:
             return
         n = len(samples)
@@ -142,6 +154,8 @@ class Pipeline:
             fits = self._queued + n <= self.queue_size
             if fits:
                 self._queued += n
+        if not fits and wait and self.backpressure_s > 0 and not self._stop.is_set():
+            fits = self._wait_for_room(n)
         if fits:
             self._q.put_nowait((samples, on_done))
             return
@@ -158,6 +172,32 @@ class Pipeline:
                   " and the spool refused them" if self.spool is not None else "", n)
         if on_done is not None:
             _call(on_done)
+
+    def _wait_for_room(self, n: int) -> bool:
+        """Backpressure: wait (at most backpressure_s) until n samples fit; True once they are
+        counted in the queue."""
+        t0 = time.monotonic()
+        deadline = t0 + self.backpressure_s
+        with self._room:
+            self._waiters += 1
+            try:
+                while True:
+                    with self._lock:
+                        if self._queued + n <= self.queue_size:
+                            self._queued += n
+                            fits = True
+                            break
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stop.is_set():
+                        fits = False
+                        break
+                    self._room.wait(min(left, 0.05))
+            finally:
+                self._waiters -= 1
+        with self._lock:
+            self.submit_waits += 1
+            self.submit_wait_s += time.monotonic() - t0
+        return fits
 
     def write_events(self, events: Sequence[Event]) -> None:
         """Derived records from the engine or operators; written synchronously (raises when
@@ -197,23 +237,28 @@ class Pipeline:
         if self.spool is not None and not (self._thread and self._thread.is_alive()):
             self.spool.close()  # file handles only; it reopens them if started again
 
-    def _take_batch(self, wait: bool) -> tuple[list[Sample], list[OnDone]]:
-        batch: list[Sample] = []
+    def _take_batch(self, wait: bool) -> tuple[SampleBatch, list[OnDone]]:
+        parts: list[Sequence[Sample]] = []
+        n = 0
         callbacks: list[OnDone] = []
         deadline = time.monotonic() + (self.flush_interval_s if wait else 0.0)
-        while len(batch) < self.batch_size:
+        while n < self.batch_size:
             remaining = deadline - time.monotonic()
             try:
                 items, cb = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
             except queue.Empty:
                 break
-            batch.extend(items)
+            parts.append(items)
+            n += len(items)
             if cb is not None:
                 callbacks.append(cb)
-        if batch:
+        if n:
             with self._lock:
-                self._queued -= len(batch)
-        return batch, callbacks
+                self._queued -= n
+            if self._waiters:
+                with self._room:
+                    self._room.notify_all()
+        return SampleBatch.concat(parts) if parts else SampleBatch.empty(), callbacks
 
     def _run(self) -> None:
         while True:
@@ -295,7 +340,7 @@ class Pipeline:
                 if not b.notified and b.token not in self._notified_tokens:
                     self._notify(b.samples)
                     self._notified_tokens.add(b.token)
-            samples = [s for b in group for s in b.samples]
+            samples = SampleBatch.concat([b.samples for b in group])
             if self._write(samples):  # the store failed: the group stays, refusals found so far
                 return  # are found again on the next try
             for b in group:
@@ -399,10 +444,29 @@ class Pipeline:
         dt = time.perf_counter() - t0
         if refused:
             out = {id(s) for s in refused}
-            batch = [s for s in batch if id(s) not in out]
-        by_site = collections.Counter(map(_site, batch))  # C-level: this runs per sample
+            written = [s for s in batch if id(s) not in out] if not isinstance(batch, SampleBatch) else None
+            if written is None:  # _put isolated them in a list of the batch's samples: count by key
+                gone = collections.Counter((s.site, s.line, s.machine, s.signal, s.ts) for s in refused)
+                written = []
+                for s in batch:
+                    k = (s.site, s.line, s.machine, s.signal, s.ts)
+                    if gone.get(k):
+                        gone[k] -= 1
+                    else:
+                        written.append(s)
+            by_site = collections.Counter(map(_site, written))
+            n_written = len(written)
+        elif isinstance(batch, SampleBatch):
+            sites = SERIES.site
+            by_site = collections.Counter()
+            for sid, n in collections.Counter(batch.sid).items():  # C-level count per series
+                by_site[sites[sid]] += n
+            n_written = len(batch)
+        else:
+            by_site = collections.Counter(map(_site, batch))  # C-level: this runs per sample
+            n_written = len(batch)
         with self._lock:
-            self.samples_written += len(batch)
+            self.samples_written += n_written
             self.batches_written += 1
             self.last_write_latency_s = dt
             self._lat_counts[bisect.bisect_left(LATENCY_BUCKETS, dt)] += 1
@@ -429,6 +493,11 @@ class Pipeline:
             try:
                 write(part)
             except Refused as e:
+                if isinstance(part, SampleBatch):
+                    # refusals are rare: isolate them among Sample objects (matched by id), the
+                    # batch written again as a list (writes are idempotent)
+                    todo.append(list(part))
+                    continue
                 if e.records:
                     named = {id(r) for r in e.records}
                     hit = [r for r in part if id(r) in named]
@@ -460,8 +529,9 @@ class Pipeline:
             return records
         horizon = time.time_ns() - keep - RETENTION_MARGIN_NS
         try:
-            if min(map(_ts, records)) >= horizon:  # C-level: the common case costs one pass
-                return records
+            if min(records.ts if isinstance(records, SampleBatch) else map(_ts, records)) >= horizon:
+                return records  # C-level: the common case costs one pass
+            records = list(records)
             old = [r for r in records if r.ts < horizon]
         except TypeError:  # a garbage time: the store refuses that record itself
             return records
@@ -551,6 +621,8 @@ class Pipeline:
                 "batches_written": self.batches_written,
                 "queue_depth": self._queued,
                 "queue_capacity": self.queue_size,
+                "submit_waits": self.submit_waits,
+                "submit_wait_s": self.submit_wait_s,
                 "store_up": self.store_up,
                 "last_write_latency_s": self.last_write_latency_s,
                 "write_latency_buckets": cum,

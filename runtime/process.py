@@ -159,6 +159,7 @@ class Runtime:
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
+                                 backpressure_s=st.backpressure_ms / 1000,
                                  spool=open_spool(self.config.system.spool, self.data_dir),
                                  deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
                                                             store=st.kind))

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.payloads import MessageDecoder
+from gwanje.batch import SampleBatch
 from gwanje.model import BadValue, Quality
 from gwanje.normalize import Normalizer
 from tests.collectors import assert_valid, demo_config
@@ -100,3 +101,41 @@ def test_values_fast_path_agrees_with_the_normalizer(values):
         except BadValue as e:
             want_reasons.append(str(e))
     assert DECODER.decode(TOPIC, payload, now=NOW) == (want_samples, want_reasons)
+
+
+NUMERIC = [s for s in SIGNALS if KINDS[(*MACHINE, s)] not in ("text",)]
+good_element = st.fixed_dictionaries(
+    {"signal": st.sampled_from(NUMERIC),
+     "value": st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                        st.integers(min_value=-2**53, max_value=2**53)),
+     "ts": st.one_of(st.integers(min_value=946_684_800_000, max_value=(NOW + TOLERANCE_NS) // 10**6),
+                     st.integers(min_value=946_684_800 * 10**9, max_value=NOW + TOLERANCE_NS))})
+
+
+@PROPS
+@given(items=st.lists(good_element, min_size=1, max_size=30), spoil=st.one_of(st.none(), element))
+def test_columnar_fast_path_gives_the_normalizers_samples(items, spoil):
+    """Messages of plain numbers decode through the columnar path (a SampleBatch) into exactly
+    the Normalizer's samples; one spoiled element sends the message down the general path,
+    which still keeps every good element."""
+    if spoil is not None:
+        items = items[:len(items) // 2] + [spoil] + items[len(items) // 2:]
+    want_samples, want_reasons = [], []
+    for it in items:
+        q = {"good": Quality.GOOD, "uncertain": Quality.UNCERTAIN, "bad": Quality.BAD}.get(it.get("quality", "good"))
+        if q is None:
+            want_reasons.append("bad_quality")
+            continue
+        try:
+            value = json.loads(json.dumps(it["value"]))
+            want_samples.append(NORMALIZER.sample(*MACHINE, it["signal"], value,
+                                                  json.loads(json.dumps(it.get("ts"))), q, NOW))
+        except BadValue as e:
+            want_reasons.append(str(e))
+    before = DECODER.json.fast_messages
+    samples, reasons = DECODER.decode(TOPIC, json.dumps(items).encode(), now=NOW)
+    assert list(samples) == want_samples and reasons == want_reasons
+    assert [type(s.value) for s in samples] == [type(s.value) for s in want_samples]
+    if spoil is None and len({it["ts"] < 10**14 for it in items}) == 1:
+        # the common message (one time unit): no Sample built, columns only
+        assert isinstance(samples, SampleBatch) and DECODER.json.fast_messages == before + 1

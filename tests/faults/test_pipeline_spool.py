@@ -100,6 +100,42 @@ def test_a_full_queue_spills_to_the_spool_instead_of_dropping(tmp_path):
     assert sorted(seen.ts) == [s.ts for s in samples(1000)]
 
 
+def test_backpressure_a_full_queue_waits_for_room_instead_of_spilling(tmp_path):
+    """An MQTT QoS 1 message (submit wait=True) that finds the queue full waits up to
+    backpressure_s for the writer to take a batch: nothing is spilled while the store keeps up
+    within that time, and everything is stored once."""
+    store = FlakyStore()
+    store.gate.clear()
+    p, seen = make(tmp_path, store, queue_size=200, batch_size=100, backpressure_s=5.0)
+    p.start()
+    threading.Timer(0.5, store.gate.set).start()  # the store is slow for half a second
+    t0 = time.monotonic()
+    for k in range(20):
+        p.submit(samples(50, 50 * k), wait=True)
+    assert time.monotonic() - t0 >= 0.4  # the submits waited for the slow store...
+    st = p.stats()
+    assert st["samples_spilled"] == 0 and st["samples_dropped"] == 0  # ... instead of spilling
+    assert st["submit_waits"] > 0
+    assert wait_for(lambda: store.count_samples(T0, END) == 1000)
+    p.stop()
+    assert sorted(seen.ts) == [s.ts for s in samples(1000)]
+
+
+def test_backpressure_is_bounded_then_the_spool_takes_it(tmp_path):
+    store = FlakyStore()
+    store.gate.clear()  # the store hangs
+    p, _ = make(tmp_path, store, queue_size=200, batch_size=100, backpressure_s=0.2)
+    p.start()
+    done = []
+    for k in range(8):
+        p.submit(samples(50, 50 * k), on_done=lambda: done.append(1), wait=True)
+    st = p.stats()
+    assert st["samples_spilled"] > 0 and st["samples_dropped"] == 0 and st["queue_depth"] <= 200
+    store.gate.set()
+    assert wait_for(lambda: store.count_samples(T0, END) == 400 and len(done) == 8)
+    p.stop()
+
+
 def test_on_done_is_called_once_the_samples_are_stored_or_spooled(tmp_path):
     store = FlakyStore()
     store.down = True
