@@ -75,9 +75,17 @@ class GwanjeMqttClient(paho.Client):
     what explain_connect_error turns into a status line naming the cause."""
 
     last_error: Optional[BaseException] = None
+    # Buffered reads (issue 11): paho reads a packet with at least four recv() calls (command
+    # byte, each remaining-length byte, the body) and one select() per packet. We read what
+    # the socket has, up to RECV_CHUNK, and serve paho's small reads from that buffer;
+    # loop_read goes on while whole packets wait in the buffer, since select() cannot see them.
+    RECV_CHUNK = 256 * 1024
+    _rbuf = b""
+    _roff = 0
 
     def reconnect(self) -> Any:
         self.last_error = None
+        self._rbuf, self._roff = b"", 0  # bytes of the old connection mean nothing on a new one
         try:
             return super().reconnect()
         except Exception as e:
@@ -85,13 +93,31 @@ class GwanjeMqttClient(paho.Client):
             raise
 
     def _sock_recv(self, bufsize: int) -> bytes:
-        try:
-            return super()._sock_recv(bufsize)
-        except BlockingIOError:
-            raise
-        except OSError as e:
-            self.last_error = e
-            raise
+        off = self._roff
+        buf = self._rbuf
+        if off >= len(buf):
+            try:
+                buf = super()._sock_recv(max(bufsize, self.RECV_CHUNK))
+            except BlockingIOError:
+                raise
+            except OSError as e:
+                self.last_error = e
+                raise
+            if not buf:
+                return buf  # the connection closed
+            off = 0
+        end = off + bufsize
+        if end >= len(buf):
+            self._rbuf, self._roff = b"", 0
+            return buf[off:] if off else buf
+        self._rbuf, self._roff = buf, end
+        return buf[off:end]
+
+    def loop_read(self, max_packets: int = 1) -> Any:
+        rc = super().loop_read(max_packets)
+        while rc == paho.MQTT_ERR_SUCCESS and self._roff < len(self._rbuf) and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 def configure_tls(c: paho.Client, t: Optional[TlsConfig], *, strict: bool = False) -> None:

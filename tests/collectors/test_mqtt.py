@@ -340,3 +340,44 @@ def test_a_fast_machine_clock_is_rejected_counted_and_measured(mosquitto_module,
         # 600 s ahead less the transit of a loopback message; the right clock is behind by transit only
         assert 570 < fast_clock <= 600 and -30 < right_clock <= 0, st.clock_offsets_s
     assert any("timestamp_in_future" in r.getMessage() for r in caplog.records)
+
+
+def test_buffered_reads_deliver_every_message_whole_and_in_order(mosquitto_module):
+    """The collector's client reads the socket in large chunks and serves paho's small reads
+    from them (GwanjeMqttClient): messages of every size — smaller than a length byte, across
+    chunk boundaries, larger than a chunk — arrive intact, in order, none held back in the
+    buffer while the socket is quiet."""
+    import random
+
+    from collectors.mqtt import GwanjeMqttClient
+
+    rnd = random.Random(7)
+    sizes = [rnd.choice([0, 1, 2, 127, 128, 16_383, 16_384, 3_000, 70_000]) for _ in range(400)]
+    sizes += [GwanjeMqttClient.RECV_CHUNK + 1, 5, 2 * GwanjeMqttClient.RECV_CHUNK + 17, 3]
+    bodies = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    got: list[bytes] = []
+    sub = GwanjeMqttClient(CallbackAPIVersion.VERSION2, client_id=f"buf-{uuid.uuid4().hex[:6]}",
+                           protocol=paho.MQTTv311)
+    sub.on_message = lambda c, u, m: got.append(m.payload)
+    subscribed = threading.Event()
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("buf/#", qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect("127.0.0.1", mosquitto_module.port)
+    sub.loop_start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    pub.connect("127.0.0.1", mosquitto_module.port)
+    pub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        for b in bodies:
+            pub.publish("buf/x", b, qos=1)
+        assert wait_for(lambda: len(got) == len(bodies), timeout=30)
+        assert got == bodies
+        # the last message is tiny and came after a quiet moment: nothing waits in the buffer
+        pub.publish("buf/x", b"last", qos=1)
+        assert wait_for(lambda: got[-1:] == [b"last"], timeout=10)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        sub.loop_stop()
+        sub.disconnect()
