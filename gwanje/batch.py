@@ -21,6 +21,7 @@ No I/O, no threads: pure data.
 from __future__ import annotations
 
 import threading
+from itertools import repeat
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union, overload
 
 from gwanje.model import Quality, Sample, Value
@@ -211,7 +212,7 @@ class SampleBatch(Sequence[Sample]):
     def __iter__(self) -> Iterator[Sample]:
         keys = SERIES.keys
         q = self.quality
-        quals: Iterable[Quality] = map(_quality, q) if q is not None else _repeat_good(len(self.sid))
+        quals: Iterable[Quality] = map(_quality, q) if q is not None else repeat(Quality.GOOD)
         for sid, v, t, ql in zip(self.sid, self.value, self.ts, quals):
             site, line, machine, signal = keys[sid]
             yield Sample(site, line, machine, signal, v, t, ql)
@@ -237,11 +238,6 @@ class SampleBatch(Sequence[Sample]):
     def keys(self) -> list[Key]:
         keys = SERIES.keys
         return [keys[i] for i in self.sid]
-
-
-def _repeat_good(n: int) -> Iterator[Quality]:
-    for _ in range(n):
-        yield Quality.GOOD
 
 
 def _quality(code: Any) -> Any:
