@@ -85,6 +85,20 @@ def test_a_failing_status_provider_gives_503_not_a_dead_server():
         server.stop()
 
 
+def test_a_status_metrics_cannot_render_gives_500_not_a_dropped_connection():
+    """A figure that is no number (a runtime bug) must not leave the scraper without an answer:
+    /metrics says 500, the other endpoints go on."""
+    server = HealthServer(lambda: {"store": {"name": "embedded", "ok": True}, "sources": [],
+                                   "pipeline": {"queue_depth": "lots"}, "started_ns": 1}).start()
+    try:
+        r = requests.get(server.url + "/metrics", timeout=2)
+        assert r.status_code == 500 and r.text.startswith("#")
+        assert requests.get(server.url + "/readyz", timeout=2).status_code == 200
+        assert requests.get(server.url + "/healthz", timeout=2).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_add_routes_mounts_the_same_endpoints_on_flask():
     app = Flask("t")
     state = {"ok": True}
