@@ -1,6 +1,6 @@
 """Operations endpoints of every process: /healthz (the process is alive), /readyz (the store
 answers and every collector is connected and subscribed; JSON details, 503 when not ready) and /metrics
-(Prometheus text, runtime.metrics).
+(Prometheus text through prometheus_client, runtime.metrics).
 
 `collect` and `simulate` run HealthServer, a tiny http.server in a daemon thread; the Dash
 `serve` process mounts the same routes on its Flask server with add_routes(). Both take a

@@ -191,3 +191,46 @@ def test_a_fast_source_clock_shows_in_metrics_and_on_the_status_page(mosquitto):
         pub.disconnect()
         pub.loop_stop()
         stop_all(pipeline, collector, server)
+
+
+@pytest.mark.services
+def test_metrics_of_a_live_collector_are_the_numbers_of_its_status(mosquitto):
+    """A real MQTT collector and pipeline take samples through a real broker; the /metrics a
+    running health server serves, read with prometheus_client's parser, carries exactly the
+    figures of the status dict that scrape rendered (recorded as the server asked for it)."""
+    import time
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.ops.test_metrics import check_against
+
+    _, pipeline, collector, status, server = serve_collector(load_config("config", env={}), mosquitto, "live-metrics")
+    seen = []
+
+    def recording():
+        seen.append(status())
+        return seen[-1]
+
+    scraped = HealthServer(recording).start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="live-metrics-pub", protocol=paho.MQTTv311)
+    try:
+        assert wait_for(lambda: requests.get(server.url + "/readyz", timeout=2).status_code == 200)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        for v in (1.0, 2.0, 3.0):
+            pub.publish("gwanje/changwon-1/cnc-2/cnc-203",
+                        json.dumps({"ts": int(time.time() * 1000), "values": {"vibration": v}}),
+                        qos=1).wait_for_publish(5)
+        assert wait_for(lambda: pipeline.stats()["samples_written"] >= 3), pipeline.stats()
+        r = requests.get(scraped.url + "/metrics", timeout=5)
+        assert r.status_code == 200 and len(seen) == 1
+        check_against(seen[0], r.text)
+        assert metric_value(r.text, "gwanje_pipeline_samples_written_total") >= 3  # not a comparison of zeros
+        assert metric_value(r.text, "gwanje_source_samples_in_total", source=collector.name, kind="mqtt") >= 3
+        assert metric_value(r.text, "gwanje_store_write_latency_seconds_count") >= 1
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        scraped.stop()
+        stop_all(pipeline, collector, server)
