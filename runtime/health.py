@@ -1,11 +1,12 @@
 """Operations endpoints of every process: /healthz (the process is alive), /readyz (the store
 answers and every collector is connected and subscribed; JSON details, 503 when not ready) and /metrics
-(Prometheus text, runtime.metrics).
+(Prometheus text through prometheus_client, runtime.metrics).
 
 `collect` and `simulate` run HealthServer, a tiny http.server in a daemon thread; the Dash
 `serve` process mounts the same routes on its Flask server with add_routes(). Both take a
 status provider: a no-argument callable returning runtime.Runtime.status()'s dict.
-A provider that raises makes /readyz answer 503 with the error, never kills the server.
+A provider that raises makes /readyz answer 503 with the error (and /metrics 500, as does a
+status /metrics cannot render), never kills the server.
 """
 from __future__ import annotations
 
@@ -82,7 +83,11 @@ def respond(path: str, provider: StatusProvider) -> tuple[int, str, bytes]:
         body = {"ready": False, "problems": [f"status unavailable: {type(e).__name__}"]}
         return 503, JSON, json.dumps(body).encode()
     if path == "/metrics":
-        return 200, metrics.CONTENT_TYPE, metrics.render(status).encode()
+        try:
+            return 200, metrics.CONTENT_TYPE, metrics.render(status).encode()
+        except Exception:  # a figure that is no number: answer, do not drop the scrape
+            log.exception("rendering /metrics failed")
+            return 500, metrics.CONTENT_TYPE, b"# rendering the metrics failed\n"
     ok, details = readiness(status)
     return (200 if ok else 503), JSON, json.dumps(details).encode()
 

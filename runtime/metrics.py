@@ -1,72 +1,49 @@
-"""Prometheus text exposition (format 0.0.4) of one process's status, without a client
-library: the numbers already live in Pipeline.stats() and the collectors' SourceStatus, so
-this module only renders the runtime status dict (runtime.Runtime.status()):
+"""Prometheus exposition of one process's status through prometheus_client. The numbers
+already live in Pipeline.stats() and the collectors' SourceStatus, so nothing here counts:
+StatusCollector turns the runtime status dict (runtime.Runtime.status()) into metric families
+when it is scraped, and render() writes them with prometheus_client's generate_latest from a
+private CollectorRegistry (never the global one):
 
     {"instance": str, "pipeline": Pipeline.stats(), "sources": [asdict(SourceStatus), ...],
      "store": {"name": str, "ok": bool}, "started_ns": int,
      "rejects": {source: {reason: count}}}   # other counted rejections of the process (the UI's)
 
-Pure: no I/O except reading this process's RSS from /proc (optional, Linux only).
-Label values are escaped as the format requires, so a hostile source name or rejection
-reason cannot forge a metric line.
+Beside the gwanje_* families the registry holds prometheus_client's ProcessCollector
+(process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ... from /proc,
+Linux only: nothing elsewhere) and PlatformCollector (python_info), added on purpose.
+gwanje_process_resident_memory_bytes stays (docs/deploy.md and bench/soak.py name it), as does
+gwanje_process_start_time_seconds (the runtime's start, not the interpreter's).
+
+Names: prometheus_client writes a counter as <family>_total whatever the family is called, so
+every counter here is named with its _total (checked). Counters get no _created series: a
+custom collector's families have one only when given `created`, which nothing here passes.
+Label values are escaped by prometheus_client, so a hostile source name or rejection reason
+cannot forge a metric line. Samples come out with labels sorted by name and values as Go
+writes floats ("1.0", "1.7e+09"); read them with a parser
+(prometheus_client.parser.text_string_to_metric_families), not by matching text.
+
+Pure but for reading this process's /proc (RSS here, the rest in ProcessCollector).
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
+# The content type prometheus_client itself serves generate_latest's text under when the
+# scraper asks for nothing else: text/plain; version=0.0.4, what /metrics always sent. Not
+# CONTENT_TYPE_LATEST: in recent releases (0.26 here) that announces the 1.0.0 text format,
+# while generate_latest's default output is the 0.0.4 text.
+CONTENT_TYPE = choose_encoder("")[1]
 
-def escape_label(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Mapping[str, Any]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items()) + "}"
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, int):
-        return str(v)
-    f = float(v)
-    if f != f:
-        return "NaN"
-    if f in (float("inf"), float("-inf")):
-        return "+Inf" if f > 0 else "-Inf"
-    return repr(f)
-
-
-class _Doc:
-    """Collects metric families; each family's HELP/TYPE is written once, before its samples."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._seen: set[str] = set()
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        if name not in self._seen:
-            self._seen.add(name)
-            self.lines.append(f"# HELP {name} {help_text}")
-            self.lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, value: Any, labels: Optional[Mapping[str, Any]] = None) -> None:
-        self.lines.append(f"{name}{_labels(labels or {})} {_num(value)}")
-
-    def one(self, name: str, kind: str, help_text: str, value: Any,
-            labels: Optional[Mapping[str, Any]] = None) -> None:
-        if value is None:
-            return
-        self.family(name, kind, help_text)
-        self.sample(name, value, labels)
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
+StatusProvider = Callable[[], Mapping[str, Any]]
 
 # (stats key, metric name, type, help)
 _PIPELINE = (
@@ -110,107 +87,18 @@ _PIPELINE = (
     ("deadletter_max_bytes", "gwanje_deadletter_max_bytes", "gauge", "Size bound of the dead-letter files."),
 )
 
+# (SourceStatus field, metric name, type, help): one sample per source, labels source and kind
+_PER_SOURCE = (
+    ("connected", "gwanje_source_connected", "gauge", "1 while the collector is connected to its source."),
+    ("samples_in", "gwanje_source_samples_in_total", "counter", "Valid samples received, per source."),
+    ("messages_in", "gwanje_source_messages_in_total", "counter", "Messages or notifications received."),
+    ("reconnects", "gwanje_source_reconnects_total", "counter", "Reconnections to the source."),
+    ("rebirths_requested", "gwanje_source_sparkplug_rebirths_requested_total", "counter",
+     "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes: after a seq gap, "
+     "an unknown alias or data before a birth."),
+)
 
-def render(status: Mapping[str, Any], rss_bytes: Optional[int] = None) -> str:
-    """The status dict as Prometheus text. rss_bytes=None reads /proc/self/statm."""
-    d = _Doc()
-    d.one("gwanje_up", "gauge", "1 while this process serves metrics.", 1)
-    if status.get("instance"):
-        d.one("gwanje_instance_info", "gauge", "Which collect instance this process is (scale-out), as a label.",
-              1, {"instance": status["instance"]})
-    started = status.get("started_ns")
-    if started:
-        d.one("gwanje_process_start_time_seconds", "gauge", "Start time of the process, Unix seconds.",
-              started / 1e9)
-    rss = rss_bytes if rss_bytes is not None else read_rss_bytes()
-    d.one("gwanje_process_resident_memory_bytes", "gauge", "Resident set size of the process.", rss)
-    store = status.get("store") or {}
-    if store:
-        d.one("gwanje_store_up", "gauge", "1 when the store answers its ping.", bool(store.get("ok")),
-              {"store": store.get("name", "")})
-    pipeline = status.get("pipeline") or {}
-    sources = list(status.get("sources") or [])
-    _pipeline(d, pipeline)
-    _sources(d, sources)
-    # one family, all its samples together (the format wants a family's lines contiguous)
-    rejects = [("spool", r, n) for r, n in (pipeline.get("spool_rejects") or {}).items()]
-    rejects += [(s.get("name", ""), r, n) for s in sources for r, n in (s.get("rejects") or {}).items()]
-    rejects += [(src, r, n) for src, counts in (status.get("rejects") or {}).items() for r, n in counts.items()]
-    store_rejects: dict[str, int] = {}
-    for counts in (pipeline.get("refused") or {}).values():
-        for r, n in counts.items():
-            store_rejects[r] = store_rejects.get(r, 0) + n
-    rejects += [("store", r, n) for r, n in store_rejects.items()]
-    if rejects:
-        d.family("gwanje_rejects_total", "counter", "Rejected inputs and records, by source and reason.")
-        for src, reason, n in sorted(rejects):
-            d.sample("gwanje_rejects_total", n, {"source": src, "reason": reason})
-    return d.text()
-
-
-def _pipeline(d: _Doc, p: Mapping[str, Any]) -> None:
-    for key, name, kind, help_text in _PIPELINE:
-        if key in p:
-            d.one(name, kind, help_text, p[key])
-    refused = p.get("refused") or {}
-    if refused:
-        name = "gwanje_store_refused_total"
-        d.family(name, "counter", "Records the store will never accept, dead-lettered, by kind and reason.")
-        for kind, counts in sorted(refused.items()):
-            for reason, n in sorted(counts.items()):
-                d.sample(name, n, {"kind": kind, "reason": reason})
-    by_site = p.get("samples_written_by_site") or {}
-    if by_site:
-        d.family("gwanje_samples_written_total", "counter", "Samples written to the store, per site.")
-        for site, n in sorted(by_site.items()):
-            d.sample("gwanje_samples_written_total", n, {"site": site})
-    buckets = p.get("write_latency_buckets")
-    if buckets is not None:
-        name = "gwanje_store_write_latency_seconds"
-        d.family(name, "histogram", "Time of successful store writes.")
-        for le, n in sorted(buckets.items(), key=lambda kv: float(kv[0])):
-            d.sample(name + "_bucket", n, {"le": _num(float(le))})
-        d.sample(name + "_bucket", p.get("write_latency_count", 0), {"le": "+Inf"})
-        d.sample(name + "_sum", p.get("write_latency_sum", 0.0))
-        d.sample(name + "_count", p.get("write_latency_count", 0))
-
-
-def _sources(d: _Doc, sources: list[Mapping[str, Any]]) -> None:
-    per_source = (
-        ("connected", "gwanje_source_connected", "gauge", "1 while the collector is connected to its source."),
-        ("samples_in", "gwanje_source_samples_in_total", "counter", "Valid samples received, per source."),
-        ("messages_in", "gwanje_source_messages_in_total", "counter", "Messages or notifications received."),
-        ("reconnects", "gwanje_source_reconnects_total", "counter", "Reconnections to the source."),
-        ("rebirths_requested", "gwanje_source_sparkplug_rebirths_requested_total", "counter",
-         "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) sent to edge nodes: after a seq gap, "
-         "an unknown alias or data before a birth."),
-    )
-    for key, name, kind, help_text in per_source:
-        if not sources:
-            break
-        d.family(name, kind, help_text)
-        for s in sources:
-            d.sample(name, s.get(key) or 0, {"source": s.get("name", ""), "kind": s.get("kind", "")})
-    with_data = [s for s in sources if s.get("last_data_ns")]
-    if with_data:
-        name = "gwanje_source_last_data_timestamp_seconds"
-        d.family(name, "gauge", "Receive time of the newest sample, Unix seconds.")
-        for s in with_data:
-            d.sample(name, s["last_data_ns"] / 1e9, {"source": s.get("name", ""), "kind": s.get("kind", "")})
-    offsets = [(s, origin, v) for s in sources for origin, v in sorted((s.get("clock_offsets_s") or {}).items())]
-    if offsets:
-        name = "gwanje_source_clock_offset_seconds"
-        d.family(name, "gauge", "Recent clock offset of a source, its time minus receive time (positive: ahead), "
-                                "per origin: machine (mqtt) or endpoint (opcua).")
-        for s, origin, v in offsets:
-            d.sample(name, v, {"source": s.get("name", ""), "kind": s.get("kind", ""), "origin": origin})
-    skipped = [(s, r, n) for s in sources for r, n in sorted((s.get("skipped") or {}).items())]
-    if skipped:
-        name = "gwanje_source_skipped_total"
-        d.family(name, "counter", "Messages skipped, not rejected, by reason: other_instance = a line another "
-                                  "collect instance owns (scale-out).")
-        for s, reason, n in skipped:
-            d.sample(name, n, {"source": s.get("name", ""), "kind": s.get("kind", ""), "reason": reason})
+_KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
 
 
 def read_rss_bytes() -> Optional[int]:
@@ -219,3 +107,146 @@ def read_rss_bytes() -> Optional[int]:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _family(kind: str, name: str, help_text: str, labels: Sequence[str] = ()) -> Metric:
+    if kind == "counter" and not name.endswith("_total"):
+        # prometheus_client would write <name>_total: a different series than the one named here
+        raise ValueError(f"counter {name} must end in _total")
+    return _KINDS[kind](name, help_text, labels=list(labels))
+
+
+def _one(kind: str, name: str, help_text: str, value: Any,
+         labels: Optional[Mapping[str, Any]] = None) -> Optional[Metric]:
+    """A family of one sample; None (no family) when the value is unknown."""
+    if value is None:
+        return None
+    labels = labels or {}
+    fam = _family(kind, name, help_text, tuple(labels))
+    fam.add_metric([str(v) for v in labels.values()], float(value))
+    return fam
+
+
+def _many(kind: str, name: str, help_text: str, labels: Sequence[str],
+          rows: Sequence[tuple[Sequence[Any], Any]]) -> Optional[Metric]:
+    """A family of rows (label values, value); None when there are no rows."""
+    if not rows:
+        return None
+    fam = _family(kind, name, help_text, labels)
+    for values, value in rows:
+        fam.add_metric([str(v) for v in values], float(value))
+    return fam
+
+
+def families(status: Mapping[str, Any], rss_bytes: Optional[int] = None) -> Iterator[Metric]:
+    """The gwanje_* metric families of a status dict; a family only for what the status knows."""
+    out: list[Optional[Metric]] = [
+        _one("gauge", "gwanje_up", "1 while this process serves metrics.", 1),
+    ]
+    if status.get("instance"):
+        out.append(_one("gauge", "gwanje_instance_info",
+                        "Which collect instance this process is (scale-out), as a label.",
+                        1, {"instance": status["instance"]}))
+    started = status.get("started_ns")
+    if started:
+        out.append(_one("gauge", "gwanje_process_start_time_seconds", "Start time of the process, Unix seconds.",
+                        started / 1e9))
+    out.append(_one("gauge", "gwanje_process_resident_memory_bytes", "Resident set size of the process.", rss_bytes))
+    store = status.get("store") or {}
+    if store:
+        out.append(_one("gauge", "gwanje_store_up", "1 when the store answers its ping.", bool(store.get("ok")),
+                        {"store": store.get("name", "")}))
+    pipeline = status.get("pipeline") or {}
+    sources = list(status.get("sources") or [])
+    out += _pipeline(pipeline)
+    out += _sources(sources)
+    rejects = [("spool", r, n) for r, n in (pipeline.get("spool_rejects") or {}).items()]
+    rejects += [(s.get("name", ""), r, n) for s in sources for r, n in (s.get("rejects") or {}).items()]
+    rejects += [(src, r, n) for src, counts in (status.get("rejects") or {}).items() for r, n in counts.items()]
+    store_rejects: dict[str, int] = {}
+    for counts in (pipeline.get("refused") or {}).values():
+        for r, n in counts.items():
+            store_rejects[r] = store_rejects.get(r, 0) + n
+    rejects += [("store", r, n) for r, n in store_rejects.items()]
+    out.append(_many("counter", "gwanje_rejects_total", "Rejected inputs and records, by source and reason.",
+                     ("source", "reason"), [((src, reason), n) for src, reason, n in sorted(rejects)]))
+    return (f for f in out if f is not None)
+
+
+def _pipeline(p: Mapping[str, Any]) -> list[Optional[Metric]]:
+    out = [_one(kind, name, help_text, p[key]) for key, name, kind, help_text in _PIPELINE if key in p]
+    refused = p.get("refused") or {}
+    out.append(_many("counter", "gwanje_store_refused_total",
+                     "Records the store will never accept, dead-lettered, by kind and reason.", ("kind", "reason"),
+                     [((kind, reason), n) for kind, counts in sorted(refused.items())
+                      for reason, n in sorted(counts.items())]))
+    by_site = p.get("samples_written_by_site") or {}
+    out.append(_many("counter", "gwanje_samples_written_total", "Samples written to the store, per site.", ("site",),
+                     [((site,), n) for site, n in sorted(by_site.items())]))
+    buckets = p.get("write_latency_buckets")
+    if buckets is not None:
+        count = p.get("write_latency_count", 0)
+        # cumulative counts per upper bound (float keys, or strings once through JSON); +Inf is the count
+        finite = sorted((float(le), n) for le, n in buckets.items() if not math.isinf(float(le)))
+        out.append(HistogramMetricFamily(
+            "gwanje_store_write_latency_seconds", "Time of successful store writes.",
+            buckets=[(floatToGoString(le), float(n)) for le, n in finite] + [("+Inf", float(count))],
+            sum_value=float(p.get("write_latency_sum", 0.0))))
+    return out
+
+
+def _sources(sources: list[Mapping[str, Any]]) -> list[Optional[Metric]]:
+    def who(s: Mapping[str, Any]) -> tuple[Any, Any]:
+        return s.get("name", ""), s.get("kind", "")
+
+    out = [_many(kind, name, help_text, ("source", "kind"), [(who(s), s.get(key) or 0) for s in sources])
+           for key, name, kind, help_text in _PER_SOURCE]
+    out.append(_many("gauge", "gwanje_source_last_data_timestamp_seconds",
+                     "Receive time of the newest sample, Unix seconds.", ("source", "kind"),
+                     [(who(s), s["last_data_ns"] / 1e9) for s in sources if s.get("last_data_ns")]))
+    out.append(_many("gauge", "gwanje_source_clock_offset_seconds",
+                     "Recent clock offset of a source, its time minus receive time (positive: ahead), "
+                     "per origin: machine (mqtt) or endpoint (opcua).", ("source", "kind", "origin"),
+                     [((*who(s), origin), v) for s in sources
+                      for origin, v in sorted((s.get("clock_offsets_s") or {}).items())]))
+    out.append(_many("counter", "gwanje_source_skipped_total",
+                     "Messages skipped, not rejected, by reason: other_instance = a line another "
+                     "collect instance owns (scale-out).", ("source", "kind", "reason"),
+                     [((*who(s), reason), n) for s in sources for reason, n in sorted((s.get("skipped") or {}).items())]))
+    return out
+
+
+class StatusCollector(Collector):
+    """prometheus_client collector of a status provider: each collect() (each scrape) asks the
+    provider for the status and turns it into families, so the figures are those of the
+    moment. rss_bytes: a no-argument callable (default: this process's RSS from /proc)."""
+
+    def __init__(self, provider: StatusProvider, rss_bytes: Callable[[], Optional[int]] = read_rss_bytes) -> None:
+        self.provider = provider
+        self.rss_bytes = rss_bytes
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self.provider(), self.rss_bytes())
+
+
+# stateless (ProcessCollector reads /proc at each collect) or fixed (python_info): one of each
+# serves every registry; registry=None keeps them out of prometheus_client's global REGISTRY
+_PROCESS = ProcessCollector(registry=None)
+_PLATFORM = PlatformCollector(registry=None)
+
+
+def registry(provider: StatusProvider, rss_bytes: Callable[[], Optional[int]] = read_rss_bytes,
+             process: bool = True) -> CollectorRegistry:
+    """A private registry: the status collector and (process=True) the process and platform ones."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(StatusCollector(provider, rss_bytes))
+    if process:
+        reg.register(_PROCESS)
+        reg.register(_PLATFORM)
+    return reg
+
+
+def render(status: Mapping[str, Any], rss_bytes: Optional[int] = None, process: bool = True) -> str:
+    """The status dict as Prometheus text (CONTENT_TYPE). rss_bytes=None reads /proc/self/statm."""
+    rss = (lambda: rss_bytes) if rss_bytes is not None else read_rss_bytes
+    return generate_latest(registry(lambda: status, rss, process)).decode("utf-8")

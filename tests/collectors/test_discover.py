@@ -20,6 +20,7 @@ import yaml
 from gwanje.config import load_config
 from storage.influx import InfluxStore
 from tests.fixtures.common import free_port, stop_process, wait_for
+from tests.fixtures.prom import by_label
 
 pytestmark = pytest.mark.services
 
@@ -51,8 +52,7 @@ class Collect:
             text = requests.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=2).text
         except requests.RequestException:
             return False
-        return any(ln.startswith("gwanje_source_connected{") and f'source="{source}"' in ln and ln.endswith(" 1")
-                   for ln in text.splitlines())
+        return by_label(text, "gwanje_source_connected", "source").get(source) == 1
 
     def stop(self) -> None:
         stop_process(self.proc)

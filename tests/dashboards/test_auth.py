@@ -23,6 +23,7 @@ from tests.alerts.helpers import Clock
 from tests.dashboards.conftest import REPO
 from tests.engine.conftest import kst
 from tests.dashboards.helpers import dash_call
+from tests.fixtures.prom import metric_value
 
 S = 10**9
 # cheap hashes: the tests check the gate, not the hash cost
@@ -175,8 +176,8 @@ def test_login_is_throttled_per_user_and_address(client):
     # olga at her own terminal is not locked out by someone guessing elsewhere
     assert login(client, "olga", addr="10.0.0.7").status_code == 302
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'gwanje_rejects_total{source="dashboard-login",reason="throttled"} 1' in metrics
-    assert re.search(r'gwanje_rejects_total\{source="dashboard-login",reason="bad_credentials"\} \d+', metrics)
+    assert metric_value(metrics, "gwanje_rejects_total", source="dashboard-login", reason="throttled") == 1
+    assert metric_value(metrics, "gwanje_rejects_total", source="dashboard-login", reason="bad_credentials") >= 1
 
 
 def test_throttle_lets_the_pair_try_again_after_the_back_off():
@@ -292,7 +293,7 @@ def test_a_viewer_cannot_act_on_alarms_by_calling_the_callback(client, site, ala
     assert s.status.value == "unack_active" and not s.acked_by and not s.last_comment
     assert "not_allowed" in caplog.text and "vic" in caplog.text and "alarm." in caplog.text
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'gwanje_rejects_total{source="dashboard-actions",reason="not_allowed"} 5' in metrics
+    assert metric_value(metrics, "gwanje_rejects_total", source="dashboard-actions", reason="not_allowed") == 5
 
 
 def test_shelving_and_out_of_service_need_a_supervisor(client, site, alarm):

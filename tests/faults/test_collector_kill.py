@@ -18,6 +18,7 @@ from storage.influx import InfluxStore
 from tests.faults.harness import Publisher, check_values, stored
 from tests.fixtures.common import wait_for
 from tests.fixtures.common import free_port
+from tests.fixtures.prom import samples
 
 pytestmark = pytest.mark.services
 
@@ -57,8 +58,8 @@ class CollectProcess:
             text = requests.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=1).text
         except requests.RequestException:
             return False
-        return any(line.startswith("gwanje_source_connected{") and 'kind="mqtt"' in line and line.endswith(" 1")
-                   for line in text.splitlines())
+        return any(name == "gwanje_source_connected" and dict(labels).get("kind") == "mqtt" and v == 1
+                   for (name, labels), v in samples(text).items())
 
     def kill9(self) -> None:
         assert self.proc is not None
