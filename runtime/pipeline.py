@@ -47,7 +47,6 @@ import bisect
 import collections
 import logging
 import operator
-import queue
 import threading
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -101,11 +100,16 @@ class Pipeline:
         self.submit_wait_s = 0.0
         # the queue holds (samples, on_done) per submit, to keep per-message overhead low;
         # its bound is in samples (queue_size), checked in submit()
-        self._q: queue.Queue[tuple[Sequence[Sample], Optional[OnDone]]] = queue.Queue()
+        # the queue: (samples, on_done) per submit, under self._lock; the writer sleeps until a
+        # batch is full or the flush interval is over (never woken per message: a wake-up per
+        # message was a thread switch and a GIL hand-over per message)
+        self._parts: collections.deque[tuple[Sequence[Sample], Optional[OnDone]]] = collections.deque()
         self._queued = 0  # samples in the queue
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self._full = threading.Condition(self._lock)  # a batch is waiting (notified once per batch)
+        self._taking = False  # the writer sleeps in _take_batch
         self.samples_in = 0
         self.samples_written = 0
         self.samples_dropped = 0
@@ -153,11 +157,10 @@ class Pipeline:
             self.samples_in += n
             fits = self._queued + n <= self.queue_size
             if fits:
-                self._queued += n
+                self._enqueue(samples, on_done, n)
         if not fits and wait and self.backpressure_s > 0 and not self._stop.is_set():
-            fits = self._wait_for_room(n)
+            fits = self._wait_for_room(samples, on_done, n)
         if fits:
-            self._q.put_nowait((samples, on_done))
             return
         if self.spool is not None and self.spool.append(samples, notified=False, sync=False):
             with self._lock:
@@ -173,9 +176,17 @@ class Pipeline:
         if on_done is not None:
             _call(on_done)
 
-    def _wait_for_room(self, n: int) -> bool:
+    def _enqueue(self, samples: Sequence[Sample], on_done: Optional[OnDone], n: int) -> None:
+        """(self._lock held) Queue them; wake the writer once a whole batch waits."""
+        self._queued += n
+        self._parts.append((samples, on_done))
+        if self._taking and self._queued >= self.batch_size:
+            self._taking = False
+            self._full.notify()
+
+    def _wait_for_room(self, samples: Sequence[Sample], on_done: Optional[OnDone], n: int) -> bool:
         """Backpressure: wait (at most backpressure_s) until n samples fit; True once they are
-        counted in the queue."""
+        queued."""
         t0 = time.monotonic()
         deadline = t0 + self.backpressure_s
         with self._room:
@@ -184,7 +195,7 @@ class Pipeline:
                 while True:
                     with self._lock:
                         if self._queued + n <= self.queue_size:
-                            self._queued += n
+                            self._enqueue(samples, on_done, n)
                             fits = True
                             break
                     left = deadline - time.monotonic()
@@ -229,6 +240,8 @@ class Pipeline:
         (on_done is called only once samples are stored or spooled), so the sources deliver
         it again, and the process may exit."""
         self._stop.set()
+        with self._lock:
+            self._full.notify_all()
         if self._thread:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -242,19 +255,23 @@ class Pipeline:
         n = 0
         callbacks: list[OnDone] = []
         deadline = time.monotonic() + (self.flush_interval_s if wait else 0.0)
-        while n < self.batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                items, cb = self._q.get(timeout=remaining) if remaining > 0 else self._q.get_nowait()
-            except queue.Empty:
-                break
-            parts.append(items)
-            n += len(items)
-            if cb is not None:
-                callbacks.append(cb)
+        with self._lock:
+            while self._queued < self.batch_size and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._taking = True
+                self._full.wait(remaining)
+                self._taking = False
+            q = self._parts
+            while q and n < self.batch_size:
+                items, cb = q.popleft()
+                parts.append(items)
+                n += len(items)
+                if cb is not None:
+                    callbacks.append(cb)
+            self._queued -= n
         if n:
-            with self._lock:
-                self._queued -= n
             if self._waiters:
                 with self._room:
                     self._room.notify_all()
@@ -292,7 +309,7 @@ class Pipeline:
             self._watch_refusals()
             self._flush_pending_events()
             if stopping:
-                if self._q.empty():
+                if not self._parts:
                     if self.spool.batches:
                         log.warning("stopping with %d samples in the spool; they are replayed on the next start",
                                     self.spool.samples)
@@ -324,7 +341,7 @@ class Pipeline:
                 _call(cb)
             self._flush_pending_events()
         self._watch_refusals()
-        return stopping and self._q.empty()
+        return stopping and not self._parts
 
     def _drain(self, budget_s: float) -> None:
         """Replay spooled batches, oldest first, until the budget is spent, fresh data is
