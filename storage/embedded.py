@@ -330,24 +330,26 @@ _QCODE = {q: q.code for q in Quality}
 
 class _Names:
     """The four names of every id of a series table as Arrow arrays (null for a series the
-    stores refuse), rebuilt when the table has grown: a batch gathers its names by id."""
+    stores refuse), extended when the table has grown: a batch gathers its names by id."""
 
     def __init__(self, table: SeriesTable) -> None:
         self.table = table
-        self.n = -1
-        self.arrays: tuple[pa.Array, ...] = ()
+        self.n = 0
+        self.arrays: tuple[pa.Array, ...] = tuple(pa.array([], pa.string()) for _ in range(4))
         self._lock = threading.Lock()
 
     def get(self) -> tuple[pa.Array, ...]:
         if self.n != len(self.table):
             with self._lock:
-                n = len(self.table)
-                if n != self.n:
+                n0, n = self.n, len(self.table)
+                if n != n0:
                     reasons = series_checks(self.table).reasons
-                    keys = self.table.keys[:n]
-                    ok = [reasons[i] is None for i in range(n)]
-                    self.arrays = tuple(pa.array([k[j] if g else None for k, g in zip(keys, ok)], pa.string())
-                                        for j in range(4))
+                    keys = self.table.keys[n0:n]
+                    ok = [reasons[i] is None for i in range(n0, n)]
+                    # the new ids only: a copy of the old arrays in C, no Python per old id
+                    self.arrays = tuple(pa.concat_arrays([old, pa.array([k[j] if g else None for k, g in zip(keys, ok)],
+                                                                         pa.string())])
+                                        for j, old in enumerate(self.arrays))
                     self.n = n
         return self.arrays
 
