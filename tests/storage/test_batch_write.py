@@ -255,7 +255,8 @@ def test_duckdb_a_constraint_of_the_operator_still_refuses_a_batch(tmp_path):
     con.close()
     store = EmbeddedStore(path)
     with pytest.raises(Refused) as e:
-        store.write_samples(SampleBatch.of([Sample("s", "l", "m", "a", 1.0, T0), Sample("s", "l", "m", "a", -1.0, T0 + 1)]))
+        store.write_samples(SampleBatch.of([Sample("s", "l", "m", "a", 1.0, T0),
+                                            Sample("s", "l", "m", "a", -1.0, T0 + 1)]))
     assert e.value.reason == "constraint" and e.value.records is None
     assert rows(store) == []
     store.write_samples(SampleBatch.of([Sample("s", "l", "m", "a", 1.0, T0)]))
