@@ -24,12 +24,21 @@ def open_store(config: "Config", data_dir: Path, secrets: "Secrets") -> Store:
     InfluxDB (credentials from secrets, i.e. the environment). An InfluxDB that does not
     answer yet is no reason to refuse to start: the store is returned unstarted, its writes
     raise StoreUnavailable (the pipeline spools) until the server answers."""
+    from gwanje.batch import SERIES
+
+    # the configured series get their ids, and the store its per-series work (escaped
+    # line-protocol prefixes, name arrays), now rather than on the first batch
+    SERIES.register(config)
     sc = config.system.storage
     if sc.kind == "embedded":
-        from storage.embedded import EmbeddedStore
+        from storage import embedded
 
-        return EmbeddedStore(Path(data_dir) / sc.embedded_file)
+        embedded.prepare()
+        return embedded.EmbeddedStore(Path(data_dir) / sc.embedded_file)
+    from storage import lineprotocol
     from storage.influx import InfluxStore
+
+    lineprotocol.prepare()
 
     ic = sc.influxdb
     store = InfluxStore(ic.url, ic.database, token=secrets.influx_token, username=secrets.influx_username,

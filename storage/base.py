@@ -39,14 +39,21 @@ class Refused(ValueError):
     records: the records the store says it refused, every other record of the write being
     stored — or None when it cannot say which (then nothing or only part of the write may be
     stored; the caller splits the write to find them, rewriting is harmless: writes are
-    idempotent)."""
+    idempotent).
+    positions: where those records are in the sequence the write was given (same order as
+    records; None when records is None). For a plain list, records are its items themselves
+    (match by id() or by position); for a gwanje.batch.SampleBatch, which holds no Sample
+    objects, records are Samples built once for this answer (equal to the batch's items, not
+    identical to any later `list(batch)`): match those by position."""
 
     def __init__(self, reason: str, detail: str = "",
-                 records: Optional[Sequence[Union[Sample, Event]]] = None) -> None:
+                 records: Optional[Sequence[Union[Sample, Event]]] = None,
+                 positions: Optional[Sequence[int]] = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.records = records
+        self.positions = positions
 
 
 class Store(ABC):

@@ -24,10 +24,12 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from gwanje.batch import SERIES, SampleBatch, SeriesTable
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Refused, Store, StoreUnavailable, bucket_width
-from storage.checks import event_json, sample_problem, series_problem
+from storage.checks import (FLOATS, MIXED, batch_kind, batch_problems, event_json, sample_problem,
+                            series_checks, series_problem)
 from storage.schema import sql_views, typed_point
 
 _SCHEMA = """
@@ -48,6 +50,7 @@ _EVENT_ARROW = pa.schema([("kind", pa.string()), ("site", pa.string()), ("line",
                           ("machine", pa.string()), ("key", pa.string()), ("ts", pa.int64()),
                           ("data", pa.string())])
 _SERIES_SCHEMA = {"ts": pl.Int64, "value": pl.Float64}
+REPLACE_AFTER_CONFLICT = 16
 
 
 class EmbeddedStore(Store):
@@ -62,6 +65,7 @@ class EmbeddedStore(Store):
         self._con.execute(_SCHEMA)
         self._con.execute(sql_views())
         self._write_lock = threading.Lock()
+        self._replace_next = 0  # writes left that use INSERT OR REPLACE directly
 
     def close(self) -> None:
         with self._write_lock:
@@ -98,6 +102,11 @@ class EmbeddedStore(Store):
 
     # ------------------------------------------------------------------ writes
     def write_samples(self, samples: Sequence[Sample]) -> None:
+        if isinstance(samples, SampleBatch):
+            self._write_batch(samples)
+            return
+        # a plain list: sample by sample (converting it to a batch first would not keep the
+        # garbage a caller put in a Sample exactly as it is, see tests/storage/test_batch_write.py)
         # last occurrence of an identity wins inside a batch, as it does across batches
         rows: dict[tuple, Sample] = {}
         checked: dict[tuple, Optional[str]] = {}
@@ -128,7 +137,70 @@ class EmbeddedStore(Store):
             pa.array([None if n else s.value for s, n in zip(kept, numeric)], pa.string()),
             pa.array([_QCODE[s.quality] for s in kept], pa.int8()),
         ], schema=_SAMPLE_ARROW)
-        self._insert("samples", table)
+        self._insert_samples(table, unique=True)
+
+    def _write_batch(self, batch: SampleBatch) -> None:
+        """A columnar batch: checked column by column (storage.checks.batch_kind; the samples
+        of a batch failing a check are walked one by one for their reasons, as above), then
+        inserted from Arrow columns: the series' names are gathered by id from per-id arrays,
+        the other columns are the batch's lists."""
+        checks = series_checks(SERIES)
+        kind = batch_kind(batch, checks.bad)
+        if kind is None:
+            problems = batch_problems(batch, checks.reasons)
+            for k, reason in problems:
+                self.rejects.reject(reason, repr(batch[k]))
+            if problems:
+                batch = batch.without(k for k, _ in problems)
+            if not len(batch.sid):
+                return
+            kind = FLOATS if set(map(type, batch.value)) == {float} else MIXED
+        n = len(batch.sid)
+        sid = pa.array(batch.sid, pa.int32())
+        site, line, machine, signal = _names(SERIES)
+        if kind == FLOATS:
+            value = pa.array(batch.value, pa.float64())
+            text = pa.nulls(n, pa.string())
+        else:
+            val = batch.value
+            value = pa.array([v if type(v) is float else None for v in val], pa.float64())
+            text = pa.array([None if type(v) is float else v for v in val], pa.string())
+        q = batch.quality
+        table = pa.Table.from_arrays([
+            site.take(sid), line.take(sid), machine.take(sid), signal.take(sid),
+            pa.array(batch.ts, pa.int64()), value, text,
+            pa.repeat(pa.scalar(0, pa.int8()), n) if q is None else pa.array(q, pa.int8()),
+        ], schema=_SAMPLE_ARROW)
+        # the identity (series, ts) of a writable series is (sid, ts): an id stands for one
+        # key, and keys that share an id (unhashable garbage) were refused above
+        self._insert_samples(table, unique=False, ids=(batch.sid, batch.ts))
+
+    def _insert_samples(self, table: pa.Table, unique: bool,
+                        ids: Optional[tuple[list[int], list[int]]] = None) -> None:
+        """INSERT the rows; when a row's identity is already stored (a redelivery, a spool
+        replay) or the batch holds one twice, INSERT OR REPLACE them, the last one of an
+        identity inside the batch winning (unique: the batch holds each identity once). A plain
+        INSERT costs ~2/3 of an INSERT OR REPLACE and a redelivery is rare; after one, the
+        next REPLACE_AFTER_CONFLICT writes replace directly (a replay redelivers in a row)."""
+        with self._write_lock, self._cursor() as cur:
+            cur.register("batch", table)
+            if self._replace_next <= 0:
+                try:
+                    cur.execute("INSERT INTO samples SELECT * FROM batch")
+                    return
+                except duckdb.ConstraintException:
+                    # the statement wrote nothing; a constraint of the operator's own (a CHECK)
+                    # fails again below and refuses the batch (storage.base.Refused)
+                    self._replace_next = REPLACE_AFTER_CONFLICT
+            else:
+                self._replace_next -= 1
+            if not unique and ids is not None:
+                sid, ts = ids
+                last = dict(zip(zip(sid, ts), range(len(sid))))  # identity -> its last position
+                if len(last) < len(sid):
+                    table = table.take(pa.array(sorted(last.values()), pa.int64()))
+                    cur.register("batch", table)
+            cur.execute("INSERT OR REPLACE INTO samples SELECT * FROM batch")
 
     def write_events(self, events: Sequence[Event]) -> None:
         rows: dict[tuple, tuple] = {}
@@ -254,3 +326,44 @@ def _event(r: tuple) -> Event:
 
 
 _QCODE = {q: q.code for q in Quality}
+
+
+class _Names:
+    """The four names of every id of a series table as Arrow arrays (null for a series the
+    stores refuse), extended when the table has grown: a batch gathers its names by id."""
+
+    def __init__(self, table: SeriesTable) -> None:
+        self.table = table
+        self.n = 0
+        self.arrays: tuple[pa.Array, ...] = tuple(pa.array([], pa.string()) for _ in range(4))
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[pa.Array, ...]:
+        if self.n != len(self.table):
+            with self._lock:
+                n0, n = self.n, len(self.table)
+                if n != n0:
+                    reasons = series_checks(self.table).reasons
+                    keys = self.table.keys[n0:n]
+                    ok = [reasons[i] is None for i in range(n0, n)]
+                    # the new ids only: a copy of the old arrays in C, no Python per old id
+                    self.arrays = tuple(pa.concat_arrays([old, pa.array([k[j] if g else None for k, g in zip(keys, ok)],
+                                                                         pa.string())])
+                                        for j, old in enumerate(self.arrays))
+                    self.n = n
+        return self.arrays
+
+
+_NAMES: dict[int, _Names] = {}
+
+
+def _names(table: SeriesTable) -> tuple[pa.Array, ...]:
+    c = _NAMES.get(id(table))
+    if c is None or c.table is not table:
+        c = _NAMES[id(table)] = _Names(table)
+    return c.get()
+
+
+def prepare(table: SeriesTable = SERIES) -> None:
+    """The per-id name arrays of every series registered so far (at config load)."""
+    _names(table)

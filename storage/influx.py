@@ -34,10 +34,11 @@ from typing import Any, Iterator, Optional, Sequence
 import polars as pl
 import requests
 
+from gwanje.batch import SampleBatch
 from gwanje.model import Event, Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Refused, Store, StoreUnavailable, bucket_width
-from storage.lineprotocol import Encoded, encode_events, encode_samples
+from storage.lineprotocol import Encoded, encode_batch, encode_events, encode_samples
 from storage.schema import FIELD_TYPES, typed_point
 
 log = logging.getLogger("gwanje.storage.influx")
@@ -155,7 +156,13 @@ class InfluxStore(Store):
 
     # ------------------------------------------------------------------ writes
     def write_samples(self, samples: Sequence[Sample]) -> None:
-        self._write(encode_samples(samples), samples)
+        # a columnar batch (the pipeline's) is encoded from its columns; a plain list keeps
+        # the per-Sample encoder: converting it first is slower and would not keep the
+        # garbage a caller put in a Sample exactly as it is (see tests/storage/test_batch_write.py)
+        if isinstance(samples, SampleBatch):
+            self._write(encode_batch(samples), samples)
+        else:
+            self._write(encode_samples(samples), samples)
 
     def write_events(self, events: Sequence[Event]) -> None:
         self._write(encode_events(events), events)
@@ -180,8 +187,7 @@ class InfluxStore(Store):
                     self._write_v1(body)
             except Refused as e:
                 if writable is None:  # the records the encoder did not reject, in order
-                    out = {id(r) for r, _ in enc.rejected}
-                    writable = [r for r in records if id(r) not in out] if out else list(records)
+                    writable, pos = _writable(enc, records)
                 part = enc.records_of(writable, i * MAX_POINTS_PER_REQUEST, (i + 1) * MAX_POINTS_PER_REQUEST)
                 these = self._named(e, part)
                 if these is None:
@@ -193,7 +199,8 @@ class InfluxStore(Store):
                 named += these
                 last = e
         if last is not None:
-            raise Refused(last.reason, last.detail, named)
+            at = {id(r): k for r, k in zip(writable, pos)}  # type: ignore[arg-type]
+            raise Refused(last.reason, last.detail, named, [at[id(r)] for r in named])
 
     def _named(self, e: Refused, part: Sequence[Any]) -> Optional[list[Any]]:
         """The records of one refused request its answer names (see module docstring)."""
@@ -252,7 +259,9 @@ class InfluxStore(Store):
             params["rp"] = self.retention_policy
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip:
-            body = gzip_mod.compress(body, compresslevel=1)
+            # mtime=0: one zlib call (wbits=31) instead of a raw deflate, a separate crc32 pass
+            # and two copies for header and trailer (~12 % less time, bench/store_write.py)
+            body = gzip_mod.compress(body, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
         try:
             self._request("POST", "/write", params=params, data=body, headers=headers)
@@ -430,6 +439,18 @@ _FIELD_TEST = {
     ("sample", "q", "integer"): lambda r: True,
     ("event", "data", "string"): lambda r: True,
 }
+
+
+def _writable(enc: Encoded, records: Sequence[Any]) -> tuple[list[Any], list[int]]:
+    """The records the encoder did not reject, in order, and their positions in records. A
+    SampleBatch is walked once, so every Sample a refusal names is one of these objects."""
+    if isinstance(records, SampleBatch):
+        out = set(enc.rejected_at or ())
+        pos = [k for k in range(len(records)) if k not in out] if out else list(range(len(records)))
+        return list(records.take(pos) if out else records), pos
+    gone = {id(r) for r, _ in enc.rejected}
+    pos = [k for k, r in enumerate(records) if id(r) not in gone]
+    return [records[k] for k in pos], pos
 
 
 def _field_test(measurement: str, name: str, influx_type: str) -> Optional[Any]:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
+from gwanje.batch import SERIES, SampleBatch
 from gwanje.model import Quality, Sample
 from gwanje.rejects import Rejects
 from storage.base import Store, StoreUnavailable
@@ -53,7 +54,13 @@ Policy = Literal["drop_oldest", "drop_newest"]
 
 
 def encode_batch(samples: Sequence[Sample]) -> bytes:
-    """Samples -> compact bytes (see module docstring); decode_batch is the inverse."""
+    """Samples -> compact bytes (see module docstring); decode_batch is the inverse. A
+    SampleBatch is encoded from its columns, to the same bytes the same samples give as a
+    list."""
+    if isinstance(samples, SampleBatch):
+        doc = _batch_doc(samples)
+        if doc is not None:
+            return _compress(doc)
     keys: dict[tuple[str, str, str, str], int] = {}
     k: list[int] = []
     v: list[float | str] = []
@@ -68,23 +75,57 @@ def encode_batch(samples: Sequence[Sample]) -> bytes:
         v.append(s.value)
         t.append(s.ts)
         q.append(s.quality.code)
-    doc = {"keys": list(keys), "k": k, "v": v, "t": t, "q": q}
+    return _compress({"keys": list(keys), "k": k, "v": v, "t": t, "q": q})
+
+
+def _compress(doc: dict) -> bytes:
     return zlib.compress(json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), 1)
 
 
+def _batch_doc(b: SampleBatch) -> Optional[dict]:
+    """The document of a batch, from its columns; None when its quality column holds garbage
+    (the Sample walk above raises on it, as it always did). A NaN or a value JSON cannot
+    carry raises in json.dumps either way."""
+    q = b.quality
+    if q is not None and (set(map(type, q)) != _INT or not _CODES.issuperset(q)):
+        return None
+    sid = b.sid
+    local = dict.fromkeys(sid)  # the batch's series ids, in order of first appearance
+    for j, i in enumerate(local):
+        local[i] = j
+    table = SERIES.keys
+    return {"keys": [table[i] for i in local], "k": list(map(local.__getitem__, sid)), "v": b.value,
+            "t": b.ts, "q": [0] * len(sid) if q is None else q}
+
+
 _QUALITIES = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)  # index = Quality.code
+_INT = {int}
+_CODES = frozenset((0, 1, 2))
 
 
-def decode_batch(payload: bytes) -> list[Sample]:
+def decode_batch(payload: bytes) -> SampleBatch:
+    """The batch encode_batch wrote (this version or the previous one: same document), as a
+    SampleBatch — a Sequence[Sample]; its series are registered in gwanje.batch.SERIES."""
     doc = json.loads(zlib.decompress(payload))
-    keys = doc["keys"]
-    out: list[Sample] = []
-    append = out.append
-    # the replay hot path: plain loop, locals, no per-sample enum lookup
-    for i, value, ts, qc in zip(doc["k"], doc["v"], doc["t"], doc["q"]):
-        site, line, machine, signal = keys[i]
-        append(Sample(site, line, machine, signal, value, ts, _QUALITIES[qc] if 0 <= qc <= 2 else Quality.BAD))
-    return out
+    keys, k, v, t, q = doc["keys"], doc["k"], doc["v"], doc["t"], doc["q"]
+    n = min(len(k), len(v), len(t), len(q))
+    if n < len(k) or n < len(v) or n < len(t) or n < len(q):
+        k, v, t, q = k[:n], v[:n], t[:n], q[:n]
+    ids = []
+    for key in keys:
+        key = tuple(key)
+        if len(key) != 4:
+            raise ValueError("a series key of the wrong length")
+        try:
+            ids.append(SERIES.id_of(key))
+        except TypeError:  # an unhashable name: a row of its own, the store refuses it
+            ids.append(SERIES.unindexed(key))
+    sid = list(map(ids.__getitem__, k))
+    if set(map(type, q)) == _INT and _CODES.issuperset(q):
+        quality = None if not any(q) else q
+    else:  # what the Sample decoder made of odd codes: out of range -> bad
+        quality = [_QUALITIES[c].code if 0 <= c <= 2 else 2 for c in q]
+    return SampleBatch(sid, t, v, quality)
 
 
 @dataclass
@@ -98,7 +139,7 @@ class _Segment:
 
 @dataclass(frozen=True)
 class SpooledBatch:
-    samples: list[Sample]
+    samples: SampleBatch  # a Sequence[Sample]
     notified: bool
     token: tuple[int, int, int]  # (segment seq, offset, next offset): hand back to ack()
 
@@ -335,7 +376,7 @@ class Spool:
             return ("bad_checksum", nxt, n)
         try:
             samples = decode_batch(payload)
-        except (ValueError, KeyError, TypeError, zlib.error):
+        except (ValueError, KeyError, TypeError, IndexError, zlib.error):
             return ("undecodable_record", nxt, n)
         return SpooledBatch(samples, bool(flags & FLAG_NOTIFIED), (seg.seq, off, nxt))
 
