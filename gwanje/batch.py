@@ -50,15 +50,19 @@ class SeriesTable:
         return len(self.keys)
 
     def id(self, site: str, line: str, machine: str, signal: str) -> int:
-        key = (site, line, machine, signal)
-        i = self.index.get(key)
-        if i is not None:
-            return i
-        return self._add(key)
+        return self.id_of((site, line, machine, signal))
 
     def id_of(self, key: Key) -> int:
+        """The id of a series; a key whose names are not all exactly str (garbage: a str
+        subclass equal to a real name, a number) gets a row of its own, never the real
+        series' row, so it cannot change what that series' id stands for."""
         i = self.index.get(key)
-        return i if i is not None else self._add(key)
+        if i is not None and type(key[0]) is str and type(key[1]) is str and type(key[2]) is str \
+                and type(key[3]) is str:
+            return i
+        if not all(type(x) is str for x in key):
+            return self.unindexed(key)
+        return self._add(key)
 
     def _add(self, key: Key) -> int:
         with self._lock:
@@ -140,7 +144,9 @@ class SampleBatch(Sequence[Sample]):
             key = (s.site, s.line, s.machine, s.signal)
             try:
                 i = idx.get(key)
-                if i is None:
+                # an equal str subclass would find the real row: only exact str names index
+                if i is None or not (type(key[0]) is str and type(key[1]) is str and type(key[2]) is str
+                                     and type(key[3]) is str):
                     i = table.id_of(key)
             except TypeError:  # an unhashable name (garbage from a caller): a row of its own
                 i = table.unindexed(key)
@@ -151,8 +157,9 @@ class SampleBatch(Sequence[Sample]):
             if ql is Quality.GOOD:
                 qual.append(GOOD)
             else:
-                # not a Quality at all (garbage): kept as it is, for the store to refuse
-                qual.append(_CODE[ql] if isinstance(ql, Quality) else ql)
+                # not a Quality at all (garbage, even an int that looks like a code): kept as
+                # it is, marked, for the store to refuse as it refuses the Sample
+                qual.append(_CODE[ql] if isinstance(ql, Quality) else Garbage(ql))
                 bad = True
         return cls(sid, ts, value, qual if bad else None)
 
@@ -240,9 +247,23 @@ class SampleBatch(Sequence[Sample]):
         return [keys[i] for i in self.sid]
 
 
+class Garbage:
+    """A quality column entry that is no quality code: what a caller put in a Sample."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Garbage({self.value!r})"
+
+
 def _quality(code: Any) -> Any:
     """The Quality of a quality column entry (a code, or a garbage value kept as it is)."""
-    return _QUALITIES[code] if type(code) is int and 0 <= code <= 2 else code
+    if type(code) is int and 0 <= code <= 2:
+        return _QUALITIES[code]
+    return code.value if type(code) is Garbage else code
 
 
 def as_batch(samples: Union[SampleBatch, Sequence[Sample]]) -> SampleBatch:

@@ -162,10 +162,11 @@ class Pipeline:
             fits = self._wait_for_room(samples, on_done, n)
         if fits:
             return
-        if self.spool is not None and self.spool.append(samples, notified=False, sync=False):
+        k = self._spool_append(samples, notified=False, sync=False) if self.spool is not None else -1
+        if k >= 0:
             with self._lock:
-                self.samples_spooled += n
-                self.samples_spilled += n
+                self.samples_spooled += k
+                self.samples_spilled += k
             if on_done is not None:
                 _call(on_done)
             return
@@ -183,6 +184,42 @@ class Pipeline:
         if self._taking and self._queued >= self.batch_size:
             self._taking = False
             self._full.notify()
+
+    def _spool_append(self, samples: Sequence[Sample], notified: bool, sync: Optional[bool] = None) -> int:
+        """How many samples went to the spool (-1: it refused them, the loss counted there):
+        spool.append, except that samples the spool cannot encode (NaN, garbage from a
+        caller that skipped validation: the store refuses them for good as well) are
+        dead-lettered with their reason and the others are spooled — never an exception that
+        ends the writer thread or a collector's loop and takes the good samples with it."""
+        try:
+            return len(samples) if self.spool.append(samples, notified=notified, sync=sync) else -1
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            from storage.checks import sample_problem, series_problem
+
+            rows = list(samples)
+            bad: dict[str, list[Sample]] = {}
+            good: list[Sample] = []
+            for smp in rows:
+                try:
+                    why = series_problem((smp.site, smp.line, smp.machine, smp.signal)) or sample_problem(smp)
+                except Exception:
+                    why = "bad_sample"
+                if why:
+                    bad.setdefault(why, []).append(smp)
+                else:
+                    good.append(smp)
+            if not bad:  # nothing the checks name: the whole batch cannot be spooled
+                bad = {"spool_cannot_encode": rows}
+                good = []
+            for why, recs in bad.items():
+                self._dead_letter("sample", recs, why, f"not spooled: {type(e).__name__}: {e}"[:200])
+            if not good:
+                return 0  # all of it is accounted for (dead-lettered)
+            try:
+                return len(good) if self.spool.append(good, notified=notified, sync=sync) else -1
+            except Exception as e2:
+                self._dead_letter("sample", good, "spool_cannot_encode", f"{type(e2).__name__}: {e2}"[:200])
+                return 0
 
     def _wait_for_room(self, samples: Sequence[Sample], on_done: Optional[OnDone], n: int) -> bool:
         """Backpressure: wait (at most backpressure_s) until n samples fit; True once they are
@@ -297,9 +334,9 @@ class Pipeline:
                 rest = batch if down else self._write(batch)
                 if not rest:
                     pass
-                elif self.spool.append(rest, notified=True):
+                elif (k := self._spool_append(rest, notified=True)) >= 0:
                     with self._lock:
-                        self.samples_spooled += len(rest)
+                        self.samples_spooled += k
                 else:
                     with self._lock:
                         self.samples_dropped += len(rest)

@@ -213,3 +213,25 @@ def test_the_spool_alarm_reads_back_as_an_alarm_the_alarm_list_understands(tmp_p
                                                                          True, "high")
     assert raised.extra["policy"] == "drop_newest" and raised.extra["dropped_samples"] > 0
     assert (returned.status, returned.active) == (Status.RTN_UNACK, False)
+
+
+def test_a_sample_the_spool_cannot_encode_is_dead_lettered_and_the_writer_lives_on(tmp_path):
+    """While the store is down every batch goes to the spool; a sample it cannot encode (NaN
+    from a caller that skipped validation) must not kill the writer thread and take the good
+    samples with it: it is refused (counted) and the rest is spooled, then stored."""
+    store = FlakyStore()
+    store.down = True
+    p, _ = make(tmp_path, store, queue_size=100)
+    p.start()
+    bad = Sample("changwon", "cnc", "cnc-01", "spindle_speed", float("nan"), T0 + 10**12)
+    p.submit(samples(20) + [bad] + samples(20, 20))
+    assert wait_for(lambda: p.stats()["spool_samples"] == 40)
+    for k in range(3):  # the queue overflows: submit() spills on the caller's thread
+        p.submit(samples(50, 100 + 50 * k) + [bad])
+    assert wait_for(lambda: p.stats()["samples_refused"] == 4)
+    store.down = False
+    assert wait_for(lambda: store.count_samples(T0, END) == 190)
+    assert p._thread.is_alive()
+    st = p.stats()
+    assert st["samples_spooled"] == 190 and st["samples_dropped"] == 0
+    p.stop()

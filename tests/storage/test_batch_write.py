@@ -372,17 +372,12 @@ def test_influxdb_partial_write_of_a_batch_names_the_refused_by_position(influxd
 
 
 # ------------------------------------------------------------------ gwanje.batch defects
-@pytest.mark.xfail(strict=True, reason="gwanje.batch: SampleBatch.of keeps a garbage int quality 0..2 as a "
-                                       "valid code, so the store writes what it refuses as a Sample")
 def test_an_int_quality_is_refused_in_a_batch_as_in_a_sample():
     samples = [Sample("s", "l", "m", "a", 1.0, T0, 1)]  # type: ignore[arg-type]
     assert [r for _, r in encode_samples(samples).rejected] == ["quality_wrong_type"]
     assert [r for _, r in encode_batch(SampleBatch.of(samples)).rejected] == ["quality_wrong_type"]
 
 
-@pytest.mark.xfail(strict=True, reason="gwanje.batch: a str subclass name equal to a real one takes the "
-                                       "series' row in the process-wide SERIES table, so every later "
-                                       "clean sample of that series is refused (name_not_str)")
 def test_a_garbage_name_equal_to_a_real_one_does_not_poison_the_series():
     class Name(str):
         pass
