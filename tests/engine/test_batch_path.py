@@ -26,7 +26,7 @@ UNKNOWN = [("s1", "l1", "m9"), ("s2", "x", "y")]
 # the engine accepts from the future), the press 10 s slow
 OFFSET = {M1: 0, M2: 240 * NS_PER_S, PRESS: -10 * NS_PER_S}
 CODES = [3.0] * 12 + [1.0, 2.0, 4.0, 5.0, 0.0, 9.0, "3", " 4 ", float("nan"), 3, None, "idle?"]
-ODD_QUALITY = ["bad", "good", None, 7]  # kept as they are by SampleBatch.of (see the note below)
+ODD_QUALITY = ["bad", "good", None, 7, False]  # kept as they are by SampleBatch.of (see the note below)
 
 
 class Plant:
