@@ -36,7 +36,8 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
+from itertools import chain, compress, islice, repeat
+from operator import not_, sub
 from typing import Any, Callable, Optional, Sequence
 
 from gwanje.batch import SERIES, SampleBatch, _quality
@@ -442,48 +443,128 @@ class Engine:
     def _feed_run_batch(self, run: MachineRun, b: SampleBatch, reads: list[int], alive: list[int],
                         allfloat: bool, events: list[Event]) -> None:
         """One machine's samples of a batch (positions: `reads` the engine reads, `alive` the
-        others), as _feed_run would feed them in engine order."""
-        ts, sid, ranks = b.ts, b.sid, self._sid_rank
+        others), with the events and state _feed_run gives for them in engine order.
+
+        The samples read are fed one by one in engine order (time, rank, arrival). The others
+        only prove the machine talks (numbers; text not even that) and can matter through
+        the shift close check alone (_feed_run advances the machine's clock before the first
+        sample at or past its next close). They are taken in bulk (_alive: the newest time,
+        the count of late ones, and one by one only a sample ending a silence longer than the
+        comm timeout; those past the next shift close one by one), all those strictly
+        earlier than a sample read that comes after a silence (or is the machine's first, or
+        is past the shift close), and the rest at the end: between two such, no liveness
+        sample can end a silence or change how a sample read is taken (late is late against
+        the newest time before the batch, and a silence the sample read does not see cannot
+        hold one). A liveness sample at the same time as a sample read is taken after it: at
+        one time, whichever comes first closes the same silence with the same intervals and
+        nothing else happens between them."""
+        ts, sid, ranks, value = b.ts, b.sid, self._sid_rank, b.value
+        ft: list[int] = []
+        xt: list[int] = []
+        xpos: list[int] = []
+        fpos = alive
+        if alive:
+            if not allfloat:
+                isf = list(map(isinstance, map(value.__getitem__, alive), repeat(float)))
+                fpos = list(compress(alive, isf))
+                xpos = list(compress(alive, map(not_, isf)))
+                xpos.sort(key=ts.__getitem__)
+                xt = list(map(ts.__getitem__, xpos))
+            fpos = sorted(fpos, key=ts.__getitem__)  # stable: arrival order among equal times
+            ft = list(map(ts.__getitem__, fpos))
+        items = sorted([(ts[i], ranks[sid[i]], i) for i in reads])
         t = run.tracker
-        seen = t.last_seen_ns
-        alive_ts = list(map(ts.__getitem__, alive))
-        newest = max(chain(alive_ts, map(ts.__getitem__, reads)))
-        due = run.next_due_ns
-        if run.watermark is None or seen is None or t.since_ns is None or due is None or newest >= due \
-                or newest - seen > t.timeout_ns:
-            # the liveness samples may matter one by one: the per-Sample path, in engine order
-            pos = sorted(reads + alive, key=lambda i: (ts[i], ranks[sid[i]], i))
-            events.extend(self._feed_run(run, [b[i] for i in pos]))
-            return
-        keys, value, qual = SERIES.keys, b.value, b.quality
-        site, line, machine = run.key
-        track_lots = self.track_lots
         state_before = (t.state, t.code, t.since_ns)
-        # engine order: (time, rank), ties in arrival order
-        for tsi, _, i in sorted([(ts[i], ranks[sid[i]], i) for i in reads]):
-            if tsi >= run.next_due_ns:  # type: ignore[operator]  # never here: newest < due
+        if run.watermark is None:
+            events.extend(self._advance(run, min(chain(ft[:1], xt[:1], (x[0] for x in items[:1])))))
+        cur = [0, 0, t.last_seen_ns]  # liveness samples taken so far (numbers, text); the newest time before
+        others = bool(ft or xt)
+        timeout = t.timeout_ns
+        for tsi, _, i in items:
+            # the earlier liveness samples can only matter to this one, or say anything
+            # themselves, when it comes after a silence or past the shift close: else they wait
+            if others and (t.last_seen_ns is None or tsi - t.last_seen_ns > timeout or tsi >= run.next_due_ns):
+                self._alive_until(run, b, tsi, ft, fpos, xt, xpos, cur, events)
+            if tsi >= run.next_due_ns:  # type: ignore[operator]  # set by _advance
                 events.extend(self._advance(run, run.next_due_ns))  # type: ignore[arg-type]
-            bad = qual is not None and _quality(qual[i]) == Quality.BAD
-            closed, lot_changed = run.feed_value(keys[sid[i]][3], value[i], tsi, bad, track_lots)
-            if lot_changed:
-                events.append(Event("lot", tsi, site, line, machine, "", {"lot": run.lot, "product": run.product}))
-            if closed:
-                first = len(run.intervals) - len(closed)
-                for k, iv in enumerate(closed):
-                    if self.warming and iv.start_ns == run.opened_ns:
-                        continue
-                    prev = run.intervals[first + k - 1].state.value if first + k > 0 else None
-                    events.append(_state_event(run, iv, iv.end_ns, prev))
-        if alive_ts:
-            if not allfloat:  # text is no liveness (MachineRun.feed)
-                alive_ts = list(compress(alive_ts, map(isinstance, map(value.__getitem__, alive), repeat(float))))
-            if alive_ts:
-                if min(alive_ts) < seen:
-                    t.late += sum(1 for x in alive_ts if x < seen)
-                top = max(alive_ts)
-                if top > t.last_seen_ns:  # type: ignore[operator]
-                    t.last_seen_ns = top
+            self._feed_item(run, b, i, tsi, events)
+        if others:
+            self._alive_until(run, b, None, ft, fpos, xt, xpos, cur, events)
         self._feed_tail(run, state_before, events)
+
+    def _feed_item(self, run: MachineRun, b: SampleBatch, i: int, tsi: int, events: list[Event]) -> None:
+        """_feed_run's step for the sample at position i of b (after the shift close check)."""
+        q = b.quality
+        bad = q is not None and _quality(q[i]) == Quality.BAD
+        closed, lot_changed = run.feed_value(SERIES.keys[b.sid[i]][3], b.value[i], tsi, bad, self.track_lots)
+        if lot_changed:
+            events.append(Event("lot", tsi, *run.key, "", {"lot": run.lot, "product": run.product}))
+        if closed:
+            first = len(run.intervals) - len(closed)
+            for k, iv in enumerate(closed):
+                if self.warming and iv.start_ns == run.opened_ns:
+                    continue
+                prev = run.intervals[first + k - 1].state.value if first + k > 0 else None
+                events.append(_state_event(run, iv, iv.end_ns, prev))
+
+    def _alive_until(self, run: MachineRun, b: SampleBatch, limit: Optional[int], ft: list[int], fpos: list[int],
+                     xt: list[int], xpos: list[int], cur: list[int], events: list[Event]) -> None:
+        """Take the liveness samples (numbers: times ft at positions fpos; text: xt, xpos; both
+        sorted, cur = how many of each are taken) earlier than `limit` (None: all)."""
+        j, jx = cur[0], cur[1]
+        due = run.next_due_ns
+        before_due = limit is not None and limit <= due  # type: ignore[operator]
+        stop = limit if before_due else due
+        k = bisect_left(ft, stop, j)
+        if k > j:
+            self._alive(run, b, ft, fpos, j, k, cur[2], events)
+        jx = bisect_left(xt, stop, jx)
+        if not before_due:
+            # past the next shift close: one by one, as _feed_run takes them (rare)
+            k2 = len(ft) if limit is None else bisect_left(ft, limit, k)
+            x2 = len(xt) if limit is None else bisect_left(xt, limit, jx)
+            if k2 > k or x2 > jx:
+                ts, sid, ranks = b.ts, b.sid, self._sid_rank
+                for tsi, _, i in sorted([(ts[i], ranks[sid[i]], i) for i in chain(fpos[k:k2], xpos[jx:x2])]):
+                    if tsi >= run.next_due_ns:  # type: ignore[operator]
+                        events.extend(self._advance(run, run.next_due_ns))  # type: ignore[arg-type]
+                    self._feed_item(run, b, i, tsi, events)
+                k, jx = k2, x2
+        cur[0], cur[1] = k, jx
+
+    def _alive(self, run: MachineRun, b: SampleBatch, ft: list[int], fpos: list[int], j: int, k: int,
+               before: Optional[int], events: list[Event]) -> None:
+        """Numeric liveness samples ft[j:k] (sorted, all before the next shift close), as
+        feeding them one by one in engine order would take them: the first sample the machine
+        ever sent opens its first interval; those older than `before` (the machine's newest
+        time before this batch) are late; those not newer than a sample read already fed lie
+        where no silence can be (see _feed_run_batch); among the rest, a sample after a
+        silence longer than the comm timeout closes it (these fed as samples), and the others
+        only move the newest time."""
+        t = run.tracker
+        if t.last_seen_ns is None:
+            self._feed_item(run, b, fpos[j], ft[j], events)
+            j += 1
+        if before is not None and j < k and ft[j] < before:
+            m = bisect_left(ft, before, j, k)
+            t.late += m - j
+            j = m
+        seen = t.last_seen_ns
+        if j < k and ft[j] <= seen:  # type: ignore[operator]
+            j = bisect_right(ft, seen, j, k)
+        if j >= k:
+            return
+        timeout = t.timeout_ns
+        if ft[k - 1] - seen > timeout:  # type: ignore[operator]
+            # silences inside: each is closed by the sample after it
+            gaps = list(compress(range(j, k), map(timeout.__lt__, map(sub, islice(ft, j, k),
+                                                                       chain((seen,), islice(ft, j, k - 1))))))
+            for g in gaps:
+                if g > j:
+                    t.last_seen_ns = ft[g - 1]
+                self._feed_item(run, b, fpos[g], ft[g], events)
+        if ft[k - 1] > t.last_seen_ns:  # type: ignore[operator]
+            t.last_seen_ns = ft[k - 1]
 
     def _flush_counts(self, run: MachineRun, machine_now: Optional[int]) -> list[Event]:
         """counts events for the minutes that are complete: the machine has reported past them,

@@ -153,25 +153,31 @@ def call(fn: Any, arg: Any) -> tuple[str, Any]:
 
 
 class Counting:
-    """Counts how often the engine took which path (so the test knows the fast one ran)."""
+    """Counts how often the engine took which path (so the test knows the columnar one ran)."""
 
     def __init__(self, eng: Engine) -> None:
-        self.machine_batches = self.per_sample_machines = self.whole_batches = 0
-        feed_batch, feed_run, on_samples = eng._feed_run_batch, eng._feed_run, eng._on_samples
+        self.batches = self.whole_batches = self.machine_batches = self.one_by_one = 0
+        on_batch, on_samples, feed_run_batch, feed_item = eng._on_batch, eng._on_samples, eng._feed_run_batch, \
+            eng._feed_item
 
-        def _feed_run_batch(*a: Any) -> Any:
-            self.machine_batches += 1
-            return feed_batch(*a)
-
-        def _feed_run(*a: Any) -> Any:
-            self.per_sample_machines += 1
-            return feed_run(*a)
+        def _on_batch(*a: Any) -> Any:
+            self.batches += 1
+            return on_batch(*a)
 
         def _on_samples(*a: Any) -> Any:
             self.whole_batches += 1
             return on_samples(*a)
 
-        eng._feed_run_batch, eng._feed_run, eng._on_samples = _feed_run_batch, _feed_run, _on_samples  # type: ignore
+        def _feed_run_batch(*a: Any) -> Any:
+            self.machine_batches += 1
+            return feed_run_batch(*a)
+
+        def _feed_item(*a: Any) -> Any:
+            self.one_by_one += 1
+            return feed_item(*a)
+
+        eng._on_batch, eng._on_samples = _on_batch, _on_samples  # type: ignore[method-assign]
+        eng._feed_run_batch, eng._feed_item = _feed_run_batch, _feed_item  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -213,10 +219,10 @@ def test_columnar_and_per_sample_paths_agree(tmp_path, seed):
         assert counts.get("timestamp_in_future", 0) > 0 and counts.get("timestamp_too_old", 0) > 0
     # the comparison is not vacuous: most machine batches went the columnar way, and the
     # stream made every kind of record (the shift closed)
-    print(f"{n} samples, {paths.machine_batches} machine batches, {paths.per_sample_machines} per Sample, "
-          f"{paths.whole_batches} whole batches per Sample")
-    assert paths.machine_batches > 300
-    assert paths.per_sample_machines < paths.machine_batches / 2
+    print(f"{n} samples, {paths.batches} batches, {paths.whole_batches} of them per Sample, "
+          f"{paths.machine_batches} machine batches, {paths.one_by_one} samples one by one")
+    assert paths.machine_batches > 300 and paths.whole_batches < paths.batches / 10
+    assert paths.one_by_one < n / 2
     assert kinds == {"oee_shift", "state", "counts"} | ({"lot"} if products else set())
 
 
@@ -235,3 +241,20 @@ def test_an_odd_quality_is_read_as_the_batch_hands_it_over(tmp_path):
     assert engine_state(a) == engine_state(b)
     # the bad state code is unknown, the "bad" counter reading is not counted
     assert b.runs[M1].tracker.state.value == "unknown" and b.runs[M1].counters["part_count_total"].prev == 1
+
+
+def test_a_text_sample_past_the_shift_close_closes_the_shift(tmp_path):
+    """Text is no liveness, but _feed_run closes a due shift before any sample past it: a
+    batch holding only the machine's program name after 14:05 closes the day shift."""
+    config = make_config(tmp_path)
+    a, b = Engine(config, clock=None), Engine(config, clock=None)
+    t = kst(2026, 11, 24, 13, 59)
+    batches = [[Sample(*M1, "state", 3.0, t + k * NS_PER_S), Sample(*M1, "temp", 50.0, t + k * NS_PER_S)]
+               for k in range(0, 120, 10)]
+    batches.append([Sample(*M1, "program", "O1234", kst(2026, 11, 24, 14, 6)),
+                    Sample(*M1, "temp", 51.0, t + 115 * NS_PER_S)])
+    for samples in batches:
+        ea, eb = a.on_samples(samples), b.on_samples(SampleBatch.of(samples))
+        assert repr(ea) == repr(eb)
+    assert [e.machine for e in ea if e.kind == "oee_shift"] == ["m1"]
+    assert engine_state(a) == engine_state(b)
