@@ -237,8 +237,23 @@ class _SafeDict(dict):
 def render(template: str, ctx: dict[str, Any]) -> str:
     try:
         return template.format_map(_SafeDict(ctx))
-    except (ValueError, TypeError):  # a value of the wrong type for the spec: show it plainly
-        return template.format_map(_SafeDict({k: str(v) for k, v in ctx.items()}))
+    except (ValueError, TypeError):
+        pass
+    # a value of the wrong type for its spec (None before any reading, text): that field shown
+    # plainly, the others as the template says
+    out = []
+    for literal, name, spec, conv in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        v = ctx.get(name, "?")
+        if conv:
+            v = repr(v) if conv == "r" else ascii(v) if conv == "a" else str(v)
+        try:
+            out.append(format(v, spec or ""))
+        except (ValueError, TypeError):
+            out.append(str(v))
+    return "".join(out)
 
 
 @dataclass
@@ -524,7 +539,8 @@ class Evaluator:
             if newest.get(mkey, top) <= top:
                 newest[mkey] = top
             kind = kinds[s]
-            if mkey in hot or (kind and not (kind == 2 and self._idle_series(s, pos, tss, top, value, qual))):
+            if mkey in hot or (kind == 2 and not self._idle_series(s, pos, tss, top, value, qual)) or \
+                    (kind == 1 and not self._idle_state(s, pos, top, value, qual)) or kind == 3:
                 one += pos
             p = q
         if one:
@@ -573,6 +589,40 @@ class Evaluator:
         self._last_value[series] = (top, v)
         for c in checks:
             c.value = v
+        return True
+
+    def _idle_state(self, s: int, pos: list[int], top: int, value: list[Any], qual: Optional[list[Any]]) -> bool:
+        """True when this batch's state samples (series `s`, positions pos, newest top) all
+        keep the machine in the state it is in, so that taking them one by one would raise,
+        clear, suppress and unsuppress nothing (then done here: the state alarms' context);
+        False: feed them one by one."""
+        mkey = SERIES.machine[s]
+        prev = self._mstate.get(mkey)
+        if prev is None:
+            return False
+        state, since = prev
+        if top < since:
+            return True  # every one older than the state's start: none is taken
+        mapping = self._state_maps[mkey][1]
+        try:
+            codes = set(map(value.__getitem__, pos))
+        except TypeError:  # a code that cannot be hashed
+            return False
+        if len(codes) > 8 or any(mapping.state(code, False) != state for code in codes):
+            return False
+        if qual is not None and list(map(qual.__getitem__, pos)).count(2):
+            return False  # a bad reading is no state
+        masked = self._machine_masked(mkey)
+        for c in self._by_machine.get(mkey, ()):
+            if c.rule.suppress_in_planned_stop and (c.suppressed if not masked else c.active and not c.suppressed):
+                return False  # _apply_masks would (un)suppress it
+        checks = self._state_checks.get(mkey, ())
+        for c in checks:
+            cond = state.value == c.rule.state
+            if cond != c.cond or cond != c.active:
+                return False  # its duration or off delay may run out at one of these samples
+        for c in checks:
+            c.extra = {"state": state.value}
         return True
 
     def _limits_of(self, series: tuple[str, str, str, str]) -> Optional[tuple[list[_Check], float, float]]:
