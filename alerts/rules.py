@@ -307,7 +307,9 @@ class Evaluator:
         self._last_value: dict[tuple[str, str, str, str], tuple[int, float]] = {}
         self._started: Optional[int] = None
         # the columnar path's per-series knowledge (see _feed_batch), per id of gwanje.batch.SERIES
-        self._sid_kind: list[int] = []
+        self._sid_code: list[int] = []
+        self._mkeys: list[tuple[str, str, str]] = []
+        self._mslot: dict[tuple[str, str, str], int] = {}
         self._bulk_limits: dict[int, Optional[tuple[list[_Check], float, float]]] = {}
         for m in config.machines():
             self._state_maps[m.key] = (m.klass.state_signal, m.klass.state_codes.mapping())
@@ -482,78 +484,109 @@ class Evaluator:
                 self._step(c, rate > c.rule.max_per_s, ts, out)
 
     # ------------------------------------------------------------------ columnar input
-    def _series_kinds(self) -> list[int]:
-        """Per series id of SERIES: bit 1 = its machine's state signal, bit 2 = alarm points
-        watch the series, 0 = nothing but the machine's liveness; _ODD for a key that is not
-        four texts (garbage a caller put in a Sample: the per-Sample path decides)."""
-        kinds = self._sid_kind
+    def _series_codes(self) -> list[int]:
+        """Per series id of SERIES: machine slot * 4 + kind, where the slot indexes
+        self._mkeys (every machine seen, known or not: liveness is kept for all) and kind is
+        bit 1 = the machine's state signal, bit 2 = alarm points watch the series, 0 = the
+        sample only proves the machine is talking; _ODD for a key that is not four texts
+        (garbage a caller put in a Sample: the per-Sample path decides)."""
+        codes = self._sid_code
         keys = SERIES.keys
-        for j in range(len(kinds), len(keys)):
+        for j in range(len(codes), len(keys)):
             key = keys[j]
-            kind = _ODD
+            code = _ODD
             if type(key) is tuple and len(key) == 4 and all(type(x) is str for x in key):
-                smap = self._state_maps.get(key[:3])
-                kind = (1 if smap is not None and key[3] == smap[0] else 0) | (2 if key in self._by_series else 0)
-            kinds.append(kind)
-        return kinds
+                mkey = key[:3]
+                slot = self._mslot.get(mkey)
+                if slot is None:
+                    slot = self._mslot[mkey] = len(self._mkeys)
+                    self._mkeys.append(mkey)
+                smap = self._state_maps.get(mkey)
+                code = slot * 4 + ((1 if smap is not None and key[3] == smap[0] else 0)
+                                   | (2 if key in self._by_series else 0))
+            codes.append(code)
+        return codes
 
     def _feed_batch(self, b: SampleBatch) -> list[Transition]:
         """feed() of a SampleBatch from its columns: the same transitions in the same order and
         the same state as feeding its Samples, without a Sample per value.
 
-        The samples are grouped by series id (one sort). What a sample can change is known per
-        series: a series no alarm point watches that is not its machine's state only proves
-        the machine is talking, which changes nothing but the machine's newest time while its
+        The samples are grouped by machine and kind of series (one sort of their codes), the
+        watched ones further by series. What a sample can change is known per series: a
+        series no alarm point watches that is not its machine's state only proves the
+        machine is talking, which changes nothing but the machine's newest time while its
         comm alarms are idle (a max per machine); a watched analog series whose alarm points
         are all idle and whose values all lie inside every limit (no NaN, all good, all
-        floats) raises nothing and leaves only its newest value. Everything else — state
-        samples, rate rules, values beyond a limit, alarm points in any other condition,
-        every sample of a machine whose comm alarm is not idle — is fed sample by sample in
-        time order, as feed() feeds Samples. A batch with a name that is not text or a time
-        that is not an int is fed as Samples."""
+        floats) raises nothing and leaves only its newest value; state samples that keep the
+        machine in its state with its state alarms settled change only their context.
+        Everything else — rate rules, values beyond a limit, alarm points in any other
+        condition, a state change, every sample of a machine whose comm alarm is not idle —
+        is fed sample by sample in time order, as feed() feeds Samples. A batch with a name
+        that is not text or a time that is not an int is fed as Samples."""
         sid, ts, value, qual = b.sid, b.ts, b.value, b.quality
         n = len(sid)
-        kinds = self._series_kinds()
+        info = self._series_codes()
         try:
-            usual = n > 0 and set(map(type, ts)) == _INT and min(map(kinds.__getitem__, sid)) != _ODD
+            codes = list(map(info.__getitem__, sid))
+            usual = n > 0 and set(map(type, ts)) == _INT and min(codes) != _ODD
         except (IndexError, TypeError):  # an id SERIES does not have
             usual = False
         if not usual:
             return self.feed(list(b))
         out: list[Transition] = []
-        machines = SERIES.machine
+        mkeys = self._mkeys
         # machines whose comm alarm is not idle: every sample's time may matter
-        hot = {k for k, checks in self._stale_checks.items() if any(c.cond or c.active for c in checks)}
-        order = sorted(range(n), key=sid.__getitem__)
-        ss = list(map(sid.__getitem__, order))
+        hot = {self._mslot[k] for k, checks in self._stale_checks.items()
+               if k in self._mslot and any(c.cond or c.active for c in checks)}
+        order = sorted(range(n), key=codes.__getitem__)
+        sc = list(map(codes.__getitem__, order))
         one: list[int] = []  # positions fed one by one
-        newest: dict[tuple[str, str, str], int] = {}
+        newest: dict[int, int] = {}  # machine slot -> newest time in the batch
         p = 0
         while p < n:
-            s = ss[p]
-            q = bisect_right(ss, s, p)
+            c = sc[p]
+            q = bisect_right(sc, c, p)
             pos = order[p:q]
-            mkey = machines[s]
-            tss = list(map(ts.__getitem__, pos))
-            top = max(tss)
-            if newest.get(mkey, top) <= top:
-                newest[mkey] = top
-            kind = kinds[s]
-            if mkey in hot or (kind == 2 and not self._idle_series(s, pos, tss, top, value, qual)) or \
-                    (kind == 1 and not self._idle_state(s, pos, top, value, qual)) or kind == 3:
-                one += pos
             p = q
+            slot, kind = c >> 2, c & 3
+            top = max(map(ts.__getitem__, pos))
+            if newest.get(slot, top) <= top:
+                newest[slot] = top
+            if not kind:
+                if slot in hot:
+                    one += pos
+                continue
+            if slot in hot or kind == 3:
+                one += pos
+                continue
+            # by series (one series per machine for the state)
+            if kind == 1:
+                if not self._idle_state(sid[pos[0]], pos, top, value, qual):
+                    one += pos
+                continue
+            pos.sort(key=sid.__getitem__)
+            ss = list(map(sid.__getitem__, pos))
+            r, m = 0, len(pos)
+            while r < m:
+                s = ss[r]
+                e = bisect_right(ss, s, r)
+                sp = pos[r:e]
+                tss = list(map(ts.__getitem__, sp))
+                if not self._idle_series(s, sp, tss, max(tss), value, qual):
+                    one += sp
+                r = e
         if one:
             one.sort()
             one.sort(key=ts.__getitem__)  # time order, arrival order among equal times
-            keys = SERIES.keys
+            keys, machines = SERIES.keys, SERIES.machine
             good = Quality.GOOD
             for i in one:
                 series = keys[sid[i]]
                 self._feed_one(machines[sid[i]], series, series[3], value[i], ts[i],
                                _quality(qual[i]) if qual is not None else good, out)
         seen = self._last_seen
-        for mkey, top in newest.items():
+        for slot, top in newest.items():
+            mkey = mkeys[slot]
             prev = seen.get(mkey)
             if prev is None or top > prev:
                 seen[mkey] = top

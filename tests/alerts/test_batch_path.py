@@ -202,7 +202,7 @@ def test_columnar_and_per_sample_paths_agree(config, seed):
 CNC = ("changwon-1", "cnc-1", "cnc-101")
 
 
-def both_paths(config: Any, batches: list[list[tuple[Any, ...]]], seed: Any = None) -> list[list[Any]]:
+def both_paths(config: Any, batches: list[Any], seed: Any = None) -> list[list[Any]]:
     """Two fresh evaluators of the shipped rules fed the same batches of (signal, value, s[,
     quality]) of cnc-101, as lists and as SampleBatches: the transitions of each batch
     (asserted equal, and the values the alarm points hold)."""
@@ -215,8 +215,11 @@ def both_paths(config: Any, batches: list[list[tuple[Any, ...]]], seed: Any = No
         if seed is not None and k == seed[0]:
             for ev in (a, b):  # what a restore that ran late tells the evaluator
                 ev.seed(*seed[1:])
-        samples = [Sample(*CNC, x[0], x[1], T0 + int(x[2] * S), *x[3:]) for x in batch]
-        ta, tb = a.feed(samples), b.feed(SampleBatch.of(samples))
+        if isinstance(batch, tuple):  # ("tick", s)
+            ta, tb = a.tick(T0 + int(batch[1] * S)), b.tick(T0 + int(batch[1] * S))
+        else:
+            samples = [Sample(*CNC, x[0], x[1], T0 + int(x[2] * S), *x[3:]) for x in batch]
+            ta, tb = a.feed(samples), b.feed(SampleBatch.of(samples))
         assert ta == tb
 
         def points(ev: Any) -> list[Any]:
@@ -272,3 +275,12 @@ def test_a_restore_that_ran_late_is_applied_at_the_next_state_sample(config, cod
     got = both_paths(config, [[("state", code, 0)], [("state", code, 1), ("state", code, 2)]],
                      seed=(1, VIB_H, active, suppressed))
     assert [(t.alarm_id, t.action, t.ts) for t in got[1]] == [(VIB_H, action, T0 + S)]
+
+
+def test_a_machine_heard_again_clears_its_comm_alarm_at_its_first_sample(config):
+    """After a silence the comm alarm clears at the machine's first sample, whichever signal
+    it is (here a watched vibration reading, before a signal no rule watches)."""
+    got = both_paths(config, [[("state", 3.0, 0), ("vibration", 3.0, 0)], ("tick", 40),
+                              [("feed_rate", 500.0, 61), ("vibration", 3.0, 60), ("state", 3.0, 62)]])
+    assert [(t.rule, t.action) for t in got[1]] == [("comm-lost", "activate")]
+    assert [(t.rule, t.action, t.ts) for t in got[2]] == [("comm-lost", "clear", T0 + 60 * S)]
