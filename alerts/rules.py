@@ -14,13 +14,16 @@ No I/O here; times are ns since the epoch (sample source time, or the tick's clo
 """
 from __future__ import annotations
 
+import math
 import string
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Annotated
 
+from gwanje.batch import SERIES, SampleBatch, _quality
 from gwanje.config import ID_PATTERN, Config, ConfigError, MachineSpec, Names, check_unique
 from gwanje.model import NS_PER_S, MachineState, Quality, Sample
 
@@ -221,6 +224,11 @@ class Transition:
     message_en: str = ""
 
 
+_ODD = -1  # Evaluator._series_kinds: a key that is not four texts
+_INT = {int}
+_FLOAT = {float}
+
+
 class _SafeDict(dict):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -229,8 +237,23 @@ class _SafeDict(dict):
 def render(template: str, ctx: dict[str, Any]) -> str:
     try:
         return template.format_map(_SafeDict(ctx))
-    except (ValueError, TypeError):  # a value of the wrong type for the spec: show it plainly
-        return template.format_map(_SafeDict({k: str(v) for k, v in ctx.items()}))
+    except (ValueError, TypeError):
+        pass
+    # a value of the wrong type for its spec (None before any reading, text): that field shown
+    # plainly, the others as the template says
+    out = []
+    for literal, name, spec, conv in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        v = ctx.get(name, "?")
+        if conv:
+            v = repr(v) if conv == "r" else ascii(v) if conv == "a" else str(v)
+        try:
+            out.append(format(v, spec or ""))
+        except (ValueError, TypeError):
+            out.append(str(v))
+    return "".join(out)
 
 
 @dataclass
@@ -283,6 +306,11 @@ class Evaluator:
         self._last_seen: dict[tuple[str, str, str], int] = {}
         self._last_value: dict[tuple[str, str, str, str], tuple[int, float]] = {}
         self._started: Optional[int] = None
+        # the columnar path's per-series knowledge (see _feed_batch), per id of gwanje.batch.SERIES
+        self._sid_code: list[int] = []
+        self._mkeys: list[tuple[str, str, str]] = []
+        self._mslot: dict[tuple[str, str, str], int] = {}
+        self._bulk_limits: dict[int, Optional[tuple[list[_Check], float, float]]] = {}
         for m in config.machines():
             self._state_maps[m.key] = (m.klass.state_signal, m.klass.state_codes.mapping())
             for r in rules.rules:
@@ -415,37 +443,236 @@ class Evaluator:
 
     # ------------------------------------------------------------------ inputs
     def feed(self, samples: Iterable[Sample]) -> list[Transition]:
+        """Transitions of these samples, taken in time order (arrival order among equal times).
+        A gwanje.batch.SampleBatch is read from its columns (_feed_batch): the same transitions
+        in the same order and the same state as from its Samples one by one."""
+        if isinstance(samples, SampleBatch):
+            return self._feed_batch(samples)
         out: list[Transition] = []
         for s in sorted(samples, key=lambda s: s.ts):
-            mkey = (s.site, s.line, s.machine)
-            prev = self._last_seen.get(mkey)
-            if prev is None or s.ts > prev:
-                self._last_seen[mkey] = s.ts
-                for c in self._stale_checks.get(mkey, ()):
-                    self._step(c, False, s.ts, out)
-            smap = self._state_maps.get(mkey)
-            if smap is not None and s.signal == smap[0]:
-                self._on_state(mkey, s, smap[1], out)
-            checks = self._by_series.get(s.series)
-            if not checks or not s.is_numeric or s.quality is not Quality.GOOD:
-                # a bad-quality reading says nothing about the process: hold the condition
-                continue
-            last = self._last_value.get(s.series)
-            if last is not None and s.ts <= last[0]:
-                continue  # late or duplicate delivery: the newer value already decided
-            self._last_value[s.series] = (s.ts, s.value)  # type: ignore[assignment]
-            mstate = self.machine_state(*mkey).value
-            for c in checks:
-                c.value = s.value  # type: ignore[assignment]
-                if c.rule.while_state and mstate not in c.rule.while_state:
-                    self._step(c, False, s.ts, out)
-                elif isinstance(c.rule, AnalogRule):
-                    self._step(c, self._analog(c, s.value), s.ts, out)  # type: ignore[arg-type]
-                elif last is not None:
-                    rate = abs(s.value - last[1]) / ((s.ts - last[0]) / NS_PER_S)  # type: ignore[operator]
-                    c.extra = {"rate": rate}
-                    self._step(c, rate > c.rule.max_per_s, s.ts, out)
+            self._feed_one((s.site, s.line, s.machine), s.series, s.signal, s.value, s.ts, s.quality, out)
         return out
+
+    def _feed_one(self, mkey: tuple[str, str, str], series: tuple[str, str, str, str], signal: str, value: Any,
+                  ts: int, quality: Any, out: list[Transition]) -> None:
+        prev = self._last_seen.get(mkey)
+        if prev is None or ts > prev:
+            self._last_seen[mkey] = ts
+            for c in self._stale_checks.get(mkey, ()):
+                self._step(c, False, ts, out)
+        smap = self._state_maps.get(mkey)
+        if smap is not None and signal == smap[0]:
+            self._on_state(mkey, value, ts, quality, smap[1], out)
+        checks = self._by_series.get(series)
+        if not checks or not isinstance(value, float) or quality is not Quality.GOOD:
+            # a bad-quality reading says nothing about the process: hold the condition
+            return
+        last = self._last_value.get(series)
+        if last is not None and ts <= last[0]:
+            return  # late or duplicate delivery: the newer value already decided
+        self._last_value[series] = (ts, value)
+        mstate = self.machine_state(*mkey).value
+        for c in checks:
+            c.value = value
+            if c.rule.while_state and mstate not in c.rule.while_state:
+                self._step(c, False, ts, out)
+            elif isinstance(c.rule, AnalogRule):
+                self._step(c, self._analog(c, value), ts, out)
+            elif last is not None:
+                rate = abs(value - last[1]) / ((ts - last[0]) / NS_PER_S)
+                c.extra = {"rate": rate}
+                self._step(c, rate > c.rule.max_per_s, ts, out)
+
+    # ------------------------------------------------------------------ columnar input
+    def _series_codes(self) -> list[int]:
+        """Per series id of SERIES: machine slot * 4 + kind, where the slot indexes
+        self._mkeys (every machine seen, known or not: liveness is kept for all) and kind is
+        bit 1 = the machine's state signal, bit 2 = alarm points watch the series, 0 = the
+        sample only proves the machine is talking; _ODD for a key that is not four texts
+        (garbage a caller put in a Sample: the per-Sample path decides)."""
+        codes = self._sid_code
+        keys = SERIES.keys
+        for j in range(len(codes), len(keys)):
+            key = keys[j]
+            code = _ODD
+            if type(key) is tuple and len(key) == 4 and all(type(x) is str for x in key):
+                mkey = key[:3]
+                slot = self._mslot.get(mkey)
+                if slot is None:
+                    slot = self._mslot[mkey] = len(self._mkeys)
+                    self._mkeys.append(mkey)
+                smap = self._state_maps.get(mkey)
+                code = slot * 4 + ((1 if smap is not None and key[3] == smap[0] else 0)
+                                   | (2 if key in self._by_series else 0))
+            codes.append(code)
+        return codes
+
+    def _feed_batch(self, b: SampleBatch) -> list[Transition]:
+        """feed() of a SampleBatch from its columns: the same transitions in the same order and
+        the same state as feeding its Samples, without a Sample per value.
+
+        The samples are grouped by machine and kind of series (one sort of their codes), the
+        watched ones further by series. What a sample can change is known per series: a
+        series no alarm point watches that is not its machine's state only proves the
+        machine is talking, which changes nothing but the machine's newest time while its
+        comm alarms are idle (a max per machine); a watched analog series whose alarm points
+        are all idle and whose values all lie inside every limit (no NaN, all good, all
+        floats) raises nothing and leaves only its newest value; state samples that keep the
+        machine in its state with its state alarms settled change only their context.
+        Everything else — rate rules, values beyond a limit, alarm points in any other
+        condition, a state change, every sample of a machine whose comm alarm is not idle —
+        is fed sample by sample in time order, as feed() feeds Samples. A batch with a name
+        that is not text or a time that is not an int is fed as Samples."""
+        sid, ts, value, qual = b.sid, b.ts, b.value, b.quality
+        n = len(sid)
+        info = self._series_codes()
+        try:
+            codes = list(map(info.__getitem__, sid))
+            usual = n > 0 and set(map(type, ts)) == _INT and min(codes) != _ODD
+        except (IndexError, TypeError):  # an id SERIES does not have
+            usual = False
+        if not usual:
+            return self.feed(list(b))
+        out: list[Transition] = []
+        mkeys = self._mkeys
+        # machines whose comm alarm is not idle: every sample's time may matter
+        hot = {self._mslot[k] for k, checks in self._stale_checks.items()
+               if k in self._mslot and any(c.cond or c.active for c in checks)}
+        order = sorted(range(n), key=codes.__getitem__)
+        sc = list(map(codes.__getitem__, order))
+        one: list[int] = []  # positions fed one by one
+        newest: dict[int, int] = {}  # machine slot -> newest time in the batch
+        p = 0
+        while p < n:
+            c = sc[p]
+            q = bisect_right(sc, c, p)
+            pos = order[p:q]
+            p = q
+            slot, kind = c >> 2, c & 3
+            top = max(map(ts.__getitem__, pos))
+            if newest.get(slot, top) <= top:
+                newest[slot] = top
+            if not kind:
+                if slot in hot:
+                    one += pos
+                continue
+            if slot in hot or kind == 3:
+                one += pos
+                continue
+            # by series (one series per machine for the state)
+            if kind == 1:
+                if not self._idle_state(sid[pos[0]], pos, top, value, qual):
+                    one += pos
+                continue
+            pos.sort(key=sid.__getitem__)
+            ss = list(map(sid.__getitem__, pos))
+            r, m = 0, len(pos)
+            while r < m:
+                s = ss[r]
+                e = bisect_right(ss, s, r)
+                sp = pos[r:e]
+                tss = list(map(ts.__getitem__, sp))
+                if not self._idle_series(s, sp, tss, max(tss), value, qual):
+                    one += sp
+                r = e
+        if one:
+            one.sort()
+            one.sort(key=ts.__getitem__)  # time order, arrival order among equal times
+            keys, machines = SERIES.keys, SERIES.machine
+            good = Quality.GOOD
+            for i in one:
+                series = keys[sid[i]]
+                self._feed_one(machines[sid[i]], series, series[3], value[i], ts[i],
+                               _quality(qual[i]) if qual is not None else good, out)
+        seen = self._last_seen
+        for slot, top in newest.items():
+            mkey = mkeys[slot]
+            prev = seen.get(mkey)
+            if prev is None or top > prev:
+                seen[mkey] = top
+        return out
+
+    def _idle_series(self, s: int, pos: list[int], tss: list[int], top: int, value: list[Any],
+                     qual: Optional[list[Any]]) -> bool:
+        """True when this batch's samples of watched series `s` (at positions pos, times tss,
+        newest top) can raise, clear or change nothing but the series' last value, which is
+        then set as feeding them one by one would set it; False: feed them one by one."""
+        lim = self._bulk_limits.get(s, False)
+        if lim is False:
+            lim = self._bulk_limits[s] = self._limits_of(SERIES.keys[s])
+        if lim is None:
+            return False
+        checks, high, low = lim
+        for c in checks:
+            if c.cond or c.active or c.suppressed:
+                return False
+        series = SERIES.keys[s]
+        last = self._last_value.get(series)
+        if last is not None and top <= last[0]:
+            return True  # every one late or a duplicate: none is evaluated
+        vals = list(map(value.__getitem__, pos))
+        if set(map(type, vals)) != _FLOAT or any(map(math.isnan, vals)) or max(vals) > high or min(vals) < low:
+            return False
+        if qual is not None:
+            qs = list(map(qual.__getitem__, pos))
+            if qs.count(0) != len(qs) or set(map(type, qs)) != _INT:
+                return False
+        # the newest value, first among equal times, is the last one evaluated
+        v = vals[tss.index(top)]
+        self._last_value[series] = (top, v)
+        for c in checks:
+            c.value = v
+        return True
+
+    def _idle_state(self, s: int, pos: list[int], top: int, value: list[Any], qual: Optional[list[Any]]) -> bool:
+        """True when this batch's state samples (series `s`, positions pos, newest top) all
+        keep the machine in the state it is in, so that taking them one by one would raise,
+        clear, suppress and unsuppress nothing (then done here: the state alarms' context);
+        False: feed them one by one."""
+        mkey = SERIES.machine[s]
+        prev = self._mstate.get(mkey)
+        if prev is None:
+            return False
+        state, since = prev
+        if top < since:
+            return True  # every one older than the state's start: none is taken
+        mapping = self._state_maps[mkey][1]
+        try:
+            codes = set(map(value.__getitem__, pos))
+        except TypeError:  # a code that cannot be hashed
+            return False
+        if len(codes) > 8 or any(mapping.state(code, False) != state for code in codes):
+            return False
+        if qual is not None and list(map(qual.__getitem__, pos)).count(2):
+            return False  # a bad reading is no state
+        masked = self._machine_masked(mkey)
+        for c in self._by_machine.get(mkey, ()):
+            if c.rule.suppress_in_planned_stop and (c.suppressed if not masked else c.active and not c.suppressed):
+                return False  # _apply_masks would (un)suppress it
+        checks = self._state_checks.get(mkey, ())
+        for c in checks:
+            cond = state.value == c.rule.state
+            if cond != c.cond or cond != c.active:
+                return False  # its duration or off delay may run out at one of these samples
+        for c in checks:
+            c.extra = {"state": state.value}
+        return True
+
+    def _limits_of(self, series: tuple[str, str, str, str]) -> Optional[tuple[list[_Check], float, float]]:
+        """A watched series whose alarm points are all analog: its checks, the lowest high
+        limit and the highest low limit (a value in between raises none of them while none is
+        active); None for a series with a rate rule."""
+        checks = self._by_series[series]
+        high, low = math.inf, -math.inf
+        for c in checks:
+            if not isinstance(c.rule, AnalogRule):
+                return None
+            lim = getattr(c.rule, c.level).limit
+            if c.level in ("h", "hh"):
+                high = min(high, lim)
+            else:
+                low = max(low, lim)
+        return checks, high, low
 
     def _analog(self, c: _Check, v: float) -> bool:
         r: AnalogRule = c.rule
@@ -457,24 +684,24 @@ class Evaluator:
             return v > lim - r.deadband if high else v < lim + r.deadband
         return v > lim if high else v < lim
 
-    def _on_state(self, mkey: tuple[str, str, str], s: Sample, mapping: dict, out: list[Transition]) -> None:
-        code = s.value
+    def _on_state(self, mkey: tuple[str, str, str], code: Any, ts: int, quality: Any, mapping: Any,
+                  out: list[Transition]) -> None:
         # the same meaning as the engine and the tiles (gwanje.state.CodeMap): only a bad
         # reading says nothing; an uncertain one still carries the PLC's code
-        state = mapping.state(code, s.quality is Quality.BAD)
+        state = mapping.state(code, quality is Quality.BAD)
         prev = self._mstate.get(mkey)
-        if prev is not None and s.ts < prev[1]:
+        if prev is not None and ts < prev[1]:
             return
         if prev is None or prev[0] != state:
-            self._mstate[mkey] = (state, s.ts)
-        self._apply_masks(mkey, s.ts, out)
+            self._mstate[mkey] = (state, ts)
+        self._apply_masks(mkey, ts, out)
         since = self._mstate[mkey][1]
         for c in self._state_checks.get(mkey, ()):
             cond = state.value == c.rule.state
             if cond != c.cond:
                 c.cond, c.since = cond, since
             c.extra = {"state": state.value}
-            self._settle(c, s.ts, out)
+            self._settle(c, ts, out)
 
     def tick(self, now: int, oee: Optional[Callable[[str, str], Optional[float]]] = None) -> list[Transition]:
         """Advance time: complete on/off delays, state durations, staleness, OEE checks.

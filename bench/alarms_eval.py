@@ -9,7 +9,10 @@ alarm events in an in-memory EmbeddedStore, and ticks once per simulated second.
   samples/s through on_samples (rules + lifecycle, no store)
   one tick of the whole plant (ms, median)
   restore of the alarm state at start-up from the store (ms)
-and the machine.
+and the machine. on_samples is measured A/B in the same run: two services fed the same batches
+in turn (which goes first alternates), one as lists of Samples (the per-Sample path), one as
+gwanje.batch.SampleBatch (the columnar path the pipeline uses), with the load average before
+and after; both must give the same alarm events.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from alerts.service import AlarmService  # noqa: E402
 from dashboards.sample_data import plant_history  # noqa: E402
+from gwanje.batch import SampleBatch  # noqa: E402
 from gwanje.config import load_config  # noqa: E402
 from gwanje.model import NS_PER_S, now_ns  # noqa: E402
 from storage.embedded import EmbeddedStore  # noqa: E402
@@ -45,27 +49,47 @@ def main() -> None:
     store = EmbeddedStore()
     clock = {"t": samples[0].ts}
     svc = AlarmService(cfg, store, clock=lambda: clock["t"])
+    # the same rules fed the same batches as SampleBatch (its own store: the same events land there)
+    col_store = EmbeddedStore()
+    col = AlarmService(cfg, col_store, clock=lambda: clock["t"])
     print(f"input: {len(samples):,} samples ({a.minutes} min of 36 machines, every {a.period} s); "
           f"{len(svc.evaluator.alarm_ids())} alarm points")
 
-    eval_s, events = 0.0, 0
+    load0 = os.getloadavg()
+    eval_s = {"list": 0.0, "batch": 0.0}
+    events, col_events = 0, 0
     ticks: list[float] = []
     next_tick = samples[0].ts + NS_PER_S
-    for i in range(0, len(samples), a.batch):
+    for k, i in enumerate(range(0, len(samples), a.batch)):
         batch = samples[i:i + a.batch]
-        t0 = time.perf_counter()
-        evs = svc.on_samples(batch)
-        eval_s += time.perf_counter() - t0
-        events += len(evs)
-        store.write_events(evs)
+        columns = SampleBatch.of(batch)  # what the pipeline hands over (decoded as columns)
+        got = {}
+        for path in (("list", "batch") if k % 2 == 0 else ("batch", "list")):
+            service, arg = (svc, batch) if path == "list" else (col, columns)
+            t0 = time.perf_counter()
+            got[path] = service.on_samples(arg)
+            eval_s[path] += time.perf_counter() - t0
+        if repr(got["list"]) != repr(got["batch"]):
+            raise SystemExit(f"the two paths disagree on batch {k}")
+        events += len(got["list"])
+        col_events += len(got["batch"])
+        store.write_events(got["list"])
+        col_store.write_events(got["batch"])
         while next_tick <= batch[-1].ts:
             clock["t"] = next_tick
             t0 = time.perf_counter()
             events += len(svc.tick(next_tick))
             ticks.append((time.perf_counter() - t0) * 1000)
+            col_events += len(col.tick(next_tick))
             next_tick += NS_PER_S
-    print(f"on_samples: {len(samples) / eval_s:,.0f} samples/s  ({eval_s * 1000:.0f} ms for all, "
+    load1 = os.getloadavg()
+    rate = {p: len(samples) / eval_s[p] for p in eval_s}
+    print(f"on_samples, lists of Samples: {rate['list']:,.0f} samples/s  ({eval_s['list'] * 1000:.0f} ms for all, "
           f"batches of {a.batch})")
+    print(f"on_samples, SampleBatch:      {rate['batch']:,.0f} samples/s  ({eval_s['batch'] * 1000:.0f} ms; "
+          f"x{rate['batch'] / rate['list']:.2f}; events {col_events:,} vs {events:,})")
+    print(f"load average {load0[0]:.2f} {load0[1]:.2f} before, {load1[0]:.2f} {load1[1]:.2f} after "
+          f"({os.cpu_count()} cpus)")
     if ticks:
         ticks.sort()
         print(f"tick (whole plant): median {statistics.median(ticks):.2f} ms  p90 {ticks[int(len(ticks) * 0.9)]:.2f} ms "

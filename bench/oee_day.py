@@ -1,6 +1,6 @@
 """Benchmark: OEE of one day of 1 Hz state + counter data for 500 machines.
 
-    python -m bench.oee_day [--machines 50] [--live-machines 5] [--seed 7]
+    python -m bench.oee_day [--machines 50] [--live-machines 5] [--other-signals 0] [--seed 7]
 
 A synthetic plant of --machines CNC machines (50 lines of 10, demo shift calendar) gets one day
 of 1 Hz samples per machine: state code, total, good and reject counters (4 signals, 345,600
@@ -12,7 +12,12 @@ Measured, machine by machine so the whole day never sits in memory at once:
                  and the storage tests' business): seconds in total and per machine-day, and
                  the extrapolation to 500 machines
   live path      Engine.on_samples over --live-machines whole days in 5,000-sample batches
-                 (what the pipeline listener costs): samples per second
+                 (what the pipeline listener costs): samples per second, A/B in the same run:
+                 two engines fed the same batches in turn, one as lists of Samples (the
+                 per-Sample path), one as gwanje.batch.SampleBatch (the columnar path the
+                 pipeline uses), with the load average before and after; --other-signals N adds
+                 N analog signals per machine at 1 Hz that the engine only reads as liveness
+                 (temperatures, vibration...: most of a real machine's signals)
   generation     building the synthetic frames and their Sample pages, reported apart
   peak memory    ru_maxrss of the process (polars allocates outside tracemalloc's view)
 and prints the machine: platform.node(), cpu count, python version.
@@ -37,6 +42,7 @@ sys.path.insert(0, str(REPO))
 import polars as pl  # noqa: E402
 import yaml  # noqa: E402
 
+from gwanje.batch import SampleBatch  # noqa: E402
 from gwanje.config import load_config  # noqa: E402
 from gwanje.engine import Engine  # noqa: E402
 from gwanje.model import NS_PER_S, Sample  # noqa: E402
@@ -113,6 +119,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--machines", type=int, default=50)
     ap.add_argument("--live-machines", type=int, default=5)
+    ap.add_argument("--other-signals", type=int, default=0)
+    ap.add_argument("--skip-history", action="store_true", help="only the live path")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gwanje-bench-"))
@@ -132,7 +140,7 @@ def main() -> None:
     rows = 0
     oees = []
     specs = list(config.machines())
-    for spec in specs:
+    for spec in ([] if args.skip_history else specs):
         g = time.perf_counter()
         frame = day_frame(rng, t0, seconds, spec.definition.counter_bits).sort("ts", "signal")
         source = PageSource([Sample(spec.site, spec.line, spec.machine, sig, v, ts) for sig, ts, v in frame.iter_rows()])
@@ -146,31 +154,52 @@ def main() -> None:
     rss_hist = maxrss_mb()
 
     live_samples = 0
-    live_s = 0.0
+    load0 = os.getloadavg()
+    engines = {"list": Engine(config, clock=None), "batch": Engine(config, clock=None)}
+    live_s = {"list": 0.0, "batch": 0.0}
+    live_events = {"list": 0, "batch": 0}
     for spec in specs[:args.live_machines]:
         frame = day_frame(rng, t0, seconds, spec.definition.counter_bits).sort("ts")
         samples = [Sample(spec.site, spec.line, spec.machine, sig, v, ts) for sig, ts, v in frame.iter_rows()]
+        if args.other_signals:
+            names = [f"analog_{k}" for k in range(args.other_signals)]
+            stamps = sorted({s.ts for s in samples})
+            samples += [Sample(spec.site, spec.line, spec.machine, n, 50.0 + rng.random(), ts)
+                        for ts in stamps for n in names]
+            samples.sort(key=lambda s: s.ts)
         live_samples += len(samples)
-        c = time.perf_counter()
-        for i in range(0, len(samples), 5000):
-            eng.on_samples(samples[i:i + 5000])
-        live_s += time.perf_counter() - c
+        lists = [samples[i:i + 5000] for i in range(0, len(samples), 5000)]
+        columns = [SampleBatch.of(b) for b in lists]  # what the pipeline hands over (decoded as columns)
         del samples
-
+        for k, (lb, cb) in enumerate(zip(lists, columns)):
+            # interleaved, and which goes first alternates: the machine's noise hits both alike
+            for path in (("list", "batch") if k % 2 == 0 else ("batch", "list")):
+                c = time.perf_counter()
+                live_events[path] += len(engines[path].on_samples(lb if path == "list" else cb))
+                live_s[path] += time.perf_counter() - c
+        del lists, columns
+    load1 = os.getloadavg()
     valid = [o for o in oees if o is not None]
     print(f"machine: {platform.node()}  cpus: {os.cpu_count()}  python: {platform.python_version()}  "
           f"polars: {pl.__version__}")
-    print(f"plant: {args.machines} machines, 1 day of 1 Hz state + 3 counters = {rows:,} rows "
-          f"({len(shifts)} shifts per machine)")
-    print(f"history path (recompute_machine, 3 shifts each): {oee_s:.2f} s for {args.machines} machine-days "
-          f"({oee_s / args.machines * 1000:.1f} ms per machine-day, {rows / oee_s / 1e6:.2f} M rows/s; "
-          f"500 machine-days ~{oee_s / args.machines * 500:.0f} s)")
-    print(f"  synthetic data generation (not included above): {gen_s:.2f} s")
-    print(f"  mean shift OEE {sum(valid) / max(1, len(valid)):.3f} over {len(valid)} machine-shifts")
+    if not args.skip_history:
+        print(f"plant: {args.machines} machines, 1 day of 1 Hz state + 3 counters = {rows:,} rows "
+              f"({len(shifts)} shifts per machine)")
+        print(f"history path (recompute_machine, 3 shifts each): {oee_s:.2f} s for {args.machines} machine-days "
+              f"({oee_s / args.machines * 1000:.1f} ms per machine-day, {rows / oee_s / 1e6:.2f} M rows/s; "
+              f"500 machine-days ~{oee_s / args.machines * 500:.0f} s)")
+        print(f"  synthetic data generation (not included above): {gen_s:.2f} s")
+        print(f"  mean shift OEE {sum(valid) / max(1, len(valid)):.3f} over {len(valid)} machine-shifts")
     if live_samples:
-        print(f"live path (Engine.on_samples): {live_samples:,} samples of {args.live_machines} machine-days in "
-              f"{live_s:.2f} s = {live_samples / live_s:,.0f} samples/s "
-              f"(500 machine-days would take ~{live_s / args.live_machines * args.machines:.0f} s)")
+        rate = {p: live_samples / live_s[p] for p in live_s}
+        print(f"live path (Engine.on_samples): {live_samples:,} samples of {args.live_machines} machine-days "
+              f"(state + 3 counters{f' + {args.other_signals} other signals' if args.other_signals else ''}), "
+              f"A/B interleaved in 5,000-sample batches:")
+        print(f"  lists of Samples   {live_s['list']:.2f} s = {rate['list']:,.0f} samples/s")
+        print(f"  SampleBatch        {live_s['batch']:.2f} s = {rate['batch']:,.0f} samples/s "
+              f"(x{rate['batch'] / rate['list']:.2f}; events {live_events['batch']:,} vs {live_events['list']:,})")
+        print(f"  load average {load0[0]:.2f} {load0[1]:.2f} before, {load1[0]:.2f} {load1[1]:.2f} after "
+              f"({os.cpu_count()} cpus)")
     print(f"peak RSS: {rss0:.0f} MB at start, {rss_hist:.0f} MB after history path, {maxrss_mb():.0f} MB at end")
 
 

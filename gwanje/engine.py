@@ -34,9 +34,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import chain, compress, islice, repeat
+from operator import not_, sub
 from typing import Any, Callable, Optional, Sequence
 
+from gwanje.batch import SERIES, SampleBatch, _quality
 from gwanje.config import Config, MachineSpec
 from gwanje.counters import CounterTracker
 from gwanje.losses import six_big_losses
@@ -114,30 +118,36 @@ class MachineRun:
         Text samples (the LOT) set the product but are not liveness: the history path reads
         numeric series only, and both paths must see the same liveness. Text state codes (some
         PLCs) are states all the same."""
-        if not isinstance(s.value, float) and s.signal != self.state_signal:
-            return [], s.signal == "lot" and track_lots and self.set_lot(s.value)
+        return self.feed_value(s.signal, s.value, s.ts, s.quality == Quality.BAD, track_lots)
+
+    def feed_value(self, signal: str, value: Any, ts: int, bad: bool,
+                   track_lots: bool = False) -> tuple[list[StateInterval], bool]:
+        """feed() of one sample given by its fields (bad: its quality == Quality.BAD), for the
+        columnar path (Engine._on_batch), which builds no Sample."""
+        if not isinstance(value, float) and signal != self.state_signal:
+            return [], signal == "lot" and track_lots and self.set_lot(value)
         t = self.tracker
-        if t.last_seen_ns is not None and s.ts < t.last_seen_ns:
+        if t.last_seen_ns is not None and ts < t.last_seen_ns:
             t.late += 1
             return [], False
-        is_state = s.signal == self.state_signal
+        is_state = signal == self.state_signal
         first = t.since_ns is None
-        closed = t.feed(s.ts, s.value if is_state else None, is_state, s.quality == Quality.BAD)
+        closed = t.feed(ts, value if is_state else None, is_state, bad)
         if first and t.since_ns is not None:
             self.opened_ns = t.since_ns
         if closed:
             self.intervals.extend(closed)
-        ctr = self.counters.get(s.signal)
-        if ctr is not None and s.quality != Quality.BAD:
-            gap = ctr.prev_ts is not None and s.ts - ctr.prev_ts > self.tracker.timeout_ns
+        ctr = self.counters.get(signal)
+        if ctr is not None and not bad:
+            gap = ctr.prev_ts is not None and ts - ctr.prev_ts > self.tracker.timeout_ns
             faults = ctr.faults
-            d = ctr.feed(s.ts, s.value)
+            d = ctr.feed(ts, value)
             if d or ctr.faults != faults:
-                minute = s.ts - s.ts % MINUTE_NS
+                minute = ts - ts % MINUTE_NS
                 self.dirty.add(minute)
                 m = self.minutes.setdefault(minute, [0, 0, 0, 0.0, 0, 0])
                 m[5] += ctr.faults - faults
-                name = self.counter_signals[s.signal]
+                name = self.counter_signals[signal]
                 if name == "total":
                     m[0] += d
                     if gap:
@@ -169,6 +179,12 @@ class MachineRun:
         self.intervals = [iv for iv in self.intervals if iv.end_ns > before_ns]
         for m in [m for m in self.minutes if m < before_ns]:
             del self.minutes[m]
+
+
+_ODD = -2  # Engine._series_codes: a key that is not four texts
+_UNKNOWN = -1  # a machine the config does not have (or a sample rejected for its time)
+_INT = {int}
+_FLOAT = {float}
 
 
 def _order(run: MachineRun, s: Sample) -> tuple[int, int]:
@@ -220,6 +236,12 @@ class Engine:
         # each one's first sample opened is no state change and its record is not written (it
         # would stand beside the stored record of the same interval); adopt() writes the true one
         self.warming = False
+        # the columnar path's per-series knowledge (see _on_batch): machine slot and role per
+        # series id of gwanje.batch.SERIES, filled for new ids as they appear
+        self._slot_keys: list[tuple[str, str, str]] = list(self.runs)
+        self._slots = {k: i for i, k in enumerate(self._slot_keys)}
+        self._sid_code: list[int] = []
+        self._sid_rank: list[int] = []
 
     def _new_run(self, m: MachineSpec) -> MachineRun:
         per_product = {p.id: p.ideal_cycle_s[m.machine] for p in self.calendar.spec.products
@@ -228,8 +250,12 @@ class Engine:
 
     # ------------------------------------------------------------------ live path
     def on_samples(self, samples: Sequence[Sample]) -> list[Event]:
-        """Pipeline listener: feed a written batch, return the derived events to store."""
+        """Pipeline listener: feed a written batch, return the derived events to store. A
+        gwanje.batch.SampleBatch is read from its columns (_on_batch), any other sequence of
+        Samples one Sample at a time (_on_samples): the same events and state either way."""
         with self._lock:
+            if isinstance(samples, SampleBatch):
+                return self._on_batch(samples)
             return self._on_samples(samples)
 
     def _on_samples(self, samples: Sequence[Sample]) -> list[Event]:
@@ -284,14 +310,261 @@ class Engine:
                     continue
                 prev = run.intervals[first + i - 1].state.value if first + i > 0 else None
                 events.append(_state_event(run, iv, iv.end_ns, prev))
+        self._feed_tail(run, state_before, events)
+        return events
+
+    def _feed_tail(self, run: MachineRun, state_before: tuple, events: list[Event]) -> None:
+        """After a machine's samples of a batch: the record of the interval now open (when it
+        changed) and the counts of the minutes that are complete."""
         t = run.tracker
         if (t.state, t.code, t.since_ns) != state_before and t.since_ns is not None and \
                 not (self.warming and t.since_ns == run.opened_ns):
             prev = run.intervals[-1].state.value if run.intervals else None
-            events.append(Event("state", t.since_ns, site, line, machine, "",
+            events.append(Event("state", t.since_ns, *run.key, "",
                                 {"state": t.state.value, "code": t.code, "end_ns": None, "prev_state": prev}))
         events.extend(self._flush_counts(run, run.watermark))
+
+    # ------------------------------------------------------------------ columnar live path
+    def _series_codes(self) -> list[int]:
+        """Per series id of SERIES: slot * 2 + role of the series, where slot is its machine's
+        index in self._slot_keys and role 0 = a sample the engine reads (state code, counter,
+        LOT when products are configured), 1 = one whose time is all that matters (liveness:
+        every other signal); _UNKNOWN for a machine the config does not have, _ODD for a key
+        that is not four texts (garbage a caller put in a Sample: the per-Sample path decides)."""
+        codes, ranks = self._sid_code, self._sid_rank
+        keys = SERIES.keys
+        for j in range(len(codes), len(keys)):
+            key = keys[j]
+            code, rank = _ODD, 2
+            if type(key) is tuple and len(key) == 4 and all(type(x) is str for x in key):
+                slot = self._slots.get(key[:3])
+                if slot is None:
+                    code = _UNKNOWN
+                else:
+                    run = self.runs[key[:3]]
+                    sig = key[3]
+                    # _order's rank: the LOT first, then the state, then the rest
+                    rank = 0 if sig == "lot" else 1 if sig == run.state_signal else 2
+                    reads = sig == run.state_signal or sig in run.counter_signals or (sig == "lot" and self.track_lots)
+                    code = slot * 2 + (0 if reads else 1)
+            codes.append(code)
+            ranks.append(rank)
+        return codes
+
+    def _on_batch(self, b: SampleBatch) -> list[Event]:
+        """_on_samples of a SampleBatch, read from its columns: the same rejections, events and
+        state, in the same order, without building a Sample per value.
+
+        Per series id (cached, _series_codes) the machine and whether the engine reads the
+        value. The samples are grouped by machine with one sort of their codes; a machine's
+        samples the engine reads (state, counters, LOT) are fed one by one in engine order
+        (_order), exactly as _feed_run feeds them; the others (temperatures, vibration, ...)
+        only prove the machine is talking, and when the batch can change nothing else about
+        the machine — its clock is set, the batch closes no shift (every sample before the
+        machine's next shift close) and no gap longer than the comm timeout can lie inside
+        it (newest sample within the timeout of the newest one seen before) — their effect is
+        just the machine's newest time and the count of late ones: a max() and a min().
+        Anything else (a machine's first batch, a silence, a shift close, a batch with a name
+        that is not text or a time that is not an int) takes the per-Sample path, for that
+        machine or for the whole batch."""
+        sid, ts, value, qual = b.sid, b.ts, b.value, b.quality
+        n = len(sid)
+        info = self._series_codes()
+        try:
+            codes = list(map(info.__getitem__, sid))
+            usual = n > 0 and set(map(type, ts)) == _INT and min(codes) != _ODD
+        except (IndexError, TypeError):  # an id SERIES does not have, or not an int at all
+            usual = False
+        if not usual:
+            return self._on_samples(b)
+        events: list[Event] = []
+        wall = self.clock() if self.clock else None
+        unknown = codes.count(_UNKNOWN)
+        if unknown:
+            self.rejects.reject("unknown_machine", "/".join(SERIES.machine[sid[codes.index(_UNKNOWN)]]), unknown)
+        if wall is not None:
+            limit = wall + MAX_FUTURE_NS
+            oldest = wall - RETAIN_NS  # see _on_samples
+            if max(ts) > limit or min(ts) < oldest:
+                self._reject_times(codes, sid, ts, limit, oldest)
+        # group by machine: positions sorted by code (stable: arrival order within a code)
+        order = sorted(range(n), key=codes.__getitem__)
+        sc = list(map(codes.__getitem__, order))
+        groups: dict[int, list] = {}  # slot -> [first position, read positions, liveness positions]
+        p = bisect_left(sc, 0)
+        while p < n:
+            c = sc[p]
+            q = bisect_right(sc, c, p)
+            pos = order[p:q]
+            g = groups.get(c >> 1)
+            if g is None:
+                groups[c >> 1] = g = [pos[0], [], []]
+            elif pos[0] < g[0]:
+                g[0] = pos[0]
+            g[1 + (c & 1)] = pos
+            p = q
+        allfloat = None
+        # machines in the order of their first sample, as _on_samples meets them
+        for slot in sorted(groups, key=lambda k: groups[k][0]):
+            _, reads, alive = groups[slot]
+            if alive and allfloat is None:
+                allfloat = set(map(type, value)) == _FLOAT
+            run = self.runs[self._slot_keys[slot]]
+            before = run.tracker.last_seen_ns
+            self._feed_run_batch(run, b, reads, alive, bool(allfloat), events)
+            newest = run.tracker.last_seen_ns
+            if newest is not None and newest != before:
+                if wall is not None:
+                    run.offset_ns = newest - wall
+                events.extend(self._advance(run, newest))
         return events
+
+    def _reject_times(self, codes: list[int], sid: list[int], ts: list[int], limit: int, oldest: int) -> None:
+        """Count the samples of known machines too far in the future or the past (_on_samples'
+        rules) and mark them _UNKNOWN in codes, so that nothing else sees them."""
+        future = old = 0
+        fdetail = odetail = ""
+        for i, t in enumerate(ts):
+            if codes[i] < 0:
+                continue
+            if t > limit:
+                future += 1
+                fdetail = fdetail or "/".join(SERIES.machine[sid[i]])
+                codes[i] = _UNKNOWN
+            elif t < oldest:
+                old += 1
+                odetail = odetail or "/".join(SERIES.machine[sid[i]])
+                codes[i] = _UNKNOWN
+        if future:
+            self.rejects.reject("timestamp_in_future", fdetail, future)
+        if old:
+            self.rejects.reject("timestamp_too_old", odetail, old)
+
+    def _feed_run_batch(self, run: MachineRun, b: SampleBatch, reads: list[int], alive: list[int],
+                        allfloat: bool, events: list[Event]) -> None:
+        """One machine's samples of a batch (positions: `reads` the engine reads, `alive` the
+        others), with the events and state _feed_run gives for them in engine order.
+
+        The samples read are fed one by one in engine order (time, rank, arrival). The others
+        only prove the machine talks (numbers; text not even that) and can matter through
+        the shift close check alone (_feed_run advances the machine's clock before the first
+        sample at or past its next close). They are taken in bulk (_alive: the newest time,
+        the count of late ones, and one by one only a sample ending a silence longer than the
+        comm timeout; those past the next shift close one by one), all those strictly
+        earlier than a sample read that comes after a silence (or is the machine's first, or
+        is past the shift close), and the rest at the end: between two such, no liveness
+        sample can end a silence or change how a sample read is taken (late is late against
+        the newest time before the batch, and a silence the sample read does not see cannot
+        hold one). A liveness sample at the same time as a sample read is taken after it: at
+        one time, whichever comes first closes the same silence with the same intervals and
+        nothing else happens between them."""
+        ts, sid, ranks, value = b.ts, b.sid, self._sid_rank, b.value
+        ft: list[int] = []
+        xt: list[int] = []
+        xpos: list[int] = []
+        fpos = alive
+        if alive:
+            if not allfloat:
+                isf = list(map(isinstance, map(value.__getitem__, alive), repeat(float)))
+                fpos = list(compress(alive, isf))
+                xpos = list(compress(alive, map(not_, isf)))
+                xpos.sort(key=ts.__getitem__)
+                xt = list(map(ts.__getitem__, xpos))
+            fpos = sorted(fpos, key=ts.__getitem__)  # stable: arrival order among equal times
+            ft = list(map(ts.__getitem__, fpos))
+        items = sorted([(ts[i], ranks[sid[i]], i) for i in reads])
+        t = run.tracker
+        state_before = (t.state, t.code, t.since_ns)
+        if run.watermark is None:
+            events.extend(self._advance(run, min(chain(ft[:1], xt[:1], (x[0] for x in items[:1])))))
+        cur = [0, 0, t.last_seen_ns]  # liveness samples taken so far (numbers, text); the newest time before
+        others = bool(ft or xt)
+        timeout = t.timeout_ns
+        for tsi, _, i in items:
+            # the earlier liveness samples can only matter to this one, or say anything
+            # themselves, when it comes after a silence or past the shift close: else they wait
+            if others and (t.last_seen_ns is None or tsi - t.last_seen_ns > timeout or tsi >= run.next_due_ns):
+                self._alive_until(run, b, tsi, ft, fpos, xt, xpos, cur, events)
+            if tsi >= run.next_due_ns:  # type: ignore[operator]  # set by _advance
+                events.extend(self._advance(run, run.next_due_ns))  # type: ignore[arg-type]
+            self._feed_item(run, b, i, tsi, events)
+        if others:
+            self._alive_until(run, b, None, ft, fpos, xt, xpos, cur, events)
+        self._feed_tail(run, state_before, events)
+
+    def _feed_item(self, run: MachineRun, b: SampleBatch, i: int, tsi: int, events: list[Event]) -> None:
+        """_feed_run's step for the sample at position i of b (after the shift close check)."""
+        q = b.quality
+        bad = q is not None and _quality(q[i]) == Quality.BAD
+        closed, lot_changed = run.feed_value(SERIES.keys[b.sid[i]][3], b.value[i], tsi, bad, self.track_lots)
+        if lot_changed:
+            events.append(Event("lot", tsi, *run.key, "", {"lot": run.lot, "product": run.product}))
+        if closed:
+            first = len(run.intervals) - len(closed)
+            for k, iv in enumerate(closed):
+                if self.warming and iv.start_ns == run.opened_ns:
+                    continue
+                prev = run.intervals[first + k - 1].state.value if first + k > 0 else None
+                events.append(_state_event(run, iv, iv.end_ns, prev))
+
+    def _alive_until(self, run: MachineRun, b: SampleBatch, limit: Optional[int], ft: list[int], fpos: list[int],
+                     xt: list[int], xpos: list[int], cur: list[int], events: list[Event]) -> None:
+        """Take the liveness samples (numbers: times ft at positions fpos; text: xt, xpos; both
+        sorted, cur = how many of each are taken) earlier than `limit` (None: all)."""
+        j, jx = cur[0], cur[1]
+        due = run.next_due_ns
+        before_due = limit is not None and limit <= due  # type: ignore[operator]
+        stop = limit if before_due else due
+        k = bisect_left(ft, stop, j)
+        if k > j:
+            self._alive(run, b, ft, fpos, j, k, cur[2], events)
+        jx = bisect_left(xt, stop, jx)
+        if not before_due:
+            # past the next shift close: one by one, as _feed_run takes them (rare)
+            k2 = len(ft) if limit is None else bisect_left(ft, limit, k)
+            x2 = len(xt) if limit is None else bisect_left(xt, limit, jx)
+            if k2 > k or x2 > jx:
+                ts, sid, ranks = b.ts, b.sid, self._sid_rank
+                for tsi, _, i in sorted([(ts[i], ranks[sid[i]], i) for i in chain(fpos[k:k2], xpos[jx:x2])]):
+                    if tsi >= run.next_due_ns:  # type: ignore[operator]
+                        events.extend(self._advance(run, run.next_due_ns))  # type: ignore[arg-type]
+                    self._feed_item(run, b, i, tsi, events)
+                k, jx = k2, x2
+        cur[0], cur[1] = k, jx
+
+    def _alive(self, run: MachineRun, b: SampleBatch, ft: list[int], fpos: list[int], j: int, k: int,
+               before: Optional[int], events: list[Event]) -> None:
+        """Numeric liveness samples ft[j:k] (sorted, all before the next shift close), as
+        feeding them one by one in engine order would take them: the first sample the machine
+        ever sent opens its first interval; those older than `before` (the machine's newest
+        time before this batch) are late; those not newer than a sample read already fed lie
+        where no silence can be (see _feed_run_batch); among the rest, a sample after a
+        silence longer than the comm timeout closes it (these fed as samples), and the others
+        only move the newest time."""
+        t = run.tracker
+        if t.last_seen_ns is None:
+            self._feed_item(run, b, fpos[j], ft[j], events)
+            j += 1
+        if before is not None and j < k and ft[j] < before:
+            m = bisect_left(ft, before, j, k)
+            t.late += m - j
+            j = m
+        seen = t.last_seen_ns
+        if j < k and ft[j] <= seen:  # type: ignore[operator]
+            j = bisect_right(ft, seen, j, k)
+        if j >= k:
+            return
+        timeout = t.timeout_ns
+        if ft[k - 1] - seen > timeout:  # type: ignore[operator]
+            # silences inside: each is closed by the sample after it
+            gaps = list(compress(range(j, k), map(timeout.__lt__, map(sub, islice(ft, j, k),
+                                                                       chain((seen,), islice(ft, j, k - 1))))))
+            for g in gaps:
+                if g > j:
+                    t.last_seen_ns = ft[g - 1]
+                self._feed_item(run, b, fpos[g], ft[g], events)
+        if ft[k - 1] > t.last_seen_ns:  # type: ignore[operator]
+            t.last_seen_ns = ft[k - 1]
 
     def _flush_counts(self, run: MachineRun, machine_now: Optional[int]) -> list[Event]:
         """counts events for the minutes that are complete: the machine has reported past them,

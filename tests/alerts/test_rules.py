@@ -272,3 +272,15 @@ def test_a_restored_comm_alarm_stays_until_the_machine_is_heard_from(config):
     e.seed(aid, active=True, suppressed=False)  # what the lifecycle had before the restart
     assert e.tick(T0) == [] and e.tick(T0 + 5 * S) == []
     assert [(t.alarm_id, t.action) for t in e.feed([vib(6, 1.0)])] == [(aid, "clear")]
+
+
+def test_a_message_renders_whatever_the_values_are():
+    """A restored alarm unsuppressed before any reading has no value: its message still
+    renders (the field shown plainly), it does not raise out of the evaluator."""
+    from alerts.rules import render
+
+    assert render("{machine_name} {value:.1f} {unit} (limit {limit})", {"machine_name": "M1", "value": None,
+                                                                          "unit": "mm/s", "limit": 9.0}) == \
+        "M1 None mm/s (limit 9.0)"
+    assert render("{value:.1f} over {limit:.0f}", {"value": "x", "limit": 9.0}) == "x over 9"
+    assert render("{value:.1f} {missing}", {"value": 9.25}) == "9.2 ?"
