@@ -77,7 +77,9 @@ opcua:
 
 
 # ------------------------------------------------------------------ server process
-async def serve(port: int, n: int, rate: float) -> None:
+async def serve(port: int, n: int, rate: float, stamp_write: bool = False) -> None:
+    """stamp_write: each value's ServerTimestamp is the time of its write (else the round's
+    start, like its SourceTimestamp): the server's own lag, for --stages."""
     from asyncua import Server, ua
 
     server = Server()
@@ -99,7 +101,8 @@ async def serve(port: int, n: int, rate: float) -> None:
             now = datetime.now(timezone.utc)
             for nid in nids:
                 await aspace.write_attribute_value(nid, ua.AttributeIds.Value, ua.DataValue(
-                    ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+                    ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now,
+                    ServerTimestamp=datetime.now(timezone.utc) if stamp_write else now))
             writes += len(nids)
             if rate > 0:
                 # paced: one round of n writes every n/rate seconds
@@ -128,11 +131,12 @@ class CountingSink:
             self.batches += 1
 
 
-async def _collector_capacity(config, endpoint, seconds: float) -> float:
+async def _collector_capacity(config, endpoint, seconds: float, columnar: bool = True) -> float:
     """Samples/s the collector side alone sustains on one core: decode a recorded publish
     response of one change per signal, dispatch it to the collector's handler, convert and
     submit. No server and no network (those are measured end to end above). Reaches into
-    asyncua's Subscription and the collector's handler: it is a measurement, not an API."""
+    asyncua's Subscription and the collector's handler: it is a measurement, not an API.
+    columnar: the batch path (one SampleBatch per notification), else the per-item path."""
     from asyncua import ua
     from asyncua.common.node import Node
     from asyncua.common.subscription import Subscription, SubscriptionItemData
@@ -140,7 +144,7 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
     from asyncua.observer import NULL_OBSERVER
     from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
-    from collectors.opcua import OpcuaCollector, _dispatch_directly, _DataChangeHandler
+    from collectors.opcua import OpcuaCollector, _DataChangeHandler, _deliver_batches, _dispatch_directly
     from gwanje.config import Secrets
 
     class Session:
@@ -150,7 +154,8 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
     col = OpcuaCollector(config, endpoint, sink, Secrets.from_env({}))
     handler = _DataChangeHandler(col, {}, asyncio.get_running_loop(), asyncio.Event())
     sub = Subscription(Session(), ua.CreateSubscriptionParameters(), handler)  # type: ignore[arg-type]
-    _dispatch_directly(sub, handler)
+    if not (columnar and _deliver_batches(sub, handler)):
+        _dispatch_directly(sub, handler)
     now = datetime.now(timezone.utc)
     items = []
     for handle, sig in enumerate(col.signals, start=1):
@@ -161,6 +166,7 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
         handler._keys[nid] = sig
         items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=ua.DataValue(
             ua.Variant(float(handle), ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)))
+    handler.map_handles()
     response = ua.PublishResponse()
     response.Parameters.SubscriptionId = 1
     response.Parameters.NotificationMessage.SequenceNumber = 1
@@ -184,9 +190,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="server writes per second (default 0: as fast as it can)")
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--stamp-write", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.variables, args.rate))
+        asyncio.run(serve(args.serve, args.variables, args.rate, args.stamp_write))
         return
 
     import asyncua
@@ -251,10 +258,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         write_config(Path(d), args.variables, url)
         config = load_config(d, env={})
-        caps = [asyncio.run(_collector_capacity(config, config.endpoint("bench"), min(args.seconds, 3.0)))
-                for _ in range(args.runs)]
-    print("collector side alone (decode + handler + normalize + submit, one core): "
-          + ", ".join(f"{c:,.0f}" for c in caps) + f" -> median {statistics.median(caps):,.0f} samples/s")
+        caps: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.runs):  # the two paths interleaved
+            for columnar in (False, True):
+                caps[columnar].append(asyncio.run(_collector_capacity(
+                    config, config.endpoint("bench"), min(args.seconds, 3.0), columnar)))
+    for columnar, label in ((False, "per-item path"), (True, "batch path")):
+        c = caps[columnar]
+        print(f"collector side alone, {label} (decode + handler + normalize + submit, one core): "
+              + ", ".join(f"{x:,.0f}" for x in c) + f" -> median {statistics.median(c):,.0f} samples/s")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

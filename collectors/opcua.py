@@ -8,10 +8,12 @@ back-off (reconnect_min_s .. reconnect_max_s), connects again and recreates the 
 
 Data changes arrive at a handler object (not asyncua's iterator-style subscription, whose
 1,000-item queue silently drops values when the consumer lags). The handler only converts:
-source timestamp -> Sample.ts, status code severity -> Quality, value -> float or str through
-gwanje.normalize.Normalizer; the samples of one publish response go to the sink in one submit,
-and the newest source time of each publish response (rejected-as-future included) against its
-receive time is one observation of the endpoint's clock offset (collectors.clock).
+source timestamp -> ts, status code severity -> quality, value -> float or str by the rules of
+gwanje.normalize.Normalizer; it takes each DataChangeNotification whole and decodes its
+monitored items into the columns of one gwanje.batch.SampleBatch (series id per client handle
+looked up once, at subscribe time), so the samples of one publish response go to the sink in
+one submit, and the newest source time of each publish response (rejected-as-future included)
+against its receive time is one observation of the endpoint's clock offset (collectors.clock).
 
 During an outage nothing is emitted (never invented values): status().connected is False and
 the engine treats the silence as unknown. A Bad status is forwarded with quality BAD only when
@@ -68,9 +70,10 @@ from urllib.parse import urlsplit, urlunsplit
 from collectors.base import SampleSink, SourceStatus
 from collectors.clock import ClockOffsets
 from collectors.opcua_trust import ServerNotTrusted, TrustList, fingerprint, to_der
+from gwanje.batch import SERIES, SampleBatch
 from gwanje.config import Config, OpcuaEndpoint, Secrets
 from gwanje.model import BadValue, Quality, Sample, now_ns
-from gwanje.normalize import FutureTimestamp, Normalizer
+from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer
 from gwanje.rejects import Rejects
 
 log = logging.getLogger("gwanje.collectors.opcua")
@@ -257,12 +260,29 @@ _outage_filter = _OutageIsNotACrash()
 
 
 # --------------------------------------------------------------------------- the handler
+_SEVERITY_CODE = (0, 1, 2, 2)  # status severity (top two bits) -> Quality.code (quality_of)
+_INT_FLOAT = 1 << 1023  # ints below this convert to float without OverflowError
+
+
 class _DataChangeHandler:
-    """datachange_notification is called once per monitored-item change while one publish
-    response is unpacked (directly, see _dispatch_directly; or by asyncua in one task per
-    change). The first call of a publish schedules a flush with call_soon, which runs after the
-    unpacking and after every task it scheduled, so the samples of one publish response reach
-    the sink in one submit."""
+    """Turns the data changes of one publish response into one submit.
+
+    Batch path (the default, _deliver_batches): asyncua hands over each DataChangeNotification
+    whole; its MonitoredItems are decoded into columns (sid, ts, value, quality) with the
+    signal of each client handle looked up once (`_items`, built at subscribe time), and the
+    columns become one gwanje.batch.SampleBatch. No Sample and no asyncua event object per
+    change. Values and times of the common kind (a finite number for a numeric signal, a
+    source time in range) are checked inline; anything else goes through to_sample, the rules
+    the per-item path applies, so both paths accept, mark and reject exactly the same.
+
+    Per-item path (columnar=False, or an asyncua without the hook): datachange_notification
+    is called once per change (directly, see _dispatch_directly; or by asyncua in one task per
+    change) and builds a Sample each. It is the reference the batch path is tested against.
+
+    Either way the first change of a publish schedules a flush with call_soon, which runs
+    after the unpacking (and after every task asyncua scheduled), so the samples of one
+    publish response reach the sink in one submit, and the newest source time of the publish
+    (rejected-as-future included) is one clock observation."""
 
     def __init__(self, owner: "OpcuaCollector", keys: dict[Any, MonitoredSignal],
                  loop: asyncio.AbstractEventLoop, lost: asyncio.Event) -> None:
@@ -270,10 +290,21 @@ class _DataChangeHandler:
         self._keys = keys
         self._loop = loop
         self._lost = lost
-        self._batch: list[Sample] = []
+        self._sub: Any = None  # the asyncua Subscription (batch path: its client handles)
+        self._batch: list[Sample] = []  # per-item path
+        # batch path: the columns of this publish
+        self._sid: list[int] = []
+        self._ts: list[int] = []
+        self._value: list[Any] = []
+        self._quality: list[int] = []
+        self._any_bad = False
+        # client handle -> (signal, series id, numeric: its kind takes floats only)
+        self._items: dict[int, tuple[MonitoredSignal, int, bool]] = {}
+        self._future_ns = owner.normalizer.future_tolerance_ns
         self._newest = 0  # newest source time of this publish, rejected-as-future included
         self._flush_scheduled = False
 
+    # ------------------------------------------------------------ per-item path
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
         owner = self._owner
         owner._changes += 1
@@ -284,10 +315,7 @@ class _DataChangeHandler:
         try:
             sample = to_sample(owner.normalizer, sig, val, data.monitored_item.Value)
         except BadValue as e:
-            st = data.monitored_item.Value.StatusCode
-            owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
-            if type(e) is FutureTimestamp:
-                self._saw(e.ts)
+            self._rejected(e, sig, val, data.monitored_item.Value.StatusCode)
             return
         st = data.monitored_item.Value.StatusCode
         if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
@@ -296,6 +324,11 @@ class _DataChangeHandler:
         self._batch.append(sample)
         self._saw(sample.ts)
 
+    def _rejected(self, e: BadValue, sig: MonitoredSignal, val: Any, st: Any) -> None:
+        self._owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+        if type(e) is FutureTimestamp:
+            self._saw(e.ts)
+
     def _saw(self, ts: int) -> None:
         if ts > self._newest:
             self._newest = ts
@@ -303,6 +336,125 @@ class _DataChangeHandler:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    # ------------------------------------------------------------ batch path
+    def map_handles(self) -> None:
+        """(Re)build client handle -> signal from the subscription's monitored items; called
+        once the items are created. Handles seen before that are resolved on first sight."""
+        self._items = {}
+        for handle in list(getattr(self._sub, "_monitored_items", {})):
+            self._item(handle)
+
+    def _item(self, handle: Any) -> Any:
+        """The (signal, sid, numeric) of a client handle, cached; None for a handle asyncua
+        does not know (it warns and skips those); (None, node id text, False) for a node that
+        is not one of our signals."""
+        data = self._sub._monitored_items.get(handle) if self._sub is not None else None
+        if data is None or data.node is None:
+            log.warning("%s: notification for unknown client handle %s", self._owner.name, handle)
+            return None
+        sig = self._keys.get(data.node.nodeid)
+        if sig is None:
+            return (None, data.node.nodeid.to_string(), False)  # not cached: counted each time
+        kind = self._owner.normalizer._kinds.get(sig.key)
+        item = (sig, SERIES.id(*sig.key), kind is not None and kind != "text")
+        self._items[handle] = item
+        return item
+
+    def datachange_batch(self, notification: Any) -> None:
+        """One DataChangeNotification -> columns appended to this publish's batch. Never
+        raises: a change that cannot be handled is logged and skipped (as per item)."""
+        owner = self._owner
+        items = self._items
+        sids, tss, values, quals = self._sid, self._ts, self._value, self._quality
+        # a source time at most this far ahead is accepted without asking the clock again
+        # (the normalizer reads it per sample; now only grows, so this is never laxer)
+        limit = now_ns() + self._future_ns
+        newest = self._newest
+        changes = 0
+        saw = False
+        any_bad = False
+        last_src: Any = None
+        last_pico: Any = None
+        last_ns = 0
+        for mi in notification.MonitoredItems:
+            try:
+                item = items.get(mi.ClientHandle)
+                if item is None:
+                    item = self._item(mi.ClientHandle)
+                    if item is None:
+                        continue
+                changes += 1
+                sig, sid, numeric = item
+                if sig is None:
+                    owner.rejects.reject("unknown_node", sid)
+                    continue
+                dv = mi.Value
+                variant = dv.Value if dv is not None else None
+                val = variant.Value if variant is not None else None
+                tv = type(val)
+                if numeric and (tv is float or (tv is int and -_INT_FLOAT < val < _INT_FLOAT)):
+                    st = dv.StatusCode
+                    code = st.value if st is not None else 0
+                    src = dv.SourceTimestamp
+                    pico = dv.SourcePicoseconds
+                    if src is not None and src == last_src and pico == last_pico:
+                        ts = last_ns
+                    else:
+                        ts = datetime_ns(src, pico)
+                        if ts:
+                            last_src, last_pico, last_ns = src, pico, ts
+                        else:
+                            ts = datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
+                    v = float(val)
+                    if ts is not None and MIN_TS <= ts <= limit and v - v == 0.0:  # finite
+                        q = _SEVERITY_CODE[(code >> _STATUS_SEVERITY_SHIFT) & 3]
+                        if st is not None and code & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                            owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
+                        sids.append(sid)
+                        tss.append(ts)
+                        values.append(v)
+                        quals.append(q)
+                        if q:
+                            any_bad = True
+                        if ts > newest:
+                            newest = ts
+                        saw = True
+                        continue
+                # everything else: the per-item rules, exactly
+                try:
+                    sample = to_sample(owner.normalizer, sig, val, dv)
+                except BadValue as e:
+                    st = dv.StatusCode
+                    owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+                    if type(e) is FutureTimestamp:
+                        if e.ts > newest:
+                            newest = e.ts
+                        saw = True
+                    continue
+                st = dv.StatusCode
+                if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                    owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
+                q = sample.quality.code
+                sids.append(sid)
+                tss.append(sample.ts)
+                values.append(sample.value)
+                quals.append(q)
+                if q:
+                    any_bad = True
+                if sample.ts > newest:
+                    newest = sample.ts
+                saw = True
+            except Exception:  # never let one bad notification stop the publish loop
+                log.exception("%s: data change handler failed", owner.name)
+        owner._changes += changes
+        if any_bad:
+            self._any_bad = True
+        self._newest = newest
+        if saw and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    # ------------------------------------------------------------ both
     def status_change_notification(self, status: Any) -> None:
         code = getattr(getattr(status, "Status", None), "value", 0)
         if quality_of(code) is not Quality.GOOD:
@@ -318,15 +470,39 @@ class _DataChangeHandler:
             self._owner.clock.observe(self._owner.endpoint.name, newest, now_ns())
         if batch:
             self._owner._deliver(batch)
+        if self._sid:
+            columns = SampleBatch(self._sid, self._ts, self._value, self._quality if self._any_bad else None)
+            self._sid, self._ts, self._value, self._quality, self._any_bad = [], [], [], [], False
+            self._owner._deliver(columns)
+
+
+def _deliver_batches(sub: Any, handler: _DataChangeHandler) -> bool:
+    """The batch path: asyncua's Subscription turns each DataChangeNotification of a publish
+    into one event per change (_explode_datachange) and delivers each; the handler takes the
+    notification whole instead (publish_callback iterates what the hook returns: nothing).
+    Status changes and events keep asyncua's path. False (nothing changed) for an asyncua
+    without the hook or without the client handle map (_monitored_items)."""
+    if not callable(getattr(sub, "_explode_datachange", None)) or not isinstance(
+            getattr(sub, "_monitored_items", None), dict):
+        return False
+    handler._sub = sub
+
+    def explode_datachange(notification: Any) -> tuple[()]:
+        handler.datachange_batch(notification)
+        return ()
+
+    sub._explode_datachange = explode_datachange
+    return True
 
 
 def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
-    """Call the handler for data changes in the publish callback instead of in one new asyncio
-    task per notification. asyncua 2.x spawns that task so a slow handler cannot block its
-    publish loop; ours never awaits and takes ~10 µs, less than the task costs. Measured like
-    bench/opcua_ingest.py's collector-side figure (decode + dispatch + convert, one core):
-    55k -> 85k changes/s on a quiet machine, 13k -> 31k on a loaded one. Other events (status
-    changes) keep asyncua's path. Without the hook (other asyncua versions) nothing changes."""
+    """Per-item path: call the handler for data changes in the publish callback instead of in
+    one new asyncio task per notification. asyncua 2.x spawns that task so a slow handler
+    cannot block its publish loop; ours never awaits and takes ~10 µs, less than the task
+    costs. Measured like bench/opcua_ingest.py's collector-side figure (decode + dispatch +
+    convert, one core): 55k -> 85k changes/s on a quiet machine, 13k -> 31k on a loaded one.
+    Other events (status changes) keep asyncua's path. Without the hook (other asyncua
+    versions) nothing changes."""
     from asyncua.common.subscription import DataChangeEvent
 
     original = getattr(sub, "_deliver", None)
@@ -348,14 +524,17 @@ def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
 # --------------------------------------------------------------------------- the collector
 class OpcuaCollector:
     """collectors.base.Collector for one OPC UA endpoint. `url` overrides endpoint.url;
-    `watchdog_s` (tests, very quiet links) is how often a silent server is probed."""
+    `watchdog_s` (tests, very quiet links) is how often a silent server is probed.
+    `columnar` False: the per-item path (one handler call and one Sample per change) instead
+    of the batch path (_DataChangeHandler), for comparing the two."""
 
     kind = "opcua"
 
     def __init__(self, config: Config, endpoint: OpcuaEndpoint, sink: SampleSink, secrets: Secrets,
                  url: str | None = None, *, watchdog_s: float = _WATCHDOG_S,
-                 trust_dir: Optional[Path] = None) -> None:
+                 trust_dir: Optional[Path] = None, columnar: bool = True) -> None:
         self.config = config
+        self.columnar = columnar
         # the server certificates we accept (collectors.opcua_trust); None: not checked
         self.trust = TrustList(trust_dir) if trust_dir is not None else None
         self._refused: set[str] = set()  # fingerprints refused so far (logged and counted once each)
@@ -543,8 +722,10 @@ class OpcuaCollector:
             loop = asyncio.get_running_loop()
             handler = _DataChangeHandler(self, {}, loop, lost)
             sub = await client.create_subscription(subscription_parameters(ep, ua), handler)
-            _dispatch_directly(sub, handler)
+            if not (self.columnar and _deliver_batches(sub, handler)):
+                _dispatch_directly(sub, handler)
             self._subscribed = await self._monitor(client, sub, handler, ua)
+            handler.map_handles()
         except BaseException:  # including the connect timeout's cancellation: leave no half-open client
             await self._close(client)
             raise
