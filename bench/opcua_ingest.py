@@ -38,7 +38,9 @@ def signal_id(s: int) -> str:
     return "state" if s == 0 else f"s{s:02d}"
 
 
-def write_config(directory: Path, n: int, url: str) -> None:
+def write_config(directory: Path, n: int, url: str, publishing_ms: float = 100.0) -> None:
+    """plant.yaml + system.yaml for n bench variables on one endpoint (sampling 0, queue 100,
+    the given publishing interval: without it the config's default, 1,000 ms, would apply)."""
     machines = (n + SIGNALS_PER_MACHINE - 1) // SIGNALS_PER_MACHINE
     signals = "\n".join(
         f"      - {{id: {signal_id(s)}, name: {{ko: 신호 {s}, en: Signal {s}}}"
@@ -72,7 +74,7 @@ sites:
     (directory / "system.yaml").write_text(f"""\
 opcua:
   endpoints:
-    - {{name: bench, url: "{url}", sampling_ms: 0, queue_size: 100}}
+    - {{name: bench, url: "{url}", sampling_ms: 0, queue_size: 100, publishing_ms: {publishing_ms:g}}}
 """, encoding="utf-8")
 
 
