@@ -138,7 +138,8 @@ async def _collector_capacity(config, endpoint, seconds: float, columnar: bool =
     response of one change per signal, dispatch it to the collector's handler, convert and
     submit. No server and no network (those are measured end to end above). Reaches into
     asyncua's Subscription and the collector's handler: it is a measurement, not an API.
-    columnar: the batch path (one SampleBatch per notification), else the per-item path."""
+    columnar: the batch path (the response decoded by collectors.opcua_wire, one SampleBatch
+    per notification), else the per-item path (asyncua's decoder, one Sample per change)."""
     from asyncua import ua
     from asyncua.common.node import Node
     from asyncua.common.subscription import Subscription, SubscriptionItemData
@@ -147,6 +148,7 @@ async def _collector_capacity(config, endpoint, seconds: float, columnar: bool =
     from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
     from collectors.opcua import OpcuaCollector, _DataChangeHandler, _deliver_batches, _dispatch_directly
+    from collectors.opcua_wire import decode_publish_response
     from gwanje.config import Secrets
 
     class Session:
@@ -174,9 +176,11 @@ async def _collector_capacity(config, endpoint, seconds: float, columnar: bool =
     response.Parameters.NotificationMessage.SequenceNumber = 1
     response.Parameters.NotificationMessage.NotificationData = [ua.DataChangeNotification(MonitoredItems=items)]
     wire = struct_to_binary(response)
+    # as the collector decodes: collectors.opcua_wire on the batch path, asyncua's decoder else
+    decode = decode_publish_response if columnar else (lambda buf: struct_from_binary(ua.PublishResponse, buf))
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        decoded = struct_from_binary(ua.PublishResponse, Buffer(wire))
+        decoded = decode(Buffer(wire))
         await sub.publish_callback(decoded.Parameters)
         await asyncio.sleep(0)  # the handler's flush (call_soon) runs here
     await asyncio.sleep(0)

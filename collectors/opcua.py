@@ -70,6 +70,7 @@ from urllib.parse import urlsplit, urlunsplit
 from collectors.base import SampleSink, SourceStatus
 from collectors.clock import ClockOffsets
 from collectors.opcua_trust import ServerNotTrusted, TrustList, fingerprint, to_der
+from collectors.opcua_wire import SLOW, ItemColumns, decode_publish_response
 from gwanje.batch import SERIES, SampleBatch
 from gwanje.config import Config, OpcuaEndpoint, Secrets
 from gwanje.model import BadValue, Quality, Sample, now_ns
@@ -361,11 +362,25 @@ class _DataChangeHandler:
         return item
 
     def datachange_batch(self, notification: Any) -> None:
-        """One DataChangeNotification -> columns appended to this publish's batch. Never
-        raises: a change that cannot be handled is logged and skipped (as per item)."""
+        """One DataChangeNotification -> columns appended to this publish's batch. Its
+        MonitoredItems are collectors.opcua_wire.ItemColumns (decoded by us) or asyncua's
+        objects (a response asyncua decoded). Never raises: a change that cannot be handled is
+        logged and skipped (as per item)."""
+        items = notification.MonitoredItems
+        if isinstance(items, ItemColumns):
+            self._take(items.handle, items.value, items.code, items.ts, items.item)
+        elif items:
+            self._take(*_object_columns(items))
+
+    def _take(self, handles: list[int], values: list[Any], codes: list[int], tss: list[Any],
+              item_at: Any) -> None:
+        """The core of the batch path. Per change: its client handle, its value (SLOW: only
+        item_at(i), the asyncua MonitoredItemNotification, tells), status code and time (ns or
+        None). A finite number (or Boolean) for a numeric signal at a time in range is taken
+        here; anything else goes through to_sample with item_at(i), the per-item rules."""
         owner = self._owner
         items = self._items
-        sids, tss, values, quals = self._sid, self._ts, self._value, self._quality
+        sids, out_ts, out_values, quals = self._sid, self._ts, self._value, self._quality
         # a source time at most this far ahead is accepted without asking the clock again
         # (the normalizer reads it per sample; now only grows, so this is never laxer)
         limit = now_ns() + self._future_ns
@@ -373,14 +388,11 @@ class _DataChangeHandler:
         changes = 0
         saw = False
         any_bad = False
-        last_src: Any = None
-        last_pico: Any = None
-        last_ns = 0
-        for mi in notification.MonitoredItems:
+        for i, (handle, v, code, ts) in enumerate(zip(handles, values, codes, tss)):
             try:
-                item = items.get(mi.ClientHandle)
+                item = items.get(handle)
                 if item is None:
-                    item = self._item(mi.ClientHandle)
+                    item = self._item(handle)
                     if item is None:
                         continue
                 changes += 1
@@ -388,31 +400,24 @@ class _DataChangeHandler:
                 if sig is None:
                     owner.rejects.reject("unknown_node", sid)
                     continue
-                dv = mi.Value
-                variant = dv.Value if dv is not None else None
-                val = variant.Value if variant is not None else None
-                tv = type(val)
-                if numeric and (tv is float or (tv is int and -_INT_FLOAT < val < _INT_FLOAT)):
-                    st = dv.StatusCode
-                    code = st.value if st is not None else 0
-                    src = dv.SourceTimestamp
-                    pico = dv.SourcePicoseconds
-                    if src is not None and src == last_src and pico == last_pico:
-                        ts = last_ns
+                if numeric and ts is not None and MIN_TS <= ts <= limit:
+                    tv = type(v)
+                    if tv is float:
+                        ok = v - v == 0.0  # finite
+                    elif tv is int:
+                        ok = -_INT_FLOAT < v < _INT_FLOAT
+                        v = float(v) if ok else v
+                    elif tv is bool:
+                        v, ok = (1.0 if v else 0.0), True
                     else:
-                        ts = datetime_ns(src, pico)
-                        if ts:
-                            last_src, last_pico, last_ns = src, pico, ts
-                        else:
-                            ts = datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
-                    v = float(val)
-                    if ts is not None and MIN_TS <= ts <= limit and v - v == 0.0:  # finite
+                        ok = False
+                    if ok:
                         q = _SEVERITY_CODE[(code >> _STATUS_SEVERITY_SHIFT) & 3]
-                        if st is not None and code & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                        if code & _OVERFLOW_BITS == _OVERFLOW_BITS:
                             owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
                         sids.append(sid)
-                        tss.append(ts)
-                        values.append(v)
+                        out_ts.append(ts)
+                        out_values.append(v)
                         quals.append(q)
                         if q:
                             any_bad = True
@@ -421,6 +426,9 @@ class _DataChangeHandler:
                         saw = True
                         continue
                 # everything else: the per-item rules, exactly
+                mi = item_at(i)
+                dv = mi.Value
+                val = dv.Value.Value if dv is not None and dv.Value is not None else None
                 try:
                     sample = to_sample(owner.normalizer, sig, val, dv)
                 except BadValue as e:
@@ -436,8 +444,8 @@ class _DataChangeHandler:
                     owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
                 q = sample.quality.code
                 sids.append(sid)
-                tss.append(sample.ts)
-                values.append(sample.value)
+                out_ts.append(sample.ts)
+                out_values.append(sample.value)
                 quals.append(q)
                 if q:
                     any_bad = True
@@ -453,6 +461,7 @@ class _DataChangeHandler:
         if saw and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
 
     # ------------------------------------------------------------ both
     def status_change_notification(self, status: Any) -> None:
@@ -474,6 +483,70 @@ class _DataChangeHandler:
             columns = SampleBatch(self._sid, self._ts, self._value, self._quality if self._any_bad else None)
             self._sid, self._ts, self._value, self._quality, self._any_bad = [], [], [], [], False
             self._owner._deliver(columns)
+
+
+def _object_columns(items: Sequence[Any]) -> tuple[list[int], list[Any], list[int], list[Any], Any]:
+    """asyncua's MonitoredItemNotifications -> the columns _DataChangeHandler._take reads:
+    handle, value (SLOW unless a number or Boolean), status code, time (ns) — the source
+    time, else the server time, as to_sample reads them (datetime_ns)."""
+    handles: list[int] = []
+    values: list[Any] = []
+    codes: list[int] = []
+    tss: list[Any] = []
+    last_src: Any = None
+    last_pico: Any = None
+    last_ns = 0
+    for mi in items:
+        handles.append(mi.ClientHandle)
+        dv = mi.Value
+        variant = dv.Value if dv is not None else None
+        v = variant.Value if variant is not None else None
+        if dv is None or type(v) not in (float, int, bool):
+            values.append(SLOW)
+            codes.append(0)
+            tss.append(None)
+            continue
+        st = dv.StatusCode
+        src, pico = dv.SourceTimestamp, dv.SourcePicoseconds
+        if src is not None and src == last_src and pico == last_pico:
+            ts = last_ns
+        else:
+            ts = datetime_ns(src, pico)
+            if ts:
+                last_src, last_pico, last_ns = src, pico, ts
+            else:
+                ts = datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
+        values.append(v)
+        codes.append(st.value if st is not None else 0)
+        tss.append(ts)
+    return handles, values, codes, tss, items.__getitem__
+
+
+def _decode_columns(client: Any) -> bool:
+    """The batch path's decoding: the client's session decodes its PublishResponses with
+    collectors.opcua_wire (data changes as columns, everything else by asyncua) instead of
+    asyncua's generic decoder. The request is built and sent as asyncua's UaSession.publish
+    does it. False (nothing changed) for an asyncua without that session method."""
+    from asyncua import ua
+    from asyncua.ua.uaerrors import UaStructParsingError
+
+    session = getattr(getattr(client, "uaclient", None), "session", None)
+    if session is None or not callable(getattr(session, "publish", None)) or not callable(
+            getattr(session, "_send_request", None)):
+        return False
+
+    async def publish(acks: list[Any]) -> Any:
+        request = ua.PublishRequest()
+        request.Parameters.SubscriptionAcknowledgements = acks if acks else []
+        data = await session._send_request(request, timeout=0)
+        try:
+            return decode_publish_response(data)
+        except Exception as ex:
+            log.exception("error parsing a publish response from the server")
+            raise UaStructParsingError from ex
+
+    session.publish = publish
+    return True
 
 
 def _deliver_batches(sub: Any, handler: _DataChangeHandler) -> bool:
@@ -719,6 +792,8 @@ class OpcuaCollector:
         client.connection_lost_callback = on_lost
         try:
             await client.connect()
+            if self.columnar:
+                _decode_columns(client)  # before the subscription starts the publish loop
             loop = asyncio.get_running_loop()
             handler = _DataChangeHandler(self, {}, loop, lost)
             sub = await client.create_subscription(subscription_parameters(ep, ua), handler)

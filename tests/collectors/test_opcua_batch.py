@@ -249,11 +249,23 @@ def _subscription(config, endpoint, columnar: bool, unknown_handle: int):
     return col, sink, sub
 
 
-async def _feed_both(config, endpoint, responses: list) -> dict:
+async def _feed_both(config, endpoint, wires: list[bytes]) -> dict:
+    """Each path decodes the publish responses as its collector would: asyncua's decoder for
+    the per-item path, collectors.opcua_wire's for the batch path (and, for every 5th
+    response, asyncua's too: a response decoded before the hook was in place)."""
+    from asyncua.common.utils import Buffer
+    from asyncua.ua.ua_binary import struct_from_binary
+
+    from collectors.opcua_wire import decode_publish_response
+
     out = {}
     for columnar in (False, True):
         col, sink, sub = _subscription(config, endpoint, columnar, unknown_handle=999)
-        for r in responses:
+        for k, wire in enumerate(wires):
+            if columnar and k % 5:
+                r = decode_publish_response(Buffer(wire)).Parameters
+            else:
+                r = struct_from_binary(ua.PublishResponse, Buffer(wire)).Parameters
             await sub.publish_callback(r)
             await asyncio.sleep(0)  # the handler's flush (call_soon)
             await asyncio.sleep(0)
@@ -263,8 +275,7 @@ async def _feed_both(config, endpoint, responses: list) -> dict:
 
 
 def test_batch_path_equals_per_item_path_on_random_publishes(plant):
-    from asyncua.common.utils import Buffer
-    from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+    from asyncua.ua.ua_binary import struct_to_binary
 
     config, endpoint = plant
     n_signals = 8
@@ -278,13 +289,14 @@ def test_batch_path_equals_per_item_path_on_random_publishes(plant):
             k += 1
             handle = rng.choice(list(range(2, 2 + n_signals)) * 4 + [1, 999])  # 1: not ours, 999: unknown
             items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=random_change(rng, now, k)))
-        result = ua.PublishResult(SubscriptionId=1)
+        response = ua.PublishResponse()
+        result = response.Parameters
+        result.SubscriptionId = 1
         result.NotificationMessage.SequenceNumber = seq
         result.NotificationMessage.NotificationData = [ua.DataChangeNotification(MonitoredItems=items)]
         if seq % 7 == 0:  # two notifications in one publish
             result.NotificationMessage.NotificationData.append(ua.DataChangeNotification(MonitoredItems=items[:3]))
-        # through the wire format, as the client sees it
-        responses.append(struct_from_binary(ua.PublishResult, Buffer(struct_to_binary(result))))
+        responses.append(struct_to_binary(response))  # the wire format, as the client gets it
 
     got = asyncio.run(_feed_both(config, endpoint, responses))
     (item_sink, item_st), (batch_sink, batch_st) = got[False], got[True]
