@@ -160,10 +160,12 @@ class LatencyStore:
 
 
 def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str, data_dir: str,
-                   listeners_on: bool, client_id: str, columnar: bool = True, stages_on: bool = False) -> None:
+                   listeners_on: bool, client_id: str, columnar: bool = True, stages_on: bool = False,
+                   flush_ms: float = 0.0) -> None:
     """Collector process: build the collect path, then answer "stats" / "reset" / "stop".
     columnar: the OPC UA collector's batch path (False: its per-item path); stages_on: time
-    stamps along the OPC UA path (bench.opcua_stages), returned with "lat"."""
+    stamps along the OPC UA path (bench.opcua_stages), returned with "lat"; flush_ms > 0
+    overrides system.yaml storage.flush_interval_ms."""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -186,7 +188,7 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
         alarms = AlarmService.from_config(config, store, oee=engine_oee(engine), env={})
         listeners = [engine.on_samples, alarms.on_samples]
     st = config.system.storage
-    pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
+    pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=(flush_ms or st.flush_interval_ms) / 1000,
                         queue_size=st.queue_size, listeners=listeners,
                         spool=open_spool(config.system.spool, data_dir))
     stages = None
@@ -231,14 +233,15 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
 
 class Collector:
     def __init__(self, kind: str, store_kind: str, env: dict, config_dir: Path, data_dir: Path,
-                 listeners_on: bool, broker_port: int = 0, columnar: bool = True, stages: bool = False) -> None:
+                 listeners_on: bool, broker_port: int = 0, columnar: bool = True, stages: bool = False,
+                 flush_ms: float = 0.0) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.client_id = f"ingest-{uuid.uuid4().hex[:8]}"
         self.broker_port = broker_port
         self.proc = ctx.Process(target=collector_main, daemon=True, args=(
             child, kind, store_kind, env, str(config_dir), str(data_dir), listeners_on, self.client_id,
-            columnar, stages))
+            columnar, stages, flush_ms))
         self.proc.start()
 
     def ask(self, cmd: str = "stats") -> dict:
@@ -393,7 +396,8 @@ def run_opcua(store: str, a, env: dict, tmp: Path) -> None:
 
     paths = OPCUA_PATHS[a.opcua_path]
     print(f"\n{store} / opcua ({a.variables} variables, publishing interval {a.publishing_ms:g} ms, "
-          f"collector path {a.opcua_path}{', stages' if a.stages else ''})", flush=True)
+          f"collector path {a.opcua_path}{', stages' if a.stages else ''}"
+          f"{f', flush {a.flush_ms:g} ms' if a.flush_ms else ''})", flush=True)
     maxes: dict[bool, list] = {p: [] for p in paths}
     lats: dict[bool, list] = {p: [] for p in paths}
     for i in range(a.runs):
@@ -439,7 +443,7 @@ def opcua_once(store: str, a, env: dict, tmp: Path, tag: str, rate: float, colum
             raise RuntimeError("bench OPC UA server did not start")
         threading.Thread(target=read, daemon=True).start()
         coll = Collector("opcua", store, env, cfg, tmp / f"data-{store}-opcua-{tag}",
-                         a.listeners == "on", columnar=columnar, stages=a.stages)
+                         a.listeners == "on", columnar=columnar, stages=a.stages, flush_ms=a.flush_ms or 0.0)
         wait_for(lambda: coll.ask()["written"] > 0, 60, "the first OPC UA samples stored")
         return opcua_run(coll, rates, a.seconds)
     finally:
@@ -465,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the OPC UA subscription's publishing interval (--mode opcua)")
     ap.add_argument("--opcua-path", choices=sorted(OPCUA_PATHS), default="batch",
                     help="the OPC UA collector's batch path, its per-item path, or both interleaved")
+    ap.add_argument("--flush-ms", type=float, help="override system.yaml storage.flush_interval_ms (--mode opcua)")
     ap.add_argument("--stages", action="store_true",
                     help="OPC UA: time stamps along the path, source time -> stored (bench.opcua_stages)")
     a = ap.parse_args(argv)

@@ -9,11 +9,12 @@ back-off (reconnect_min_s .. reconnect_max_s), connects again and recreates the 
 Data changes arrive at a handler object (not asyncua's iterator-style subscription, whose
 1,000-item queue silently drops values when the consumer lags). The handler only converts:
 source timestamp -> ts, status code severity -> quality, value -> float or str by the rules of
-gwanje.normalize.Normalizer; it takes each DataChangeNotification whole and decodes its
-monitored items into the columns of one gwanje.batch.SampleBatch (series id per client handle
-looked up once, at subscribe time), so the samples of one publish response go to the sink in
-one submit, and the newest source time of each publish response (rejected-as-future included)
-against its receive time is one observation of the endpoint's clock offset (collectors.clock).
+gwanje.normalize.Normalizer; it takes each DataChangeNotification whole, its monitored items
+decoded straight from the wire into columns (collectors.opcua_wire), and checks them into the
+columns of one gwanje.batch.SampleBatch (series id per client handle looked up once, at
+subscribe time). The samples of one publish response go to the sink in one submit, and the
+newest source time of each publish response (rejected-as-future included) against its
+receive time is one observation of the endpoint's clock offset (collectors.clock).
 
 During an outage nothing is emitted (never invented values): status().connected is False and
 the engine treats the silence as unknown. A Bad status is forwarded with quality BAD only when
@@ -268,13 +269,16 @@ _INT_FLOAT = 1 << 1023  # ints below this convert to float without OverflowError
 class _DataChangeHandler:
     """Turns the data changes of one publish response into one submit.
 
-    Batch path (the default, _deliver_batches): asyncua hands over each DataChangeNotification
-    whole; its MonitoredItems are decoded into columns (sid, ts, value, quality) with the
-    signal of each client handle looked up once (`_items`, built at subscribe time), and the
-    columns become one gwanje.batch.SampleBatch. No Sample and no asyncua event object per
-    change. Values and times of the common kind (a finite number for a numeric signal, a
-    source time in range) are checked inline; anything else goes through to_sample, the rules
-    the per-item path applies, so both paths accept, mark and reject exactly the same.
+    Batch path (the default): the session decodes each PublishResponse with
+    collectors.opcua_wire (_decode_columns: the monitored items of a DataChangeNotification
+    come as columns — handle, value, status code, time — not as objects), and asyncua hands
+    each DataChangeNotification over whole (_deliver_batches). The columns are checked into
+    the columns of one gwanje.batch.SampleBatch (sid, ts, value, quality), with the signal of
+    each client handle looked up once (`_items`, built at subscribe time). No Sample and no
+    asyncua object per change. The common kind (a finite number or a Boolean for a numeric
+    signal, a source time in range) is checked inline; anything else goes through to_sample
+    with the item as asyncua decodes it, the rules of the per-item path, so both paths
+    accept, mark and reject exactly the same (tests/collectors/test_opcua_batch.py).
 
     Per-item path (columnar=False, or an asyncua without the hook): datachange_notification
     is called once per change (directly, see _dispatch_directly; or by asyncua in one task per
@@ -461,7 +465,6 @@ class _DataChangeHandler:
         if saw and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-
 
     # ------------------------------------------------------------ both
     def status_change_notification(self, status: Any) -> None:
