@@ -25,8 +25,11 @@ way), so code that does not know the columns still works.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any, Iterator
+
+log = logging.getLogger("gwanje.collectors.opcua")
 
 # DataValue encoding mask (Part 6 5.2.2.17)
 _HAS_VALUE, _HAS_STATUS, _HAS_SOURCE, _HAS_SERVER = 0x01, 0x02, 0x04, 0x08
@@ -166,11 +169,19 @@ def decode_publish_response(data: Any) -> Any:
     from asyncua import ua
     from asyncua.ua.ua_binary import struct_from_binary
 
+    global _fallbacks
     backup = data.copy()
     try:
         return _decode(data)
-    except Exception:
+    except Exception as e:
+        _fallbacks += 1
+        if _fallbacks == 1:  # said once per process: the data still arrives, only slower
+            log.warning("a publish response was not decodable as columns (%r); asyncua decodes it "
+                        "(and any other such response) instead", e)
         return struct_from_binary(ua.PublishResponse, backup)
+
+
+_fallbacks = 0  # responses handed back to asyncua's decoder
 
 
 def _decode(data: Any) -> Any:

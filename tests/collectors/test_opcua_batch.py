@@ -174,6 +174,9 @@ def test_batch_path_delivers_exactly_what_the_per_item_path_delivers(plant):
     # queue_size: every change of a node between two publishes is kept (nothing discarded)
     ep = endpoint.model_copy(update=dict(url=server.url, publishing_ms=50, sampling_ms=0, queue_size=5000,
                                          reconnect_min_s=0.2, reconnect_max_s=1.0))
+    from collectors import opcua_wire
+
+    fallbacks = opcua_wire._fallbacks
     sinks = {True: Sink(), False: Sink()}
     cols = {c: OpcuaCollector(config, ep, sinks[c], NO_SECRETS, columnar=c) for c in (True, False)}
     try:
@@ -206,6 +209,7 @@ def test_batch_path_delivers_exactly_what_the_per_item_path_delivers(plant):
         assert (batch.messages_in, batch.samples_in) == (item.messages_in, item.samples_in)
         assert batch.messages_in >= 600 + 2 * len(nodes)
         assert_the_mix_was_exercised(batch.rejects, sinks[True].samples)
+        assert opcua_wire._fallbacks == fallbacks  # every response was decoded as columns
         # the batch path submits columns, one SampleBatch per publish; the per-item path lists
         assert all(isinstance(b, SampleBatch) for b in sinks[True].submits)
         assert not any(isinstance(b, SampleBatch) for b in sinks[False].submits)

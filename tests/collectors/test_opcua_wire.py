@@ -16,6 +16,7 @@ from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 from asyncua.ua.uatypes import MAX_OPC_FILETIME
 
 from collectors.opcua import datetime_ns
+from collectors import opcua_wire
 from collectors.opcua_wire import SLOW, ItemColumns, decode_publish_response
 
 UTC = timezone.utc
@@ -116,7 +117,9 @@ def expected_columns(mi: ua.MonitoredItemNotification) -> tuple:
 def assert_same(wire: bytes) -> int:
     """decode_publish_response == asyncua on these bytes; returns the items read inline."""
     theirs = struct_from_binary(ua.PublishResponse, Buffer(wire))
+    fallbacks = opcua_wire._fallbacks
     ours = decode_publish_response(Buffer(wire))
+    assert opcua_wire._fallbacks == fallbacks, "decoded by asyncua, not by opcua_wire"
     inline = 0
     for a, b in zip(ours.Parameters.NotificationMessage.NotificationData,
                     theirs.Parameters.NotificationMessage.NotificationData):
