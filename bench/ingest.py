@@ -34,7 +34,11 @@ Each stopped collector's persistent session is ended (a clean connect with its c
 left behind, the broker would queue every later message for it and slow the next runs.
 OPC UA has no broker to queue for it: "max" there is the server writing as fast as it can
 and the rate the collector stores while it does (the field notes: the asyncua server is the
-bottleneck near 22k changes/s); "latency" paces the server at half that.
+bottleneck near 22k changes/s); "latency" paces the server at half that. --publishing-ms sets
+the subscription's publishing interval (default 100 ms; before issue 11 the bench said 100 ms
+but left the config default, 1,000 ms, in force). --opcua-path item|batch|both: the collector's
+per-item path, its batch path (the default), or both interleaved in one run (A/B).
+--stages prints, per OPC UA measurement, where the latency goes (bench/opcua_stages.py).
 """
 from __future__ import annotations
 
@@ -156,8 +160,12 @@ class LatencyStore:
 
 
 def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str, data_dir: str,
-                   listeners_on: bool, client_id: str) -> None:
-    """Collector process: build the collect path, then answer "stats" / "reset" / "stop"."""
+                   listeners_on: bool, client_id: str, columnar: bool = True, stages_on: bool = False,
+                   flush_ms: float = 0.0) -> None:
+    """Collector process: build the collect path, then answer "stats" / "reset" / "stop".
+    columnar: the OPC UA collector's batch path (False: its per-item path); stages_on: time
+    stamps along the OPC UA path (bench.opcua_stages), returned with "lat"; flush_ms > 0
+    overrides system.yaml storage.flush_interval_ms."""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -180,9 +188,15 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
         alarms = AlarmService.from_config(config, store, oee=engine_oee(engine), env={})
         listeners = [engine.on_samples, alarms.on_samples]
     st = config.system.storage
-    pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
+    pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=(flush_ms or st.flush_interval_ms) / 1000,
                         queue_size=st.queue_size, listeners=listeners, backpressure_s=st.backpressure_ms / 1000,
                         spool=open_spool(config.system.spool, data_dir))
+    stages = None
+    if stages_on:
+        from bench.opcua_stages import Stages
+
+        stages = Stages()
+        stages.install(pipeline, store)
     pipeline.start()
     if kind == "mqtt":
         from collectors.mqtt import MqttCollector
@@ -191,7 +205,7 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
     else:
         from collectors.opcua import OpcuaCollector
 
-        collector = OpcuaCollector(config, config.endpoint("bench"), pipeline, secrets)
+        collector = OpcuaCollector(config, config.endpoint("bench"), pipeline, secrets, columnar=columnar)
     collector.start()
     while True:
         cmd = conn.recv()
@@ -203,6 +217,8 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
         if cmd == "reset":
             store.lat_ns, store.first_write, store.last_write = [], 0.0, 0.0
             pipeline.samples_written = 0
+            if stages is not None:
+                stages.reset()
         t = os.times()
         ps = pipeline.stats()
         conn.send({"connected": collector.status().connected, "written": ps["samples_written"],
@@ -211,18 +227,21 @@ def collector_main(conn, kind: str, store_kind: str, env: dict, config_dir: str,
                    "rejects": sum(collector.status().rejects.values()),
                    "first": store.first_write, "last": store.last_write,
                    "cpu": t.user + t.system, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   "lat": store.lat_ns if cmd == "lat" else None})
+                   "lat": store.lat_ns if cmd == "lat" else None,
+                   "stages": stages.summary() if stages is not None and cmd == "lat" else None})
 
 
 class Collector:
     def __init__(self, kind: str, store_kind: str, env: dict, config_dir: Path, data_dir: Path,
-                 listeners_on: bool, broker_port: int = 0) -> None:
+                 listeners_on: bool, broker_port: int = 0, columnar: bool = True, stages: bool = False,
+                 flush_ms: float = 0.0) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.client_id = f"ingest-{uuid.uuid4().hex[:8]}"
         self.broker_port = broker_port
         self.proc = ctx.Process(target=collector_main, daemon=True, args=(
-            child, kind, store_kind, env, str(config_dir), str(data_dir), listeners_on, self.client_id))
+            child, kind, store_kind, env, str(config_dir), str(data_dir), listeners_on, self.client_id,
+            columnar, stages, flush_ms))
         self.proc.start()
 
     def ask(self, cmd: str = "stats") -> dict:
@@ -303,7 +322,8 @@ def figures(s: dict, base: dict, offered: int, offered_per_s: float) -> dict:
             "lost": offered - s["written"] if offered else 0,
             "per_s": s["written"] / span, "cpu_s": s["cpu"] - base["cpu"], "rss_mb": s["rss_mb"],
             "lat_med": lat[len(lat) // 2] / 1e9, "lat_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e9,
-            "spooled": s["spooled"], "rejects": s["rejects"], "write_errors": s["write_errors"]}
+            "spooled": s["spooled"], "rejects": s["rejects"], "write_errors": s["write_errors"],
+            "stages": s.get("stages")}
 
 
 def opcua_run(coll: Collector, server_rates: list, seconds: float) -> dict:
@@ -322,6 +342,10 @@ def show(label: str, r: dict, unit_per_msg: int) -> None:
           f"{msgs}; latency median {r['lat_med'] * 1000:,.0f} ms p99 {r['lat_p99'] * 1000:,.0f} ms; "
           f"lost {r['lost']:,}; spooled {r['spooled']:,}; write errors {r['write_errors']}; rejects {r['rejects']}; "
           f"collector CPU {r['cpu_s']:.1f} s, peak RSS {r['rss_mb']:.0f} MB", flush=True)
+    if r.get("stages"):
+        from bench.opcua_stages import show as show_stages
+
+        print(f"    {show_stages(r['stages'])}", flush=True)
 
 
 def summary(store: str, mode: str, maxes: list[dict], lats: list[dict], per_msg: int) -> None:
@@ -360,47 +384,73 @@ def run_mqtt(store: str, mode: str, a, env: dict, tmp: Path) -> None:
     summary(store, mode, maxes, lats, per_msg)
 
 
+OPCUA_PATHS = {"batch": [True], "item": [False], "both": [False, True]}
+
+
 def run_opcua(store: str, a, env: dict, tmp: Path) -> None:
+    """Per run and collector path (--opcua-path both: the per-item and the batch path
+    interleaved): max, then half. With both paths, each run's half rate is half the median of
+    that run's maxima, the same offered load for both."""
     from bench.opcua_ingest import write_config
     from tests.fixtures.common import free_port
 
-    print(f"\n{store} / opcua ({a.variables} variables, publishing interval 100 ms)", flush=True)
-    maxes, lats = [], []
+    paths = OPCUA_PATHS[a.opcua_path]
+    print(f"\n{store} / opcua ({a.variables} variables, publishing interval {a.publishing_ms:g} ms, "
+          f"collector path {a.opcua_path}{', stages' if a.stages else ''}"
+          f"{f', flush {a.flush_ms:g} ms' if a.flush_ms else ''})", flush=True)
+    maxes: dict[bool, list] = {p: [] for p in paths}
+    lats: dict[bool, list] = {p: [] for p in paths}
     for i in range(a.runs):
         for rate_kind in ("max", "half"):
-            rate = 0.0 if rate_kind == "max" else statistics.median(r["per_s"] for r in maxes[-1:]) / 2
-            port = free_port()
-            url = f"opc.tcp://127.0.0.1:{port}/bench"
-            cfg = tmp / f"opcua-cfg-{store}-{i}-{rate_kind}"
-            cfg.mkdir()
-            write_config(cfg, a.variables, url)
-            server = subprocess.Popen([sys.executable, "-m", "bench.opcua_ingest", "--serve", str(port),
-                                       "--variables", str(a.variables), "--rate", str(rate)],
-                                      stdout=subprocess.PIPE, text=True, cwd=REPO)
-            rates: list[float] = []
+            for columnar in paths:
+                rate = 0.0 if rate_kind == "max" else statistics.median(
+                    maxes[p][-1]["per_s"] for p in paths) / 2
+                label = f"run {i + 1} {rate_kind}" + (f" [{'batch' if columnar else 'item'}]" if len(paths) > 1 else "")
+                r = opcua_once(store, a, env, tmp, f"{i}-{rate_kind}-{int(columnar)}", rate, columnar,
+                               write_config, free_port)
+                show(label, r, 1)
+                (maxes if rate_kind == "max" else lats)[columnar].append(r)
+    for columnar in paths:
+        summary(store, "opcua" + (f" [{'batch' if columnar else 'item'} path]" if len(paths) > 1 else ""),
+                maxes[columnar], lats[columnar], 1)
+    print(f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
-            def read(proc=server, out=rates) -> None:
-                for line in proc.stdout:
-                    if line.startswith("WRITES"):
-                        out.append(float(line.split()[1]))
 
-            coll = None
-            try:
-                if server.stdout.readline().strip() != "READY":
-                    raise RuntimeError("bench OPC UA server did not start")
-                threading.Thread(target=read, daemon=True).start()
-                coll = Collector("opcua", store, env, cfg, tmp / f"data-{store}-opcua-{i}-{rate_kind}",
-                                 a.listeners == "on")
-                wait_for(lambda: coll.ask()["written"] > 0, 60, "the first OPC UA samples stored")
-                r = opcua_run(coll, rates, a.seconds)
-                show(f"run {i + 1} {rate_kind}", r, 1)
-                (maxes if rate_kind == "max" else lats).append(r)
-            finally:
-                if coll:
-                    coll.stop()
-                server.terminate()
-                server.wait(10)
-    summary(store, "opcua", maxes, lats, 1)
+def opcua_once(store: str, a, env: dict, tmp: Path, tag: str, rate: float, columnar: bool,
+               write_config, free_port) -> dict:
+    """One measurement: a fresh bench server writing at `rate` (0: as fast as it can) and a
+    fresh collector process."""
+    port = free_port()
+    url = f"opc.tcp://127.0.0.1:{port}/bench"
+    cfg = tmp / f"opcua-cfg-{store}-{tag}"
+    cfg.mkdir()
+    write_config(cfg, a.variables, url, a.publishing_ms)
+    cmd = [sys.executable, "-m", "bench.opcua_ingest", "--serve", str(port),
+           "--variables", str(a.variables), "--rate", str(rate)]
+    if a.stages:
+        cmd.append("--stamp-write")
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    rates: list[float] = []
+
+    def read(proc=server, out=rates) -> None:
+        for line in proc.stdout:
+            if line.startswith("WRITES"):
+                out.append(float(line.split()[1]))
+
+    coll = None
+    try:
+        if server.stdout.readline().strip() != "READY":
+            raise RuntimeError("bench OPC UA server did not start")
+        threading.Thread(target=read, daemon=True).start()
+        coll = Collector("opcua", store, env, cfg, tmp / f"data-{store}-opcua-{tag}",
+                         a.listeners == "on", columnar=columnar, stages=a.stages, flush_ms=a.flush_ms or 0.0)
+        wait_for(lambda: coll.ask()["written"] > 0, 60, "the first OPC UA samples stored")
+        return opcua_run(coll, rates, a.seconds)
+    finally:
+        if coll:
+            coll.stop()
+        server.terminate()
+        server.wait(10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,6 +465,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure the two ceiling lines of bench.ceiling in this run (bare subscriber, bare writer)")
     ap.add_argument("--inflight", type=int, help="override the fixture's mosquitto max_inflight_messages")
     ap.add_argument("--variables", type=int, default=1000, help="OPC UA variables (--mode opcua)")
+    ap.add_argument("--publishing-ms", type=float, default=100.0,
+                    help="the OPC UA subscription's publishing interval (--mode opcua)")
+    ap.add_argument("--opcua-path", choices=sorted(OPCUA_PATHS), default="batch",
+                    help="the OPC UA collector's batch path, its per-item path, or both interleaved")
+    ap.add_argument("--flush-ms", type=float, help="override system.yaml storage.flush_interval_ms (--mode opcua)")
+    ap.add_argument("--stages", action="store_true",
+                    help="OPC UA: time stamps along the path, source time -> stored (bench.opcua_stages)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from tests.fixtures.common import find_binary

@@ -38,7 +38,9 @@ def signal_id(s: int) -> str:
     return "state" if s == 0 else f"s{s:02d}"
 
 
-def write_config(directory: Path, n: int, url: str) -> None:
+def write_config(directory: Path, n: int, url: str, publishing_ms: float = 100.0) -> None:
+    """plant.yaml + system.yaml for n bench variables on one endpoint (sampling 0, queue 100,
+    the given publishing interval: without it the config's default, 1,000 ms, would apply)."""
     machines = (n + SIGNALS_PER_MACHINE - 1) // SIGNALS_PER_MACHINE
     signals = "\n".join(
         f"      - {{id: {signal_id(s)}, name: {{ko: 신호 {s}, en: Signal {s}}}"
@@ -72,12 +74,14 @@ sites:
     (directory / "system.yaml").write_text(f"""\
 opcua:
   endpoints:
-    - {{name: bench, url: "{url}", sampling_ms: 0, queue_size: 100}}
+    - {{name: bench, url: "{url}", sampling_ms: 0, queue_size: 100, publishing_ms: {publishing_ms:g}}}
 """, encoding="utf-8")
 
 
 # ------------------------------------------------------------------ server process
-async def serve(port: int, n: int, rate: float) -> None:
+async def serve(port: int, n: int, rate: float, stamp_write: bool = False) -> None:
+    """stamp_write: each value's ServerTimestamp is the time of its write (else the round's
+    start, like its SourceTimestamp): the server's own lag, for --stages."""
     from asyncua import Server, ua
 
     server = Server()
@@ -99,7 +103,8 @@ async def serve(port: int, n: int, rate: float) -> None:
             now = datetime.now(timezone.utc)
             for nid in nids:
                 await aspace.write_attribute_value(nid, ua.AttributeIds.Value, ua.DataValue(
-                    ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now))
+                    ua.Variant(value, ua.VariantType.Double), SourceTimestamp=now,
+                    ServerTimestamp=datetime.now(timezone.utc) if stamp_write else now))
             writes += len(nids)
             if rate > 0:
                 # paced: one round of n writes every n/rate seconds
@@ -128,11 +133,13 @@ class CountingSink:
             self.batches += 1
 
 
-async def _collector_capacity(config, endpoint, seconds: float) -> float:
+async def _collector_capacity(config, endpoint, seconds: float, columnar: bool = True) -> float:
     """Samples/s the collector side alone sustains on one core: decode a recorded publish
     response of one change per signal, dispatch it to the collector's handler, convert and
     submit. No server and no network (those are measured end to end above). Reaches into
-    asyncua's Subscription and the collector's handler: it is a measurement, not an API."""
+    asyncua's Subscription and the collector's handler: it is a measurement, not an API.
+    columnar: the batch path (the response decoded by collectors.opcua_wire, one SampleBatch
+    per notification), else the per-item path (asyncua's decoder, one Sample per change)."""
     from asyncua import ua
     from asyncua.common.node import Node
     from asyncua.common.subscription import Subscription, SubscriptionItemData
@@ -140,7 +147,8 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
     from asyncua.observer import NULL_OBSERVER
     from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
-    from collectors.opcua import OpcuaCollector, _dispatch_directly, _DataChangeHandler
+    from collectors.opcua import OpcuaCollector, _DataChangeHandler, _deliver_batches, _dispatch_directly
+    from collectors.opcua_wire import decode_publish_response
     from gwanje.config import Secrets
 
     class Session:
@@ -150,7 +158,8 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
     col = OpcuaCollector(config, endpoint, sink, Secrets.from_env({}))
     handler = _DataChangeHandler(col, {}, asyncio.get_running_loop(), asyncio.Event())
     sub = Subscription(Session(), ua.CreateSubscriptionParameters(), handler)  # type: ignore[arg-type]
-    _dispatch_directly(sub, handler)
+    if not (columnar and _deliver_batches(sub, handler)):
+        _dispatch_directly(sub, handler)
     now = datetime.now(timezone.utc)
     items = []
     for handle, sig in enumerate(col.signals, start=1):
@@ -161,14 +170,17 @@ async def _collector_capacity(config, endpoint, seconds: float) -> float:
         handler._keys[nid] = sig
         items.append(ua.MonitoredItemNotification(ClientHandle=handle, Value=ua.DataValue(
             ua.Variant(float(handle), ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)))
+    handler.map_handles()
     response = ua.PublishResponse()
     response.Parameters.SubscriptionId = 1
     response.Parameters.NotificationMessage.SequenceNumber = 1
     response.Parameters.NotificationMessage.NotificationData = [ua.DataChangeNotification(MonitoredItems=items)]
     wire = struct_to_binary(response)
+    # as the collector decodes: collectors.opcua_wire on the batch path, asyncua's decoder else
+    decode = decode_publish_response if columnar else (lambda buf: struct_from_binary(ua.PublishResponse, buf))
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        decoded = struct_from_binary(ua.PublishResponse, Buffer(wire))
+        decoded = decode(Buffer(wire))
         await sub.publish_callback(decoded.Parameters)
         await asyncio.sleep(0)  # the handler's flush (call_soon) runs here
     await asyncio.sleep(0)
@@ -184,9 +196,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="server writes per second (default 0: as fast as it can)")
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--stamp-write", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.variables, args.rate))
+        asyncio.run(serve(args.serve, args.variables, args.rate, args.stamp_write))
         return
 
     import asyncua
@@ -251,10 +264,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         write_config(Path(d), args.variables, url)
         config = load_config(d, env={})
-        caps = [asyncio.run(_collector_capacity(config, config.endpoint("bench"), min(args.seconds, 3.0)))
-                for _ in range(args.runs)]
-    print("collector side alone (decode + handler + normalize + submit, one core): "
-          + ", ".join(f"{c:,.0f}" for c in caps) + f" -> median {statistics.median(caps):,.0f} samples/s")
+        caps: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.runs):  # the two paths interleaved
+            for columnar in (False, True):
+                caps[columnar].append(asyncio.run(_collector_capacity(
+                    config, config.endpoint("bench"), min(args.seconds, 3.0), columnar)))
+    for columnar, label in ((False, "per-item path"), (True, "batch path")):
+        c = caps[columnar]
+        print(f"collector side alone, {label} (decode + handler + normalize + submit, one core): "
+              + ", ".join(f"{x:,.0f}" for x in c) + f" -> median {statistics.median(c):,.0f} samples/s")
+    print(f"load average: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ back-off (reconnect_min_s .. reconnect_max_s), connects again and recreates the 
 
 Data changes arrive at a handler object (not asyncua's iterator-style subscription, whose
 1,000-item queue silently drops values when the consumer lags). The handler only converts:
-source timestamp -> Sample.ts, status code severity -> Quality, value -> float or str through
-gwanje.normalize.Normalizer; the samples of one publish response go to the sink in one submit,
-and the newest source time of each publish response (rejected-as-future included) against its
+source timestamp -> ts, status code severity -> quality, value -> float or str by the rules of
+gwanje.normalize.Normalizer; it takes each DataChangeNotification whole, its monitored items
+decoded straight from the wire into columns (collectors.opcua_wire), and checks them into the
+columns of one gwanje.batch.SampleBatch (series id per client handle looked up once, at
+subscribe time). The samples of one publish response go to the sink in one submit, and the
+newest source time of each publish response (rejected-as-future included) against its
 receive time is one observation of the endpoint's clock offset (collectors.clock).
 
 During an outage nothing is emitted (never invented values): status().connected is False and
@@ -68,9 +71,11 @@ from urllib.parse import urlsplit, urlunsplit
 from collectors.base import SampleSink, SourceStatus
 from collectors.clock import ClockOffsets
 from collectors.opcua_trust import ServerNotTrusted, TrustList, fingerprint, to_der
+from collectors.opcua_wire import SLOW, ItemColumns, decode_publish_response
+from gwanje.batch import SERIES, SampleBatch
 from gwanje.config import Config, OpcuaEndpoint, Secrets
 from gwanje.model import BadValue, Quality, Sample, now_ns
-from gwanje.normalize import FutureTimestamp, Normalizer
+from gwanje.normalize import MIN_TS, FutureTimestamp, Normalizer
 from gwanje.rejects import Rejects
 
 log = logging.getLogger("gwanje.collectors.opcua")
@@ -257,12 +262,32 @@ _outage_filter = _OutageIsNotACrash()
 
 
 # --------------------------------------------------------------------------- the handler
+_SEVERITY_CODE = (0, 1, 2, 2)  # status severity (top two bits) -> Quality.code (quality_of)
+_INT_FLOAT = 1 << 1023  # ints below this convert to float without OverflowError
+
+
 class _DataChangeHandler:
-    """datachange_notification is called once per monitored-item change while one publish
-    response is unpacked (directly, see _dispatch_directly; or by asyncua in one task per
-    change). The first call of a publish schedules a flush with call_soon, which runs after the
-    unpacking and after every task it scheduled, so the samples of one publish response reach
-    the sink in one submit."""
+    """Turns the data changes of one publish response into one submit.
+
+    Batch path (the default): the session decodes each PublishResponse with
+    collectors.opcua_wire (_decode_columns: the monitored items of a DataChangeNotification
+    come as columns — handle, value, status code, time — not as objects), and asyncua hands
+    each DataChangeNotification over whole (_deliver_batches). The columns are checked into
+    the columns of one gwanje.batch.SampleBatch (sid, ts, value, quality), with the signal of
+    each client handle looked up once (`_items`, built at subscribe time). No Sample and no
+    asyncua object per change. The common kind (a finite number or a Boolean for a numeric
+    signal, a source time in range) is checked inline; anything else goes through to_sample
+    with the item as asyncua decodes it, the rules of the per-item path, so both paths
+    accept, mark and reject exactly the same (tests/collectors/test_opcua_batch.py).
+
+    Per-item path (columnar=False, or an asyncua without the hook): datachange_notification
+    is called once per change (directly, see _dispatch_directly; or by asyncua in one task per
+    change) and builds a Sample each. It is the reference the batch path is tested against.
+
+    Either way the first change of a publish schedules a flush with call_soon, which runs
+    after the unpacking (and after every task asyncua scheduled), so the samples of one
+    publish response reach the sink in one submit, and the newest source time of the publish
+    (rejected-as-future included) is one clock observation."""
 
     def __init__(self, owner: "OpcuaCollector", keys: dict[Any, MonitoredSignal],
                  loop: asyncio.AbstractEventLoop, lost: asyncio.Event) -> None:
@@ -270,10 +295,21 @@ class _DataChangeHandler:
         self._keys = keys
         self._loop = loop
         self._lost = lost
-        self._batch: list[Sample] = []
+        self._sub: Any = None  # the asyncua Subscription (batch path: its client handles)
+        self._batch: list[Sample] = []  # per-item path
+        # batch path: the columns of this publish
+        self._sid: list[int] = []
+        self._ts: list[int] = []
+        self._value: list[Any] = []
+        self._quality: list[int] = []
+        self._any_bad = False
+        # client handle -> (signal, series id, numeric: its kind takes floats only)
+        self._items: dict[int, tuple[MonitoredSignal, int, bool]] = {}
+        self._future_ns = owner.normalizer.future_tolerance_ns
         self._newest = 0  # newest source time of this publish, rejected-as-future included
         self._flush_scheduled = False
 
+    # ------------------------------------------------------------ per-item path
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
         owner = self._owner
         owner._changes += 1
@@ -284,10 +320,7 @@ class _DataChangeHandler:
         try:
             sample = to_sample(owner.normalizer, sig, val, data.monitored_item.Value)
         except BadValue as e:
-            st = data.monitored_item.Value.StatusCode
-            owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
-            if type(e) is FutureTimestamp:
-                self._saw(e.ts)
+            self._rejected(e, sig, val, data.monitored_item.Value.StatusCode)
             return
         st = data.monitored_item.Value.StatusCode
         if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
@@ -296,6 +329,11 @@ class _DataChangeHandler:
         self._batch.append(sample)
         self._saw(sample.ts)
 
+    def _rejected(self, e: BadValue, sig: MonitoredSignal, val: Any, st: Any) -> None:
+        self._owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+        if type(e) is FutureTimestamp:
+            self._saw(e.ts)
+
     def _saw(self, ts: int) -> None:
         if ts > self._newest:
             self._newest = ts
@@ -303,6 +341,132 @@ class _DataChangeHandler:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    # ------------------------------------------------------------ batch path
+    def map_handles(self) -> None:
+        """(Re)build client handle -> signal from the subscription's monitored items; called
+        once the items are created. Handles seen before that are resolved on first sight."""
+        self._items = {}
+        for handle in list(getattr(self._sub, "_monitored_items", {})):
+            self._item(handle)
+
+    def _item(self, handle: Any) -> Any:
+        """The (signal, sid, numeric) of a client handle, cached; None for a handle asyncua
+        does not know (it warns and skips those); (None, node id text, False) for a node that
+        is not one of our signals."""
+        data = self._sub._monitored_items.get(handle) if self._sub is not None else None
+        if data is None or data.node is None:
+            log.warning("%s: notification for unknown client handle %s", self._owner.name, handle)
+            return None
+        sig = self._keys.get(data.node.nodeid)
+        if sig is None:
+            return (None, data.node.nodeid.to_string(), False)  # not cached: counted each time
+        kind = self._owner.normalizer._kinds.get(sig.key)
+        item = (sig, SERIES.id(*sig.key), kind is not None and kind != "text")
+        self._items[handle] = item
+        return item
+
+    def datachange_batch(self, notification: Any) -> None:
+        """One DataChangeNotification -> columns appended to this publish's batch. Its
+        MonitoredItems are collectors.opcua_wire.ItemColumns (decoded by us) or asyncua's
+        objects (a response asyncua decoded). Never raises: a change that cannot be handled is
+        logged and skipped (as per item)."""
+        items = notification.MonitoredItems
+        if isinstance(items, ItemColumns):
+            self._take(items.handle, items.value, items.code, items.ts, items.item)
+        elif items:
+            self._take(*_object_columns(items))
+
+    def _take(self, handles: list[int], values: list[Any], codes: list[int], tss: list[Any],
+              item_at: Any) -> None:
+        """The core of the batch path. Per change: its client handle, its value (SLOW: only
+        item_at(i), the asyncua MonitoredItemNotification, tells), status code and time (ns or
+        None). A finite number (or Boolean) for a numeric signal at a time in range is taken
+        here; anything else goes through to_sample with item_at(i), the per-item rules."""
+        owner = self._owner
+        items = self._items
+        sids, out_ts, out_values, quals = self._sid, self._ts, self._value, self._quality
+        # a source time at most this far ahead is accepted without asking the clock again
+        # (the normalizer reads it per sample; now only grows, so this is never laxer)
+        limit = now_ns() + self._future_ns
+        newest = self._newest
+        changes = 0
+        saw = False
+        any_bad = False
+        for i, (handle, v, code, ts) in enumerate(zip(handles, values, codes, tss)):
+            try:
+                item = items.get(handle)
+                if item is None:
+                    item = self._item(handle)
+                    if item is None:
+                        continue
+                changes += 1
+                sig, sid, numeric = item
+                if sig is None:
+                    owner.rejects.reject("unknown_node", sid)
+                    continue
+                if numeric and ts is not None and MIN_TS <= ts <= limit:
+                    tv = type(v)
+                    if tv is float:
+                        ok = v - v == 0.0  # finite
+                    elif tv is int:
+                        ok = -_INT_FLOAT < v < _INT_FLOAT
+                        v = float(v) if ok else v
+                    elif tv is bool:
+                        v, ok = (1.0 if v else 0.0), True
+                    else:
+                        ok = False
+                    if ok:
+                        q = _SEVERITY_CODE[(code >> _STATUS_SEVERITY_SHIFT) & 3]
+                        if code & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                            owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
+                        sids.append(sid)
+                        out_ts.append(ts)
+                        out_values.append(v)
+                        quals.append(q)
+                        if q:
+                            any_bad = True
+                        if ts > newest:
+                            newest = ts
+                        saw = True
+                        continue
+                # everything else: the per-item rules, exactly
+                mi = item_at(i)
+                dv = mi.Value
+                val = dv.Value.Value if dv is not None and dv.Value is not None else None
+                try:
+                    sample = to_sample(owner.normalizer, sig, val, dv)
+                except BadValue as e:
+                    st = dv.StatusCode
+                    owner.rejects.reject(str(e), f"{sig.node_id} value={val!r} status=0x{st.value if st else 0:08X}"[:200])
+                    if type(e) is FutureTimestamp:
+                        if e.ts > newest:
+                            newest = e.ts
+                        saw = True
+                    continue
+                st = dv.StatusCode
+                if st is not None and st.value & _OVERFLOW_BITS == _OVERFLOW_BITS:
+                    owner.rejects.reject("server_queue_overflow", f"{sig.node_id}: raise queue_size")
+                q = sample.quality.code
+                sids.append(sid)
+                out_ts.append(sample.ts)
+                out_values.append(sample.value)
+                quals.append(q)
+                if q:
+                    any_bad = True
+                if sample.ts > newest:
+                    newest = sample.ts
+                saw = True
+            except Exception:  # never let one bad notification stop the publish loop
+                log.exception("%s: data change handler failed", owner.name)
+        owner._changes += changes
+        if any_bad:
+            self._any_bad = True
+        self._newest = newest
+        if saw and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    # ------------------------------------------------------------ both
     def status_change_notification(self, status: Any) -> None:
         code = getattr(getattr(status, "Status", None), "value", 0)
         if quality_of(code) is not Quality.GOOD:
@@ -318,15 +482,103 @@ class _DataChangeHandler:
             self._owner.clock.observe(self._owner.endpoint.name, newest, now_ns())
         if batch:
             self._owner._deliver(batch)
+        if self._sid:
+            columns = SampleBatch(self._sid, self._ts, self._value, self._quality if self._any_bad else None)
+            self._sid, self._ts, self._value, self._quality, self._any_bad = [], [], [], [], False
+            self._owner._deliver(columns)
+
+
+def _object_columns(items: Sequence[Any]) -> tuple[list[int], list[Any], list[int], list[Any], Any]:
+    """asyncua's MonitoredItemNotifications -> the columns _DataChangeHandler._take reads:
+    handle, value (SLOW unless a number or Boolean), status code, time (ns) — the source
+    time, else the server time, as to_sample reads them (datetime_ns)."""
+    handles: list[int] = []
+    values: list[Any] = []
+    codes: list[int] = []
+    tss: list[Any] = []
+    last_src: Any = None
+    last_pico: Any = None
+    last_ns = 0
+    for mi in items:
+        handles.append(mi.ClientHandle)
+        dv = mi.Value
+        variant = dv.Value if dv is not None else None
+        v = variant.Value if variant is not None else None
+        if dv is None or type(v) not in (float, int, bool):
+            values.append(SLOW)
+            codes.append(0)
+            tss.append(None)
+            continue
+        st = dv.StatusCode
+        src, pico = dv.SourceTimestamp, dv.SourcePicoseconds
+        if src is not None and src == last_src and pico == last_pico:
+            ts = last_ns
+        else:
+            ts = datetime_ns(src, pico)
+            if ts:
+                last_src, last_pico, last_ns = src, pico, ts
+            else:
+                ts = datetime_ns(dv.ServerTimestamp, dv.ServerPicoseconds)
+        values.append(v)
+        codes.append(st.value if st is not None else 0)
+        tss.append(ts)
+    return handles, values, codes, tss, items.__getitem__
+
+
+def _decode_columns(client: Any) -> bool:
+    """The batch path's decoding: the client's session decodes its PublishResponses with
+    collectors.opcua_wire (data changes as columns, everything else by asyncua) instead of
+    asyncua's generic decoder. The request is built and sent as asyncua's UaSession.publish
+    does it. False (nothing changed) for an asyncua without that session method."""
+    from asyncua import ua
+    from asyncua.ua.uaerrors import UaStructParsingError
+
+    session = getattr(getattr(client, "uaclient", None), "session", None)
+    if session is None or not callable(getattr(session, "publish", None)) or not callable(
+            getattr(session, "_send_request", None)):
+        return False
+
+    async def publish(acks: list[Any]) -> Any:
+        request = ua.PublishRequest()
+        request.Parameters.SubscriptionAcknowledgements = acks if acks else []
+        data = await session._send_request(request, timeout=0)
+        try:
+            return decode_publish_response(data)
+        except Exception as ex:
+            log.exception("error parsing a publish response from the server")
+            raise UaStructParsingError from ex
+
+    session.publish = publish
+    return True
+
+
+def _deliver_batches(sub: Any, handler: _DataChangeHandler) -> bool:
+    """The batch path: asyncua's Subscription turns each DataChangeNotification of a publish
+    into one event per change (_explode_datachange) and delivers each; the handler takes the
+    notification whole instead (publish_callback iterates what the hook returns: nothing).
+    Status changes and events keep asyncua's path. False (nothing changed) for an asyncua
+    without the hook or without the client handle map (_monitored_items)."""
+    if not callable(getattr(sub, "_explode_datachange", None)) or not isinstance(
+            getattr(sub, "_monitored_items", None), dict):
+        return False
+    handler._sub = sub
+
+    def explode_datachange(notification: Any) -> tuple[()]:
+        handler.datachange_batch(notification)
+        return ()
+
+    sub._explode_datachange = explode_datachange
+    return True
 
 
 def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
-    """Call the handler for data changes in the publish callback instead of in one new asyncio
-    task per notification. asyncua 2.x spawns that task so a slow handler cannot block its
-    publish loop; ours never awaits and takes ~10 µs, less than the task costs. Measured like
-    bench/opcua_ingest.py's collector-side figure (decode + dispatch + convert, one core):
-    55k -> 85k changes/s on a quiet machine, 13k -> 31k on a loaded one. Other events (status
-    changes) keep asyncua's path. Without the hook (other asyncua versions) nothing changes."""
+    """Per-item path: call the handler for data changes in the publish callback instead of in
+    one new asyncio task per notification. asyncua 2.x spawns that task so a slow handler
+    cannot block its publish loop; ours never awaits and takes ~10 µs, less than the task
+    costs. Measured like bench/opcua_ingest.py's collector-side figure (decode + dispatch +
+    convert, one core): 55k -> 85k changes/s on a quiet machine, 13k -> 31k on a loaded one.
+    Other events (status changes) keep asyncua's path. Without the hook (other asyncua
+    versions) nothing changes."""
     from asyncua.common.subscription import DataChangeEvent
 
     original = getattr(sub, "_deliver", None)
@@ -348,14 +600,17 @@ def _dispatch_directly(sub: Any, handler: _DataChangeHandler) -> None:
 # --------------------------------------------------------------------------- the collector
 class OpcuaCollector:
     """collectors.base.Collector for one OPC UA endpoint. `url` overrides endpoint.url;
-    `watchdog_s` (tests, very quiet links) is how often a silent server is probed."""
+    `watchdog_s` (tests, very quiet links) is how often a silent server is probed.
+    `columnar` False: the per-item path (one handler call and one Sample per change) instead
+    of the batch path (_DataChangeHandler), for comparing the two."""
 
     kind = "opcua"
 
     def __init__(self, config: Config, endpoint: OpcuaEndpoint, sink: SampleSink, secrets: Secrets,
                  url: str | None = None, *, watchdog_s: float = _WATCHDOG_S,
-                 trust_dir: Optional[Path] = None) -> None:
+                 trust_dir: Optional[Path] = None, columnar: bool = True) -> None:
         self.config = config
+        self.columnar = columnar
         # the server certificates we accept (collectors.opcua_trust); None: not checked
         self.trust = TrustList(trust_dir) if trust_dir is not None else None
         self._refused: set[str] = set()  # fingerprints refused so far (logged and counted once each)
@@ -540,11 +795,15 @@ class OpcuaCollector:
         client.connection_lost_callback = on_lost
         try:
             await client.connect()
+            if self.columnar:
+                _decode_columns(client)  # before the subscription starts the publish loop
             loop = asyncio.get_running_loop()
             handler = _DataChangeHandler(self, {}, loop, lost)
             sub = await client.create_subscription(subscription_parameters(ep, ua), handler)
-            _dispatch_directly(sub, handler)
+            if not (self.columnar and _deliver_batches(sub, handler)):
+                _dispatch_directly(sub, handler)
             self._subscribed = await self._monitor(client, sub, handler, ua)
+            handler.map_handles()
         except BaseException:  # including the connect timeout's cancellation: leave no half-open client
             await self._close(client)
             raise
