@@ -414,6 +414,8 @@ class InfluxConfig(Strict):
 class StorageConfig(Strict):
     kind: Literal["embedded", "influxdb"] = "embedded"  # GWANJE_STORAGE
     embedded_file: str = "gwanje.duckdb"  # under the data dir
+    # DuckDB's buffer pool bound (its memory_limit, e.g. "512MB"; "" = DuckDB's 80 % of RAM)
+    embedded_memory_limit: str = Field("1GB", pattern=r"^$|^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
     influxdb: InfluxConfig = InfluxConfig()
     batch_size: int = Field(5000, gt=0)
     flush_interval_ms: int = Field(200, gt=0)

@@ -34,7 +34,7 @@ def open_store(config: "Config", data_dir: Path, secrets: "Secrets") -> Store:
         from storage import embedded
 
         embedded.prepare()
-        return embedded.EmbeddedStore(Path(data_dir) / sc.embedded_file)
+        return embedded.EmbeddedStore(Path(data_dir) / sc.embedded_file, memory_limit=sc.embedded_memory_limit)
     from storage import lineprotocol
     from storage.influx import InfluxStore
 

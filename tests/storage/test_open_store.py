@@ -27,6 +27,30 @@ def test_demo_config_opens_the_embedded_file_under_the_data_dir(tmp_path):
     assert (tmp_path / "gwanje.duckdb").exists()
 
 
+def test_the_embedded_store_bounds_duckdbs_buffer_pool_as_configured(tmp_path):
+    """storage.embedded_memory_limit is DuckDB's memory_limit: its buffer pool would otherwise
+    cache table blocks up to 80 % of the host's RAM (bench.soak: the RSS growth of a long soak)."""
+    import shutil
+
+    import yaml
+
+    cfg = tmp_path / "config"
+    shutil.copytree(CONFIG, cfg)
+    system = yaml.safe_load((cfg / "system.yaml").read_text())
+    store = open_store(load_config(cfg, env={}), tmp_path / "a", Secrets.from_env({}))
+    assert store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "953.6 MiB"  # 1GB
+    store.close()
+    system["storage"]["embedded_memory_limit"] = "256MB"
+    (cfg / "system.yaml").write_text(yaml.safe_dump(system))
+    store = open_store(load_config(cfg, env={}), tmp_path / "b", Secrets.from_env({}))
+    assert store._con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"
+    store.close()
+    system["storage"]["embedded_memory_limit"] = "lots"
+    (cfg / "system.yaml").write_text(yaml.safe_dump(system))
+    with pytest.raises(Exception, match="embedded_memory_limit"):
+        load_config(cfg, env={})
+
+
 @pytest.mark.services
 def test_influxdb_from_environment(influxd, tmp_path):
     database = f"o_{uuid.uuid4().hex[:8]}"
