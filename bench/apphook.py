@@ -18,7 +18,8 @@ happens. It
 Commands travel as files: the bench writes <dir>/req.json {"seq": n, "cmd": ...} (atomically),
 a daemon thread ("bench-hook", polling every 50 ms) answers in <dir>/resp.json with the same
 seq. Commands: stats, reset (forget latencies and write times), lat (stats + the latencies in
-ns), memory (stats + the memory report), baseline (take tracemalloc's baseline snapshot).
+ns), drain (lat, then forget the latencies: a long soak's), memory (stats + the memory report),
+baseline (take tracemalloc's baseline snapshot).
 """
 from __future__ import annotations
 
@@ -183,6 +184,13 @@ def _serve(d: Path) -> None:
         try:
             if cmd == "reset":
                 STATE.lat_ns, STATE.first_write, STATE.last_write, STATE.samples = [], 0.0, 0.0, 0
+            elif cmd == "drain":  # the latencies noted since the last drain, then forgotten
+                lat, STATE.lat_ns = STATE.lat_ns, []
+                body = {"seq": seen, **stats(cmd), "lat": lat}
+                tmp = d / "resp.tmp"
+                tmp.write_text(json.dumps(body))
+                tmp.replace(resp)
+                continue
             elif cmd == "baseline":
                 import tracemalloc
 
