@@ -13,7 +13,9 @@ happens. It
   - reports memory: RSS, glibc malloc's arena figures (mallinfo2), tracemalloc's growth since a
     baseline (GWANJE_BENCH_TRACEMALLOC=<frames> starts tracemalloc at start-up), Python object
     counts, and for the embedded store DuckDB's own view (duckdb_memory(), PRAGMA database_size,
-    memory_limit) — to tell DuckDB's buffer pool from Python objects that grow.
+    memory_limit) — to tell DuckDB's buffer pool from Python objects that grow;
+  - with GWANJE_BENCH_DUCKDB_MEMORY_LIMIT (e.g. 256MB), sets DuckDB's memory_limit on the
+    embedded store's connection: what bounding it would do, measured before changing storage/.
 
 Commands travel as files: the bench writes <dir>/req.json {"seq": n, "cmd": ...} (atomically),
 a daemon thread ("bench-hook", polling every 50 ms) answers in <dir>/resp.json with the same
@@ -64,6 +66,9 @@ def _wrap_store(store: Any) -> Any:
 
     store.write_samples = write_samples  # the instance attribute the pipeline calls
     STATE.store = store
+    limit = os.environ.get("GWANJE_BENCH_DUCKDB_MEMORY_LIMIT")
+    if limit and getattr(store, "_con", None) is not None:  # to try a bound before proposing one
+        store._con.execute(f"SET memory_limit = '{limit}'")
     return store
 
 

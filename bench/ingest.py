@@ -1,9 +1,9 @@
 """Benchmark: ingest end to end — MQTT / OPC UA -> collector -> Pipeline (with spool) -> store.
 
     python -m bench.ingest [--store embedded|influxdb|both] [--mode single|batched|opcua|all]
-                           [--load demo|40x50] [--count 16000] [--collector bench|app]
-                           [--processes N] [--seconds N] [--runs 3] [--listeners on|off]
-                           [--ceilings on|off]
+                           [--load demo|40x50] [--count 16000] [--collector bench|app|bench,app]
+                           [--processes N|1,2] [--seconds N] [--runs 3] [--half on|off]
+                           [--listeners on|off] [--ceilings on|off]
 
 The issue 5 targets (2-core machine): >= 200,000 samples/s from 50-sample MQTT messages into
 InfluxDB, >= 10,000 msg/s of single-sample QoS 1 messages, >= 5,000 OPC UA data changes/s per
@@ -37,6 +37,8 @@ Collectors (--collector), each in processes of their own:
 --processes N: N collect instances on this host (system.yaml collect.instances p1..pN in the
 generated config, owning the lines round robin, gwanje.partition; each process subscribes to
 its own lines' topics with its own session), with the total rate. 40x50 load only.
+Lists (--collector bench,app --processes 1,2) measure every combination, interleaved within
+each run, so their ratios come from one run on the same servers.
 
 Per store and mode:
   max      the publisher offers as much as it can (--seconds, or --count messages for 40x50),
@@ -441,19 +443,21 @@ class Collectors:
             p.stop()
 
 
-def start_collectors(a, kind: str, store: str, env: dict, tmp: Path, tag: str) -> Collectors:
-    """--collector bench|app, --processes N; each group writes to an InfluxDB database of its own."""
+def start_collectors(a, kind: str, store: str, env: dict, tmp: Path, tag: str, collector: str = "bench",
+                     processes: int = 1) -> Collectors:
+    """`processes` collectors of kind `collector` (bench|app); each group writes to an InfluxDB
+    database of its own."""
     env = dict(env)
     influx = None
     if store == "influxdb":
         env["GWANJE_INFLUX_DB"] = f"bench_{tag}"
         influx = (env["GWANJE_INFLUX_URL"], env["GWANJE_INFLUX_DB"])
-    instances = [f"p{i + 1}" for i in range(a.processes)] if a.processes > 1 else [None]
-    cfg = a.config_dirs[a.processes if a.processes > 1 else 0]
+    instances = [f"p{i + 1}" for i in range(processes)] if processes > 1 else [None]
+    cfg = a.config_dirs[processes if processes > 1 else 0]
     procs = []
     for inst in instances:
         data = tmp / f"data-{tag}-{inst or 'all'}"
-        if a.collector == "app":
+        if collector == "app":
             procs.append(AppCollector(store, env, cfg, data, a.port, inst))
         else:
             procs.append(Collector(kind, store, env, cfg, data, a.listeners == "on", a.port, inst))
@@ -584,31 +588,39 @@ def summary(store: str, mode: str, maxes: list[dict], lats: list[dict], per_msg:
 
 
 def run_mqtt(store: str, mode: str, a, env: dict, tmp: Path) -> None:
+    """Every --collector x --processes combination, interleaved within each run (A/B in one run)."""
     per_msg = PER_MSG if mode == "batched" else 1
-    what = f"load={a.load} collector={a.collector} processes={a.processes}"
-    print(f"\n{store} / {mode} ({per_msg} sample(s) per message, QoS 1, ack after store; {what})", flush=True)
-    maxes, lats = [], []
+    combos = [(c, n) for c in a.collectors for n in a.process_counts]
+    maxes: dict[tuple, list] = {k: [] for k in combos}
+    lats: dict[tuple, list] = {k: [] for k in combos}
     count = a.count if a.load == "40x50" else 0
     for i in range(a.runs):
-        tag = f"{store}_{mode}_{i}"
-        coll = start_collectors(a, "mqtt", store, env, tmp, tag)
-        try:
-            wait_for(lambda: coll.ask()["ready"], 90, "the collector(s) to subscribe (and finish the warm start)")
-            time.sleep(0.5)
-            watch_collectors(a.watch, coll)
-            r = mqtt_run(coll, a, mode, 0, a.seconds, count)
-            show(f"run {i + 1} max" + (f" ({count:,} messages)" if count else ""), r, per_msg)
-            maxes.append(r)
-            if a.half == "on":
-                r = mqtt_run(coll, a, mode, r["per_s"] / 2, a.seconds)
-                show(f"run {i + 1} at half", r, per_msg)
-                lats.append(r)
-        finally:
-            for label, _ in coll.labels():
-                a.watch.remove(label)
-            coll.stop()
+        for collector, n in combos:
+            what = f"load={a.load} collector={collector} processes={n}"
+            print(f"\n{store} / {mode} ({per_msg} sample(s) per message, QoS 1, ack after store; {what}; "
+                  f"run {i + 1})", flush=True)
+            tag = f"{store}_{mode}_{collector}_{n}_{i}"
+            coll = start_collectors(a, "mqtt", store, env, tmp, tag, collector, n)
+            try:
+                wait_for(lambda: coll.ask()["ready"], 90, "the collector(s) to subscribe (and finish the warm start)")
+                time.sleep(0.5)
+                watch_collectors(a.watch, coll)
+                r = mqtt_run(coll, a, mode, 0, a.seconds, count)
+                show(f"run {i + 1} max" + (f" ({count:,} messages)" if count else ""), r, per_msg)
+                maxes[collector, n].append(r)
+                if a.half == "on":
+                    r = mqtt_run(coll, a, mode, r["per_s"] / 2, a.seconds)
+                    show(f"run {i + 1} at half", r, per_msg)
+                    lats[collector, n].append(r)
+            finally:
+                for label, _ in coll.labels():
+                    a.watch.remove(label)
+                coll.stop()
     ceilings = {k: v for k, v in a.ceilings_found.get(mode, {}).items() if k == "subscriber" or store == "influxdb"}
-    summary(store, mode, maxes, lats, per_msg, what, ceilings)
+    print()
+    for collector, n in combos:
+        summary(store, mode, maxes[collector, n], lats[collector, n], per_msg,
+                f"load={a.load} collector={collector} processes={n}", ceilings)
 
 
 def run_opcua(store: str, a, env: dict, tmp: Path) -> None:
@@ -665,10 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", choices=["demo", "40x50"], default="demo",
                     help="demo plant (default) or the issue's 40 machines x 50 signals (batched only)")
     ap.add_argument("--count", type=int, default=16_000, help="--load 40x50: messages of the max measurement")
-    ap.add_argument("--collector", choices=["bench", "app"], default="bench",
-                    help="bench: this module's wiring of the collect path; app: the real `app.py collect`")
-    ap.add_argument("--processes", type=int, default=1,
-                    help="collect instances on this host (collect.instances p1..pN; --load 40x50)")
+    ap.add_argument("--collector", default="bench",
+                    help="bench: this module's wiring of the collect path; app: the real `app.py collect`; "
+                         "bench,app: both, interleaved in each run")
+    ap.add_argument("--processes", default="1",
+                    help="collect instances on this host (collect.instances p1..pN; --load 40x50); "
+                         "a list (1,2) measures each, interleaved in each run")
     ap.add_argument("--seconds", type=float, default=8.0, help="publishing time per measurement")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--half", choices=["on", "off"], default="on", help="also the latency run at half the maximum")
@@ -692,9 +706,13 @@ def main(argv: list[str] | None = None) -> int:
             a.mode = "batched"
         if a.mode != "batched":
             ap.error("--load 40x50 is 50-sample messages: --mode batched")
-    if a.processes > 1 and a.load != "40x50":
+    a.collectors = [c.strip() for c in a.collector.split(",")]
+    a.process_counts = [int(n) for n in a.processes.split(",")]
+    if set(a.collectors) - {"bench", "app"}:
+        ap.error("--collector: bench, app or bench,app")
+    if max(a.process_counts) > 1 and a.load != "40x50":
         ap.error("--processes N partitions the generated 40x50 plant by lines: use --load 40x50")
-    if a.collector == "app" and a.mode in ("opcua", "all"):
+    if "app" in a.collectors and a.mode in ("opcua", "all"):
         a.mode = "batched" if a.mode == "all" else ap.error("--collector app: MQTT modes only")
     if a.inflight is not None:  # to measure what the inflight limit costs
         mosquitto_fixture.BROKER_CONF = re.sub(r"(?m)^max_inflight_messages \d+$",
@@ -703,9 +721,10 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     inflight = [ln for ln in BROKER_CONF.splitlines() if ln.startswith("max_inflight_messages")]
     print(f"broker: mosquitto, tests/fixtures/mosquitto config ({', '.join(inflight)}); listeners "
-          f"{a.listeners if a.collector == 'bench' else 'on (app.py collect)'}; load {a.load}"
+          f"{a.listeners} (bench collector; always on in app.py collect); load {a.load}"
           + (f" ({a.count:,} messages x 50 samples in the max run)" if a.load == "40x50" else "")
-          + f"; collector {a.collector} x {a.processes}; {a.seconds:g} s per measurement, {a.runs} run(s)", flush=True)
+          + f"; collector {a.collector}, processes {a.processes}; {a.seconds:g} s per measurement, "
+            f"{a.runs} run(s)", flush=True)
     stores = ["embedded", "influxdb"] if a.store == "both" else [a.store]
     modes = ["batched", "single", "opcua"] if a.mode == "all" else [a.mode]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
@@ -714,9 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         a.config_dirs = {0: REPO / "config"}
         if a.load == "40x50":
             a.config_dirs[0] = bigplant.write_config(tmp / "config-40x50")
-            if a.processes > 1:
-                a.config_dirs[a.processes] = bigplant.write_config(tmp / f"config-40x50-{a.processes}p",
-                                                                   instances=a.processes)
+            for n in (n for n in a.process_counts if n > 1):
+                a.config_dirs[n] = bigplant.write_config(tmp / f"config-40x50-{n}p", instances=n)
         (tmp / "mosquitto").mkdir()
         broker = Mosquitto(find_binary("mosquitto"), tmp / "mosquitto").start()
         influxd = None

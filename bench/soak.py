@@ -3,6 +3,7 @@ does its memory stay flat and do its queues stay empty?
 
     python -m bench.soak [--minutes 30] [--rate auto|SAMPLES_PER_S] [--store embedded|influxdb]
                          [--every 10] [--probe off|memory] [--tracemalloc FRAMES]
+                         [--duckdb-memory-limit 256MB]
 
 Starts its own mosquitto (the test fixture's config: raised queue limits, persistence) and, for
 --store influxdb, its own influxd; then `app.py collect` on the demo plant (MQTT collector,
@@ -110,7 +111,8 @@ def scrape(port: int) -> dict[str, float]:
 
 
 class Stack:
-    def __init__(self, tmp: Path, store: str, tracemalloc_frames: int = 0) -> None:
+    def __init__(self, tmp: Path, store: str, tracemalloc_frames: int = 0,
+                 duckdb_memory_limit: str | None = None) -> None:
         from bench.apphook import HookClient, hook_env
         from tests.fixtures.common import find_binary, free_port
         from tests.fixtures.mosquitto import Mosquitto
@@ -126,6 +128,8 @@ class Stack:
                **hook_env(tmp / "hook", REPO)}
         if tracemalloc_frames:
             env["GWANJE_BENCH_TRACEMALLOC"] = str(tracemalloc_frames)
+        if duckdb_memory_limit:
+            env["GWANJE_BENCH_DUCKDB_MEMORY_LIMIT"] = duckdb_memory_limit
         if store == "influxdb":
             from tests.fixtures.influxd import Influxd
 
@@ -273,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=10.0, help="seconds between samples of RSS and queues")
     ap.add_argument("--probe", choices=["off", "memory"], default="off",
                     help="memory: every --every s, the collect process's memory from inside (DuckDB, malloc, Python)")
+    ap.add_argument("--duckdb-memory-limit", default=None,
+                    help="e.g. 256MB: SET memory_limit on the embedded store's connection (bench/apphook)")
     ap.add_argument("--tracemalloc", type=int, default=0,
                     help="frames: run tracemalloc in collect (slows it: to find growth, not to measure rates)")
     a = ap.parse_args(argv)
     print(machine_line())
     with tempfile.TemporaryDirectory(prefix="gwanje-soak-") as tmp:
-        stack = Stack(Path(tmp), a.store, a.tracemalloc)
+        stack = Stack(Path(tmp), a.store, a.tracemalloc, a.duckdb_memory_limit)
         watch = stack.watch()
         try:
             if a.rate == "auto":
