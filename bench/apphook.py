@@ -130,8 +130,29 @@ def duckdb_report(store: Any) -> Optional[dict]:
             "rows": rows}
 
 
+def smaps() -> dict[str, int]:
+    """/proc/self/smaps_rollup in bytes: Rss split into anonymous memory and file pages."""
+    out = {}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
 def memory_report() -> dict:
-    out: dict[str, Any] = {"rss": rss_bytes(), "malloc": mallinfo(), "gc_objects": len(gc.get_objects())}
+    import sys
+
+    sm = smaps()
+    out: dict[str, Any] = {"rss": rss_bytes(), "malloc": mallinfo(), "gc_objects": len(gc.get_objects()),
+                           "anon": sm.get("Anonymous", 0), "file": sm.get("Rss", 0) - sm.get("Anonymous", 0),
+                           "pymalloc_blocks": sys.getallocatedblocks()}
+    if "pyarrow" in sys.modules:
+        out["arrow_pool"] = sys.modules["pyarrow"].default_memory_pool().bytes_allocated()
     import tracemalloc
 
     if tracemalloc.is_tracing():

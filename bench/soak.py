@@ -178,7 +178,8 @@ def _mb(x: float) -> str:
 def memory_line(m: dict) -> str:
     """One line of the collect process's memory report (bench/apphook memory_report)."""
     mal = m.get("malloc") or {}
-    s = (f"    mem: rss {_mb(m['rss'])} MB; malloc in use {_mb(mal.get('in_use', 0))} free {_mb(mal.get('free', 0))} "
+    s = (f"    mem: rss {_mb(m['rss'])} MB (anon {_mb(m.get('anon', 0))}, file {_mb(m.get('file', 0))}); "
+         f"pymalloc blocks {m.get('pymalloc_blocks', 0):,}; arrow pool {_mb(m.get('arrow_pool', 0))} MB; malloc in use {_mb(mal.get('in_use', 0))} free {_mb(mal.get('free', 0))} "
          f"(heap {_mb(mal.get('arena', 0))} + mmap {_mb(mal.get('mmap', 0))}); gc objects {m['gc_objects']:,}")
     if "traced" in m:
         s += f"; python traced {_mb(m['traced'])} MB"
@@ -212,7 +213,7 @@ def run_load(stack: Stack, rate: float, seconds: float, every: float, label: str
         if lat is not None:
             lat.extend(stack.hook.ask("drain")["lat"])
         if probe:
-            mem = stack.hook.ask("memory", timeout=120)["memory"]
+            mem = stack.hook.ask("memory", timeout=600)["memory"]
             mem["t"] = t
             mems.append(mem)
             print(memory_line(mem), flush=True)
@@ -245,7 +246,9 @@ def memory_summary(mems: list[dict], rows: list[tuple]) -> None:
     flat = []
     for m in half:
         mal, db = m.get("malloc") or {}, m.get("duckdb") or {}
-        flat.append({"t": m["t"], "rss": m["rss"], "malloc_in_use": mal.get("in_use", 0),
+        flat.append({"t": m["t"], "rss": m["rss"], "rss anon": m.get("anon", 0), "rss file": m.get("file", 0),
+                     "pymalloc_blocks": m.get("pymalloc_blocks", 0), "arrow_pool": m.get("arrow_pool", 0),
+                     "malloc_in_use": mal.get("in_use", 0),
                      "malloc_free": mal.get("free", 0), "traced": m.get("traced", 0),
                      "duckdb": sum((db.get("memory") or {}).values()), "rows": db.get("rows", 0),
                      "gc_objects": m["gc_objects"],
@@ -255,8 +258,9 @@ def memory_summary(mems: list[dict], rows: list[tuple]) -> None:
     print("memory slopes over the second half (per minute):", flush=True)
     for k in keys:
         sl = slope_per_min([{**f, k: f.get(k, 0)} for f in flat], k)
-        per_row = f", {sl / rows_per_min:.1f} B per stored row" if rows_per_min and k not in ("rows", "gc_objects") else ""
-        unit = f"{sl:+,.0f}/min" if k in ("rows", "gc_objects") else f"{sl / 1e6:+.2f} MB/min{per_row}"
+        counts = ("rows", "gc_objects", "pymalloc_blocks")
+        per_row = f", {sl / rows_per_min:.1f} B per stored row" if rows_per_min and k not in counts else ""
+        unit = f"{sl:+,.0f}/min" if k in counts else f"{sl / 1e6:+.2f} MB/min{per_row}"
         print(f"  {k}: {unit}", flush=True)
     last = mems[-1]
     for g in last.get("growth") or []:
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rate = float(a.rate)
             stack.hook.ask("drain")
-            stack.hook.ask("baseline", timeout=120)
+            stack.hook.ask("baseline", timeout=600)
             lat: list[int] = []
             mark = watch.mark()
             rows, mems = run_load(stack, rate, a.minutes * 60, a.every, "soak", probe=a.probe == "memory", lat=lat)
