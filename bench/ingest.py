@@ -496,14 +496,15 @@ def mqtt_run(coll: Collectors, a, mode: str, rate: float, seconds: float, count:
     pub_s = time.monotonic() - t0
     want = sent.value
     try:
-        return settle(coll, want, base_stored, t0, pub_s, a.watch, mark)
+        return settle(coll, want, base_stored, t0, pub_s, a.watch, mark, base["spooled"])
     finally:
         release.set()
         p.join(30)
         a.watch.remove("publisher")
 
 
-def settle(coll: Collectors, want: int, base_stored: int, t0: float, pub_s: float, watch, mark) -> dict:
+def settle(coll: Collectors, want: int, base_stored: int, t0: float, pub_s: float, watch, mark,
+           base_spooled: int = 0) -> dict:
     """Wait until `want` samples are stored (or nothing moved for 15 s), then the figures."""
     last, last_change = -1, time.monotonic()
     while True:
@@ -522,6 +523,7 @@ def settle(coll: Collectors, want: int, base_stored: int, t0: float, pub_s: floa
     t_all = time.monotonic()
     end = watch.mark()
     s = coll.ask("lat")
+    s["spooled"] -= base_spooled  # the pipeline's counter is cumulative
     stored = coll.stored(s) - base_stored
     return figures(s, stored, want, want / pub_s, t_all - t0, watch, mark, end, coll)
 
