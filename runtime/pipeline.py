@@ -110,6 +110,13 @@ class Pipeline:
         self._lock = threading.Lock()
         self._full = threading.Condition(self._lock)  # a batch is waiting (notified once per batch)
         self._taking = False  # the writer sleeps in _take_batch
+        # overlap (with a spool): a batch's store write runs on a sender thread while the writer
+        # hands the next batch to the listeners, so the store's answer time and our Python
+        # work add up no more (one write in flight, in batch order; acknowledgements still only
+        # after store or spool). False: each batch is written before the next is taken — the
+        # runtime's choice while a warm start must know every batch the engine saw is stored.
+        self.overlap = True
+        self._sender = _Sender()
         self.samples_in = 0
         self.samples_written = 0
         self.samples_dropped = 0
@@ -327,26 +334,23 @@ class Pipeline:
             batch, callbacks = self._take_batch(
                 wait=not stopping and (not backlog or self._store_presumed_down()))
             if batch:
+                # the listeners take this batch while the previous one may still be on its
+                # way to the store (overlap)
                 self._notify(batch)
                 # stopping: a store that just failed is not probed again (a hung one would
                 # hold each batch for its timeout); the spool keeps the rest
+                self._sender.wait()  # one sample write at a time, in batch order
                 down = self._store_presumed_down() or (stopping and not self.store_up)
-                rest = batch if down else self._write(batch)
-                if not rest:
-                    pass
-                elif (k := self._spool_append(rest, notified=True)) >= 0:
-                    with self._lock:
-                        self.samples_spooled += k
+                if self.overlap and not down and not stopping:
+                    self._sender.submit(self._store_batch, batch, callbacks, False)
                 else:
-                    with self._lock:
-                        self.samples_dropped += len(rest)
-                for cb in callbacks:
-                    _call(cb)
+                    self._store_batch(batch, callbacks, down)
             self._watch_spool()
             self._watch_refusals()
             self._flush_pending_events()
             if stopping:
                 if not self._parts:
+                    self._sender.wait()
                     if self.spool.batches:
                         log.warning("stopping with %d samples in the spool; they are replayed on the next start",
                                     self.spool.samples)
@@ -354,6 +358,26 @@ class Pipeline:
                 continue
             if backlog and not self._store_presumed_down():
                 self._drain(self.flush_interval_s)
+
+    def _store_batch(self, batch: SampleBatch, callbacks: list[OnDone], down: bool) -> None:
+        """Write a batch (or spool it: the store is down or fails), then tell its sources.
+        Runs on the writer thread, or — overlap — on the sender thread while the writer
+        hands the next batch to the listeners."""
+        try:
+            rest = batch if down else self._write(batch)
+            if not rest:
+                pass
+            elif (k := self._spool_append(rest, notified=True)) >= 0:
+                with self._lock:
+                    self.samples_spooled += k
+            else:
+                with self._lock:
+                    self.samples_dropped += len(rest)
+        except Exception:  # a bug: log it; the sources redeliver what was not acknowledged...
+            log.exception("writing a batch of %d samples failed", len(batch))
+        finally:
+            for cb in callbacks:  # ... but never left uncalled, or their flow control stalls
+                _call(cb)
 
     def _run_once_memory(self, stopping: bool) -> bool:
         """The writer step without a spool; True when the writer should end."""
@@ -383,6 +407,7 @@ class Pipeline:
     def _drain(self, budget_s: float) -> None:
         """Replay spooled batches, oldest first, until the budget is spent, fresh data is
         waiting or the store fails again."""
+        self._sender.wait()
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline and not self._stop.is_set():
             if self.queue_depth >= self.batch_size:
@@ -692,6 +717,49 @@ class Pipeline:
         if self.deadletter is not None:
             out.update(self.deadletter.stats())
         return out
+
+
+class _Sender:
+    """One daemon thread running one job at a time (a batch's store write): submit() hands a
+    job over (after the previous one ended), wait() returns once none runs. A daemon, so a
+    store that hangs does not keep the process from exiting (Pipeline.stop's timeout)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._job: Optional[tuple[Callable[..., None], tuple]] = None
+        self._busy = False
+        self._thread: Optional[threading.Thread] = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="gwanje-store-writer", daemon=True)
+                self._thread.start()
+            self._job, self._busy = (fn, args), True
+            self._cv.notify_all()
+
+    def wait(self) -> None:
+        with self._cv:
+            while self._busy:
+                self._cv.wait()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None:
+                    self._cv.wait()
+                fn, args = self._job
+                self._job = None
+            try:
+                fn(*args)
+            except Exception:  # _store_batch catches its own; never let the thread die
+                log.exception("store writer job failed")
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
 
 
 def _call(cb: OnDone) -> None:

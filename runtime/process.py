@@ -164,6 +164,9 @@ class Runtime:
                                  deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
                                                             store=st.kind))
         self.alarms.write_events = self.pipeline.write_events
+        # until the warm start is adopted, each batch is stored before the engine sees the next
+        # (_ready_for_warm_start: what the engine saw is in the store or the spool)
+        self.pipeline.overlap = False
         self.pipeline.start()
         # units and names for InfluxQL / Grafana users (storage.schema signal_meta); written
         # by the ticker once the store answers if it does not now. Not an engine record: the
@@ -292,6 +295,10 @@ class Runtime:
         if self._warm_failures:
             log.warning("engine warm start done after the store came back (%d failed attempts)", self._warm_failures)
         self.warm_start_pending = False
+        # from now on a batch's store write may overlap the next batch's listeners: the
+        # warm start no longer needs every batch the engine saw to be stored before the next
+        if self.pipeline is not None:
+            self.pipeline.overlap = True
         # the running shift's state and counts records again, from the rebuilt runs: they
         # replace what the live runs wrote since the start (held and retried if refused now)
         self._write_engine_events(events)

@@ -127,12 +127,14 @@ def test_backpressure_is_bounded_then_the_spool_takes_it(tmp_path):
     p, _ = make(tmp_path, store, queue_size=200, batch_size=100, backpressure_s=0.2)
     p.start()
     done = []
-    for k in range(8):
+    # the queue (200) plus what the writer holds: one batch being written, one with the
+    # listeners (overlap) — beyond that the waits time out and the spool takes the rest
+    for k in range(12):
         p.submit(samples(50, 50 * k), on_done=lambda: done.append(1), wait=True)
     st = p.stats()
     assert st["samples_spilled"] > 0 and st["samples_dropped"] == 0 and st["queue_depth"] <= 200
     store.gate.set()
-    assert wait_for(lambda: store.count_samples(T0, END) == 400 and len(done) == 8)
+    assert wait_for(lambda: store.count_samples(T0, END) == 600 and len(done) == 12)
     p.stop()
 
 
@@ -234,4 +236,32 @@ def test_a_sample_the_spool_cannot_encode_is_dead_lettered_and_the_writer_lives_
     assert p._thread.is_alive()
     st = p.stats()
     assert st["samples_spooled"] == 190 and st["samples_dropped"] == 0
+    p.stop()
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_next_batch_meets_the_listeners_while_the_previous_one_is_written(tmp_path, overlap):
+    """overlap: while the store answers batch N, the listeners already take batch N+1 (the
+    store's time and ours no longer add up); N+1 is written after N, and no source is told
+    "done" before its samples are stored. Without overlap (the runtime's choice during a warm
+    start) the listeners see N+1 only once N is stored."""
+    store = FlakyStore()
+    store.gate.clear()  # the store holds the first write
+    p, seen = make(tmp_path, store, batch_size=100)
+    p.overlap = overlap
+    done: list[int] = []
+    p.start()
+    p.submit(samples(100), on_done=lambda: done.append(1))
+    assert wait_for(lambda: len(seen.ts) == 100)
+    time.sleep(0.3)  # the writer is in the store's write now
+    p.submit(samples(100, 100), on_done=lambda: done.append(2))
+    if overlap:
+        assert wait_for(lambda: len(seen.ts) == 200)
+    else:
+        time.sleep(0.5)
+        assert len(seen.ts) == 100
+    assert done == [] and store.count_samples(T0, END) == 0
+    store.gate.set()
+    assert wait_for(lambda: store.count_samples(T0, END) == 200 and len(done) == 2)
+    assert store.written_ts == [s.ts for s in samples(200)] and done == [1, 2]
     p.stop()

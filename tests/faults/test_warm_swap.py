@@ -253,6 +253,9 @@ def run_swap(tmp_path: Path, mqtt, storage: dict, open_store, silent_before_swap
     dev = None
     try:
         rt.start_collect()
+        # each batch is stored before the engine sees the next until the warm start is in
+        # place (what it rebuilds from the store is all the engine saw); then writes overlap
+        assert rt.pipeline.overlap is False
         assert wait_for(lambda: all(c.status().subscribed for c in rt.collectors), 20), rt.status()["sources"]
         dev = Device(mqtt.port, pl, restart + S).start()
         if silent_before_swap:
@@ -274,6 +277,7 @@ def run_swap(tmp_path: Path, mqtt, storage: dict, open_store, silent_before_swap
             last = dev.stop()
         published = dev.sent * 4
         assert wait_for(lambda: rt.pipeline.stats()["samples_written"] == published, 20), rt.pipeline.stats()
+        assert rt.pipeline.overlap is True
 
         # the engine's shift so far, just after the last reading (what the OEE rules read)
         now = last + S
