@@ -112,11 +112,13 @@ class Pipeline:
         self._taking = False  # the writer sleeps in _take_batch
         # overlap (with a spool): a batch's store write runs on a sender thread while the writer
         # hands the next batch to the listeners, so the store's answer time and our Python
-        # work add up no more (one write in flight, in batch order; acknowledgements still only
-        # after store or spool). False: each batch is written before the next is taken — the
+        # work add up no more (acknowledgements still only after store or spool). False: each batch is written before the next is taken — the
         # runtime's choice while a warm start must know every batch the engine saw is stored.
         self.overlap = True
-        self._sender = _Sender()
+        # a store that takes concurrent writes (InfluxDB: write_concurrency 2 — the server parses
+        # two requests on two cores) gets that many in flight; others one, in batch order.
+        # Order does not change what is stored: every point is keyed by series + source time
+        self._sender = _Sender(int(getattr(store, "write_concurrency", 1) or 1))
         self.samples_in = 0
         self.samples_written = 0
         self.samples_dropped = 0
@@ -339,12 +341,14 @@ class Pipeline:
                 self._notify(batch)
                 # stopping: a store that just failed is not probed again (a hung one would
                 # hold each batch for its timeout); the spool keeps the rest
-                self._sender.wait()  # one sample write at a time, in batch order
                 down = self._store_presumed_down() or (stopping and not self.store_up)
                 if self.overlap and not down and not stopping:
+                    # at most store.write_concurrency writes in flight (submit waits for room)
                     self._sender.submit(self._store_batch, batch, callbacks, False)
                 else:
-                    self._store_batch(batch, callbacks, down)
+                    self._sender.wait()
+                    self._store_batch(batch, callbacks, self._store_presumed_down() or
+                                      (stopping and not self.store_up))
             self._watch_spool()
             self._watch_refusals()
             self._flush_pending_events()
@@ -720,24 +724,28 @@ class Pipeline:
 
 
 class _Sender:
-    """One daemon thread running one job at a time (a batch's store write): submit() hands a
-    job over (after the previous one ended), wait() returns once none runs. A daemon, so a
-    store that hangs does not keep the process from exiting (Pipeline.stop's timeout)."""
+    """Daemon threads running the store writes: submit() hands a job over once fewer than
+    `workers` run, wait() returns once none runs. Daemons, so a store that hangs does not
+    keep the process from exiting (Pipeline.stop's timeout)."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
         self._cv = threading.Condition()
-        self._job: Optional[tuple[Callable[..., None], tuple]] = None
-        self._busy = False
-        self._thread: Optional[threading.Thread] = None
+        self._jobs: collections.deque[tuple[Callable[..., None], tuple]] = collections.deque()
+        self._busy = 0  # jobs handed over and not finished
+        self._threads: list[threading.Thread] = []
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         with self._cv:
-            while self._busy:
+            while self._busy >= self.workers:
                 self._cv.wait()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="gwanje-store-writer", daemon=True)
-                self._thread.start()
-            self._job, self._busy = (fn, args), True
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if len(self._threads) < self.workers:
+                t = threading.Thread(target=self._loop, name="gwanje-store-writer", daemon=True)
+                self._threads.append(t)
+                t.start()
+            self._jobs.append((fn, args))
+            self._busy += 1
             self._cv.notify_all()
 
     def wait(self) -> None:
@@ -748,17 +756,16 @@ class _Sender:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while self._job is None:
+                while not self._jobs:
                     self._cv.wait()
-                fn, args = self._job
-                self._job = None
+                fn, args = self._jobs.popleft()
             try:
                 fn(*args)
             except Exception:  # _store_batch catches its own; never let the thread die
                 log.exception("store writer job failed")
             finally:
                 with self._cv:
-                    self._busy = False
+                    self._busy -= 1
                     self._cv.notify_all()
 
 

@@ -155,6 +155,10 @@ class InfluxStore(Store):
         return True
 
     # ------------------------------------------------------------------ writes
+    # the pipeline may have this many sample writes in flight (runtime.pipeline overlap):
+    # sessions are per thread, and influxd parses concurrent requests on separate cores
+    write_concurrency = 2
+
     def write_samples(self, samples: Sequence[Sample]) -> None:
         # a columnar batch (the pipeline's) is encoded from its columns; a plain list keeps
         # the per-Sample encoder: converting it first is slower and would not keep the

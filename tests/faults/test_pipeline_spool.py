@@ -265,3 +265,37 @@ def test_the_next_batch_meets_the_listeners_while_the_previous_one_is_written(tm
     assert wait_for(lambda: store.count_samples(T0, END) == 200 and len(done) == 2)
     assert store.written_ts == [s.ts for s in samples(200)] and done == [1, 2]
     p.stop()
+
+
+def test_a_store_that_takes_concurrent_writes_gets_that_many_in_flight_and_no_more(tmp_path):
+    """InfluxDB (write_concurrency 2) gets two batches at once while it holds them; a third
+    waits; each source is told done only once its own batch is stored."""
+
+    class Concurrent(FlakyStore):
+        write_concurrency = 2
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered = 0
+            self.lock = threading.Lock()
+
+        def write_samples(self, samples):
+            with self.lock:
+                self.entered += 1
+            super().write_samples(samples)
+
+    store = Concurrent()
+    store.gate.clear()
+    p, seen = make(tmp_path, store, batch_size=100)
+    done: list[int] = []
+    p.start()
+    for k in range(4):
+        p.submit(samples(100, 100 * k), on_done=lambda k=k: done.append(k))
+        time.sleep(0.3)
+    assert wait_for(lambda: store.entered == 2)
+    time.sleep(0.3)
+    assert store.entered == 2 and done == [] and store.count_samples(T0, END) == 0
+    store.gate.set()
+    assert wait_for(lambda: store.count_samples(T0, END) == 400 and sorted(done) == [0, 1, 2, 3])
+    assert sorted(store.written_ts) == [s.ts for s in samples(400)]
+    p.stop()
