@@ -295,7 +295,7 @@ def _machine_lines(m: _Machine, found: Found) -> list[str]:
 
 def _endpoint_lines(found: Found) -> list[str]:
     return [f"# discovered by `python app.py discover {found.source}`; node ids are the machines' `nodes`",
-            f"# in plant.yaml (nsu=<namespace URI>: they survive a server that renumbers its namespaces)",
+            "# in plant.yaml (nsu=<namespace URI>: they survive a server that renumbers its namespaces)",
             f"- name: {found.endpoint_name}",
             f"  url: {found.source}",
             "  sampling_ms: 500",

@@ -367,7 +367,7 @@ class Engine:
         Anything else (a machine's first batch, a silence, a shift close, a batch with a name
         that is not text or a time that is not an int) takes the per-Sample path, for that
         machine or for the whole batch."""
-        sid, ts, value, qual = b.sid, b.ts, b.value, b.quality
+        sid, ts, value = b.sid, b.ts, b.value
         n = len(sid)
         info = self._series_codes()
         try:

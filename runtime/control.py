@@ -19,7 +19,6 @@ subscription sees them).
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
