@@ -304,12 +304,7 @@ class Engine:
             closed, lot_changed = run.feed(s, self.track_lots)
             if lot_changed:
                 events.append(Event("lot", s.ts, site, line, machine, "", {"lot": run.lot, "product": run.product}))
-            first = len(run.intervals) - len(closed)
-            for i, iv in enumerate(closed):
-                if self.warming and iv.start_ns == run.opened_ns:
-                    continue
-                prev = run.intervals[first + i - 1].state.value if first + i > 0 else None
-                events.append(_state_event(run, iv, iv.end_ns, prev))
+            self._closed_events(run, closed, events)
         self._feed_tail(run, state_before, events)
         return events
 
@@ -500,12 +495,18 @@ class Engine:
         if lot_changed:
             events.append(Event("lot", tsi, *run.key, "", {"lot": run.lot, "product": run.product}))
         if closed:
-            first = len(run.intervals) - len(closed)
-            for k, iv in enumerate(closed):
-                if self.warming and iv.start_ns == run.opened_ns:
-                    continue
-                prev = run.intervals[first + k - 1].state.value if first + k > 0 else None
-                events.append(_state_event(run, iv, iv.end_ns, prev))
+            self._closed_events(run, closed, events)
+
+    def _closed_events(self, run: MachineRun, closed: Sequence[StateInterval], events: list[Event]) -> None:
+        """The state records of the intervals a sample closed (the last len(closed) of
+        run.intervals), each with the state before it; none for the interval a restart opened
+        while warming (the warm start writes the true one)."""
+        first = len(run.intervals) - len(closed)
+        for k, iv in enumerate(closed):
+            if self.warming and iv.start_ns == run.opened_ns:
+                continue
+            prev = run.intervals[first + k - 1].state.value if first + k > 0 else None
+            events.append(_state_event(run, iv, iv.end_ns, prev))
 
     def _alive_until(self, run: MachineRun, b: SampleBatch, limit: Optional[int], ft: list[int], fpos: list[int],
                      xt: list[int], xpos: list[int], cur: list[int], events: list[Event]) -> None:
