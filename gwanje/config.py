@@ -818,7 +818,15 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
         # the engine's schema (gwanje/shifts.py), imported here because it imports this module
         from gwanje.shifts import parse_shifts
 
-        parse_shifts(extra["shifts"], plant.timezone, str(d / "shifts.yaml"))
+        cal = parse_shifts(extra["shifts"], plant.timezone, str(d / "shifts.yaml"))
+        # a route may name a process no line has (yet): its LOTs wait there; a typo is refused
+        # by the process type itself
+        machines = {m.id for s in plant.sites for ln in s.lines for m in ln.machines}
+        for i, prod in enumerate(cal.spec.products):
+            for m in prod.ideal_cycle_s:
+                if m not in machines:
+                    raise ConfigError(f"{d / 'shifts.yaml'}: products.{i}.ideal_cycle_s.{m}: no machine {m!r} "
+                                      f"in {plant_path}")
     return Config(directory=d, plant=plant, system=system, raw_extra=extra)
 
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gwanje.config import Config, ConfigError, Id, Names, check_timezone, check_unique
+from gwanje.config import Config, ConfigError, Id, Names, ProcessType, check_timezone, check_unique
 
 NS_PER_S = 1_000_000_000
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -89,11 +89,24 @@ ReasonDef.model_rebuild()
 
 
 class ProductDef(_Strict):
-    """A product recognised by its LOT number prefix, with its own ideal cycle per machine."""
+    """A product recognised by its LOT number prefix (or named by the machine's `lot_product`
+    signal), with its own ideal cycle per machine, its route (the processes a LOT of it goes
+    through, in order: plant.yaml line `process` values) and its planned LOT quantity."""
 
     id: Id
+    name: Optional[Names] = None
     lot_prefix: str = Field(min_length=1, max_length=64)
-    ideal_cycle_s: dict[Id, float]  # machine id -> seconds per part
+    ideal_cycle_s: dict[Id, float] = {}  # machine id -> seconds per part
+    route: list[ProcessType] = []
+    lot_qty: Optional[int] = Field(None, gt=0, le=10_000_000)  # planned quantity when the MES sends none
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, v: list[str]) -> list[str]:
+        for a, b in zip(v, v[1:]):
+            if a == b:
+                raise ValueError(f"route names process {a!r} twice in a row")
+        return v
 
     @field_validator("ideal_cycle_s")
     @classmethod
@@ -102,6 +115,25 @@ class ProductDef(_Strict):
             if not s > 0:
                 raise ValueError(f"ideal_cycle_s[{k}] must be > 0, got {s}")
         return v
+
+
+class LotHoldsDef(_Strict):
+    """When the engine puts a LOT on hold for review (gwanje/lots.py): a reject spike (rejects /
+    parts over the last reject_window_s of a step, once at least reject_min_parts were made) or
+    an alarm of alarm_priority or above raised on the machine during a step."""
+
+    reject_ratio: float = Field(0.10, gt=0, le=1)
+    reject_window_s: float = Field(900.0, gt=0, le=86400)
+    reject_min_parts: int = Field(20, ge=1)
+    alarm_priority: Literal["critical", "high", "medium", "low", "off"] = "high"
+
+
+class LotsDef(_Strict):
+    """LOT tracking (gwanje/lots.py, docs/lots.md)."""
+
+    holds: LotHoldsDef = LotHoldsDef()
+    # how far back the live LOT index is restored at a restart, and /lots looks
+    lookback_days: float = Field(14.0, gt=0, le=366)
 
 
 class PlannedStopDef(_Strict):
@@ -148,6 +180,7 @@ class ShiftsDef(_Strict):
     counter_margin: float = Field(2.0, ge=1.0, le=100.0)
     reasons: list[ReasonDef] = []
     products: list[ProductDef] = []
+    lots: LotsDef = LotsDef()
     planned_stops: list[PlannedStopDef] = []
 
     @field_validator("timezone")
@@ -159,6 +192,8 @@ class ShiftsDef(_Strict):
     def _checks(self) -> "ShiftsDef":
         ids = [s.id for s in self.shifts]
         check_unique(ids, "shift")
+        check_unique([p.id for p in self.products], "product")
+        check_unique([p.lot_prefix for p in self.products], "product lot_prefix")
         # shifts must not overlap: one moment belongs to at most one shift
         spans = []
         for s in self.shifts:
