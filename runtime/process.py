@@ -80,6 +80,7 @@ class Runtime:
         self.collectors: list[Any] = []
         self.engine = None
         self.alarms = None
+        self.lots = None  # gwanje.lots.LotTracker in collect
         # the control bus (runtime/control.py): its command server (collect); in a serve
         # without a local alarm service, the remote alarm source
         self.control = None
@@ -155,7 +156,14 @@ class Runtime:
         if not store_ok:  # the ticker begins it once the store answers
             log.warning("store unreachable at start: engine warm start and alarm restore wait for it")
         self.alarms = AlarmService.from_config(self.config, store, oee=engine_oee(self.engine))
-        listeners = [self._engine_listener, self.alarms.on_samples]
+        from gwanje.lots import LotTracker
+
+        # LOT steps, genealogy, index and holds (docs/lots.md): after the alarms, so an alarm a
+        # batch raises finds the LOT the same batch started
+        self.lots = LotTracker(self.config)
+        self._lot_restore_at = 0.0
+        self._batch_alarms: list[Any] = []
+        listeners = [self._engine_listener, self._alarm_listener, self._lot_listener]
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
@@ -163,7 +171,7 @@ class Runtime:
                                  spool=open_spool(self.config.system.spool, self.data_dir),
                                  deadletter=open_deadletter(self.config.system.deadletter, self.data_dir,
                                                             store=st.kind))
-        self.alarms.write_events = self.pipeline.write_events
+        self.alarms.write_events = self._write_alarm_events
         # until the warm start is adopted, each batch is stored before the engine sees the next
         # (_ready_for_warm_start: what the engine saw is in the store or the spool)
         self.pipeline.overlap = False
@@ -205,10 +213,41 @@ class Runtime:
                     self.alarms.tick(now)  # writes its own events; retries its restore
                 if self.engine is not None and n % 10 == 0 and self.pipeline is not None:
                     self._write_engine_events(self.engine.tick(now))
+                if self.lots is not None and n % 10 == 5 and self.pipeline is not None:
+                    self._write_engine_events(self.lots.tick(now))
                 if self._meta_unwritten and n % 2 == 0 and self._store_ok():
                     self._write_signal_meta()
             except Exception:  # keep ticking; a store outage must not end alarm timing
                 log.exception("tick failed")
+
+    def _alarm_listener(self, samples: Any) -> Any:
+        events = self.alarms.on_samples(samples)
+        self._batch_alarms = list(events or ())
+        return events
+
+    def _write_alarm_events(self, events: Any) -> None:
+        """The alarm service's own writes (delays, shelve expiry, operator actions): with the
+        LOT holds an alarm raised puts."""
+        events = list(events)
+        holds = self.lots.on_alarm_events(events) if self.lots is not None else []
+        self.pipeline.write_events(events + holds)
+
+    def _lot_listener(self, samples: Any) -> Any:
+        """The LOT tracker's listener, in the writer thread after the alarms: at the first
+        batch (and until the store answers) the live LOT index is restored from the store,
+        which holds every sample of the batches before this one."""
+        lots = self.lots
+        out: list[Any] = []
+        if not lots.restored and time.monotonic() >= self._lot_restore_at:
+            self._lot_restore_at = time.monotonic() + 5.0
+            try:
+                out += lots.restore(self.store, now_ns())
+            except Exception as e:  # a store outage: the samples wait in the store, tried again
+                log.warning("LOT index not restored yet (%s); retrying", type(e).__name__)
+        alarms, self._batch_alarms = self._batch_alarms, []
+        out += lots.on_samples(samples)
+        out += lots.on_alarm_events(alarms)
+        return out
 
     def _store_ok(self) -> bool:
         try:

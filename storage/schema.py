@@ -8,7 +8,7 @@ typed fields:
 
     state       -> machine_state   counts -> counts   oee_shift -> oee_shift
     alarm       -> alarm           lot    -> lot      signal_meta -> signal_meta
-    audit       -> audit
+    audit       -> audit           lot_step, lot_index, lot_link, lot_hold (docs/lots.md)
 
 DuckDB gets the same logical schema as views over `events` (sql_views()), so a user's SQL
 mirrors their InfluxQL: same names, same columns, plus `time` (TIMESTAMPTZ) and `ts` (ns).
@@ -176,6 +176,21 @@ _FLAGS_SQL = ("CASE WHEN json_type(data, '$.flags') = 'ARRAY' AND NOT list_has_a
               "THEN array_to_string(CAST(json_extract(data, '$.flags') AS VARCHAR[]), ',') END")
 
 
+def _joined(key: str) -> tuple[Callable[[Event], Optional[str]], str]:
+    """(py, sql) of a derived text column: data[key], a list of texts, joined with ","."""
+    def py(e: Event) -> Optional[str]:
+        v = e.data.get(key)
+        if isinstance(v, list) and all(type(x) is str for x in v):
+            return ",".join(v)
+        return None
+
+    p = _path(key)
+    sql = (f"CASE WHEN json_type(data, {p}) = 'ARRAY' AND NOT list_has_any(json_type(data, '$.{key}[*]'), "
+           "['UBIGINT', 'BIGINT', 'DOUBLE', 'BOOLEAN', 'NULL', 'ARRAY', 'OBJECT']) "
+           f"THEN array_to_string(CAST(json_extract(data, {p}) AS VARCHAR[]), ',') END")
+    return py, sql
+
+
 def _shift(e: Event) -> str:
     # "2026-11-24/day" -> "day"; a recomputed window that is no calendar shift -> "custom"
     return e.key.split("/", 1)[1] if "/" in e.key else "custom"
@@ -281,6 +296,53 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("lot", "lot", (
         *_PLACE, _f("lot", STR, "the LOT number"), _f("product", STR, "the product it names (shifts.yaml products)"),
     ), "one point per LOT change, time = the change"),
+    Measurement("lot_step", "lot_step", (
+        *_PLACE,
+        _tag("process", "process", "the machine's line process (plant.yaml): forging, cnc, injection, assembly, press"),
+        _attr("lot", "key", STR, "the LOT number"),
+        _f("product", STR, "the product (shifts.yaml products)"),
+        _f("step", INT, "the step's index in the product's route (0 = first); missing when not on the route"),
+        _f("end_ns", INT, "step end, ns; missing while the step is open"),
+        Column("duration_s", FLOAT, py=_duration_s, sql=f"(CAST(({typed_sql('end_ns', INT)}) AS HUGEINT) - ts) / 1e9",
+               doc="end - start in seconds; missing while open"),
+        _f("total", INT, "parts made in the step"), _f("good", INT, "good parts"), _f("reject", INT, "rejected parts"),
+        _f("planned_qty", INT, "the LOT's planned quantity"),
+        _f("plan_s", FLOAT, "planned duration: planned quantity x the machine's ideal cycle (s)"),
+        _f("counted_ns", INT, "the counts include the machine's samples up to this time, ns"),
+    ), "one point per LOT step (one LOT on one machine for one stretch of time), time = its start; "
+       "rewritten while open (at most once a minute) and when it closes, with end_ns and duration_s (docs/lots.md)"),
+    Measurement("lot_index", "lot_index", (
+        *_place("line of the LOT's first step", "machine of the LOT's first step", "site of the LOT's first step"),
+        _attr("lot", "key", STR, "the LOT number"),
+        _f("product", STR, "the product"),
+        _f("status", STR, "in_process, waiting, done, consumed"),
+        _f("process", STR, "in_process: where it is; waiting: the process it waits for; done/consumed: the last"),
+        _f("machine_path", STR, "site/line/machine of the open or last step", key="machine"),
+        _f("since_ns", INT, "status since, ns"), _f("last_ns", INT, "last activity, ns"),
+        _f("steps", INT, "steps closed"), _f("good", INT, "good parts of the latest step"),
+        _f("reject", INT, "rejects of the latest step"), _f("planned_qty", INT, "planned quantity"),
+        Column("parents", STR, py=_joined("parents")[0], sql=_joined("parents")[1], doc="comma-separated parent LOTs"),
+        Column("children", STR, py=_joined("children")[0], sql=_joined("children")[1],
+               doc="comma-separated child LOTs"),
+        Column("route", STR, py=_joined("route")[0], sql=_joined("route")[1], doc="the route's processes, comma-separated"),
+    ), "the live LOT index: one point per LOT, time = its first start, rewritten on every change; the newest "
+       "version is the current (InfluxDB keeps one point per LOT, DuckDB one row)"),
+    Measurement("lot_link", "lot_link", (
+        *_place("line where the child started", "machine where the child started", "site where the child started"),
+        _tag("kind", "kind", "split (the child has one parent) or merge (several)"),
+        _f("parent", STR, "the parent LOT"), _f("child", STR, "the child LOT"),
+    ), "the genealogy: one point per parent and child, time = the child's first start plus the parent's "
+       "position in ns (a merge's links are distinct points)"),
+    Measurement("lot_hold", "lot_hold", (
+        *_PLACE,
+        _tag("reason", "reason", "reject_spike or alarm"),
+        _f("lot", STR, "the LOT held"), _f("status", STR, "held or released"),
+        _f("detail", STR, "why, in words"), _f("step_ns", INT, "start of the step it happened in, ns"),
+        _f("alarm", STR, "the alarm id (reason alarm)"), _f("priority", STR, "the alarm's priority"),
+        _f("total", INT, "parts in the reject window (reason reject_spike)"), _f("reject", INT, "rejects in it"),
+        _f("released_by", STR, "who released it"), _f("released_role", STR, "their role"),
+        _f("released_ns", INT, "when, ns"), _f("comment", STR, "why it was released"),
+    ), "one point per hold, time = when the LOT was put on hold; a release rewrites it with status released"),
     Measurement("signal_meta", "signal_meta", (
         *_PLACE,
         _attr("signal", "key", doc="the signal id"),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alerts.lifecycle import Action, apply, new_alarm
 from gwanje.engine import Engine
+from gwanje.lots import LotTracker
 from gwanje.model import NS_PER_S, Event, Sample
 from gwanje.audit import audit_event
 from gwanje.signal_meta import signal_meta_events
@@ -52,10 +53,13 @@ def latest_closed_days(now_ns: int) -> tuple[date, date]:
     return last - timedelta(days=1), last
 
 
-def day_samples(machine: tuple[str, str, str], d: date, down: int, totals: list[int], lot: str) -> list[Sample]:
+def day_samples(machine: tuple[str, str, str], d: date, down: int, totals: list[int], lot: str,
+                parents: str = "") -> list[Sample]:
     site, line, mach = machine
     t = kst_ns(d, 6)
     out = [Sample(site, line, mach, "lot", lot, t)]
+    if parents:  # the MES names the LOT it continues (docs/lots.md)
+        out.append(Sample(site, line, mach, "lot_parents", parents, t))
     for minutes, code, parts in PLANS[mach](down):
         steps = minutes * 60 // STEP_S
         for i in range(steps):
@@ -98,16 +102,22 @@ def build(tmp: Path, now_ns: int) -> PlantData:
     config = make_config(tmp, shifts=SHIFTS, plant=PLANT)
     days = latest_closed_days(now_ns)
     engine = Engine(config, clock=None)
+    lots = LotTracker(config)
+    lots.restored = True
     engine_events: list[Event] = []
     totals = {m: [0] for m in MACHINES}
-    for d, downs in zip(days, DOWN_BY_DAY):
-        batch = sorted((s for m in MACHINES for s in day_samples(m, d, downs[m[2]], totals[m], f"BR-{d:%m%d}")),
+    for n, (d, downs) in enumerate(zip(days, DOWN_BY_DAY)):
+        parents = f"BR-{days[0]:%m%d}" if n else ""
+        batch = sorted((s for m in MACHINES
+                        for s in day_samples(m, d, downs[m[2]], totals[m], f"BR-{d:%m%d}", parents)),
                        key=lambda s: s.ts)
         for i in range(0, len(batch), 2000):
             engine_events += engine.on_samples(batch[i:i + 2000])
+            engine_events += lots.on_samples(batch[i:i + 2000])
         # the plant is silent after 14:00: the wall clock closes the shift and the last minutes
         engine_events += engine.tick(kst_ns(d, 14, 10))
     alarms, critical = alarm_events(days)
+    engine_events += lots.on_alarm_events(alarms) + lots.tick(kst_ns(days[1], 15))
     meta = signal_meta_events(config, kst_ns(days[0], 5))
     down = {(m[2], d): float(downs[m[2]]) for d, downs in zip(days, DOWN_BY_DAY) for m in MACHINES if downs[m[2]]}
     audit = [audit_event("login", "kim", "operator", ts_ns=kst_ns(days[0], 6, 1), detail="password", client="10.0.0.7"),

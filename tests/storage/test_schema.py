@@ -379,7 +379,8 @@ def test_a_value_that_does_not_fit_its_field_is_left_out_and_counted_and_the_eve
 
 
 def test_every_kind_with_a_typed_measurement_is_one_the_app_writes():
-    assert set(BY_KIND) == {"state", "counts", "oee_shift", "alarm", "lot", "signal_meta", "audit"}
+    assert set(BY_KIND) == {"state", "counts", "oee_shift", "alarm", "lot", "signal_meta", "audit",
+                            "lot_step", "lot_index", "lot_link", "lot_hold"}
 
 
 # ------------------------------------------------------------------ refusals name their records
