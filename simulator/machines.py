@@ -57,6 +57,8 @@ IDLE_EVERY_S = 4 * 3600.0  # running time between waits for material
 IDLE_MIN_S, IDLE_MAX_S = 4 * 60.0, 20 * 60.0
 LOT_MIN_H, LOT_MAX_H = 4.0, 9.0  # running time a lot takes, sets the lot quantity
 SETUP_MIN_S, SETUP_MAX_S = 15 * 60.0, 40 * 60.0
+# the next LOT of the product already on the machine: no die or mold change, a short LOT change
+LOT_CHANGE_MIN_S, LOT_CHANGE_MAX_S = 3 * 60.0, 8 * 60.0
 PERF_MIN, PERF_MAX = 1.05, 1.25  # actual cycle / ideal cycle
 STARTUP_PARTS = 12  # parts after a setup made in start-up mode, with extra rejects
 STARTUP_REJECT_P = 0.15
@@ -204,6 +206,7 @@ class MachineModel:
         self.rr = 0  # which of its line's products it asks for first (several products per line)
         self.lot = self.lot_product = self.lot_parents = ""
         self.lot_qty = self.lot_good = self.lot_step = 0
+        self.last_product = ""
         self.waiting = False  # idle, no LOT: waiting for material in the buffer before it
 
     # ------------------------------------------------------------------ draws
@@ -233,10 +236,15 @@ class MachineModel:
                                        * self.lot_scale))
             self.lot_qty = self.lot_left
         else:
+            same = lot.product.id == self.last_product
+            self.last_product = lot.product.id
             self.lot, self.lot_product, self.lot_parents = lot.number, lot.product.id, lot.parents
             self.lot_qty = self.lot_left = lot.qty
             self.lot_step = lot.step
             self.ideal_s = lot.product.ideal_cycle_s.get(self.spec.machine, self.base_ideal_s)
+            self.lot_good = 0
+            if same:
+                return  # the product's recipe stays
         self.lot_good = 0
         # the new product's recipe: setpoints of the process signals
         self.sp = {
@@ -323,13 +331,16 @@ class MachineModel:
 
     def _begin(self, lot: "Lot") -> None:
         r, t = self.rng, self.t
+        same = lot.product.id == self.last_product
         self._new_lot(t, lot)  # the operator enters the new LOT when the changeover starts
         self.since_setup = 0
         self.cycle_s = self._cycle_s()  # the new product's cycle
         self.part_due = t + int(self.cycle_s * NS_PER_S)
         if self.state != RUNNING:
             self.part_left_ns = int(self.cycle_s * NS_PER_S)
-        self._set(SETUP, t + int(r.uniform(SETUP_MIN_S, SETUP_MAX_S) * NS_PER_S))
+        # a changeover of another product changes dies/molds; smaller demo LOTs, shorter changes
+        lo, hi = (LOT_CHANGE_MIN_S, LOT_CHANGE_MAX_S) if same else (SETUP_MIN_S, SETUP_MAX_S)
+        self._set(SETUP, t + int(r.uniform(lo, hi) * min(1.0, self.lot_scale) * NS_PER_S))
 
     def try_wake(self, t: int) -> bool:
         """Material arrived: a machine waiting for it at time t takes a LOT."""
