@@ -340,7 +340,7 @@ class MachineModel:
             self.part_left_ns = int(self.cycle_s * NS_PER_S)
         # a changeover of another product changes dies/molds; smaller demo LOTs, shorter changes
         lo, hi = (LOT_CHANGE_MIN_S, LOT_CHANGE_MAX_S) if same else (SETUP_MIN_S, SETUP_MAX_S)
-        self._set(SETUP, t + int(r.uniform(lo, hi) * min(1.0, self.lot_scale) * NS_PER_S))
+        self._set(SETUP, t + max(NS_PER_S, int(r.uniform(lo, hi) * min(1.0, self.lot_scale) * NS_PER_S)))
 
     def try_wake(self, t: int) -> bool:
         """Material arrived: a machine waiting for it at time t takes a LOT."""
