@@ -194,6 +194,32 @@ def test_assembly_lot_merges_two_finished_injection_lots(flow):
     assert checked >= 4
 
 
+
+def test_a_machine_waiting_for_material_takes_it_when_it_comes(flow):
+    """No CNC machine waits idle without a LOT while a shaft child is ready (its parent's
+    forging ended), no assembly station while two injection LOTs are ready."""
+    segs, samples = flow
+    by_lot = {s.lot: s for s in segs}
+    ready: dict[str, list[tuple[int, int]]] = {"cnc": [], "assembly": []}  # (ready at, taken at)
+    for s in segs:
+        if s.process not in ready or not s.parents:
+            continue
+        ps = [by_lot.get(x) for x in s.parents.split(",")]
+        if all(p is not None and p.end is not None for p in ps):
+            # a merge input is ready when it ended; a merge needs both
+            ready[s.process].append((max(p.end for p in ps), s.start))
+    assert len(ready["cnc"]) >= 10 and len(ready["assembly"]) >= 4
+    waited = 0
+    for t, on in samples:
+        for process, prefix in (("cnc", "cnc-"), ("assembly", "asm-")):
+            waiting = [m for m, lot in on.items() if m.startswith(prefix) and not lot]
+            if waiting:
+                waited += 1
+                late = [(a, b) for a, b in ready[process] if a <= t < b]
+                assert not late, (t, process, waiting, late)
+    assert waited >= 10  # the check did meet machines waiting
+
+
 def test_some_lots_in_process_some_waiting_some_done_at_once(flow):
     segs, samples = flow
     by_lot = {s.lot: s for s in segs}
