@@ -515,6 +515,9 @@ class SimulatorConfig(Strict):
     # false: the demo (`python app.py`) runs without the simulator and `python app.py simulate`
     # refuses to start. Which machines it plays is plant.yaml's `simulated`.
     enabled: bool = True
+    # LOT quantities of the simulated machines: shifts.yaml products' lot_qty x this (0.1: a
+    # tenth of the parts, so a demo shows LOTs moving along their routes within minutes)
+    lot_scale: float = Field(1.0, gt=0, le=100)
 
 
 class ClockConfig(Strict):

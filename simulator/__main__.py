@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep producing on the shift calendar's days off (Sundays, holidays)")
     p.add_argument("--sparkplug-line", action="append", default=[], metavar="LINE",
                    help="publish this line's MQTT machines as Sparkplug B (line or site/line; repeatable)")
+    p.add_argument("--lot-scale", type=float, default=None,
+                   help="LOT quantities = products' lot_qty x this, e.g. 0.1 (default simulator.lot_scale)")
     args = p.parse_args(argv)
+    if args.lot_scale is not None and not 0 < args.lot_scale <= 100:
+        p.error(f"--lot-scale must be > 0 and <= 100, got {args.lot_scale}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # asyncua narrates building its address space line by line at INFO
     logging.getLogger("asyncua").setLevel(logging.WARNING)
@@ -42,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.warning("no MQTT broker given (--mqtt-url, mqtt.url): serving the OPC UA machines only")
     sim = Simulator(config, url, seed=args.seed, period_s=args.period,
                     data_dir=Path(args.data_dir) if args.data_dir else None, work_days_off=args.work_days_off,
-                    sparkplug_lines=args.sparkplug_line)
+                    sparkplug_lines=args.sparkplug_line, lot_scale=args.lot_scale)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     sim.start()
-    logging.info("seed %d, a step every %.3g s", sim.seed, sim.period_s)
+    logging.info("seed %d, a step every %.3g s, LOT quantities x %g", sim.seed, sim.period_s, sim.plant.lot_scale)
     done.wait()
     sim.stop()
     return 0

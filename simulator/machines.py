@@ -30,13 +30,15 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Optional, Union
 from zoneinfo import ZoneInfo
 
 from gwanje.config import Config, MachineSpec, SignalDef
 from gwanje.model import NS_PER_S
-from gwanje.shifts import ShiftCalendar, load_shifts
+from gwanje.shifts import ProductDef, ShiftCalendar, load_shifts
 
 Value = Union[int, float, str]
 
@@ -55,6 +57,8 @@ IDLE_EVERY_S = 4 * 3600.0  # running time between waits for material
 IDLE_MIN_S, IDLE_MAX_S = 4 * 60.0, 20 * 60.0
 LOT_MIN_H, LOT_MAX_H = 4.0, 9.0  # running time a lot takes, sets the lot quantity
 SETUP_MIN_S, SETUP_MAX_S = 15 * 60.0, 40 * 60.0
+# the next LOT of the product already on the machine: no die or mold change, a short LOT change
+LOT_CHANGE_MIN_S, LOT_CHANGE_MAX_S = 3 * 60.0, 8 * 60.0
 PERF_MIN, PERF_MAX = 1.05, 1.25  # actual cycle / ideal cycle
 STARTUP_PARTS = 12  # parts after a setup made in start-up mode, with extra rejects
 STARTUP_REJECT_P = 0.15
@@ -193,6 +197,17 @@ class MachineModel:
         self.ambient = AMBIENT_C + r.uniform(-2.0, 2.0)
         self.t: Optional[int] = None
         self.time_in: dict[str, int] = dict.fromkeys(STATES, 0)  # ns spent per state
+        self.base_ideal_s = d.ideal_cycle_s
+        self.lot_scale = 1.0
+        # the plant's LOT flow, when the machine's line runs products with routes (LotFlow);
+        # None: the machine makes up its own LOTs (no products in shifts.yaml for its line)
+        self.flow: Optional[LotFlow] = None
+        self.idx = 0  # index in the plant
+        self.rr = 0  # which of its line's products it asks for first (several products per line)
+        self.lot = self.lot_product = self.lot_parents = ""
+        self.lot_qty = self.lot_good = self.lot_step = 0
+        self.last_product = ""
+        self.waiting = False  # idle, no LOT: waiting for material in the buffer before it
 
     # ------------------------------------------------------------------ draws
     def _cycle_s(self) -> float:
@@ -211,12 +226,26 @@ class MachineModel:
         self.precursor_ns = int(r.uniform(20, 60) * 60 * NS_PER_S)
         self.precursor_mag = r.uniform(0.7, 1.0)
 
-    def _new_lot(self, t: int) -> None:
+    def _new_lot(self, t: int, lot: Optional["Lot"] = None) -> None:
         r = self.rng
-        self.lot_seq = self.lot_seq % 9999 + 1
-        day = datetime.fromtimestamp(t // NS_PER_S, self.tz)
-        self.lot = f"L{day.year % 100:02d}{day.month:02d}-{self.lot_seq:04d}"
-        self.lot_left = max(1, int(r.uniform(LOT_MIN_H, LOT_MAX_H) * 3600 / (self.ideal_s * self.perf)))
+        if lot is None:  # no LOT flow: the machine's own LOT number and quantity
+            self.lot_seq = self.lot_seq % 9999 + 1
+            day = datetime.fromtimestamp(t // NS_PER_S, self.tz)
+            self.lot = f"L{day.year % 100:02d}{day.month:02d}-{self.lot_seq:04d}"
+            self.lot_left = max(1, int(r.uniform(LOT_MIN_H, LOT_MAX_H) * 3600 / (self.ideal_s * self.perf)
+                                       * self.lot_scale))
+            self.lot_qty = self.lot_left
+        else:
+            same = lot.product.id == self.last_product
+            self.last_product = lot.product.id
+            self.lot, self.lot_product, self.lot_parents = lot.number, lot.product.id, lot.parents
+            self.lot_qty = self.lot_left = lot.qty
+            self.lot_step = lot.step
+            self.ideal_s = lot.product.ideal_cycle_s.get(self.spec.machine, self.base_ideal_s)
+            self.lot_good = 0
+            if same:
+                return  # the product's recipe stays
+        self.lot_good = 0
         # the new product's recipe: setpoints of the process signals
         self.sp = {
             "rpm": r.choice((4500.0, 6000.0, 8000.0, 9500.0)), "load": r.uniform(35, 65),
@@ -231,8 +260,10 @@ class MachineModel:
         r = self.rng
         self.t = t
         self.lot_seq = r.randint(1, 80)
-        self._new_lot(t)
+        self.waiting = False
+        self._new_lot(t, self.flow.initial(self, t) if self.flow is not None else None)
         self.lot_left = r.randint(1, self.lot_left)  # joined in the middle of a lot
+        self.lot_good = int((self.lot_qty - self.lot_left) * (1 - self.reject_p))
         self.since_setup = STARTUP_PARTS
         self._new_failure()
         self.fail_in_ns = int(r.uniform(0.2, 1.0) * self.fail_in_ns) + NS_PER_S
@@ -265,6 +296,7 @@ class MachineModel:
         if self.state == RUNNING and state != RUNNING:
             self.part_left_ns = max(1, int(self.part_due - t))
         self.state, self.until = state, until
+        self.waiting = False
         if state == RUNNING:
             self.part_due = t + self.part_left_ns
             r = self.rng
@@ -280,8 +312,51 @@ class MachineModel:
         end = self.timetable.planned_end(t)
         if end is not None:
             self._set(PLANNED, end)
+        elif self.flow is not None and not self.lot:
+            self._next_lot()  # no LOT on the machine: take one, or wait for one
         else:
             self._set(RUNNING, _INF)
+
+    # ------------------------------------------------------------------ LOT flow
+    def _next_lot(self) -> None:
+        """Take the next LOT from the flow (a changeover follows), or wait idle without one."""
+        assert self.flow is not None
+        lot = self.flow.take(self, self.t)
+        if lot is None:
+            self._set(IDLE, _INF)  # waiting for material: idle until the flow wakes it
+            self.waiting = True
+            self.flow.wait(self)
+        else:
+            self._begin(lot)
+
+    def _begin(self, lot: "Lot") -> None:
+        r, t = self.rng, self.t
+        same = lot.product.id == self.last_product
+        self._new_lot(t, lot)  # the operator enters the new LOT when the changeover starts
+        self.since_setup = 0
+        self.cycle_s = self._cycle_s()  # the new product's cycle
+        self.part_due = t + int(self.cycle_s * NS_PER_S)
+        if self.state != RUNNING:
+            self.part_left_ns = int(self.cycle_s * NS_PER_S)
+        # a changeover of another product changes dies/molds; smaller demo LOTs, shorter changes
+        lo, hi = (LOT_CHANGE_MIN_S, LOT_CHANGE_MAX_S) if same else (SETUP_MIN_S, SETUP_MAX_S)
+        self._set(SETUP, t + max(NS_PER_S, int(r.uniform(lo, hi) * min(1.0, self.lot_scale) * NS_PER_S)))
+
+    def try_wake(self, t: int) -> bool:
+        """Material arrived: a machine waiting for it at time t takes a LOT."""
+        if self.t is None or self.t < t:
+            self.advance(t)
+        if not (self.waiting and self.state == IDLE) or self.flow is None:
+            return False
+        lot = self.flow.take(self, t)
+        if lot is None:
+            return False
+        self._begin(lot)
+        return True
+
+    def next_event(self) -> float:
+        """The time of the machine's next event (ns)."""
+        return min(self.bound, self.until, self.part_due if self.state == RUNNING else _INF)
 
     def _on_boundary(self) -> None:
         t = self.t
@@ -307,11 +382,15 @@ class MachineModel:
             self.reject += 1
         else:
             self.good += 1
+            self.lot_good += 1
         self.since_setup += 1
         self.lot_left -= 1
         self.cycle_s = self._cycle_s()
         self.part_due = self.t + int(self.cycle_s * NS_PER_S)
-        if self.lot_left <= 0:
+        if self.lot_left <= 0 and self.flow is not None:
+            self.flow.finish(self, self.t)  # the LOT ends: its parts go on along its route
+            self._next_lot()
+        elif self.lot_left <= 0:
             self._new_lot(self.t)  # the operator enters the new LOT when the changeover starts
             self.since_setup = 0
             self._set(SETUP, self.t + int(r.uniform(SETUP_MIN_S, SETUP_MAX_S) * NS_PER_S))
@@ -391,7 +470,10 @@ class MachineModel:
             elif sid == self.reject_signal:
                 out[sid] = self.reject % self.wrap
             elif s.kind == "text":
-                out[sid] = self.lot if sid == "lot" else ""
+                out[sid] = (self.lot if sid == "lot" else self.lot_product if sid == "lot_product"
+                            else self.lot_parents if sid == "lot_parents" else "")
+            elif sid == "lot_qty":
+                out[sid] = self.lot_qty if self.lot else 0
             elif s.kind in ("counter", "state"):
                 out[sid] = 0
             else:
@@ -461,14 +543,277 @@ PROCESS: dict[str, Callable[[MachineModel, bool, float], float]] = {
 }
 
 
+# LOTs of a route step of one of these processes merge: an assembly LOT consumes MERGE_INPUTS
+# LOTs of the step before it; into any other process a LOT continues split into SPLIT_INTO
+MERGE_PROCESSES = frozenset({"assembly"})
+MERGE_INPUTS = 2
+SPLIT_INTO = 2
+
+
+@dataclass
+class Lot:
+    """A LOT handed to a machine, or waiting in the buffer before a route step."""
+
+    number: str
+    product: ProductDef
+    qty: int  # planned quantity (parts)
+    parents: str  # comma-separated parent LOT numbers, "" when none
+    step: int  # the route index it runs (or waits) at
+    good: int = 0  # good parts of its finished step (an input waiting to be merged)
+
+
+def assign_products(lines: dict[str, dict[str, str]], products: list[ProductDef]) -> dict[tuple[str, str], list[ProductDef]]:
+    """Which products each line runs: {site: {line: process}} x the products' routes.
+
+    A product runs on a site only when every process of its route has a line there. A line
+    takes, among the products of its process, the one running on the fewest lines of that
+    process so far (ties: the longer route, then shifts.yaml order), so two products of one process share
+    the plant's lines of it instead of one taking all. A product that got a line of one of
+    its route's processes but none of another on the same site is added to that process's
+    least loaded line (such a line then alternates between its products)."""
+    count: dict[tuple[str, str], int] = {}  # (product, process) -> lines
+    order = {p.id: i for i, p in enumerate(products)}
+    out: dict[tuple[str, str], list[ProductDef]] = {}
+    for site, procs in lines.items():
+        have = set(procs.values())
+        cand = [p for p in products if p.route and all(q in have for q in p.route)]
+        for line, proc in procs.items():
+            el = [p for p in cand if proc in p.route]
+            if el:
+                best = min(el, key=lambda p: (count.get((p.id, proc), 0), -len(p.route), order[p.id]))
+                out[(site, line)] = [best]
+                count[(best.id, proc)] = count.get((best.id, proc), 0) + 1
+        running = {p.id: p for (st, _), ps in out.items() if st == site for p in ps}
+        for p in running.values():
+            for q in p.route:
+                ql = [ln for ln, pr in procs.items() if pr == q]
+                if not any(p in out.get((site, ln), []) for ln in ql):
+                    ln = min(ql, key=lambda x: len(out.get((site, x), [])))
+                    out.setdefault((site, ln), []).append(p)
+    return out
+
+
+class LotFlow:
+    """The LOTs of a plant moving along their products' routes, per site.
+
+    LOTs are released at a route's first process when a machine there asks for one (unless
+    the buffer after it is full: the machine then waits idle), wait in a buffer per (site,
+    product, route step) between processes, and are taken by the next free machine of that
+    process. All draws come from one generator, used in the plant's event order."""
+
+    def __init__(self, config: Config, models: list["MachineModel"], products: list[ProductDef],
+                 tz: ZoneInfo, lot_scale: float, seed: int) -> None:
+        self.tz, self.scale, self.seed = tz, lot_scale, seed
+        lines: dict[str, dict[str, str]] = {}
+        for m in models:
+            ln = config.line(m.spec.site, m.spec.line)
+            if ln is not None:
+                lines.setdefault(m.spec.site, {})[m.spec.line] = ln.process
+        self.process = {(site, line): proc for site, procs in lines.items() for line, proc in procs.items()}
+        self.line_products = assign_products(lines, products)
+        # (site, product, route step) -> the machines that run it
+        self.stations: dict[tuple[str, str, int], list[MachineModel]] = {}
+        self.members: list[MachineModel] = []
+        for m in models:
+            key = (m.spec.site, m.spec.line)
+            for p in self.line_products.get(key, []):
+                for k in self.steps(p, self.process[key]):
+                    self.stations.setdefault((m.spec.site, p.id, k), []).append(m)
+            if key in self.line_products:
+                self.members.append(m)
+        self.last_seq: dict[tuple[str, str], int] = {}  # (prefix, YYMMDD) -> last seq: unique per run
+        self.touched: list[MachineModel] = []  # machines woken since the plant last looked
+        self.reset()
+
+    def reset(self) -> None:
+        self.rng = random.Random(f"{self.seed}|lots")
+        self.buffers: dict[tuple[str, str, int], deque[Lot]] = {k: deque() for k in self.stations if k[2] > 0}
+        self.waiters: list[MachineModel] = []
+        self._spare: dict[tuple[str, str, int], Lot] = {}
+        self._waking = self._dirty = False
+
+    @staticmethod
+    def steps(p: ProductDef, process: str) -> list[int]:
+        return [k for k, q in enumerate(p.route) if q == process]
+
+    def products_of(self, m: "MachineModel") -> list[ProductDef]:
+        return self.line_products.get((m.spec.site, m.spec.line), [])
+
+    # ------------------------------------------------------------------ numbers, quantities
+    def number(self, p: ProductDef, t: int) -> str:
+        """<prefix><YYMMDD>-<seq>: seq = seconds since local midnight x 100 + a counter (7
+        digits), so a restart later the same day never reuses a number of an earlier run."""
+        dt = datetime.fromtimestamp(t // NS_PER_S, self.tz)
+        day = f"{dt.year % 100:02d}{dt.month:02d}{dt.day:02d}"
+        key = (p.lot_prefix, day)
+        n = max(self.last_seq.get(key, -1) + 1, (dt.hour * 3600 + dt.minute * 60 + dt.second) * 100)
+        self.last_seq[key] = n
+        return f"{p.lot_prefix}{day}-{n:07d}"
+
+    def planned(self, p: ProductDef, m: "MachineModel") -> int:
+        qty = p.lot_qty
+        if qty is None:  # no planned quantity in shifts.yaml: some hours of the machine's work
+            qty = self.rng.uniform(LOT_MIN_H, LOT_MAX_H) * 3600 / (m.base_ideal_s * m.perf)
+        return max(1, round(qty * self.scale))
+
+    @staticmethod
+    def _halves(good: int) -> list[int]:
+        qs = [good // SPLIT_INTO + (1 if i < good % SPLIT_INTO else 0) for i in range(SPLIT_INTO)]
+        return [q for q in qs if q > 0]
+
+    # ------------------------------------------------------------------ start
+    def initial(self, m: "MachineModel", t: int) -> Lot:
+        """The LOT a machine is in the middle of when the model starts."""
+        r = self.rng
+        ps = self.products_of(m)
+        p = ps[r.randrange(len(ps))]
+        k = self.steps(p, self.process[(m.spec.site, m.spec.line)])[0]
+        if k == 0:
+            return Lot(self.number(p, t), p, self.planned(p, m), "", 0)
+        key = (m.spec.site, p.id, k)
+        if p.route[k] in MERGE_PROCESSES:
+            parents = [(self.number(p, t), int(self.planned(p, m) * r.uniform(0.95, 0.99)))
+                       for _ in range(MERGE_INPUTS)]
+            return Lot(self.number(p, t), p, max(1, sum(g for _, g in parents)),
+                       ",".join(n for n, _ in parents), k)
+        spare = self._spare.pop(key, None)
+        if spare is not None:  # the sibling of the LOT the machine before took
+            return spare
+        kids = self._split_children(p, k, t, m)
+        if len(kids) > 1:
+            self._spare[key] = kids[1]
+        return kids[0]
+
+    def _split_children(self, p: ProductDef, k: int, t: int, m: "MachineModel") -> list[Lot]:
+        parent = self.number(p, t)
+        good = int(self.planned(p, m) * self.rng.uniform(0.95, 0.99))
+        return [Lot(f"{parent}-{i}", p, q, parent, k) for i, q in enumerate(self._halves(good), start=1)]
+
+    def prefill(self, t: int) -> None:
+        """LOTs already waiting between processes when the model starts."""
+        r = self.rng
+        for key, spare in self._spare.items():
+            self.buffers[key].append(spare)
+        self._spare.clear()
+        for (site, pid, k), buf in self.buffers.items():
+            m = self.stations[(site, pid, k)][0]
+            p = next(p for p in self.products_of(m) if p.id == pid)
+            if p.route[k] in MERGE_PROCESSES:
+                for _ in range(r.randint(1, 3)):
+                    g = int(self.planned(p, m) * r.uniform(0.95, 0.99))
+                    buf.append(Lot(self.number(p, t), p, g, "", k, good=g))
+            else:
+                for _ in range(r.randint(0, 1)):
+                    buf.extend(self._split_children(p, k, t, m))
+
+    # ------------------------------------------------------------------ flow
+    def take(self, m: "MachineModel", t: int) -> Optional[Lot]:
+        """The next LOT for machine m at time t, or None (nothing waiting, or a full buffer
+        after a first process)."""
+        ps = self.products_of(m)
+        n = len(ps)
+        proc = self.process[(m.spec.site, m.spec.line)]
+        for i in range(n):
+            p = ps[(m.rr + i) % n]
+            for k in self.steps(p, proc):
+                lot = self._take(m, p, k, t)
+                if lot is not None:
+                    m.rr = (m.rr + i + 1) % n
+                    return lot
+        return None
+
+    def _take(self, m: "MachineModel", p: ProductDef, k: int, t: int) -> Optional[Lot]:
+        site = m.spec.site
+        if k == 0:
+            if not self._may_release(site, p):
+                return None
+            return Lot(self.number(p, t), p, self.planned(p, m), "", 0)
+        buf = self.buffers[(site, p.id, k)]
+        if p.route[k] in MERGE_PROCESSES:
+            if len(buf) < MERGE_INPUTS:
+                return None
+            ins = [buf.popleft() for _ in range(MERGE_INPUTS)]
+            self._changed(t)
+            return Lot(self.number(p, t), p, max(1, sum(x.good for x in ins)), ",".join(x.number for x in ins), k)
+        if not buf:
+            return None
+        lot = buf.popleft()
+        self._changed(t)
+        return lot
+
+    def _may_release(self, site: str, p: ProductDef) -> bool:
+        """A new LOT at the route's first process only while the buffer after it (with what
+        the first process is making now) holds less than one LOT per machine after it, plus one."""
+        if len(p.route) < 2 or (site, p.id, 1) not in self.stations:
+            return True
+        merge = p.route[1] in MERGE_PROCESSES
+        fan = 1 / MERGE_INPUTS if merge else SPLIT_INTO
+        making = sum(1 for x in self.stations.get((site, p.id, 0), ())
+                     if x.lot and x.lot_product == p.id and x.lot_step == 0)
+        waiting = len(self.buffers[(site, p.id, 1)]) * (fan if merge else 1)
+        return waiting + fan * making < len(self.stations[(site, p.id, 1)]) + 1
+
+    def finish(self, m: "MachineModel", t: int) -> None:
+        """Machine m ended its LOT at time t: its good parts go on to the next route step."""
+        site, k, good = m.spec.site, m.lot_step, max(0, m.lot_good)
+        p = next((x for x in self.products_of(m) if x.id == m.lot_product), None)
+        number, parents = m.lot, m.lot_parents
+        m.lot = m.lot_product = m.lot_parents = ""
+        m.lot_qty = m.lot_good = 0
+        if p is None or k + 1 >= len(p.route):
+            self._changed(t)  # the first process has room for a new LOT
+            return
+        key = (site, p.id, k + 1)
+        if key not in self.buffers:
+            return
+        if p.route[k + 1] in MERGE_PROCESSES:
+            if good > 0:
+                self.buffers[key].append(Lot(number, p, good, parents, k + 1, good=good))
+        else:
+            self.buffers[key].extend(Lot(f"{number}-{i}", p, q, number, k + 1)
+                                     for i, q in enumerate(self._halves(good), start=1))
+        self._changed(t)
+
+    def wait(self, m: "MachineModel") -> None:
+        if m not in self.waiters:
+            self.waiters.append(m)
+
+    def _changed(self, t: int) -> None:
+        """Buffers changed at time t: machines waiting for material try again, longest waiting
+        first (re-entrant calls only mark the work; the outer call loops until it is done)."""
+        self._dirty = True
+        if self._waking:
+            return
+        self._waking = True
+        try:
+            while self._dirty:
+                self._dirty = False
+                for w in list(self.waiters):
+                    if w.waiting and w.state == IDLE and w.try_wake(t):
+                        self.touched.append(w)
+                    if not (w.waiting and w.state == IDLE):
+                        self.waiters.remove(w)
+                        self.touched.append(w)
+        finally:
+            self._waking = False
+
+
 class Plant:
-    """The given machines (default: every configured one), stepped together."""
+    """The given machines (default: every configured one), stepped together.
+
+    Machines of lines that run products (shifts.yaml `products` with routes) pass LOTs to each
+    other (LotFlow), so the plant moves from event to event across all machines in time order
+    (ties: plant order), and how often it is stepped still never changes what happens."""
 
     def __init__(self, config: Config, seed: Optional[int] = None, work_days_off: bool = False,
-                 machines: Optional[Iterable[MachineSpec]] = None) -> None:
+                 machines: Optional[Iterable[MachineSpec]] = None, lot_scale: Optional[float] = None) -> None:
         self.config = config
         self.seed = config.system.simulator.seed if seed is None else seed
-        self.timetable = Timetable(load_shifts(config), work_days_off)
+        self.lot_scale = config.system.simulator.lot_scale if lot_scale is None else lot_scale
+        if not self.lot_scale > 0:
+            raise ValueError(f"lot_scale must be > 0, got {self.lot_scale}")
+        calendar = load_shifts(config)
+        self.timetable = Timetable(calendar, work_days_off)
         tz = ZoneInfo(config.plant.timezone)
         self.models: list[MachineModel] = []
         n16 = 0
@@ -476,12 +821,52 @@ class Plant:
             near = False
             if spec.definition.counter_bits == 16:
                 near, n16 = n16 % 2 == 0, n16 + 1  # every other 16-bit machine shows a wrap soon
-            self.models.append(MachineModel(spec, self.seed, self.timetable, tz, start_near_wrap=near))
+            m = MachineModel(spec, self.seed, self.timetable, tz, start_near_wrap=near)
+            m.idx, m.lot_scale = len(self.models), self.lot_scale
+            self.models.append(m)
+        products = [p for p in calendar.spec.products if p.route]
+        flow = LotFlow(config, self.models, products, tz, self.lot_scale, self.seed) if products else None
+        self.flow = flow if flow is not None and flow.members else None
+        if self.flow is not None:
+            for m in self.flow.members:
+                m.flow = self.flow
+        self.t: Optional[int] = None
+        self._nexts: list[float] = []
+
+    def _start(self, now_ns: int) -> None:
+        if self.flow is not None:
+            self.flow.reset()
+        for m in self.models:
+            m._start(now_ns)
+        if self.flow is not None:
+            self.flow.prefill(now_ns)
+        self._nexts = [m.next_event() for m in self.models]
+        self.t = now_ns
+
+    def _run(self, now_ns: int) -> None:
+        models, nexts, flow = self.models, self._nexts, self.flow
+        while True:
+            te = min(nexts)
+            if te > now_ns:
+                break
+            i = nexts.index(te)
+            m = models[i]
+            m.advance(int(te))
+            nexts[i] = m.next_event()
+            if flow is not None and flow.touched:
+                for w in flow.touched:
+                    nexts[w.idx] = w.next_event()
+                flow.touched.clear()
+        for m in models:
+            m.advance(now_ns)  # no event left up to now: only the time in state moves on
+        self.t = now_ns
 
     def step(self, now_ns: int) -> list[tuple[MachineSpec, dict[str, Value]]]:
-        """Advance every machine to now_ns and return each machine's signal values."""
-        out = []
-        for m in self.models:
-            m.advance(now_ns)
-            out.append((m.spec, m.values()))
-        return out
+        """Advance every machine to now_ns and return each machine's signal values. Earlier
+        times are ignored (a clock step back must not undo production); a step further ahead
+        than MAX_CATCHUP_NS restarts the model instead of replaying every part."""
+        if self.t is None or now_ns - self.t > MAX_CATCHUP_NS:
+            self._start(now_ns)
+        elif now_ns > self.t:
+            self._run(now_ns)
+        return [(m.spec, m.values()) for m in self.models]

@@ -47,16 +47,18 @@ class Simulator:
     def __init__(self, config: Config, mqtt_url: Optional[str], seed: Optional[int] = None,
                  period_s: Optional[float] = None, data_dir: Optional[Path] = None,
                  work_days_off: bool = False, secrets: Optional[Secrets] = None,
-                 sparkplug_lines: Iterable[str] = ()) -> None:
+                 sparkplug_lines: Iterable[str] = (), lot_scale: Optional[float] = None) -> None:
         """mqtt_url None: OPC UA sites only. work_days_off: produce on the calendar's days off
         too (the engine's calendar still calls them planned stops). sparkplug_lines: lines
-        ("line" or "site/line") whose MQTT machines speak Sparkplug B instead of JSON."""
+        ("line" or "site/line") whose MQTT machines speak Sparkplug B instead of JSON.
+        lot_scale: LOT quantities x this (default simulator.lot_scale)."""
         self.config = config
         self.mqtt_url = mqtt_url
         self.seed = config.system.simulator.seed if seed is None else seed
         self.period_s = config.system.simulator.period_s if period_s is None else period_s
         self.machines = config.simulated_machines()
-        self.plant = Plant(config, self.seed, work_days_off=work_days_off, machines=self.machines)
+        self.plant = Plant(config, self.seed, work_days_off=work_days_off, machines=self.machines,
+                           lot_scale=lot_scale)
         data_dir = Path(data_dir) if data_dir is not None else Path(os.environ.get("GWANJE_DATA_DIR", "data"))
         self.servers: list[SiteServer] = site_servers(config, self.machines, cert_dir=data_dir / "opcua", secrets=secrets)
         self.unserved: dict[str, str] = {}  # endpoint name -> why the simulator does not serve it

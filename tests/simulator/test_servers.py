@@ -22,7 +22,17 @@ from tests.fixtures.common import free_port
 pytestmark = pytest.mark.services
 
 ROOT = Path(__file__).resolve().parents[2]
-LOT = re.compile(r"L\d{4}-\d{4}")
+LOT = re.compile(r"(SH|BR|HS|FL|CV)\d{6}-\d{7}(-[12])?")  # "" while a machine waits for material
+PRODUCTS = {"shaft", "bracket", "housing", "flange", "cover"}
+LOT_SIGNALS = ("lot", "lot_product", "lot_qty", "lot_parents")
+
+
+def lot_signals_ok(values) -> bool:
+    """lot, lot_product, lot_qty, lot_parents of one message: a LOT and its data, or none."""
+    if values["lot"] == "":
+        return values["lot_product"] == values["lot_parents"] == "" and values["lot_qty"] == 0
+    return (bool(LOT.fullmatch(values["lot"])) and values["lot_product"] in PRODUCTS and values["lot_qty"] > 0
+            and all(LOT.fullmatch(x) for x in values["lot_parents"].split(",") if values["lot_parents"]))
 
 
 def _opcua_env() -> dict[str, str]:
@@ -97,7 +107,7 @@ def test_every_mqtt_machine_publishes_json_the_collector_accepts(sim, mosquitto_
         assert set(msg["values"]) == {s.id for s in spec.signals}
         sc = spec.klass.state_codes
         assert msg["values"]["state"] in {*sc.running, *sc.idle, *sc.down, *sc.setup, *sc.planned_stop}
-        assert LOT.fullmatch(msg["values"]["lot"])
+        assert lot_signals_ok(msg["values"]), msg
         samples, rejected = decoder.decode(topic, payload)
         assert rejected == [] and len(samples) == len(spec.signals), (topic, rejected)
 
@@ -124,7 +134,7 @@ def test_sparkplug_line_publishes_ddata_a_late_collector_understands(sim, mosqui
         assert values["state"] in {float(c) for c in spec.klass.state_codes.running + spec.klass.state_codes.idle
                                    + spec.klass.state_codes.down + spec.klass.state_codes.setup
                                    + spec.klass.state_codes.planned_stop}
-        assert LOT.fullmatch(values["lot"])
+        assert lot_signals_ok(values), values
 
 
 def test_sparkplug_edge_node_births_before_data_and_dies_with_its_bdseq(mosquitto):
@@ -259,9 +269,114 @@ def test_every_opcua_machine_signal_can_be_read_with_its_plc_type(sim, site):
             assert v.VariantType == {16: ua.VariantType.UInt16, 32: ua.VariantType.UInt32}[bits], machine
             assert 0 <= v.Value < 2 ** bits
         elif kind == "text":
-            assert v.VariantType == ua.VariantType.String and LOT.fullmatch(v.Value)
+            assert v.VariantType == ua.VariantType.String, sig_id
         else:
             assert v.VariantType == ua.VariantType.Double
+    for machine in specs:
+        lot = {sid: values[(machine, sid)].Value.Value for sid in LOT_SIGNALS}
+        assert lot_signals_ok(lot), lot
+
+
+
+def test_opcua_lot_variables_are_written_with_one_source_timestamp(sim):
+    """The four LOT variables of a machine change together: one source timestamp (read in one
+    Read request; a read may fall between two steps' writes, so it is tried a few times)."""
+    from asyncua import Client, ua
+
+    cfg, _ = sim
+    ep = cfg.endpoint("changwon-1")
+    machines = [m for m in cfg.machines() if m.opcua_endpoint == ep.name]
+
+    async def read() -> dict:
+        async with Client(ep.url, timeout=15) as client:
+            agreed = {}
+            for _ in range(10):
+                for m in machines:
+                    if m.machine in agreed:
+                        continue
+                    nodes = [client.get_node(ep.node_template.format(site=m.site, line=m.line, machine=m.machine,
+                                                                     signal=sid)) for sid in LOT_SIGNALS]
+                    dvs = await client.read_attributes(nodes, ua.AttributeIds.Value)
+                    if len({dv.SourceTimestamp for dv in dvs}) == 1:
+                        agreed[m.machine] = {sid: dv.Value for sid, dv in zip(LOT_SIGNALS, dvs)}
+                if len(agreed) == len(machines):
+                    break
+                await asyncio.sleep(0.05)
+            return agreed
+
+    got = asyncio.run(read())
+    assert set(got) == {m.machine for m in machines}
+    for machine, vs in got.items():
+        assert vs["lot_qty"].VariantType == ua.VariantType.Double
+        assert all(vs[sid].VariantType == ua.VariantType.String for sid in ("lot", "lot_product", "lot_parents"))
+        assert lot_signals_ok({k: v.Value for k, v in vs.items()}), (machine, vs)
+
+
+def test_a_lot_start_message_carries_the_lot_and_its_data_with_one_ts(mosquitto):
+    """Through a real broker: the message in which a machine's lot changes to a new number has
+    lot_product, lot_qty and lot_parents of that LOT, under the message's one ts."""
+    from collectors.payloads import MessageDecoder
+    from gwanje.config import MqttConfig, Secrets
+    from simulator.machines import Plant
+    from simulator.mqtt_publisher import MqttPublisher, topic_for
+
+    cfg = load_config(ROOT / "config", env={})
+    plant = Plant(cfg, seed=7, lot_scale=0.02)  # shaft LOTs of 5 parts: children start within minutes
+    specs = [m for m in cfg.machines() if m.line in ("cnc-1", "injection-1")]
+    pub = MqttPublisher(mosquitto.url, MqttConfig(), Secrets.from_env({}), client_id="sim-lot-start-test")
+    pub.start()
+    sub = Subscriber(mosquitto.port, "gwanje/#")
+    t0 = time.time_ns() - 4 * 3600 * 1_000_000_000  # four hours of the model, 20 s per step
+    try:
+        deadline = time.monotonic() + 10
+        while not pub.status().connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        probe = next(m for m in cfg.machines() if m.line == "press-2")  # not one of the tested topics
+        assert sub.collect(lambda msgs: pub.publish(probe, time.time_ns(), {}) and any(
+            t == topic_for(probe) for t, _, _ in msgs), timeout=10)
+        while not sub.messages.empty():
+            sub.messages.get()
+        n = 0
+        for i in range(720):
+            t = t0 + i * 20_000_000_000
+            for spec, values in plant.step(t):
+                if spec in specs:
+                    pub.publish(spec, t, values)
+                    n += 1
+        topics = {topic_for(m) for m in specs}
+        got = sub.collect(lambda msgs: sum(t in topics for t, _, _ in msgs) >= n, timeout=30)
+    finally:
+        pub.stop()
+        sub.close()
+    got = [x for x in got if x[0] in topics]
+    assert len(got) == n
+    decoder = MessageDecoder(cfg)
+    last: dict[str, str] = {}
+    starts = []
+    for topic, payload, _ in got:
+        msg = json.loads(payload)
+        lot = msg["values"]["lot"]
+        if topic in last and lot and lot != last[topic]:
+            starts.append((topic, payload, msg))
+        last[topic] = lot
+    cnc = [m for t, _, m in starts if "/cnc-1/" in t]
+    inj = [m for t, _, m in starts if "/injection-1/" in t]
+    assert len(cnc) >= 5 and len(inj) >= 5
+    for msg in cnc:
+        v = msg["values"]
+        assert v["lot_product"] == "shaft" and v["lot"] == v["lot_parents"] + v["lot"][-2:]
+        assert v["lot"][-2:] in ("-1", "-2") and 1 <= v["lot_qty"] <= 3
+    for msg in inj:
+        v = msg["values"]
+        assert v["lot_product"] == "housing" and v["lot_parents"] == "" and v["lot_qty"] == 8
+        assert v["lot"].startswith("HS")
+    for topic, payload, msg in starts:
+        samples, rejected = decoder.decode(topic, payload)
+        assert rejected == []
+        lot = {s.signal: s for s in samples if s.signal in LOT_SIGNALS}
+        assert set(lot) == set(LOT_SIGNALS)
+        assert {s.ts for s in lot.values()} == {msg["ts"] * 1_000_000}
+    assert topics == {t for t, _, _ in got}
 
 
 def test_opcua_folder_tree_site_line_machine_can_be_browsed(sim):
@@ -279,7 +394,8 @@ def test_opcua_folder_tree_site_line_machine_can_be_browsed(sim):
             return sorted([(await c.read_browse_name()).Name for c in await node.get_children()])
 
     assert asyncio.run(browse()) == sorted(["state", "part_count_total", "part_count_good", "part_count_reject",
-                                            "screw_torque", "cycle_time", "lot"])
+                                            "screw_torque", "cycle_time", "lot", "lot_product", "lot_qty",
+                                            "lot_parents"])
 
 
 def test_publisher_comes_back_after_a_broker_restart(mosquitto):
