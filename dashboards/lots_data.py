@@ -47,8 +47,10 @@ def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-def _texts(v: Any) -> list[str]:
-    return [x for x in v if isinstance(x, str) and x] if isinstance(v, list) else []
+def _texts(v: Any) -> tuple[str, ...]:
+    if type(v) is not list or not v:
+        return ()
+    return tuple(x for x in v if type(x) is str and x)
 
 
 def _machine(v: Any) -> Optional[tuple[str, str, str]]:
@@ -84,8 +86,8 @@ class LotRow:
         return cls(e.key, _str(d.get("product")), _str(d.get("status")) or "done", _str(d.get("process")),
                    _machine(d.get("machine")), _int(d.get("since_ns")) or e.ts, _int(d.get("first_ns")) or e.ts,
                    _int(d.get("last_ns")) or e.ts, _int(d.get("steps")) or 0, _int(d.get("good")),
-                   _int(d.get("reject")), _int(d.get("planned_qty")), tuple(_texts(d.get("parents"))),
-                   tuple(_texts(d.get("children"))), tuple(_texts(d.get("route"))), held)
+                   _int(d.get("reject")), _int(d.get("planned_qty")), _texts(d.get("parents")),
+                   _texts(d.get("children")), _texts(d.get("route")), held)
 
 
 @dataclass(frozen=True)
