@@ -323,7 +323,7 @@ def step_signals_figure(series: Sequence[tuple[str, str, list[str], list[Optiona
                              "automargin": True, "gridcolor": "#2c3640" if dark else "#e4e7eb"}
     fg = "#e8edf2" if dark else "#1f2933"
     return {"data": data, "layout": {
-        **lay, "height": 70 + 90 * n, "showlegend": False, "margin": {"l": 8, "r": 8, "t": 6, "b": 24},
+        **lay, "height": 80 + 90 * n, "showlegend": False, "margin": {"l": 8, "r": 8, "t": 6, "b": 36},
         "xaxis": {"type": "date", "anchor": f"y{'' if n == 1 else n}"},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
         "font": {"color": fg, "size": 12, "family": "Noto Sans CJK KR, Noto Sans KR, sans-serif"}}}

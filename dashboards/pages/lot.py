@@ -111,20 +111,27 @@ def step_sections(v: View, layer: DataLayer, d: LotDetail) -> list[Any]:
         series = []
         for sig, x, y in trends[i]:
             sdef = spec.signal(sig) if spec else None
-            series.append((sdef.name.get(v.lang) if sdef else sig, (sdef.unit or "") if sdef else "", x, y))
+            if any(val is not None for val in y):  # a signal without data in the step: no empty chart
+                series.append((sdef.name.get(v.lang) if sdef else sig, (sdef.unit or "") if sdef else "", x, y))
+        fig = step_signals_figure(series, v.lang, v.kiosk) if series else None
         out.append(html.Details([
             html.Summary(label, className="gw-step-summary"),
             html.Div([
                 html.Div([html.H4(t("lots:signals", v.lang)),
-                          dcc.Graph(figure=step_signals_figure(series, v.lang, v.kiosk), config=GRAPH_CONFIG,
-                                    className="gw-step-graph", id=f"lot-step-graph-{i}")
-                          if series else html.P(t("no_samples", v.lang), className="gw-note")],
+                          dcc.Graph(figure=fig, config=GRAPH_CONFIG, className="gw-step-graph",
+                                    id=f"lot-step-graph-{i}", style={"height": f"{fig['layout']['height']}px"})
+                          if fig else html.P(t("no_samples", v.lang), className="gw-note")],
                          className="gw-step-signals"),
                 html.Div([html.H4(t("lots:alarms", v.lang)), alarm_list(v.config, alarms[i], v.lang)],
                          className="gw-step-alarm-box"),
             ], className="gw-step-detail"),
         ], className="gw-step", id=f"lot-step-{i}", open=bool(alarms[i]) or len(steps) == 1))
     return out
+
+
+def _timeline(cfg: Any, d: LotDetail, lang: str, kiosk: bool) -> Any:
+    fig = timeline_figure(cfg, d, lang, kiosk)
+    return dcc.Graph(id="lot-timeline", figure=fig, config=GRAPH_CONFIG, style={"height": f"{fig['layout']['height']}px"})
 
 
 def lot_body(v: View, layer: DataLayer, d: LotDetail) -> html.Div:
@@ -151,7 +158,7 @@ def lot_body(v: View, layer: DataLayer, d: LotDetail) -> html.Div:
                       hold_panel(cfg, d.holds, lang, may_release() and not v.kiosk)],
                      className="gw-panel" + (" gw-panel-hold" if d.held else "")),
         html.Section([html.H3(t("lots:timeline", lang)),
-                      dcc.Graph(id="lot-timeline", figure=timeline_figure(cfg, d, lang, v.kiosk), config=GRAPH_CONFIG)],
+                      _timeline(cfg, d, lang, v.kiosk)],
                      className="gw-panel"),
         html.Section([html.H3(t("lots:steps", lang)),
                       html.Div(steps_table(cfg, d.route_steps(), d.now_ns, lang, v.kiosk), className="gw-table-wrap"),
