@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from gwanje.audit import AUDIT_ACTIONS
 from gwanje.config import Config
 from gwanje.rejects import Rejects
-from gwanje.validate import PlantIds, hostile
+from gwanje.validate import PlantIds, hostile, id_shape
 
 log = logging.getLogger("gwanje.ui.security")
 
@@ -140,6 +140,17 @@ def check_item(ids: PlantIds, ident: Any, prop: Any, value: Any) -> Optional[str
         return None if all(v in AUDIT_ACTIONS for v in vals) else "unknown_action"
     if ident == "audit-user" and value not in (None, ""):
         return hostile(value, 128)
+    if ident == "lot-ctx" and value is not None:
+        return ids.lot(value.get("lot")) if isinstance(value, dict) else "bad_lot_ctx"
+    if ident == "lots-search" and value not in (None, ""):
+        return hostile(value, 64)
+    if ident == "lots-product" and value not in (None, ""):
+        return hostile(value, 64) or id_shape(value)
+    if ident == "trace-params" and value is not None:
+        if not isinstance(value, dict):
+            return "bad_trace"
+        return (ids.machine(value.get("site"), value.get("line"), value.get("machine"))
+                or PlantIds.time_range(value.get("start"), value.get("end"), 366 * 86_400 * 10**9))
     return None
 
 

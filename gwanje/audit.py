@@ -23,7 +23,7 @@ AUDIT_ACTIONS = (
     "login", "logout", "login_failed",
     "alarm.acknowledge", "alarm.shelve", "alarm.unshelve", "alarm.comment",
     "alarm.out_of_service", "alarm.return_to_service",
-    "shift.downtime_reason", "shift.recompute",
+    "shift.downtime_reason", "shift.recompute", "lot.release",
     "config.reload", "command.refused",
 )
 

@@ -18,6 +18,8 @@ ACTIONS: dict[str, str] = {
     # rewrites the stored OEE records of a closed shift, which reports and the Pareto read:
     # the supervisor who signs the shift off (engineers and admins rank above)
     "shift.recompute": "supervisor",
+    # release a LOT held for review (a reject spike, an alarm): the supervisor's call
+    "lot.release": "supervisor",
     # the audit log page and its export
     "audit.view": "admin",
 }

@@ -28,7 +28,7 @@ _BAD_CHARS = re.compile(r"['\"`;\\<>{}|$\x00-\x1f\x7f]")
 _KEYWORDS = re.compile(r"(?i)(--|/\*|\*/|\b(select|insert|update|delete|drop|union|alter|create|grant|exec|"
                        r"truncate|show|into|from|where|sleep|benchmark|waitfor)\b|\b(or|and)\s+\S+\s*=)")
 PARAMS = ("site", "line", "machine", "signal", "alarm", "shift", "window", "from", "to", "lang", "kiosk", "user",
-          "action")
+          "action", "start", "end", "lot")
 TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
 
@@ -125,6 +125,12 @@ class PlantIds:
             return self.line(*place)
         return self.site(place[0])
 
+    @staticmethod
+    def lot(value: Any) -> Optional[str]:
+        """A LOT number as a URL carries it (/lot/<LOT>): an id's shape, letters, digits and
+        `_ . -`, 1..64 characters (a LOT the plant never made is the page's "not found")."""
+        return id_shape(value)
+
     def shift(self, key: Any) -> Optional[str]:
         """A shift occurrence "2026-11-24/day" (a real date, a shift of shifts.yaml) or a rolling window."""
         if not isinstance(key, str):
@@ -189,7 +195,9 @@ class PlantIds:
             return self.window(value)
         if name == "action":
             return None if all(a in AUDIT_ACTIONS for a in str(value).split(",") if a) else "unknown_action"
-        if name in ("from", "to"):
+        if name == "lot":
+            return self.lot(value)
+        if name in ("from", "to", "start", "end"):
             return self.time(value) if value != "" else None
         return hostile(value)
 
@@ -204,6 +212,8 @@ class PlantIds:
             return self.line(v.get("site"), v.get("line"))
         if "site" in v:
             return self.site(v.get("site"))
+        if "lot" in v:
+            return self.lot(v.get("lot"))
         return next((bad for bad in (id_shape(x) for x in v.values()) if bad), None)
 
 

@@ -358,7 +358,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                 'site id; "_plant" for an entry of no site (a login)'),
         _tag("action", "action", "login, logout, login_failed, alarm.acknowledge, alarm.shelve, alarm.unshelve, "
                                  "alarm.comment, alarm.out_of_service, alarm.return_to_service, "
-                                 "shift.downtime_reason, shift.recompute, config.reload, command.refused"),
+                                 "shift.downtime_reason, shift.recompute, lot.release, config.reload, command.refused"),
         _f("user_name", STR, "who acted (for a failed login the name as typed); not `user`, an InfluxQL keyword",
            key="user"),
         _f("role", STR, "their role then"),

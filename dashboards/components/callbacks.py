@@ -69,7 +69,7 @@ def plant_oee(cfg: Config, layer: DataLayer, now_ns: Optional[int] = None) -> Pl
 def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_ids: list[dict]) -> tuple:
     """New class + content for every tile on the page, and every line's running/total."""
     cfg = context.config()
-    lang, _ = _lang(page_ctx)
+    lang, kiosk = _lang(page_ctx)
     try:
         snap = context.data().plant_snapshot()
     except DataUnavailable:
@@ -89,7 +89,7 @@ def refresh_tiles(n: Any, page_ctx: Optional[dict], tile_ids: list[dict], line_i
             continue
         classes.append(tile_class(view))
         kids.append(tile_children(view, spec, lang, oee_badge(oee.machine(*key), oee.ok, lang),
-                                  sim=spec.simulated and sim_tiles))
+                                  sim=spec.simulated and sim_tiles, kiosk=kiosk))
     summaries = []
     for i in line_ids:
         lv = snap.line(i.get("site"), i.get("line")) if isinstance(i, dict) else None

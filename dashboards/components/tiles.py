@@ -40,6 +40,7 @@ add_strings({
     "tiles:sim": {"ko": "모의", "en": "SIM"},
     "tiles:sim_long": {"ko": "시뮬레이터가 만든 가상 데이터 (실제 설비 아님, plant.yaml simulated)",
                        "en": "Made-up data from the simulator, not a real device (plant.yaml simulated)"},
+    "tiles:open_lot": {"ko": "LOT 이력 보기", "en": "Open the LOT"},
     "tiles:clock_ahead": {"ko": "시계 앞섬", "en": "CLOCK AHEAD"},
     "tiles:clock_ahead_note": {"ko": "설비 시계가 {n}초 빠름", "en": "source clock {n} s ahead"},
 })
@@ -112,8 +113,22 @@ def simulation_marks(cfg: Config) -> tuple[bool, bool]:
     return every, any(sims) and not every
 
 
+def lot_value(lot: Optional[str], lang: str, kiosk: bool = False) -> Any:
+    """The LOT on a machine: a link to its page (/lot/<LOT>) when the number can be one."""
+    from dashboards.components.shell import href
+    from dashboards.lots_data import lot_id_problem
+
+    if not lot:
+        return html.Span("–", className="gw-v")
+    if lot_id_problem(lot):
+        return html.Span(lot, className="gw-v")
+    # inside a tile that is itself a link: assets/lots.js makes a click open the LOT, not the machine
+    return html.A(lot, href=href(f"/lot/{lot}", lang, kiosk), className="gw-v gw-lot-link gw-tile-lot-link",
+                  title=t("tiles:open_lot", lang))
+
+
 def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = None,
-                  sim: Optional[bool] = None) -> list[Any]:
+                  sim: Optional[bool] = None, kiosk: bool = False) -> list[Any]:
     """badge: the tile's OEE line (oee_badge), kept by the refresh as the layout has it.
     sim: show the SIM mark (default: when the machine is simulated; see simulation_marks)."""
     sim = spec.simulated if sim is None else sim
@@ -128,7 +143,7 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = 
         html.Span([html.Span(t("count_reject", lang), className="gw-k"),
                    html.Span(fmt_count(view.reject), className="gw-v gw-reject")]),
     ], className="gw-tile-counts")
-    lot = html.Div([html.Span(t("lot", lang), className="gw-k"), html.Span(view.lot or "–", className="gw-v")],
+    lot = html.Div([html.Span(t("lot", lang), className="gw-k"), lot_value(view.lot, lang, kiosk)],
                    className="gw-tile-lot")
     return [
         html.Div(([html.Span(t("tiles:sim", lang), className="gw-sim", title=t("tiles:sim_long", lang)), " "]
@@ -142,9 +157,10 @@ def tile_children(view: MachineView, spec: MachineSpec, lang: str, badge: Any = 
 
 
 def machine_tile(view: MachineView, spec: MachineSpec, lang: str, link: Optional[str],
-                 sim: Optional[bool] = None) -> Any:
-    """A tile; with link it is one big touch target opening the machine page."""
-    kids = tile_children(view, spec, lang, sim=sim)
+                 sim: Optional[bool] = None, kiosk: bool = False) -> Any:
+    """A tile; with link it is one big touch target opening the machine page (its LOT opens
+    the LOT's page)."""
+    kids = tile_children(view, spec, lang, sim=sim, kiosk=kiosk)
     ident = tile_id(view.site, view.line, view.machine)
     if link:
         return dcc.Link(kids, href=link, id=ident, className=tile_class(view),

@@ -36,7 +36,8 @@ def line_card(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, lang: str, 
     for mv in lv.machines:
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
-        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=spec.simulated and mixed))
+        tiles.append(machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk), sim=spec.simulated and mixed,
+                                  kiosk=kiosk))
     return html.Section([
         html.Div([
             dcc.Link(ln.name.get(lang), href=href(f"/line/{site.id}/{ln.id}", lang, kiosk), className="gw-line-name"),
@@ -86,7 +87,7 @@ def line_body(cfg: Config, site: SiteDef, ln: LineDef, lv: LineView, sparks: dic
         spec = cfg.machine(mv.site, mv.line, mv.machine)
         assert spec is not None
         parts: list[Any] = [machine_tile(mv, spec, lang, machine_href(spec, lang, kiosk),
-                                         sim=spec.simulated and mixed)]
+                                         sim=spec.simulated and mixed, kiosk=kiosk)]
         sig = primary_signal(spec)
         if sig is not None:
             sdef = spec.signal(sig)
@@ -126,10 +127,12 @@ def machine_body(cfg: Config, spec: MachineSpec, snap: PlantSnapshot, trends: di
         ], className="gw-trend-card"))
     return html.Div([
         html.Div([
-            machine_tile(mv, spec, lang, link=None, sim=_sim(cfg, spec)),
+            machine_tile(mv, spec, lang, link=None, sim=_sim(cfg, spec), kiosk=kiosk),
             html.Div([
                 html.Div(spec.klass.name.get(lang), className="gw-machine-class"),
                 html.Div(f"{spec.site} / {spec.line} / {spec.machine}", className="gw-machine-ids"),
+                dcc.Link(t("lots:trace_link", lang), id="machine-trace-link", className="gw-oee-link",
+                         href=href("/trace", lang, kiosk, site=spec.site, line=spec.line, machine=spec.machine)),
             ], className="gw-machine-meta"),
         ], className="gw-hero"),
         html.Div([html.H2(t("trends", lang), className="gw-section-title"),
