@@ -254,9 +254,14 @@ def trend_from_frame(signal: str, frame: pl.DataFrame, timezone: str) -> Trend:
     return Trend(signal, x, frame["value"].cast(pl.Float64).to_list())
 
 
+# the LOT's own signals (docs/lots.md): what the MES says of the LOT, not a process value
+LOT_SIGNAL_IDS = ("lot", "lot_product", "lot_qty", "lot_parents")
+
+
 def numeric_signals(spec: MachineSpec) -> list[str]:
-    """Signals a trend makes sense for (not state codes, not text)."""
-    return [s.id for s in spec.signals if s.kind in ("analog", "counter")]
+    """Signals a trend makes sense for (not state codes, not text, not the LOT's planned
+    quantity `lot_qty`, an analog signal of every class that only changes with the LOT)."""
+    return [s.id for s in spec.signals if s.kind in ("analog", "counter") and s.id not in LOT_SIGNAL_IDS]
 
 
 # ----------------------------------------------------------------------------- cache + store

@@ -18,7 +18,12 @@ What a machine does (all draws per machine, so some machines are better than oth
   MTTR; some announce themselves (CNC spindle: vibration creeps up; injection cooling: the
   mold temperature drifts up) so alarms have something to catch before the stop;
 - micro-stops (< 2 min, several per hour), idle (waiting for material), setups (a changeover
-  when the lot quantity is done, with a new LOT number);
+  when the LOT quantity is done and the next LOT begins, with its LOT number);
+- LOTs (LotFlow, docs/lots.md): lines run the products whose route names their process;
+  LOTs are released at a route's first process, wait in buffers between processes, split in
+  two child LOTs on the way to CNC and merge two injection LOTs into an assembly LOT; a
+  machine with no LOT to take reports lot "" and waits idle. Machines of lines without a
+  product make up their own LOTs (L<YYMM>-<nnnn>);
 - planned stops exactly when the engine's shift calendar (config/shifts.yaml, gwanje.shifts)
   has them: breaks, days off, time outside every shift;
 - part counters reset to 0 at every shift start and wrap at 2**counter_bits like PLC counters

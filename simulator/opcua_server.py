@@ -8,8 +8,9 @@ Node ids follow what the collector expects (docs/payloads.md): a machine's `node
 signal's `node` in plant.yaml, else the endpoint's node_template (`ns=2;s={site}.{line}.{machine}.{signal}`).
 Our namespace is registered first so that its index is 2. Variables hang in an Objects
 folder tree site / line / machine for browsing. Types are the ones PLCs use: state Int32
-(String for text codes), counters UInt16/UInt32/UInt64 by counter_bits, analog Double, LOT
-String. Each write carries the model step's time as the source timestamp.
+(String for text codes), counters UInt16/UInt32/UInt64 by counter_bits, analog Double (also
+lot_qty), text String (lot, lot_product, lot_parents). Each write carries the model step's
+time as the source timestamp: the four LOT variables of a machine change with one.
 
 Security is what the endpoint in system.yaml says, since the collector connects by the same
 entry: None (demo only; outside demo mode it is served with a warning), or Basic256Sha256

@@ -21,7 +21,7 @@ from dashboards.components.lots import (alarm_list, descendants_table, genealogy
 from dashboards.components.oee import csv_text
 from dashboards.components.page import View, render, view
 from dashboards.components.views import GRAPH_CONFIG
-from dashboards.data import DataLayer, DataUnavailable, trend_from_frame
+from dashboards.data import LOT_SIGNAL_IDS, DataLayer, DataUnavailable, trend_from_frame
 from dashboards.i18n import normalize_lang, t
 from dashboards.lots_data import (HoldRow, LotDetail, StepRow, load_alarms, load_descendants, load_lot,
                                   load_row, load_series, lot_id_problem)
@@ -31,7 +31,6 @@ from gwanje.roles import role_allows
 dash.register_page(__name__, path_template="/lot/<lot>", title="Gwanje", name="lot")
 
 DEMO_USER = "demo"  # who releases a hold in demo mode (no login)
-LOT_SIGNAL_IDS = ("lot", "lot_product", "lot_qty", "lot_parents")  # docs/lots.md: the LOT's own signals
 STEP_POINTS = 150  # per signal and step
 MAX_POINTS = 3000
 

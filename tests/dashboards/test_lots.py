@@ -184,3 +184,42 @@ def test_machine_tile_links_its_lot(app):
     lay = page("machine")(site="changwon-1", line="cnc-1", machine="cnc-102", lang="en", kiosk="1")
     assert [a.href for a in by_class(lay, "gw-tile-lot-link")] == ["/lot/SH-C2?lang=en&kiosk=1"]
     assert by_id(lay, "machine-trace-link").href == "/trace?lang=en&kiosk=1&site=changwon-1&line=cnc-1&machine=cnc-102"
+
+
+def test_the_live_tile_refresh_keeps_the_lot_link(app):
+    from dashboards.components import callbacks
+
+    ident = {"type": "gw-tile", "site": "changwon-1", "line": "cnc-1", "machine": "cnc-102"}
+    _, kids, _ = callbacks.refresh_tiles(1, {"lang": "ko", "kiosk": True}, [ident], [])
+    (a,) = by_class(kids[0], "gw-tile-lot-link")
+    assert (a.children, a.href) == ("SH-C2", "/lot/SH-C2?lang=ko&kiosk=1")
+
+
+def test_search_and_trace_values_from_the_browser_are_checked_before_any_query(app):
+    c = app.server.test_client()
+    base = {"refresh.n_intervals": 1, "lots-product.value": "", "page-ctx.data": EN}
+    ok = dash_call(c, "lots-body", {**base, "lots-search.value": "SH-C"}, ["lots-search.value"])
+    assert ok.status_code == 200 and "SH-C1" in ok.get_data(as_text=True)
+    for bad in ("x' OR '1'='1", "a;drop table events", "A" * 65):
+        r = dash_call(c, "lots-body", {**base, "lots-search.value": bad}, ["lots-search.value"])
+        assert r.status_code == 400, bad
+    params = {"site": "changwon-1", "line": "forge-1", "machine": "forge-101", "start": R.T0, "end": R.NOW}
+    r = dash_call(c, "trace-csv", {"trace-csv-btn.n_clicks": 1, "trace-params.data": params, "page-ctx.data": EN},
+                  ["trace-csv-btn.n_clicks"])
+    assert r.status_code == 200 and "SH-P" in r.get_json()["response"]["trace-csv"]["data"]["content"]
+    for bad in ({**params, "machine": "forge-999"}, {**params, "start": "0 OR 1"}, {**params, "end": R.T0 - 1}):
+        r = dash_call(c, "trace-csv", {"trace-csv-btn.n_clicks": 1, "trace-params.data": bad, "page-ctx.data": EN},
+                      ["trace-csv-btn.n_clicks"])
+        assert r.status_code == 400, bad
+
+
+def test_kiosk_lots_page_has_no_form_but_keeps_the_refresh_inputs(app):
+    lay = page("lots")(lang="ko", kiosk="1")
+    filters = by_class(lay, "gw-lots-filters")[0]
+    assert filters.style == {"display": "none"}
+    assert by_id(lay, "lots-search") is not None and by_id(lay, "lots-wip") is not None
+    lay = page("lot")(lot="SH-C2", lang="ko", kiosk="1")
+    assert by_id(lay, "lot-release-btn") is None  # a wall display never acts
+    assert "보류 중" in text(by_id(lay, "lot-hold-panel"))
+    lay = page("lot")(lot="SH-C2", lang="ko")
+    assert by_id(lay, "lot-release-btn") is not None  # demo mode: open
