@@ -11,7 +11,8 @@ Layout of this package (how to find the room for a change):
   audit_log.py    the serve side of the audit log (write, retry); /admin/audit shows it
   components/     shell (header, alarm-banner slot, breadcrumbs, kiosk), tiles, figures,
                   page bodies (views), shared live-refresh callbacks
-  pages/          one module per URL: overview `/`, `/site/..`, `/line/..`, `/machine/..`, `/signal/..`
+  pages/          one module per URL: overview `/`, `/site/..`, `/line/..`, `/machine/..`, `/signal/..`,
+                  LOTs `/lots`, `/lot/<LOT>`, `/trace?site=..&line=..&machine=..`
   assets/         CSS: light desktop, tablet (1024x768), dark wall display (`?kiosk=1`)
 
 URL parameters every page understands: `lang=ko|en`, `kiosk=1`.

@@ -96,7 +96,8 @@ add_strings({
     "lots:first": {"ko": "최초 시작", "en": "First start"},
 })
 
-SHOWN = 200
+SHOWN = 200  # rows of a table at most
+SEARCH_SHOWN = 100  # search hits shown (the count says how many matched: narrow the search)
 
 
 def local(ns: Optional[int], tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -220,8 +221,9 @@ def lots_body(cfg: Config, index: LotIndex, processes: Sequence[str], lang: str,
               search: str = "", product: str = "") -> html.Div:
     parts: list[Any] = []
     if search or product:
-        hits, n = index.search(search, product, SHOWN)
-        note = t("lots:results", lang, n=n) if n <= SHOWN else t("lots:results_more", lang, n=n, shown=SHOWN)
+        hits, n = index.search(search, product, SEARCH_SHOWN)
+        note = (t("lots:results", lang, n=n) if n <= SEARCH_SHOWN
+                else t("lots:results_more", lang, n=n, shown=SEARCH_SHOWN))
         parts.append(html.Section([html.H3(note, id="lots-result-count"),
                                    lots_table(cfg, hits, lang, kiosk, "lots-results", status=True)],
                                   className="gw-panel"))

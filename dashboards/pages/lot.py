@@ -25,7 +25,7 @@ from dashboards.data import LOT_SIGNAL_IDS, DataLayer, DataUnavailable, trend_fr
 from dashboards.i18n import normalize_lang, t
 from dashboards.lots_data import (HoldRow, LotDetail, StepRow, load_alarms, load_descendants, load_lot,
                                   load_row, load_series, lot_id_problem)
-from gwanje.model import NS_PER_S, Event
+from gwanje.model import Event
 from gwanje.roles import role_allows
 
 dash.register_page(__name__, path_template="/lot/<lot>", title="Gwanje", name="lot")
