@@ -587,7 +587,7 @@ def _codes(t: LotTracker) -> list[int]:
     if len(codes) < len(keys):
         for k in keys[len(codes):]:
             ok = 0
-            if type(k) is tuple and len(k) == 4:
+            if type(k) is tuple and len(k) == 4 and all(type(x) is str for x in k):
                 m = t.machines.get(k[:3])  # type: ignore[index]
                 if m is not None and m.has_lot and (k[3] in LOT_SIGNALS or k[3] in m.counters):
                     ok = 1

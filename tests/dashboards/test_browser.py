@@ -3,7 +3,6 @@ sees on the overview, the drill-down, the languages, the wall display and the ta
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import pytest
 
@@ -11,6 +10,7 @@ from dashboards import create_app
 from dashboards.data import DataLayer
 from dashboards.sample_data import code_for, plant_history
 from gwanje.model import NS_PER_S, MachineState, Sample
+from tests.fixtures.browser import open_page
 
 pytestmark = pytest.mark.services
 
@@ -35,18 +35,6 @@ def site(plant_config, dash_server):
     server = dash_server(create_app(plant_config, store, data=data))
     yield server, store
     store.close()
-
-
-@contextmanager
-def open_page(browser, url, width=1920, height=1080):
-    page = browser.new_page()
-    try:
-        page.set_viewport_size({"width": width, "height": height})
-        page.goto(url)
-        page.wait_for_selector(".gw-main")
-        yield page
-    finally:
-        page.close()
 
 
 def tile_classes(page) -> dict[str, str]:

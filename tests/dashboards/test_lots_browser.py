@@ -5,7 +5,6 @@ to the LOT's route, then to its parent. Screenshots of /lots and /lot/<LOT> in K
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from dashboards import create_app
 from dashboards.data import DataLayer
 from tests.dashboards import lot_records as R
+from tests.fixtures.browser import open_page
 
 pytestmark = pytest.mark.services
 SHOTS = Path("/tmp/lotshots")
@@ -30,18 +30,6 @@ def site(plant_config, dash_server, tmp_path_factory):
     server = dash_server(create_app(plant_config, store, data=data))
     yield server
     store.close()
-
-
-@contextmanager
-def open_page(browser, url, width=1920, height=1080):
-    page = browser.new_page()
-    try:
-        page.set_viewport_size({"width": width, "height": height})
-        page.goto(url)
-        page.wait_for_selector(".gw-main")
-        yield page
-    finally:
-        page.close()
 
 
 def test_from_the_tile_lot_to_its_route_and_its_parent(site, browser):

@@ -222,3 +222,13 @@ def test_late_and_repeated_samples(config):
                  _msg(CNC1, 20, (4, 4, 0), lot="SH-A")])
     assert {e.key for e in ev if e.kind == "lot_step"} == {"SH-A"}
     assert t.rejects.counts().get("late_sample") == 4
+
+
+def test_garbage_series_keys_in_the_process_table_do_not_break_the_columnar_path(config):
+    """SERIES is process-wide: a key another caller put there with a list for a name (garbage
+    a collector refused) must not make the tracker's series filter fail."""
+    from gwanje.batch import SERIES
+
+    SERIES.unindexed(("changwon-1", ["cnc-1"], "cnc-101", "part_count_total"))
+    ev = run(tracker(config), history(), columnar=True)
+    assert steps_by_lot(ev)["SH-P"].data["total"] == 10
