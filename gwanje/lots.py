@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, Iterable, Optional, Sequence
@@ -182,7 +182,8 @@ class LotTracker:
         self.lookback_ns = int(spec.lots.lookback_days * 86400 * NS_PER_S)
         self.machines: dict[tuple[str, str, str], _Machine] = {
             m.key: _Machine(m, spec.counter_margin) for m in config.machines()}
-        self.process = {m.key: self._process_of(m) for m in config.machines()}
+        self.process = {m.key: (ln.process if (ln := config.line(m.site, m.line)) else "other")
+                        for m in config.machines()}
         self.lots: dict[str, Lot] = {}
         self.rejects = Rejects("lots")
         self.restored = False
@@ -192,14 +193,6 @@ class LotTracker:
         self._lock = threading.RLock()
         self._dirty_lots: set[str] = set()  # LOTs whose index record is to be written
         self._pending_events: list[Event] = []  # records made outside a batch's event list
-
-    def _process_of(self, m: MachineSpec) -> str:
-        for s in self.config.plant.sites:
-            if s.id == m.site:
-                for ln in s.lines:
-                    if ln.id == m.line:
-                        return ln.process
-        return "other"
 
     # ------------------------------------------------------------------ live path
     @_locked
@@ -213,7 +206,7 @@ class LotTracker:
         events: list[Event] = []
         by_machine: dict[tuple[str, str, str], list[tuple]] = {}
         for key, sig, value, ts, bad in _relevant(samples, self):
-            by_machine.setdefault(key, []).append((ts, _RANK[sig] if sig in _RANK else 0, sig, value, bad))
+            by_machine.setdefault(key, []).append((ts, _RANK.get(sig, 0), sig, value, bad))
         for key, items in by_machine.items():
             items.sort(key=lambda x: (x[0], x[1]))
             self._feed(self.machines[key], items, events)
@@ -543,8 +536,9 @@ class LotTracker:
                 v = ctr.get(sig)
                 if isinstance(v, int) and not isinstance(v, bool):
                     c.prev, c.prev_ts = v, st.counted_ns
+        running = Counter(m.step.lot for m in self.machines.values() if m.step is not None)
         for lot in self.lots.values():
-            lot.open = sum(1 for m in self.machines.values() if m.step is not None and m.step.lot == lot.lot)
+            lot.open = running[lot.lot]
             lot.taken = sum((self.lots[c].planned_qty or float("inf")) if c in self.lots else 0.0
                             for c in lot.children)
         self.restored = True
@@ -560,7 +554,7 @@ class LotTracker:
             s = m.spec
             for page in store.samples(s.site, s.line, s.machine, since, now_ns + 1, page_size=PAGE_SIZE):
                 items = [(x.ts, _RANK.get(x.signal, 0), x.signal, x.value, x.quality == Quality.BAD)
-                         for x in page if x.signal in _READ and (x.signal in LOT_SIGNALS or x.signal in m.counters)]
+                         for x in page if x.signal in LOT_SIGNALS or x.signal in m.counters]
                 items.sort(key=lambda x: (x[0], x[1]))
                 self._feed(m, items, events)
         self._pending_since = None
@@ -576,7 +570,6 @@ def _int(v: Any) -> int:
 
 # counters first at one timestamp, then the LOT, then its attributes
 _RANK = {"lot": 1, "lot_product": 2, "lot_qty": 2, "lot_parents": 2}
-_READ = frozenset(LOT_SIGNALS) | {"part_count_total", "part_count_good", "part_count_reject"}
 
 
 def _codes(t: LotTracker) -> list[int]:
