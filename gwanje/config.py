@@ -518,6 +518,9 @@ class SimulatorConfig(Strict):
     # LOT quantities of the simulated machines: shifts.yaml products' lot_qty x this (0.1: a
     # tenth of the parts, so a demo shows LOTs moving along their routes within minutes)
     lot_scale: float = Field(1.0, gt=0, le=100)
+    # seeded process faults of the simulated machines (docs/quality.md "Ground truth"): mean
+    # running hours between two faults of one machine; 0 = none
+    fault_every_h: float = Field(5.0, ge=0, le=10_000)
 
 
 class ClockConfig(Strict):
@@ -813,7 +816,7 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Optional[d
     if conflict:
         raise ConfigError(f"{plant_path}: sites.{conflict[0]}.opcua_endpoint: {conflict[1]}")
     extra = {}
-    for name in ("shifts", "alarms", "notify"):
+    for name in ("shifts", "alarms", "notify", "quality"):
         p = d / f"{name}.yaml"
         if p.exists():
             extra[name] = _read_yaml(p)
