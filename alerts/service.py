@@ -236,6 +236,15 @@ class AlarmService:
         with self._lock:
             return self._run(self.evaluator.feed(samples))
 
+    def apply_calls(self, calls: Sequence[Any]) -> list[Event]:
+        """Alarm conditions from another detector (gwanje.quality.AlarmCall: SPC rules, anomaly
+        and reject-risk alarms) through the same lifecycle; returns the events to store."""
+        if not calls:
+            return []
+        with self._lock:
+            return self._run([Transition(c.alarm_id, c.action, c.ts, c.rule, c.site, c.line, c.machine, c.signal,
+                                         c.priority, c.value, c.message_ko, c.message_en) for c in calls])
+
     def tick(self, now_ns: Optional[int] = None) -> list[Event]:
         """Time passes: delays, stale data, durations, shelve expiry, escalation. Writes its events."""
         now = self.clock() if now_ns is None else now_ns

@@ -81,6 +81,7 @@ class Runtime:
         self.engine = None
         self.alarms = None
         self.lots = None  # gwanje.lots.LotTracker in collect
+        self.quality = None  # quality.service.QualityService in collect
         # the control bus (runtime/control.py): its command server (collect); in a serve
         # without a local alarm service, the remote alarm source
         self.control = None
@@ -163,7 +164,18 @@ class Runtime:
         self.lots = LotTracker(self.config)
         self._lot_restore_at = 0.0
         self._batch_alarms: list[Any] = []
+        # SPC, anomaly and reject risk (docs/quality.md): after the LOTs; its alarms go through
+        # the alarm service's lifecycle
+        from gwanje.quality import load_quality
+
+        qdef = load_quality(self.config)
         listeners = [self._engine_listener, self._alarm_listener, self._lot_listener]
+        if qdef.classes() and any(m.definition.klass in qdef.classes() for m in self.config.machines()):
+            from quality.service import QualityService
+
+            self.quality = QualityService(self.config, self.data_dir, qdef)
+            self._quality_seeded = False
+            listeners.append(self._quality_listener)
         st = self.config.system.storage
         self.pipeline = Pipeline(store, batch_size=st.batch_size, flush_interval_s=st.flush_interval_ms / 1000,
                                  queue_size=st.queue_size, listeners=listeners,
@@ -215,6 +227,9 @@ class Runtime:
                     self._write_engine_events(self.engine.tick(now))
                 if self.lots is not None and n % 10 == 5 and self.pipeline is not None:
                     self._write_engine_events(self.lots.tick(now))
+                if self.quality is not None and n % 10 == 7 and self.pipeline is not None:
+                    ev = self.quality.tick(self.store, now)
+                    self._write_engine_events(ev + self._quality_alarms())
                 if self._meta_unwritten and n % 2 == 0 and self._store_ok():
                     self._write_signal_meta()
             except Exception:  # keep ticking; a store outage must not end alarm timing
@@ -248,6 +263,20 @@ class Runtime:
         out += lots.on_samples(samples)
         out += lots.on_alarm_events(alarms)
         return out
+
+    def _quality_alarms(self) -> list[Any]:
+        """The quality monitor's alarm calls, through the alarm service's lifecycle."""
+        q = self.quality
+        if q is None or self.alarms is None:
+            return []
+        if not self._quality_seeded and self.alarms.restored:
+            q.monitor.seed_active(s.id for s in self.alarms.active())
+            self._quality_seeded = True
+        return self.alarms.apply_calls(q.monitor.take_calls())
+
+    def _quality_listener(self, samples: Any) -> Any:
+        out = self.quality.monitor.on_samples(samples)
+        return out + self._quality_alarms()
 
     def _store_ok(self) -> bool:
         try:
@@ -448,6 +477,8 @@ class Runtime:
         was never acknowledged to its source, which delivers it again."""
         deadline = time.monotonic() + grace_s
         self._stopping.set()
+        if self.quality is not None:
+            self.quality.stop()  # a training run in progress is dropped, the models stay
         for bus_end in (self.control, self.remote_alarms):
             if bus_end is not None:
                 try:

@@ -182,6 +182,17 @@ class MachineModel:
         # str seeds hash through sha512: stable across processes, unlike hash()
         self.rng = random.Random(f"{seed}|{key}")
         self.noise = random.Random(f"{seed}|{key}|noise")
+        self.seed_key = f"{seed}|{key}"
+        # process faults and gauges (docs/quality.md): generators of their own, so the machine's
+        # states and parts are the same with faults on or off
+        self.frng = random.Random(f"{seed}|{key}|faults")
+        self.grng = random.Random(f"{seed}|{key}|gauge")
+        self.fault_every_s = 0.0
+        self.fault: Optional[dict] = None
+        self.fault_log: list[dict] = []  # ended faults, oldest first (Plant.faults)
+        self.fault_in_ns = 0
+        self.gauge: dict[str, float] = {}
+        self.gauge_off = {g: self.grng.gauss(0.0, 0.25) * GAUGES[g][1] for g in GAUGES}
         d = spec.definition
         self.ideal_s = d.ideal_cycle_s
         self.wrap = 2 ** d.counter_bits
@@ -252,13 +263,71 @@ class MachineModel:
                 return  # the product's recipe stays
         self.lot_good = 0
         # the new product's recipe: setpoints of the process signals
-        self.sp = {
+        self.sp = self._recipe(r)
+        if lot is not None:  # a product's recipe on this machine is the same every time it runs
+            self.sp = self._recipe(random.Random(f"{self.seed_key}|recipe|{lot.product.id}"))
+
+    @staticmethod
+    def _recipe(r: random.Random) -> dict[str, float]:
+        return {
             "rpm": r.choice((4500.0, 6000.0, 8000.0, 9500.0)), "load": r.uniform(35, 65),
             "feed": r.uniform(800, 2200), "vib": r.uniform(1.2, 2.4),
             "force": r.uniform(8000, 18000), "billet": r.uniform(1150, 1220),
             "melt": r.uniform(220, 260), "mold": r.uniform(40, 80), "pressure": r.uniform(600, 1400),
             "torque": r.uniform(4, 12), "tonnage": r.uniform(200, 600), "die": r.uniform(55, 75),
         }
+
+    # ------------------------------------------------------------------ process faults
+    def _draw_fault_in(self) -> None:
+        self.fault_in_ns = int(self.frng.expovariate(1.0 / self.fault_every_s) * NS_PER_S) + NS_PER_S \
+            if self.fault_every_s > 0 else 1 << 62
+
+    def _maybe_fault(self) -> None:
+        """At a part: a fault starts when its running time has come (docs/quality.md)."""
+        t = self.t
+        f = self.fault
+        if f is not None and t >= f["end_ns"]:
+            self._end_fault(t)
+        if self.fault is None and self.fault_in_ns <= 0 and self.spec.definition.klass in FAULTS:
+            kind, ramp, delay, signals = FAULTS[self.spec.definition.klass]
+            r = self.frng
+            self.fault = {"kind": kind, "start_ns": t, "ramp_ns": int(r.uniform(*ramp) * 60 * NS_PER_S),
+                          "reject_from_ns": t + int(r.uniform(*delay) * 60 * NS_PER_S),
+                          "end_ns": t + int(r.uniform(30, 90) * 60 * NS_PER_S), "gain": r.uniform(0.25, 0.4),
+                          "mag": r.uniform(0.8, 1.2), "signals": list(signals)}
+            self._draw_fault_in()
+
+    def _end_fault(self, t: int) -> None:
+        f = self.fault
+        if f is None:
+            return
+        self.fault = None
+        self.fault_log.append({"site": self.spec.site, "line": self.spec.line, "machine": self.spec.machine,
+                               "kind": f["kind"], "start_ns": f["start_ns"], "end_ns": min(t, f["end_ns"]),
+                               "signals": f["signals"], "reject_from_ns": f["reject_from_ns"]})
+
+    def severity(self) -> float:
+        """0..1: how far the running process fault has grown (0 without one)."""
+        f = self.fault
+        if f is None or self.t is None or self.t >= f["end_ns"]:
+            return 0.0
+        return f["mag"] * min(1.0, (self.t - f["start_ns"]) / max(1, f["ramp_ns"]))
+
+    def open_faults(self) -> list[dict]:
+        f = self.fault
+        if f is None:
+            return []
+        return [{"site": self.spec.site, "line": self.spec.line, "machine": self.spec.machine, "kind": f["kind"],
+                 "start_ns": f["start_ns"], "end_ns": None, "signals": f["signals"],
+                 "reject_from_ns": f["reject_from_ns"]}]
+
+    def _gauges(self) -> None:
+        """A part was made: the in-line gauges measure it."""
+        sev = self.severity()
+        for g, (nominal, sigma, shift, nd) in GAUGES.items():
+            if g in self.signal_ids:
+                v = nominal + self.gauge_off[g] + self.grng.gauss(0.0, sigma) + shift * sev
+                self.gauge[g] = round(max(0.0, v), nd)
 
     # ------------------------------------------------------------------ start
     def _start(self, t: int) -> None:
@@ -272,6 +341,10 @@ class MachineModel:
         self.since_setup = STARTUP_PARTS
         self._new_failure()
         self.fail_in_ns = int(r.uniform(0.2, 1.0) * self.fail_in_ns) + NS_PER_S
+        self.fault = None
+        self._draw_fault_in()
+        for g, (nominal, sigma, _shift, nd) in GAUGES.items():
+            self.gauge[g] = round(nominal + self.gauge_off[g] + self.grng.gauss(0.0, sigma), nd)
         self.cycle_s = self._cycle_s()
         self.last_cycle_s = self.cycle_s
         self.part_left_ns = int(r.uniform(0, self.cycle_s) * NS_PER_S)
@@ -300,6 +373,8 @@ class MachineModel:
             self.heat[sid] = (self._heat_now(sid, t), t)  # rebase: the target changes with state
         if self.state == RUNNING and state != RUNNING:
             self.part_left_ns = max(1, int(self.part_due - t))
+        if state in (SETUP, DOWN) and self.fault is not None:
+            self._end_fault(t)  # the changeover or the repair fixes the tool, mold, billet heater or die
         self.state, self.until = state, until
         self.waiting = False
         if state == RUNNING:
@@ -379,10 +454,15 @@ class MachineModel:
     def _on_part(self) -> None:
         r = self.rng
         self.last_cycle_s = self.cycle_s
+        self._maybe_fault()
         p = self.reject_p + PRECURSOR_REJECT_P * self.precursor()
+        f = self.fault
+        if f is not None and self.t >= f["reject_from_ns"]:
+            p += f["gain"] * self.severity()
         if self.since_setup < STARTUP_PARTS:
             p += STARTUP_REJECT_P * (1 - self.since_setup / STARTUP_PARTS)
         self.total += 1
+        self._gauges()
         if r.random() < p:
             self.reject += 1
         else:
@@ -405,6 +485,11 @@ class MachineModel:
         if self.state != RUNNING:
             self._resume(t)
         elif self.pending == DOWN:
+            if self.fail_kind != "plain":  # ground truth: the failure's warning sign (approximate start)
+                self.fault_log.append({"site": self.spec.site, "line": self.spec.line, "machine": self.spec.machine,
+                                       "kind": f"precursor_{self.fail_kind}", "start_ns": t - self.precursor_ns,
+                                       "end_ns": t, "signals": ["vibration", "spindle_load"]
+                                       if self.fail_kind == "spindle" else ["mold_temp"], "reject_from_ns": None})
             d = min(MTTR_MAX_S, max(MTTR_MIN_S, r.expovariate(1.0 / self.mttr_s)))
             self._new_failure()
             self._set(DOWN, t + int(d * NS_PER_S))
@@ -427,6 +512,7 @@ class MachineModel:
             self.time_in[self.state] += dt
             if running:
                 self.fail_in_ns -= dt
+                self.fault_in_ns -= dt
             self.t = nxt
             if nxt >= self.bound:
                 self._on_boundary()
@@ -477,6 +563,8 @@ class MachineModel:
             elif s.kind == "text":
                 out[sid] = (self.lot if sid == "lot" else self.lot_product if sid == "lot_product"
                             else self.lot_parents if sid == "lot_parents" else "")
+            elif sid in self.gauge:
+                out[sid] = self.gauge[sid]
             elif sid == "lot_qty":
                 out[sid] = self.lot_qty if self.lot else 0
             elif s.kind in ("counter", "state"):
@@ -495,10 +583,15 @@ class MachineModel:
                 key = THERMAL[s.id][0]
                 warmth = (v - self.ambient) / max(1.0, self.sp[key] - self.ambient)
                 v += 15.0 * self.precursor() * min(1.0, max(0.0, warmth))
+            if self.fault is not None and running:
+                v += FAULT_SHIFT.get((self.fault["kind"], s.id), 0.0) * self.severity()
             return v
         gen = PROCESS.get(s.id)
         if gen is not None:
-            return max(0.0, gen(self, running, n))
+            v = gen(self, running, n)
+            if self.fault is not None and running:
+                v *= 1.0 + FAULT_GAIN.get((self.fault["kind"], s.id), 0.0) * self.severity()
+            return max(0.0, v)
         # a signal this simulator does not know: mid-range when running, bottom when stopped
         lo, hi = s.range or (0.0, 100.0)
         return (lo + hi) / 2 + 0.02 * (hi - lo) * n if running else lo
@@ -513,6 +606,26 @@ THERMAL: dict[str, tuple[str, float, tuple[str, ...]]] = {
     "die_temp": ("die", 20 * 60.0, (RUNNING,)),
 }
 THERMAL_NOISE = {"billet_temp": 4.0, "melt_temp": 0.8, "mold_temp": 0.4, "die_temp": 0.5}
+
+
+# in-line gauges: signal -> (nominal, per-part sigma, shift at full fault severity, decimals)
+GAUGES: dict[str, tuple[float, float, float, int]] = {
+    "bore_dia": (25.000, 0.003, -0.015, 3),
+    "part_weight": (48.00, 0.10, -0.5, 2),
+    "burr_height": (0.050, 0.008, 0.05, 3),
+}
+# process faults per class: kind, ramp (min), reject delay (min), the signals it moves
+FAULTS: dict[str, tuple[str, tuple[float, float], tuple[float, float], tuple[str, ...]]] = {
+    "cnc": ("tool_wear", (10, 25), (4, 6), ("vibration", "spindle_load", "bore_dia")),
+    "injection": ("mold_temp_drift", (5, 12), (2, 4), ("mold_temp", "injection_pressure", "part_weight")),
+    "forging": ("low_billet_temp", (1, 3), (1.5, 2.5), ("billet_temp", "forging_force")),
+    "press": ("die_wear", (10, 25), (4, 6), ("tonnage", "burr_height")),
+}
+# at full severity: thermal signals shifted by (°C), kinetic ones scaled by 1 + gain
+FAULT_SHIFT = {("mold_temp_drift", "mold_temp"): -6.0, ("low_billet_temp", "billet_temp"): -50.0}
+FAULT_GAIN = {("tool_wear", "vibration"): 0.5, ("tool_wear", "spindle_load"): 0.10,
+              ("mold_temp_drift", "injection_pressure"): 0.03, ("low_billet_temp", "forging_force"): 0.065,
+              ("die_wear", "tonnage"): 0.04}
 
 
 def _vibration(m: MachineModel, running: bool, n: float) -> float:
@@ -811,8 +924,10 @@ class Plant:
     (ties: plant order), and how often it is stepped still never changes what happens."""
 
     def __init__(self, config: Config, seed: Optional[int] = None, work_days_off: bool = False,
-                 machines: Optional[Iterable[MachineSpec]] = None, lot_scale: Optional[float] = None) -> None:
+                 machines: Optional[Iterable[MachineSpec]] = None, lot_scale: Optional[float] = None,
+                 fault_every_h: Optional[float] = None) -> None:
         self.config = config
+        fe = config.system.simulator.fault_every_h if fault_every_h is None else fault_every_h
         self.seed = config.system.simulator.seed if seed is None else seed
         self.lot_scale = config.system.simulator.lot_scale if lot_scale is None else lot_scale
         if not self.lot_scale > 0:
@@ -828,6 +943,7 @@ class Plant:
                 near, n16 = n16 % 2 == 0, n16 + 1  # every other 16-bit machine shows a wrap soon
             m = MachineModel(spec, self.seed, self.timetable, tz, start_near_wrap=near)
             m.idx, m.lot_scale = len(self.models), self.lot_scale
+            m.fault_every_s = max(0.0, fe) * 3600.0
             self.models.append(m)
         products = [p for p in calendar.spec.products if p.route]
         flow = LotFlow(config, self.models, products, tz, self.lot_scale, self.seed) if products else None
@@ -837,6 +953,12 @@ class Plant:
                 m.flow = self.flow
         self.t: Optional[int] = None
         self._nexts: list[float] = []
+
+    def faults(self) -> list[dict]:
+        """Ground truth (docs/quality.md): every process fault and failure precursor so far,
+        open ones with end_ns None, by start."""
+        out = [f for m in self.models for f in m.fault_log + m.open_faults()]
+        return sorted(out, key=lambda f: f["start_ns"])
 
     def _start(self, now_ns: int) -> None:
         if self.flow is not None:

@@ -60,6 +60,9 @@ class Simulator:
         self.plant = Plant(config, self.seed, work_days_off=work_days_off, machines=self.machines,
                            lot_scale=lot_scale)
         data_dir = Path(data_dir) if data_dir is not None else Path(os.environ.get("GWANJE_DATA_DIR", "data"))
+        # ground truth of the seeded faults (docs/quality.md): for scoring only, Gwanje never reads it
+        self.ground_truth = data_dir / "ground_truth" / "faults.jsonl"
+        self._truth_seen: dict[int, int] = {}
         self.servers: list[SiteServer] = site_servers(config, self.machines, cert_dir=data_dir / "opcua", secrets=secrets)
         self.unserved: dict[str, str] = {}  # endpoint name -> why the simulator does not serve it
         has_mqtt = any(m.definition.source == "mqtt" for m in self.machines)
@@ -179,6 +182,7 @@ class Simulator:
         """One step: advance the plant, publish MQTT machines, hand OPC UA values to the servers.
         Returns the OPC UA write still in flight (if any)."""
         results = self.plant.step(now_ns)
+        self._write_truth()
         opcua = []
         for spec, values in results:
             if spec.definition.source == "mqtt":
@@ -206,6 +210,24 @@ class Simulator:
             n += await s.write(now_ns, batch)
         with self._lock:
             self._status.opcua_writes += n
+
+    def _write_truth(self) -> None:
+        """Append the faults that ended since the last step to the ground-truth log."""
+        seen = self._truth_seen
+        new = [f for i, m in enumerate(self.plant.models) for f in m.fault_log[seen.get(i, 0):]]
+        if not new:
+            return
+        import json
+
+        try:
+            self.ground_truth.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.ground_truth, "a", encoding="utf-8") as f:
+                for rec in sorted(new, key=lambda r: r["end_ns"]):
+                    f.write(json.dumps(rec, sort_keys=True) + "\n")
+            for i, m in enumerate(self.plant.models):
+                seen[i] = len(m.fault_log)
+        except OSError as e:
+            log.warning("ground truth not written (%s)", e)
 
     def playing(self) -> list[MachineSpec]:
         """The machines whose data this simulator makes up: the simulated ones, less those on
