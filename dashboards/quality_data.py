@@ -372,6 +372,7 @@ def detections(history: Iterable[Event], active: Iterable[AlarmState],
     drivers from the machine's quality_window at or just before the raise (risk alarms: the
     risk drivers, others the anomaly drivers)."""
     episodes: dict[tuple[str, int], AlarmState] = {}
+    last: dict[str, tuple[str, int]] = {}  # the newest episode of each alarm
     for e in sorted(history, key=lambda e: e.ts):
         try:
             s = from_event(e)
@@ -379,11 +380,13 @@ def detections(history: Iterable[Event], active: Iterable[AlarmState],
             continue
         if not is_quality_rule(s.rule):
             continue
-        raised = s.raised_ts or e.ts
-        k = (s.id, raised)
-        if s.is_normal and k not in episodes:
-            continue  # a return without its raise in the window
-        episodes[k] = s if s.raised_ts else replace(s, raised_ts=raised)
+        if s.raised_ts is None:  # back to normal (raise time cleared): closes its newest episode
+            if s.is_normal and s.id in last:
+                episodes[last[s.id]] = replace(s, raised_ts=last[s.id][1])
+            continue
+        k = (s.id, s.raised_ts)
+        episodes[k] = s
+        last[s.id] = k
     for s in active:
         if is_quality_rule(s.rule):
             raised = s.raised_ts or s.changed_ts
