@@ -163,7 +163,7 @@ def spc_figure(c: CharDef, points: Sequence[SpcPoint], tz: str, lang: str, dark:
     for name, val in (("LSL", c.lsl), ("USL", c.usl)):
         if val is not None and x:
             traces.append({**lim, "type": "scatter", "x": [x[0], x[-1]], "y": [val, val], "name": name,
-                           "line": {"color": "#3e4c59", "width": 1, "dash": "dot"}})
+                           "line": {"color": "#cbd2d9" if dark else "#3e4c59", "width": 1, "dash": "dot"}})
     chart_name = t("quality:x_chart" if c.chart == "imr" else "quality:xbar_chart", lang)
     traces.append({"type": "scatter", "mode": "lines+markers", "x": x, "y": xs, "name": chart_name,
                    "line": {"color": GREY, "width": 1}, "marker": {"color": GREY, "size": 5},
@@ -218,8 +218,12 @@ def spc_panel(v: Any, c: CharDef, qd: QualityData, machines: list[MachineKey], c
                             className="gw-panel gw-q-spc", id=f"spc-{c.id}")
     pts_by = qd.spc.get(c.id, {})
     key = chosen if chosen in machines else default_machine(pts_by, machines)
-    chips = []
+    chips: list[Any] = []
+    lines = list(dict.fromkeys(m[:2] for m in machines))
     for m in machines:
+        if len(lines) > 1 and (not chips or machines[machines.index(m) - 1][:2] != m[:2]):
+            ln = cfg.line(*m[:2])  # machines of several lines: each line's chips after its name
+            chips.append(html.Span(ln.name.get(lang) if ln else m[1], className="gw-q-chip-line"))
         pts = pts_by.get(m, [])
         flagged = any(p.rules for p in pts)
         chips.append(dcc.Link(short_machine(cfg, m, lang) + (" ●" if flagged else ""),
