@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any, Optional
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import dash
@@ -132,10 +133,23 @@ def alarm_rows(states: list[AlarmState], lang: str, group: str = "none") -> list
             "message": message(s, lang), "value": s.value, "raised": fmt_ts(s.raised_ts or s.changed_ts),
             "acked_by": s.acked_by, "shelved_until": fmt_ts(s.shelved_until), "comment": s.last_comment,
             "group": site if group == "site" else (f"{site} / {line}" if group == "line" else ""),
+            "quality": quality_link(s, lang),
         })
     if group in ("site", "line"):
         rows.sort(key=lambda r: r["group"])  # stable: severity order kept inside each group
     return rows
+
+
+QUALITY_RULES = ("spc.", "anomaly.", "risk.")
+
+
+def quality_link(s: AlarmState, lang: str) -> str:
+    """A quality alarm (SPC, anomaly, reject risk): a markdown link to /quality for its
+    machine; any other alarm: empty."""
+    if not (isinstance(s.rule, str) and s.rule.startswith(QUALITY_RULES)) or not s.machine:
+        return ""
+    q = urlencode({"lang": lang, "site": s.site, "line": s.line, "machine": s.machine})
+    return f"[{t('quality:quality', lang)}](/quality?{q})"
 
 
 def _columns(lang: str, group: str) -> list[dict[str, Any]]:
@@ -153,6 +167,9 @@ def _columns(lang: str, group: str) -> list[dict[str, Any]]:
         {"field": "acked_by", "headerName": t("col.acked_by", lang), "width": 110},
         {"field": "shelved_until", "headerName": t("col.shelved_until", lang), "width": 170},
         {"field": "comment", "headerName": t("col.comment", lang), "width": 200},
+        # quality alarms link to /quality for their machine (same tab: a page of this app)
+        {"field": "quality", "headerName": t("quality:quality", lang), "width": 100, "cellRenderer": "markdown",
+         "linkTarget": "_self", "filter": False},
     ]
     if group in ("site", "line"):
         cols.insert(0, {"field": "group", "headerName": t("col.group", lang), "pinned": "left", "width": 220})

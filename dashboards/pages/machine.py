@@ -1,6 +1,7 @@
 """`/machine/<site>/<line>/<machine>?window=15m|1h|8h|24h` — one machine: state, counts, LOT,
 live trends of every numeric signal (default window: ui.trend_window_s), the machine's
-current-shift OEE · A · P · Q and a link to assign its downtime reasons on the shift report."""
+current-shift OEE · A · P · Q, a link to assign its downtime reasons on the shift report and
+one to its quality (/quality: SPC, anomaly score, reject risk)."""
 import dash
 from dash import dcc, html
 
@@ -40,5 +41,7 @@ def layout(site=None, line=None, machine=None, lang=None, kiosk=None, window=Non
         machine_oee(spec.site, spec.line, spec.machine, oee, v.lang),
         dcc.Link(t("tiles:assign_reasons", v.lang), id="assign-reasons-link", className="gw-oee-link",
                  href=v.href("/shift-report", site=spec.site, line=spec.line, machine=spec.machine)),
+        dcc.Link(t("quality:quality", v.lang), id="quality-link", className="gw-oee-link",
+                 href=v.href("/quality", site=spec.site, line=spec.line, machine=spec.machine)),
     ], className="gw-machine-oee-bar"))
     return render(v, body, path=path, crumbs=crumbs, title=f"{ldef.name.get(v.lang)} · {spec.definition.name.get(v.lang)}", ok=ok)

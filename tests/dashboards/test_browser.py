@@ -80,9 +80,9 @@ def test_clicking_a_tile_opens_the_machine_page_with_trends(site, browser, scree
         page.click('a.gw-tile[href^="/machine/changwon-1/cnc-1/cnc-104"]')
         page.wait_for_url("**/machine/changwon-1/cnc-1/cnc-104?lang=ko")
         page.wait_for_selector(".gw-trend-graph .main-svg")
-        # the cnc class has 8 numeric signals: 3 counters + 5 analog
-        assert page.locator(".gw-trend-card").count() == 8
-        assert page.locator(".gw-trend-graph .scatterlayer .trace").count() == 8
+        # the cnc class has 9 numeric signals: 3 counters + 6 analog (bore_dia, the gauge, since issue 13)
+        assert page.locator(".gw-trend-card").count() == 9
+        assert page.locator(".gw-trend-graph .scatterlayer .trace").count() == 9
         crumbs = page.inner_text(".gw-breadcrumbs")
         assert "공장 전체" in crumbs and "창원 제1실증공장" in crumbs and "CNC 가공 1라인" in crumbs
         assert "비가동" in page.inner_text(".gw-hero .gw-tile-state")

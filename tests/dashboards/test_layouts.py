@@ -120,7 +120,7 @@ def test_machine_page_has_a_live_trend_per_numeric_signal(app):
     graphs = by_type(lay, "gw-trend")
     assert [g.id["signal"] for g in graphs] == ["part_count_total", "part_count_good", "part_count_reject",
                                                 "spindle_speed", "spindle_load", "feed_rate", "vibration",
-                                                "cycle_time"]
+                                                "cycle_time", "bore_dia"]
     sp = next(g for g in graphs if g.id["signal"] == "spindle_speed")
     assert sp.id["window"] == 900 and sp.id["points"] == 600
     assert sp.figure["data"][0]["y"][-1] == 8029.0 and sp.figure["layout"]["uirevision"]
