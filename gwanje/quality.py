@@ -54,6 +54,10 @@ class CharacteristicDef(_Strict):
     chart: Literal["imr", "xbar_r"] = "imr"
     subgroup: int = Field(1, ge=1, le=10)
     baseline: int = Field(25, ge=5, le=1000)
+    # sampling: a point (a subgroup of consecutive parts, or one part) begins at most this
+    # often; 0 = every part. A fast press makes a part every few seconds: SPC on every one of
+    # them would be thousands of points a shift, and chance alone breaks a rule several times
+    every_s: float = Field(0.0, ge=0, le=86400)
     spec: SpecLimits = SpecLimits()
 
     @model_validator(mode="after")
@@ -225,6 +229,7 @@ class _Char:
     baseline_ts: list[int] = field(default_factory=list)
     limits: Optional[spc.Limits] = None
     checker: Optional[spc.RuleChecker] = None
+    next_ns: int = 0  # every_s: the next point begins at or after this time
 
 
 class _M:
@@ -300,7 +305,7 @@ class QualityMonitor:
             except (KeyError, TypeError, ValueError):
                 continue
             if lim.chart == ch.d.chart and lim.n == ch.d.subgroup:
-                ch.limits, ch.checker = lim, spc.RuleChecker(lim, self._rules())
+                ch.limits, ch.checker = lim, spc.RuleChecker(lim)
         self.rejects = Rejects("quality")
         self.calls: list[AlarmCall] = []  # alarm condition changes not taken yet (take_calls)
         self._spc_alarms: dict[str, _Alarm] = {}
@@ -553,6 +558,10 @@ class QualityMonitor:
     # ------------------------------------------------------------------ SPC
     def _measure(self, m: _M, ch: _Char, ts: int, v: float, events: list[Event]) -> None:
         d = ch.d
+        if d.every_s and not ch.group:
+            if ts < ch.next_ns:
+                return
+            ch.next_ns = ts + int(d.every_s * NS_PER_S)
         if d.chart == "imr":
             x, r = v, (abs(v - ch.prev_x) if ch.prev_x is not None else None)
             ch.prev_x = v
@@ -583,7 +592,7 @@ class QualityMonitor:
                     self.rejects.reject("spc_baseline", f"{machine_path(m.spec.key)}/{d.id}: {e}")
                     ch.baseline, ch.baseline_ts = [], []
                     return
-                ch.limits, ch.checker = lim, spc.RuleChecker(lim, self._rules())
+                ch.limits, ch.checker = lim, spc.RuleChecker(lim)  # every rule marked; alarms per spc.rules
                 events.append(Event("spc_limits", ts, site, line, machine, d.id,
                                     {**lim.to_dict(), "from_ns": ch.baseline_ts[0], "to_ns": ts}))
                 ch.baseline, ch.baseline_ts = [], []

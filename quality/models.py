@@ -128,7 +128,10 @@ def fit_anomaly(df: pl.DataFrame, sigs: list[str]) -> Optional[dict[str, Any]]:
     prec = np.linalg.pinv(mcd.covariance_ + 1e-6 * np.eye(len(sigs)))
     dz = z - loc
     d2 = np.einsum("ij,jk,ik->i", dz, prec, dz)
-    threshold = float(np.quantile(d2, QUANTILE))
+    # the threshold from the windows the robust fit kept (its support): the training hours
+    # hold faults too, and their distances must not raise the bar
+    support = d2[mcd.support_] if mcd.support_.any() else d2
+    threshold = float(np.quantile(support, QUANTILE))
     return {"kind": "anomaly", "signals": list(sigs), "norms": norms, "loc": loc.tolist(),
             "precision": prec.tolist(), "threshold": max(threshold, 1e-9), "windows": int(len(z))}
 

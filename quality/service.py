@@ -23,6 +23,7 @@ from quality.models import LiveModels, windows_frame
 log = logging.getLogger("gwanje.quality")
 
 RELOAD_EVERY_S = 30.0
+WAITING_RETRY_S = 600.0  # a class without a model yet is tried again this soon
 
 
 class QualityService:
@@ -117,6 +118,9 @@ class QualityService:
                 events.append(Event("quality_model", int(meta.get("trained_ns") or time.time_ns()), PLANT, "", "",
                                     f"{meta['kind']}:{meta['class']}", meta))
         self.last_training = {"at_ns": time.time_ns(), "results": metas}
+        if any(m.get("status") in ("waiting", "not_enough_data") for m in metas):
+            # a class still waits for its first model: try again soon, not in retrain_every_s
+            self._next_train = min(self._next_train, time.monotonic() + WAITING_RETRY_S)
         self.models.reload()
         return events
 
