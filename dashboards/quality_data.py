@@ -23,23 +23,13 @@ from alerts.lifecycle import AlarmState, from_event
 from gwanje.model import NS_PER_S, Event
 
 from dashboards.data import DataLayer
+from gwanje.spc import RULE_NAMES  # noqa: F401  (the page's rule names: one list with the alarms')
 
 H_NS = 3600 * NS_PER_S
 DEFAULT_HOURS = 8
 MAX_HOURS = 72
 MAX_ROWS = 500_000
 QUALITY_RULE_PREFIXES = ("spc.", "anomaly.", "risk.")
-RULE_NAMES = {
-    1: {"ko": "관리한계(3σ) 이탈", "en": "one point beyond 3σ"},
-    2: {"ko": "중심선 한쪽 9점 연속", "en": "nine points on one side of CL"},
-    3: {"ko": "6점 연속 상승/하강", "en": "six points steadily up or down"},
-    4: {"ko": "14점 교대 증감", "en": "fourteen points alternating"},
-    5: {"ko": "3점 중 2점 2σ 초과", "en": "two of three beyond 2σ"},
-    6: {"ko": "5점 중 4점 1σ 초과", "en": "four of five beyond 1σ"},
-    7: {"ko": "15점 연속 1σ 이내", "en": "fifteen points within 1σ"},
-    8: {"ko": "8점 연속 1σ 밖", "en": "eight points beyond 1σ"},
-    9: {"ko": "범위(R/MR) 관리한계 초과", "en": "range above its UCL"},
-}
 MachineKey = tuple[str, str, str]
 
 

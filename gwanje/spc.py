@@ -25,15 +25,15 @@ D4 = {2: 3.267, 3: 2.574, 4: 2.282, 5: 2.114, 6: 2.004, 7: 1.924, 8: 1.864, 9: 1
 A2 = {2: 1.880, 3: 1.023, 4: 0.729, 5: 0.577, 6: 0.483, 7: 0.419, 8: 0.373, 9: 0.337, 10: 0.308}
 
 RULE_NAMES: dict[int, dict[str, str]] = {
-    1: {"ko": "관리 한계 이탈", "en": "beyond 3σ"},
-    2: {"ko": "중심선 한쪽 9점 연속", "en": "9 in a row on one side"},
-    3: {"ko": "6점 연속 상승/하강", "en": "6 in a row trending"},
-    4: {"ko": "14점 교대 증감", "en": "14 alternating"},
-    5: {"ko": "3점 중 2점 2σ 밖", "en": "2 of 3 beyond 2σ"},
-    6: {"ko": "5점 중 4점 1σ 밖", "en": "4 of 5 beyond 1σ"},
-    7: {"ko": "15점 연속 1σ 안", "en": "15 in a row within 1σ"},
-    8: {"ko": "8점 연속 1σ 밖", "en": "8 in a row beyond 1σ"},
-    9: {"ko": "범위 관리 한계 이탈", "en": "range above its limit"},
+    1: {"ko": "관리한계(3σ) 이탈", "en": "one point beyond 3σ"},
+    2: {"ko": "중심선 한쪽 9점 연속", "en": "nine points on one side of CL"},
+    3: {"ko": "6점 연속 상승/하강", "en": "six points steadily up or down"},
+    4: {"ko": "14점 교대 증감", "en": "fourteen points alternating"},
+    5: {"ko": "3점 중 2점 2σ 초과", "en": "two of three beyond 2σ"},
+    6: {"ko": "5점 중 4점 1σ 초과", "en": "four of five beyond 1σ"},
+    7: {"ko": "15점 연속 1σ 이내", "en": "fifteen points within 1σ"},
+    8: {"ko": "8점 연속 1σ 밖", "en": "eight points beyond 1σ"},
+    9: {"ko": "범위(R/MR) 관리한계 초과", "en": "range above its UCL"},
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from gwanje.config import Config
 from gwanje.model import NS_PER_S, Sample
-from gwanje.quality import QualityDef, QualityMonitor
+from gwanje.quality import QualityMonitor
 
 PROCESS_FAULTS = ("tool_wear", "mold_temp_drift", "low_billet_temp", "die_wear")
 GRACE_NS = 10 * 60 * NS_PER_S

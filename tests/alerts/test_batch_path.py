@@ -148,7 +148,9 @@ def call(fn: Any, arg: Any, into: list[Any]) -> tuple[str, str]:
     return "ok", repr(got)
 
 
-@pytest.mark.parametrize("seed", range(4))
+# seeds whose random traffic raises every rule checked below (the traffic draws per signal: a
+# class that gains a signal changes the stream; seed 1 lost its melt-rate episode in issue 13)
+@pytest.mark.parametrize("seed", [0, 2, 3, 4])
 def test_columnar_and_per_sample_paths_agree(config, seed):
     rng = random.Random(seed)
     specs = machines(config)

@@ -67,8 +67,8 @@ def demo(opcua_server):
     sink = ListSink()
     col = OpcuaCollector(opcua_server.config, fast(opcua_server.endpoint, opcua_server.url), sink, NO_SECRETS)
     col.start()
-    # 88 configured signals, one missing on the server: 87 initial values
-    assert wait_for(lambda: len(sink.samples) >= 87), col.status()
+    # 92 configured signals, one missing on the server: 91 initial values
+    assert wait_for(lambda: len(sink.samples) >= 91), col.status()
     yield opcua_server, col, sink
     col.stop()
     assert not col.status().connected
@@ -77,14 +77,14 @@ def demo(opcua_server):
 def test_demo_endpoint_subscribes_its_opcua_machines_only(demo):
     server, col, sink = demo
     # changwon-1: forge-101..104 (11 signals each: 8 + the LOT's product, quantity and parents)
-    # + press-101..104 (11 each); the cnc lines are mqtt
-    assert len(col.signals) == 88
+    # + press-101..104 (12 each: the burr-height gauge too); the cnc lines are mqtt
+    assert len(col.signals) == 92
     machines = {s.machine for s in sink.samples}
     assert machines == {"forge-101", "forge-102", "forge-103", "forge-104",
                         "press-101", "press-102", "press-103", "press-104"}
     st = col.status()
     assert st.connected and st.kind == "opcua" and st.name == "opcua:changwon-1"
-    assert st.detail == "subscribed 87 of 88 signals"
+    assert st.detail == "subscribed 91 of 92 signals"
 
 
 def test_missing_node_counted_once_other_signals_of_machine_arrive(demo):
@@ -92,10 +92,10 @@ def test_missing_node_counted_once_other_signals_of_machine_arrive(demo):
     assert col.status().rejects.get("unknown_node") == 1
     assert MISSING_NODE.endswith("press-104.lot")
     assert sink.of("press-104", "lot") == []
-    # the machine's other ten signals are subscribed and delivered their initial values
+    # the machine's other eleven signals are subscribed and delivered their initial values
     assert {s.signal for s in sink.samples if s.machine == "press-104"} == {
         "state", "part_count_total", "part_count_good", "part_count_reject", "tonnage",
-        "strokes_per_min", "die_temp", "lot_product", "lot_qty", "lot_parents"}
+        "strokes_per_min", "die_temp", "burr_height", "lot_product", "lot_qty", "lot_parents"}
 
 
 def test_exact_value_and_source_timestamp(demo):

@@ -159,7 +159,7 @@ def test_data_layer_reads_a_real_store(plant_config, store):
     trends = layer.machine_trends(*CNC, window_s=900)
     # every numeric signal of the cnc class, and only those (no state, no lot)
     assert list(trends) == ["part_count_total", "part_count_good", "part_count_reject", "spindle_speed",
-                            "spindle_load", "feed_rate", "vibration", "cycle_time"]
+                            "spindle_load", "feed_rate", "vibration", "cycle_time", "bore_dia"]
     sp = trends["spindle_speed"]
     assert len(sp.y) == 60 and sp.y[0] == 0.0 and sp.y[-1] == 590.0
     # plant-local time: T0 is 07:13:20 in Seoul, the first point 59 s earlier

@@ -221,7 +221,7 @@ def test_empty_store_says_what_is_missing(plant_config, dash_server, browser, tm
         server = dash_server(app)
         with open_page(browser, server.url + "/quality?lang=en&hours=24") as page:
             page.wait_for_selector("#quality-models")
-            assert "baseline needs 30 parts" in page.inner_text("#spc-empty-bore_dia")
+            assert "baseline needs 25 subgroups of 5 parts" in page.inner_text("#spc-empty-bore_dia")
             assert "No quality windows yet" in page.inner_text("#quality-anomaly")
             assert "No quality alarms in the last 24 h" in page.inner_text("#quality-detections")
             assert "No model trained yet" in page.inner_text("#quality-models")

@@ -26,7 +26,7 @@ def test_pages_render_with_a_store_error_banner(dead_app):
     machine = dash.page_registry["dashboards.pages.machine"]["layout"](
         site="changwon-1", line="cnc-1", machine="cnc-101", lang="ko")
     assert text(by_class(machine, "gw-store-error")) == "저장소 응답 없음"
-    assert len(by_type(machine, "gw-trend")) == 8
+    assert len(by_type(machine, "gw-trend")) == 9  # the cnc class's numeric signals, bore_dia among them
 
 
 def test_refresh_callbacks_keep_the_last_view(dead_app):
