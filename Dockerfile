@@ -29,6 +29,8 @@ COPY simulator ./simulator
 COPY alerts ./alerts
 COPY dashboards ./dashboards
 COPY runtime ./runtime
+# quality AI: the models and the trainer collect starts as a child process (docs/quality.md)
+COPY quality ./quality
 COPY config ./config
 
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin gwanje \
