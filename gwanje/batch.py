@@ -21,7 +21,7 @@ No I/O, no threads: pure data.
 from __future__ import annotations
 
 import threading
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union, overload
 
 from gwanje.model import Quality, Sample, Value
@@ -264,6 +264,16 @@ def _quality(code: Any) -> Any:
     if type(code) is int and 0 <= code <= 2:
         return _QUALITIES[code]
     return code.value if type(code) is Garbage else code
+
+
+def selected(b: SampleBatch, wanted: Sequence[bool]) -> Iterator[tuple]:
+    """(machine key, signal, value, ts, bad) of the samples whose series id `wanted` marks
+    (a listener's per-SERIES-id filter, e.g. the LOT tracker's and the quality monitor's)."""
+    keys = SERIES.keys
+    q = b.quality
+    for i in compress(range(len(b.sid)), map(wanted.__getitem__, b.sid)):
+        k = keys[b.sid[i]]
+        yield k[:3], k[3], b.value[i], b.ts[i], q is not None and _quality(q[i]) == Quality.BAD
 
 
 def as_batch(samples: Union[SampleBatch, Sequence[Sample]]) -> SampleBatch:

@@ -26,10 +26,9 @@ import logging
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any, Iterable, Optional, Sequence
 
-from gwanje.batch import SERIES, SampleBatch, _quality
+from gwanje.batch import SERIES, SampleBatch, selected
 from gwanje.config import Config, MachineSpec
 from gwanje.counters import CounterTracker
 from gwanje.model import NS_PER_S, Event, Quality, Sample
@@ -591,13 +590,7 @@ def _codes(t: LotTracker) -> list[int]:
 def _relevant(samples: Sequence[Sample], t: LotTracker) -> Iterable[tuple]:
     """(machine key, signal, value, ts, bad) of the samples the tracker reads."""
     if isinstance(samples, SampleBatch):
-        b = samples
-        codes = _codes(t)
-        keys = SERIES.keys
-        q = b.quality
-        for i in compress(range(len(b.sid)), map(codes.__getitem__, b.sid)):
-            k = keys[b.sid[i]]
-            yield k[:3], k[3], b.value[i], b.ts[i], q is not None and _quality(q[i]) == Quality.BAD
+        yield from selected(samples, _codes(t))
         return
     for s in samples:
         m = t.machines.get((s.site, s.line, s.machine)) if isinstance(s, Sample) else None

@@ -17,13 +17,12 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any, Callable, Iterable, Literal, Optional, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gwanje import spc
-from gwanje.batch import SERIES, SampleBatch, _quality
+from gwanje.batch import SERIES, SampleBatch, selected
 from gwanje.config import Config, ConfigError, Id, MachineSpec, Names
 from gwanje.counters import CounterTracker
 from gwanje.model import NS_PER_S, Event, MachineState, Quality, Sample
@@ -372,13 +371,7 @@ class QualityMonitor:
 
     def _relevant(self, samples: Sequence[Sample]) -> Iterable[tuple]:
         if isinstance(samples, SampleBatch):
-            b = samples
-            codes = self._codes()
-            keys = SERIES.keys
-            q = b.quality
-            for i in compress(range(len(b.sid)), map(codes.__getitem__, b.sid)):
-                k = keys[b.sid[i]]
-                yield k[:3], k[3], b.value[i], b.ts[i], q is not None and _quality(q[i]) == Quality.BAD
+            yield from selected(samples, self._codes())
             return
         for s in samples:
             if not isinstance(s, Sample):
